@@ -1,0 +1,152 @@
+//! Content digests.
+//!
+//! Every blob the registry stores lives under its sha256, so a digest is kept
+//! as 32 raw bytes: it is the key of the hottest maps and sets, and a large
+//! registry has tens of millions of them. Digests of other algorithms are rare
+//! (a client may link a blob under `sha512`); the index keeps those aside and
+//! never deletes what they name.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use sha2::{Digest as _, Sha256};
+
+/// The only algorithm the registry stores blob data under.
+pub const SHA256: &str = "sha256";
+
+/// A sha256 content digest, `sha256:<64 lowercase hex>` as text.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// Parses the hex part as the registry writes it in paths: exactly 64
+    /// lowercase hex characters. Anything else is not a path the registry
+    /// would look up, so it is not accepted as a digest.
+    pub fn from_hex(hex_str: &str) -> Option<Digest> {
+        let bytes = hex_str.as_bytes();
+        if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(bytes, &mut out).ok()?;
+        Some(Digest(out))
+    }
+
+    /// Parses `sha256:<hex>`, the form of link files and manifest descriptors.
+    pub fn parse(text: &str) -> Option<Digest> {
+        text.strip_prefix("sha256:").and_then(Digest::from_hex)
+    }
+
+    /// The digest of `bytes`.
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// Wraps raw digest bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+
+    /// The 64-character lowercase hex form.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The two-character directory the registry shards blobs by.
+    pub fn shard(&self) -> String {
+        hex::encode(&self.0[..1])
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SHA256}:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Hash for Digest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // A digest is already uniformly distributed: eight of its bytes are a
+        // perfect hash, and hashing all 32 again would only cost time.
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
+
+/// Hasher for digest keys: passes the digest's own bytes through.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if something other than a `Digest` is hashed with this
+        // hasher; fold the bytes in so it still works.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+/// A set of digests with the pass-through hasher.
+pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;
+/// A map keyed by digests with the pass-through hasher.
+pub type DigestMap<V> = HashMap<Digest, V, BuildHasherDefault<DigestHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn of_bytes_matches_known_sha256_of_empty_input() {
+        assert_eq!(Digest::of_bytes(b"").hex(), EMPTY);
+    }
+
+    #[test]
+    fn parse_round_trips_through_display() {
+        let text = format!("sha256:{EMPTY}");
+        let digest = Digest::parse(&text).unwrap();
+        assert_eq!(digest.to_string(), text);
+        assert_eq!(digest.shard(), "e3");
+    }
+
+    #[test]
+    fn parse_rejects_what_the_registry_would_not_write() {
+        assert!(Digest::parse(EMPTY).is_none(), "missing algorithm");
+        assert!(
+            Digest::parse(&format!("sha256:{EMPTY}\n")).is_none(),
+            "trailing newline"
+        );
+        assert!(Digest::parse(&format!("sha256:{}", EMPTY.to_uppercase())).is_none());
+        assert!(Digest::parse(&format!("sha512:{EMPTY}")).is_none());
+        assert!(Digest::parse("sha256:abc").is_none());
+        assert!(Digest::parse("").is_none());
+        assert!(Digest::from_hex(&EMPTY.replace('e', "g")).is_none());
+    }
+
+    #[test]
+    fn digest_set_distinguishes_digests_sharing_a_prefix() {
+        let a = Digest::from_hex(&format!("{}{}", "0".repeat(16), "1".repeat(48))).unwrap();
+        let b = Digest::from_hex(&format!("{}{}", "0".repeat(16), "2".repeat(48))).unwrap();
+        let set: DigestSet = [a, b].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(&a) && set.contains(&b));
+    }
+}

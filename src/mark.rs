@@ -1,0 +1,309 @@
+//! Mark: which manifests are live in each repository, and which blobs are
+//! live anywhere.
+//!
+//! Roots, per repository: every tag's current manifest; every manifest in the
+//! history of a tag whose current link is unreadable; and, unless untagged
+//! manifests are being deleted, every manifest revision. From the roots,
+//! liveness flows through index children, recursively. When untagged
+//! manifests are deleted, a manifest whose `subject` is live in the same
+//! repository is live too (signatures and SBOMs follow their image).
+//!
+//! A blob is live when a live manifest of any repository is it, or references
+//! it (config, layers, schema1 `fsLayers`, artifact `blobs`), or is a schema1
+//! signature of a live revision. A `subject` is a back-reference: it does not
+//! keep its target alive.
+//!
+//! Damage is contained per repository: if any manifest a repository holds or
+//! reaches cannot be read, nothing in that repository is deleted and every
+//! blob it links stays, since the unreadable manifest might reference any of
+//! them.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+
+use rayon::prelude::*;
+
+use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::index::{Index, Repository};
+use crate::layout::Layout;
+use crate::manifest::{self, MAX_MANIFEST_BYTES, Manifest};
+use crate::progress::Task;
+use crate::warning::{Warning, WarningKind};
+
+/// A manifest as loaded from its blob: its references, or why it could not be read.
+pub type Loaded = Result<Manifest, String>;
+
+/// What marking decided.
+#[derive(Debug, Default)]
+pub struct Marking {
+    /// Per repository, in the order of [`Index::repositories`].
+    pub repositories: Vec<RepositoryMark>,
+    /// Blobs that stay.
+    pub live_blobs: DigestSet,
+    /// Damage found while reading manifests.
+    pub warnings: Vec<Warning>,
+    /// Manifests read.
+    pub manifests_read: usize,
+}
+
+/// Liveness within one repository.
+#[derive(Debug, Default)]
+pub struct RepositoryMark {
+    /// Manifests live in this repository (revisions or not).
+    pub live: DigestSet,
+    /// Nothing in this repository may be deleted (damage, or content
+    /// regsweep cannot follow).
+    pub kept_whole: bool,
+}
+
+impl RepositoryMark {
+    /// Whether `digest` is live in this repository.
+    pub fn is_live(&self, digest: &Digest) -> bool {
+        self.kept_whole || self.live.contains(digest)
+    }
+}
+
+/// Reads the manifest stored as blob `digest`: at most
+/// [`MAX_MANIFEST_BYTES`], never through a symbolic link, and checked against
+/// its digest, so a damaged blob cannot pass for a smaller manifest.
+pub fn load(layout: &Layout, index: &Index, digest: &Digest) -> Loaded {
+    match index.blob(digest) {
+        None => return Err("manifest blob is not in storage".into()),
+        Some(blob) if blob.data_size().is_none() => {
+            return Err("manifest blob has no data file".into());
+        }
+        Some(blob) if blob.bytes() > MAX_MANIFEST_BYTES => {
+            return Err(format!(
+                "manifest blob is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                blob.bytes()
+            ));
+        }
+        Some(_) => {}
+    }
+    let path = layout.blob_data(digest);
+    let size = index.blob(digest).map_or(0, |b| b.bytes());
+    let mut bytes = Vec::with_capacity(size as usize + 1);
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read manifest blob: {e}"))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(format!(
+            "manifest blob is over the {MAX_MANIFEST_BYTES}-byte limit"
+        ));
+    }
+    if Digest::of_bytes(&bytes) != *digest {
+        return Err("manifest blob content does not match its digest".into());
+    }
+    manifest::parse(&bytes).map_err(|e| e.to_string())
+}
+
+/// Manifests a repository holds or points at, before following children.
+fn repository_scope(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
+    let revisions = repo.revisions.iter().filter(|r| r.linked).map(|r| r.digest);
+    revisions.chain(tag_roots(repo))
+}
+
+/// Tag roots: current manifests, and the whole history of a tag whose
+/// current link could not be read.
+fn tag_roots(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
+    repo.tags.iter().flat_map(|tag| match tag.current {
+        Some(current) => vec![current],
+        None => tag.history.clone(),
+    })
+}
+
+/// Loads every manifest any repository holds or reaches, in parallel.
+fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded> {
+    let mut wanted: DigestSet = index
+        .repositories
+        .iter()
+        .flat_map(repository_scope)
+        .collect();
+    let mut loaded: DigestMap<Loaded> = DigestMap::default();
+    while !wanted.is_empty() {
+        let batch: Vec<(Digest, Loaded)> = wanted
+            .par_iter()
+            .map(|d| {
+                progress.inc(1);
+                (*d, load(layout, index, d))
+            })
+            .collect();
+        wanted = batch
+            .iter()
+            .filter_map(|(_, result)| result.as_ref().ok())
+            .flat_map(|m| m.children.iter().copied())
+            .collect();
+        loaded.extend(batch);
+        wanted.retain(|d| !loaded.contains_key(d));
+    }
+    loaded
+}
+
+/// Marks the index. `delete_untagged` makes only tags (and what they reach) roots.
+pub fn mark(layout: &Layout, index: &Index, delete_untagged: bool, progress: &Task) -> Marking {
+    let loaded = load_all(layout, index, progress);
+    let per_repo: Vec<(RepositoryMark, Vec<Warning>)> = index
+        .repositories
+        .par_iter()
+        .map(|repo| mark_repository(layout, repo, &loaded, delete_untagged))
+        .collect();
+    let mut warnings = Vec::new();
+    let mut repositories = Vec::with_capacity(per_repo.len());
+    for (mark, repo_warnings) in per_repo {
+        repositories.push(mark);
+        warnings.extend(repo_warnings);
+    }
+    let (live_blobs, missing) = live_blobs(index, &repositories, &loaded);
+    for (blob, manifest, repository) in missing {
+        warnings.push(Warning::new(
+            WarningKind::MissingBlob,
+            layout.blob_dir(&blob),
+            Some(&repository),
+            format!("live manifest {manifest} references blob {blob}, which is not in storage: the image is already broken"),
+        ));
+    }
+    Marking {
+        repositories,
+        live_blobs,
+        warnings,
+        manifests_read: loaded.len(),
+    }
+}
+
+/// Follows children from `start` within `loaded`; calls `visit` once per digest.
+fn closure(
+    start: impl IntoIterator<Item = Digest>,
+    loaded: &DigestMap<Loaded>,
+    mut visit: impl FnMut(&Digest, Option<&Loaded>) -> Vec<Digest>,
+) -> DigestSet {
+    let mut seen = DigestSet::default();
+    let mut stack: Vec<Digest> = start.into_iter().collect();
+    while let Some(digest) = stack.pop() {
+        if !seen.insert(digest) {
+            continue;
+        }
+        let entry = loaded.get(&digest);
+        if let Some(Ok(m)) = entry {
+            stack.extend(m.children.iter().copied());
+        }
+        stack.extend(visit(&digest, entry));
+    }
+    seen
+}
+
+fn mark_repository(
+    layout: &Layout,
+    repo: &Repository,
+    loaded: &DigestMap<Loaded>,
+    delete_untagged: bool,
+) -> (RepositoryMark, Vec<Warning>) {
+    let mut warnings = Vec::new();
+    let reach = closure(repository_scope(repo), loaded, |digest, entry| {
+        if let Some(Err(reason)) = entry {
+            warnings.push(Warning::new(
+                WarningKind::UnreadableManifest,
+                layout.blob_data(digest),
+                Some(&repo.name),
+                format!(
+                    "manifest {digest} in repository `{}` cannot be read ({reason}); keeping every manifest and blob link of the repository",
+                    repo.name
+                ),
+            ));
+        }
+        Vec::new()
+    });
+    if !warnings.is_empty() || repo.opaque {
+        let mut live = reach;
+        live.extend(repo.revisions.iter().map(|r| r.digest));
+        return (
+            RepositoryMark {
+                live,
+                kept_whole: true,
+            },
+            warnings,
+        );
+    }
+
+    let mut roots: Vec<Digest> = tag_roots(repo).collect();
+    let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
+    for revision in repo.revisions.iter().filter(|r| r.linked) {
+        if !delete_untagged {
+            roots.push(revision.digest);
+        } else if let Some(Ok(Manifest {
+            subject: Some(subject),
+            ..
+        })) = loaded.get(&revision.digest)
+        {
+            referrers.entry(*subject).or_default().push(revision.digest);
+        }
+    }
+    let live = closure(roots, loaded, |digest, _| {
+        referrers.get(digest).cloned().unwrap_or_default()
+    });
+    (
+        RepositoryMark {
+            live,
+            kept_whole: false,
+        },
+        warnings,
+    )
+}
+
+/// Blobs live anywhere, and the (blob, manifest, repository) references to
+/// blobs that are not in storage.
+fn live_blobs(
+    index: &Index,
+    marks: &[RepositoryMark],
+    loaded: &DigestMap<Loaded>,
+) -> (DigestSet, Vec<(Digest, Digest, String)>) {
+    type Acc = (DigestSet, Vec<(Digest, Digest, String)>);
+    let (mut live, mut missing) = index
+        .repositories
+        .par_iter()
+        .zip(marks)
+        .fold(
+            || (DigestSet::default(), Vec::new()),
+            |(mut live, mut missing): Acc, (repo, mark)| {
+                for digest in &mark.live {
+                    live.insert(*digest);
+                    let Some(Ok(m)) = loaded.get(digest) else {
+                        continue;
+                    };
+                    for blob in &m.blobs {
+                        live.insert(*blob);
+                        if index.blob(blob).is_none_or(|b| b.data_size().is_none())
+                            && !m.foreign.contains(blob)
+                        {
+                            missing.push((*blob, *digest, repo.name.clone()));
+                        }
+                    }
+                }
+                for revision in &repo.revisions {
+                    if mark.is_live(&revision.digest) {
+                        live.extend(revision.signatures.iter().copied());
+                    }
+                }
+                if mark.kept_whole {
+                    live.extend(repo.layer_links.iter().copied());
+                }
+                (live, missing)
+            },
+        )
+        .reduce(
+            || (DigestSet::default(), Vec::new()),
+            |(a, mut a_missing), (b, mut b_missing)| {
+                let (mut larger, smaller) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+                larger.extend(smaller);
+                a_missing.append(&mut b_missing);
+                (larger, a_missing)
+            },
+        );
+    live.extend(index.protected.iter().copied());
+    missing.sort_unstable_by_key(|m| (m.0, m.1));
+    missing.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    (live, missing)
+}

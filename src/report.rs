@@ -1,0 +1,358 @@
+//! The report: a summary for people, a stable JSON document for programs,
+//! and the verbose list of candidates.
+//!
+//! JSON field names are part of regsweep's interface (README, "JSON report");
+//! a change to them bumps [`REPORT_VERSION`].
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::index::Index;
+use crate::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
+use crate::sweep::{Failure, SweepOutcome};
+use crate::warning::Warning;
+
+/// Version of the JSON report's shape.
+pub const REPORT_VERSION: u32 = 1;
+
+/// How a run ended, as the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "i32")]
+pub enum ExitStatus {
+    /// Everything was read and everything planned was done.
+    Success = 0,
+    /// Finished, but something was kept because it could not be read, or
+    /// something could not be deleted, or the sweep was interrupted.
+    Warnings = 1,
+    /// Refused or failed before deleting anything.
+    Failed = 2,
+}
+
+impl From<ExitStatus> for i32 {
+    fn from(status: ExitStatus) -> i32 {
+        status as i32
+    }
+}
+
+/// One candidate, with names instead of indices.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateRecord {
+    /// `tag_index_entry`, `manifest`, `layer_link` or `blob`.
+    pub kind: &'static str,
+    /// The repository, except for blobs.
+    pub repository: Option<String>,
+    /// The tag, for tag index entries.
+    pub tag: Option<String>,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Blob size, for blobs and layer links.
+    pub bytes: Option<u64>,
+    /// Why it is garbage.
+    pub reason: String,
+}
+
+impl CandidateRecord {
+    /// Names `candidate` using `index`.
+    pub fn new(index: &Index, candidate: &Candidate) -> CandidateRecord {
+        let repo = candidate
+            .repository
+            .map(|r| &index.repositories[r as usize]);
+        CandidateRecord {
+            kind: candidate.kind.as_str(),
+            repository: repo.map(|r| r.name.clone()),
+            tag: repo
+                .zip(candidate.tag)
+                .map(|(r, t)| r.tags[t as usize].name.clone()),
+            digest: candidate.digest.to_string(),
+            bytes: candidate.bytes,
+            reason: candidate.reason.to_string(),
+        }
+    }
+}
+
+/// The whole report of a `gc` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// [`REPORT_VERSION`].
+    pub regsweep_report: u32,
+    /// The storage root (the directory holding `docker/registry/v2`).
+    pub storage_root: PathBuf,
+    /// Nothing was deleted on purpose.
+    pub dry_run: bool,
+    /// Untagged manifests were garbage.
+    pub delete_untagged: bool,
+    /// The registry as indexed.
+    pub before: Counts,
+    /// After the sweep; for a dry run, what it would be.
+    pub after: Counts,
+    /// What the plan reclaims.
+    pub reclaimable: Reclaim,
+    /// What was deleted (zero for a dry run).
+    pub deleted: Reclaim,
+    /// Repositories with something reclaimable, most bytes first.
+    pub repositories: Vec<RepositoryReclaim>,
+    /// Everything the plan deletes, in sweep order.
+    pub candidates: Vec<CandidateRecord>,
+    /// Damage found, and what was kept because of it.
+    pub warnings: Vec<Warning>,
+    /// What could not be deleted.
+    pub failures: Vec<Failure>,
+    /// The sweep stopped before the end of the plan.
+    pub interrupted: bool,
+    /// The process exit code.
+    pub exit_code: ExitStatus,
+}
+
+impl Report {
+    /// The report of a run; `outcome` is `None` for a dry run or a run that
+    /// was declined.
+    pub fn new(
+        storage_root: PathBuf,
+        delete_untagged: bool,
+        index: &Index,
+        plan: &Plan,
+        warnings: Vec<Warning>,
+        outcome: Option<SweepOutcome>,
+    ) -> Report {
+        let dry_run = outcome.is_none();
+        let (after, deleted, failures, interrupted) = match outcome {
+            Some(o) => (
+                plan.after(|i| o.gone[i]),
+                o.deleted,
+                o.failures,
+                o.interrupted,
+            ),
+            None => (plan.after(|_| true), Reclaim::default(), Vec::new(), false),
+        };
+        let exit_code = if warnings.is_empty() && failures.is_empty() && !interrupted {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Warnings
+        };
+        Report {
+            regsweep_report: REPORT_VERSION,
+            storage_root,
+            dry_run,
+            delete_untagged,
+            before: plan.before,
+            after,
+            reclaimable: plan.reclaimable,
+            deleted,
+            repositories: plan.repositories.clone(),
+            candidates: plan
+                .candidates
+                .iter()
+                .map(|c| CandidateRecord::new(index, c))
+                .collect(),
+            warnings,
+            failures,
+            interrupted,
+            exit_code,
+        }
+    }
+
+    /// Writes the JSON document, one line.
+    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        writeln!(out)
+    }
+
+    /// Writes one line per candidate: kind, repository, tag, digest, bytes, reason; tab-separated.
+    pub fn write_candidates(&self, out: &mut impl Write) -> io::Result<()> {
+        for c in &self.candidates {
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                c.kind,
+                c.repository.as_deref().unwrap_or("-"),
+                c.tag.as_deref().unwrap_or("-"),
+                c.digest,
+                c.bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                c.reason
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes the summary table and the largest repositories.
+    pub fn write_summary(&self, out: &mut impl Write, top: usize) -> io::Result<()> {
+        let mode = match (self.dry_run, self.delete_untagged) {
+            (true, false) => "dry run; untagged manifests kept",
+            (true, true) => "dry run; untagged manifests deleted",
+            (false, false) => "untagged manifests kept",
+            (false, true) => "untagged manifests deleted",
+        };
+        writeln!(out, "regsweep gc {} ({mode})", self.storage_root.display())?;
+        writeln!(out)?;
+        let third = if self.dry_run {
+            "reclaimable"
+        } else {
+            "deleted"
+        };
+        writeln!(
+            out,
+            "{:<18}{:>14}{:>14}{:>14}",
+            "", "before", "after", third
+        )?;
+        let (b, a) = (&self.before, &self.after);
+        let changed = if self.dry_run {
+            &self.reclaimable
+        } else {
+            &self.deleted
+        };
+        let n = |v: u64| v.to_string();
+        let rows: [(&str, String, String, String); 9] = [
+            (
+                "repositories",
+                n(b.repositories),
+                n(a.repositories),
+                String::new(),
+            ),
+            ("tags", n(b.tags), n(a.tags), String::new()),
+            (
+                "manifests",
+                n(b.manifests),
+                n(a.manifests),
+                n(b.manifests - a.manifests),
+            ),
+            (
+                "  tagged",
+                n(b.tagged_manifests),
+                n(a.tagged_manifests),
+                String::new(),
+            ),
+            (
+                "  untagged",
+                n(b.untagged_manifests),
+                n(a.untagged_manifests),
+                n(b.untagged_manifests - a.untagged_manifests),
+            ),
+            (
+                "layer links",
+                n(b.layer_links),
+                n(a.layer_links),
+                n(changed.layer_links),
+            ),
+            ("blobs", n(b.blobs), n(a.blobs), n(changed.blobs)),
+            (
+                "blob bytes",
+                human_bytes(b.blob_bytes),
+                human_bytes(a.blob_bytes),
+                human_bytes(changed.bytes),
+            ),
+            ("uploads", n(b.uploads), n(a.uploads), String::new()),
+        ];
+        for (label, before, after, delta) in rows {
+            writeln!(out, "{label:<18}{before:>14}{after:>14}{delta:>14}")?;
+        }
+        if changed.tag_index_entries > 0 {
+            writeln!(
+                out,
+                "{:<18}{:>42}",
+                "tag history", changed.tag_index_entries
+            )?;
+        }
+        if !self.repositories.is_empty() {
+            writeln!(out)?;
+            writeln!(out, "Reclaimable by repository (largest first):")?;
+            for r in self.repositories.iter().take(top) {
+                writeln!(
+                    out,
+                    "  {:<40} {:>6} manifests {:>7} blobs {:>12}",
+                    r.name,
+                    r.manifests,
+                    r.blobs,
+                    human_bytes(r.bytes)
+                )?;
+            }
+            if self.repositories.len() > top {
+                writeln!(
+                    out,
+                    "  … and {} more (see -v or --json)",
+                    self.repositories.len() - top
+                )?;
+            }
+        }
+        writeln!(out)?;
+        let r = &self.reclaimable;
+        if self.dry_run {
+            if r.is_empty() {
+                writeln!(out, "Dry run: nothing to reclaim.")?;
+            } else {
+                writeln!(
+                    out,
+                    "Dry run: nothing deleted. A sweep would remove {} manifests, {} tag history entries, {} layer links and {} blobs ({}).",
+                    r.manifests,
+                    r.tag_index_entries,
+                    r.layer_links,
+                    r.blobs,
+                    human_bytes(r.bytes)
+                )?;
+            }
+        } else {
+            let d = &self.deleted;
+            if r.is_empty() {
+                writeln!(out, "Nothing to delete.")?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "Deleted {} manifests, {} tag history entries, {} layer links and {} blobs ({}).",
+                d.manifests,
+                d.tag_index_entries,
+                d.layer_links,
+                d.blobs,
+                human_bytes(d.bytes)
+            )?;
+            if self.interrupted {
+                writeln!(
+                    out,
+                    "The sweep was interrupted; the registry is consistent, and a re-run finishes it."
+                )?;
+            }
+            if !r.is_empty() || !d.is_empty() {
+                writeln!(
+                    out,
+                    "Restart the registry so its blob cache forgets deleted blobs."
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes in IEC units: `512 B`, `1.5 KiB`, `3.0 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_uses_iec_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn exit_status_serializes_as_its_code() {
+        assert_eq!(serde_json::to_string(&ExitStatus::Warnings).unwrap(), "1");
+    }
+}

@@ -1,0 +1,69 @@
+//! Damage found during a run. A warning never stops the run: it explains what
+//! regsweep kept, and why, and it makes the exit code say "finished with
+//! warnings".
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// What kind of damage or oddity was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// A revision or layer link is unreadable or does not hold the digest of
+    /// its path; the digest in the path is used.
+    InvalidLink,
+    /// A tag's `current/link` is missing, unreadable or invalid; every
+    /// manifest in the tag's history is kept.
+    InvalidTagLink,
+    /// A manifest is missing, unreadable, too large, not valid, or of an
+    /// unknown kind; everything in its repository is kept.
+    UnreadableManifest,
+    /// A live manifest references a blob that is not in storage (the image is
+    /// already broken; nothing is deleted because of it).
+    MissingBlob,
+    /// Something in the tree that the registry does not write there; kept.
+    UnexpectedEntry,
+    /// A symbolic link; never followed, never deleted.
+    Symlink,
+    /// A digest algorithm other than sha256 that regsweep does not follow;
+    /// what it names is kept.
+    UnsupportedDigest,
+}
+
+/// One warning, naming the path at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// What kind of damage.
+    pub kind: WarningKind,
+    /// The file or directory at fault.
+    pub path: PathBuf,
+    /// The repository it belongs to, when it belongs to one.
+    pub repository: Option<String>,
+    /// What is wrong and what regsweep did about it.
+    pub message: String,
+}
+
+impl Warning {
+    /// A warning about `path`.
+    pub fn new(
+        kind: WarningKind,
+        path: impl Into<PathBuf>,
+        repository: Option<&str>,
+        message: impl Into<String>,
+    ) -> Warning {
+        Warning {
+            kind,
+            path: path.into(),
+            repository: repository.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
