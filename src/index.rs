@@ -112,13 +112,22 @@ pub struct Index {
     pub files: u64,
 }
 
+/// Position of a blob in [`Index::blobs`]: four bytes instead of a 32-byte
+/// digest wherever a reference to a stored blob is kept.
+pub type BlobId = u32;
+
 impl Index {
-    /// The blob with `digest`, if it is in storage.
-    pub fn blob(&self, digest: &Digest) -> Option<&Blob> {
+    /// The position of the blob with `digest`, if it is in storage.
+    pub fn blob_id(&self, digest: &Digest) -> Option<BlobId> {
         self.blobs
             .binary_search_by(|b| b.digest.cmp(digest))
             .ok()
-            .map(|i| &self.blobs[i])
+            .map(|i| i as BlobId)
+    }
+
+    /// The blob with `digest`, if it is in storage.
+    pub fn blob(&self, digest: &Digest) -> Option<&Blob> {
+        self.blob_id(digest).map(|i| &self.blobs[i as usize])
     }
 }
 

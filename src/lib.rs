@@ -133,7 +133,7 @@ impl Collector {
     }
 
     /// The report of a run; `outcome` is `None` when nothing was swept.
-    pub fn report(&self, planned: &Planned, outcome: Option<SweepOutcome>) -> Report {
+    pub fn report<'a>(&self, planned: &'a Planned, outcome: Option<SweepOutcome>) -> Report<'a> {
         Report::new(
             self.config.layout.root().to_path_buf(),
             self.config.delete_untagged,

@@ -17,6 +17,9 @@
 //! reaches cannot be read, nothing in that repository is deleted and every
 //! blob it links stays, since the unreadable manifest might reference any of
 //! them.
+//!
+//! Memory: a loaded manifest keeps its stored references as [`BlobId`]s, and
+//! blob liveness is one bit per stored blob.
 
 use std::fs;
 use std::io::Read;
@@ -25,14 +28,79 @@ use std::os::unix::fs::OpenOptionsExt;
 use rayon::prelude::*;
 
 use crate::digest::{Digest, DigestMap, DigestSet};
-use crate::index::{Index, Repository};
+use crate::index::{BlobId, Index, Repository};
 use crate::layout::Layout;
-use crate::manifest::{self, MAX_MANIFEST_BYTES, Manifest};
+use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::progress::Task;
 use crate::warning::{Warning, WarningKind};
 
+/// The references of a loaded manifest, resolved against the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refs {
+    /// Referenced blobs that are in storage.
+    pub stored: Box<[BlobId]>,
+    /// Referenced blobs that are not in storage, each with whether it is a
+    /// foreign layer (which need not be).
+    pub absent: Box<[(Digest, bool)]>,
+    /// Child manifests.
+    pub children: Box<[Digest]>,
+    /// The manifest this one is about.
+    pub subject: Option<Digest>,
+}
+
 /// A manifest as loaded from its blob: its references, or why it could not be read.
-pub type Loaded = Result<Manifest, String>;
+pub type Loaded = Result<Refs, String>;
+
+/// Which blobs are live: a bit per stored blob, and a set for referenced
+/// digests that are not in storage.
+#[derive(Debug, Clone, Default)]
+pub struct LiveBlobs {
+    bits: Vec<u64>,
+    absent: DigestSet,
+}
+
+impl LiveBlobs {
+    fn new(blobs: usize) -> LiveBlobs {
+        LiveBlobs {
+            bits: vec![0; blobs.div_ceil(64)],
+            absent: DigestSet::default(),
+        }
+    }
+
+    fn set(&mut self, id: BlobId) {
+        self.bits[id as usize / 64] |= 1 << (id % 64);
+    }
+
+    fn insert(&mut self, index: &Index, digest: Digest) {
+        match index.blob_id(&digest) {
+            Some(id) => self.set(id),
+            None => {
+                self.absent.insert(digest);
+            }
+        }
+    }
+
+    fn union(mut self, other: LiveBlobs) -> LiveBlobs {
+        for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+            *a |= b;
+        }
+        self.absent.extend(other.absent);
+        self
+    }
+
+    /// Whether the stored blob `id` is live.
+    pub fn contains_id(&self, id: BlobId) -> bool {
+        self.bits[id as usize / 64] & (1 << (id % 64)) != 0
+    }
+
+    /// Whether `digest` is live, stored or not.
+    pub fn contains(&self, index: &Index, digest: &Digest) -> bool {
+        match index.blob_id(digest) {
+            Some(id) => self.contains_id(id),
+            None => self.absent.contains(digest),
+        }
+    }
+}
 
 /// What marking decided.
 #[derive(Debug, Default)]
@@ -40,7 +108,7 @@ pub struct Marking {
     /// Per repository, in the order of [`Index::repositories`].
     pub repositories: Vec<RepositoryMark>,
     /// Blobs that stay.
-    pub live_blobs: DigestSet,
+    pub live_blobs: LiveBlobs,
     /// Damage found while reading manifests.
     pub warnings: Vec<Warning>,
     /// Manifests read.
@@ -68,26 +136,21 @@ impl RepositoryMark {
 /// [`MAX_MANIFEST_BYTES`], never through a symbolic link, and checked against
 /// its digest, so a damaged blob cannot pass for a smaller manifest.
 pub fn load(layout: &Layout, index: &Index, digest: &Digest) -> Loaded {
-    match index.blob(digest) {
+    let size = match index.blob(digest).map(|b| b.data_size()) {
         None => return Err("manifest blob is not in storage".into()),
-        Some(blob) if blob.data_size().is_none() => {
-            return Err("manifest blob has no data file".into());
-        }
-        Some(blob) if blob.bytes() > MAX_MANIFEST_BYTES => {
+        Some(None) => return Err("manifest blob has no data file".into()),
+        Some(Some(size)) if size > MAX_MANIFEST_BYTES => {
             return Err(format!(
-                "manifest blob is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
-                blob.bytes()
+                "manifest blob is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"
             ));
         }
-        Some(_) => {}
-    }
-    let path = layout.blob_data(digest);
-    let size = index.blob(digest).map_or(0, |b| b.bytes());
+        Some(Some(size)) => size,
+    };
     let mut bytes = Vec::with_capacity(size as usize + 1);
     fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
+        .open(layout.blob_data(digest))
         .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|e| format!("cannot read manifest blob: {e}"))?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
@@ -98,7 +161,21 @@ pub fn load(layout: &Layout, index: &Index, digest: &Digest) -> Loaded {
     if Digest::of_bytes(&bytes) != *digest {
         return Err("manifest blob content does not match its digest".into());
     }
-    manifest::parse(&bytes).map_err(|e| e.to_string())
+    let manifest = manifest::parse(&bytes).map_err(|e| e.to_string())?;
+    let mut stored = Vec::with_capacity(manifest.blobs.len());
+    let mut absent = Vec::new();
+    for blob in manifest.blobs {
+        match index.blob_id(&blob) {
+            Some(id) => stored.push(id),
+            None => absent.push((blob, manifest.foreign.contains(&blob))),
+        }
+    }
+    Ok(Refs {
+        stored: stored.into(),
+        absent: absent.into(),
+        children: manifest.children.into(),
+        subject: manifest.subject,
+    })
 }
 
 /// Manifests a repository holds or points at, before following children.
@@ -110,9 +187,12 @@ fn repository_scope(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
 /// Tag roots: current manifests, and the whole history of a tag whose
 /// current link could not be read.
 fn tag_roots(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
-    repo.tags.iter().flat_map(|tag| match tag.current {
-        Some(current) => vec![current],
-        None => tag.history.clone(),
+    repo.tags.iter().flat_map(|tag| {
+        let history: &[Digest] = match tag.current {
+            Some(_) => &[],
+            None => &tag.history,
+        };
+        tag.current.into_iter().chain(history.iter().copied())
     })
 }
 
@@ -135,7 +215,7 @@ fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded
         wanted = batch
             .iter()
             .filter_map(|(_, result)| result.as_ref().ok())
-            .flat_map(|m| m.children.iter().copied())
+            .flat_map(|refs| refs.children.iter().copied())
             .collect();
         loaded.extend(batch);
         wanted.retain(|d| !loaded.contains_key(d));
@@ -174,7 +254,8 @@ pub fn mark(layout: &Layout, index: &Index, delete_untagged: bool, progress: &Ta
     }
 }
 
-/// Follows children from `start` within `loaded`; calls `visit` once per digest.
+/// Follows children from `start` within `loaded`; `visit` sees each digest
+/// once and may name more digests to follow.
 fn closure(
     start: impl IntoIterator<Item = Digest>,
     loaded: &DigestMap<Loaded>,
@@ -187,8 +268,8 @@ fn closure(
             continue;
         }
         let entry = loaded.get(&digest);
-        if let Some(Ok(m)) = entry {
-            stack.extend(m.children.iter().copied());
+        if let Some(Ok(refs)) = entry {
+            stack.extend(refs.children.iter().copied());
         }
         stack.extend(visit(&digest, entry));
     }
@@ -233,7 +314,7 @@ fn mark_repository(
     for revision in repo.revisions.iter().filter(|r| r.linked) {
         if !delete_untagged {
             roots.push(revision.digest);
-        } else if let Some(Ok(Manifest {
+        } else if let Some(Ok(Refs {
             subject: Some(subject),
             ..
         })) = loaded.get(&revision.digest)
@@ -253,56 +334,55 @@ fn mark_repository(
     )
 }
 
-/// Blobs live anywhere, and the (blob, manifest, repository) references to
-/// blobs that are not in storage.
+/// A reference from a live manifest to a blob that is not in storage:
+/// (blob, manifest, repository).
+type Missing = (Digest, Digest, String);
+
+/// Blobs live anywhere, and the references of live manifests to blobs that
+/// are not in storage.
 fn live_blobs(
     index: &Index,
     marks: &[RepositoryMark],
     loaded: &DigestMap<Loaded>,
-) -> (DigestSet, Vec<(Digest, Digest, String)>) {
-    type Acc = (DigestSet, Vec<(Digest, Digest, String)>);
+) -> (LiveBlobs, Vec<Missing>) {
+    let empty = || (LiveBlobs::new(index.blobs.len()), Vec::new());
     let (mut live, mut missing) = index
         .repositories
         .par_iter()
         .zip(marks)
-        .fold(
-            || (DigestSet::default(), Vec::new()),
-            |(mut live, mut missing): Acc, (repo, mark)| {
-                for digest in &mark.live {
-                    live.insert(*digest);
-                    let Some(Ok(m)) = loaded.get(digest) else {
-                        continue;
-                    };
-                    for blob in &m.blobs {
-                        live.insert(*blob);
-                        if index.blob(blob).is_none_or(|b| b.data_size().is_none())
-                            && !m.foreign.contains(blob)
-                        {
-                            missing.push((*blob, *digest, repo.name.clone()));
-                        }
+        .fold(empty, |(mut live, mut missing), (repo, mark)| {
+            for digest in &mark.live {
+                live.insert(index, *digest);
+                let Some(Ok(refs)) = loaded.get(digest) else {
+                    continue;
+                };
+                refs.stored.iter().for_each(|id| live.set(*id));
+                for (blob, foreign) in refs.absent.iter() {
+                    live.absent.insert(*blob);
+                    if !foreign {
+                        missing.push((*blob, *digest, repo.name.clone()));
                     }
                 }
-                for revision in &repo.revisions {
-                    if mark.is_live(&revision.digest) {
-                        live.extend(revision.signatures.iter().copied());
-                    }
+            }
+            for revision in repo.revisions.iter().filter(|r| mark.is_live(&r.digest)) {
+                for signature in &revision.signatures {
+                    live.insert(index, *signature);
                 }
-                if mark.kept_whole {
-                    live.extend(repo.layer_links.iter().copied());
+            }
+            if mark.kept_whole {
+                for link in &repo.layer_links {
+                    live.insert(index, *link);
                 }
-                (live, missing)
-            },
-        )
-        .reduce(
-            || (DigestSet::default(), Vec::new()),
-            |(a, mut a_missing), (b, mut b_missing)| {
-                let (mut larger, smaller) = if a.len() >= b.len() { (a, b) } else { (b, a) };
-                larger.extend(smaller);
-                a_missing.append(&mut b_missing);
-                (larger, a_missing)
-            },
-        );
-    live.extend(index.protected.iter().copied());
+            }
+            (live, missing)
+        })
+        .reduce(empty, |(a, mut a_missing), (b, mut b_missing)| {
+            a_missing.append(&mut b_missing);
+            (a.union(b), a_missing)
+        });
+    for digest in &index.protected {
+        live.insert(index, *digest);
+    }
     missing.sort_unstable_by_key(|m| (m.0, m.1));
     missing.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     (live, missing)

@@ -1,12 +1,10 @@
 //! Plan: the list of what a sweep deletes, each with the reason it is
 //! garbage, in the order the sweep deletes it; and the counts before and after.
 
-use std::fmt;
-
 use serde::Serialize;
 
 use crate::digest::{Digest, DigestSet};
-use crate::index::Index;
+use crate::index::{BlobId, Index};
 use crate::mark::Marking;
 
 /// What a candidate is. The order is the sweep order: each step only removes
@@ -58,15 +56,16 @@ pub enum Reason {
     UnreferencedBlob,
 }
 
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Reason {
+    /// The reason in words, for listings and JSON.
+    pub fn describe(&self) -> &'static str {
+        match self {
             Reason::UntaggedManifest => {
                 "untagged manifest: no tag, index or live subject reaches it"
             }
             Reason::DeletedManifest => "manifest was deleted: its revision link is gone",
             Reason::UnreferencedBlob => "no live manifest in any repository references the blob",
-        })
+        }
     }
 }
 
@@ -219,7 +218,7 @@ impl Plan {
                 }
                 for revision in repo.revisions.iter().filter(|r| !mark.is_live(&r.digest)) {
                     reclaim.manifests += 1;
-                    if !marking.live_blobs.contains(&revision.digest)
+                    if !marking.live_blobs.contains(index, &revision.digest)
                         && index.blob(&revision.digest).is_some()
                     {
                         dead_blobs.insert(revision.digest);
@@ -241,7 +240,7 @@ impl Plan {
             for digest in repo
                 .layer_links
                 .iter()
-                .filter(|d| !marking.live_blobs.contains(d))
+                .filter(|d| !marking.live_blobs.contains(index, d))
             {
                 reclaim.layer_links += 1;
                 if index.blob(digest).is_some() {
@@ -264,11 +263,10 @@ impl Plan {
                 repositories.push(reclaim);
             }
         }
-        for blob in index
-            .blobs
-            .iter()
-            .filter(|b| !marking.live_blobs.contains(&b.digest))
-        {
+        for (id, blob) in index.blobs.iter().enumerate() {
+            if marking.live_blobs.contains_id(id as BlobId) {
+                continue;
+            }
             candidates.push(Candidate {
                 kind: CandidateKind::Blob,
                 repository: None,

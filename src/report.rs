@@ -4,11 +4,13 @@
 //! JSON field names are part of regsweep's interface (README, "JSON report");
 //! a change to them bumps [`REPORT_VERSION`].
 
+use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
+use crate::digest::Digest;
 use crate::index::Index;
 use crate::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
 use crate::sweep::{Failure, SweepOutcome};
@@ -36,45 +38,85 @@ impl From<ExitStatus> for i32 {
     }
 }
 
-/// One candidate, with names instead of indices.
+/// One candidate, with names instead of indices, borrowed from the index.
 #[derive(Debug, Clone, Serialize)]
-pub struct CandidateRecord {
+pub struct CandidateRecord<'a> {
     /// `tag_index_entry`, `manifest`, `layer_link` or `blob`.
     pub kind: &'static str,
     /// The repository, except for blobs.
-    pub repository: Option<String>,
+    pub repository: Option<&'a str>,
     /// The tag, for tag index entries.
-    pub tag: Option<String>,
+    pub tag: Option<&'a str>,
     /// `sha256:<hex>`.
-    pub digest: String,
+    #[serde(serialize_with = "serialize_display")]
+    pub digest: Digest,
     /// Blob size, for blobs and layer links.
     pub bytes: Option<u64>,
     /// Why it is garbage.
-    pub reason: String,
+    pub reason: &'static str,
 }
 
-impl CandidateRecord {
+fn serialize_display<S: Serializer>(value: &impl fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+impl<'a> CandidateRecord<'a> {
     /// Names `candidate` using `index`.
-    pub fn new(index: &Index, candidate: &Candidate) -> CandidateRecord {
+    pub fn new(index: &'a Index, candidate: &Candidate) -> CandidateRecord<'a> {
         let repo = candidate
             .repository
             .map(|r| &index.repositories[r as usize]);
         CandidateRecord {
             kind: candidate.kind.as_str(),
-            repository: repo.map(|r| r.name.clone()),
+            repository: repo.map(|r| r.name.as_str()),
             tag: repo
                 .zip(candidate.tag)
-                .map(|(r, t)| r.tags[t as usize].name.clone()),
-            digest: candidate.digest.to_string(),
+                .map(|(r, t)| r.tags[t as usize].name.as_str()),
+            digest: candidate.digest,
             bytes: candidate.bytes,
-            reason: candidate.reason.to_string(),
+            reason: candidate.reason.describe(),
         }
+    }
+}
+
+/// The plan's candidates, named on the fly: a plan can list millions, and
+/// the report should not hold a string copy of each.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidates<'a> {
+    index: &'a Index,
+    plan: &'a Plan,
+}
+
+impl<'a> Candidates<'a> {
+    /// Every candidate of `plan`, in sweep order.
+    pub fn iter(&self) -> impl Iterator<Item = CandidateRecord<'a>> + 'a {
+        let index = self.index;
+        self.plan
+            .candidates
+            .iter()
+            .map(move |c| CandidateRecord::new(index, c))
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.plan.candidates.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.plan.candidates.is_empty()
+    }
+}
+
+impl Serialize for Candidates<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
     }
 }
 
 /// The whole report of a `gc` run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct Report<'a> {
     /// [`REPORT_VERSION`].
     pub regsweep_report: u32,
     /// The storage root (the directory holding `docker/registry/v2`).
@@ -94,7 +136,7 @@ pub struct Report {
     /// Repositories with something reclaimable, most bytes first.
     pub repositories: Vec<RepositoryReclaim>,
     /// Everything the plan deletes, in sweep order.
-    pub candidates: Vec<CandidateRecord>,
+    pub candidates: Candidates<'a>,
     /// Damage found, and what was kept because of it.
     pub warnings: Vec<Warning>,
     /// What could not be deleted.
@@ -105,17 +147,17 @@ pub struct Report {
     pub exit_code: ExitStatus,
 }
 
-impl Report {
+impl<'a> Report<'a> {
     /// The report of a run; `outcome` is `None` for a dry run or a run that
     /// was declined.
     pub fn new(
         storage_root: PathBuf,
         delete_untagged: bool,
-        index: &Index,
-        plan: &Plan,
+        index: &'a Index,
+        plan: &'a Plan,
         warnings: Vec<Warning>,
         outcome: Option<SweepOutcome>,
-    ) -> Report {
+    ) -> Report<'a> {
         let dry_run = outcome.is_none();
         let (after, deleted, failures, interrupted) = match outcome {
             Some(o) => (
@@ -141,11 +183,7 @@ impl Report {
             reclaimable: plan.reclaimable,
             deleted,
             repositories: plan.repositories.clone(),
-            candidates: plan
-                .candidates
-                .iter()
-                .map(|c| CandidateRecord::new(index, c))
-                .collect(),
+            candidates: Candidates { index, plan },
             warnings,
             failures,
             interrupted,
@@ -161,13 +199,13 @@ impl Report {
 
     /// Writes one line per candidate: kind, repository, tag, digest, bytes, reason; tab-separated.
     pub fn write_candidates(&self, out: &mut impl Write) -> io::Result<()> {
-        for c in &self.candidates {
+        for c in self.candidates.iter() {
             writeln!(
                 out,
                 "{}\t{}\t{}\t{}\t{}\t{}",
                 c.kind,
-                c.repository.as_deref().unwrap_or("-"),
-                c.tag.as_deref().unwrap_or("-"),
+                c.repository.unwrap_or("-"),
+                c.tag.unwrap_or("-"),
                 c.digest,
                 c.bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
                 c.reason
