@@ -226,10 +226,20 @@ fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded
 /// Marks the index. `delete_untagged` makes only tags (and what they reach) roots.
 pub fn mark(layout: &Layout, index: &Index, delete_untagged: bool, progress: &Task) -> Marking {
     let loaded = load_all(layout, index, progress);
+    mark_loaded(layout, index, &loaded, delete_untagged)
+}
+
+/// Marks the index given every manifest it reaches, already loaded.
+pub fn mark_loaded(
+    layout: &Layout,
+    index: &Index,
+    loaded: &DigestMap<Loaded>,
+    delete_untagged: bool,
+) -> Marking {
     let per_repo: Vec<(RepositoryMark, Vec<Warning>)> = index
         .repositories
         .par_iter()
-        .map(|repo| mark_repository(layout, repo, &loaded, delete_untagged))
+        .map(|repo| mark_repository(layout, repo, loaded, delete_untagged))
         .collect();
     let mut warnings = Vec::new();
     let mut repositories = Vec::with_capacity(per_repo.len());
@@ -237,7 +247,7 @@ pub fn mark(layout: &Layout, index: &Index, delete_untagged: bool, progress: &Ta
         repositories.push(mark);
         warnings.extend(repo_warnings);
     }
-    let (live_blobs, missing) = live_blobs(index, &repositories, &loaded);
+    let (live_blobs, missing) = live_blobs(index, &repositories, loaded);
     for (blob, manifest, repository) in missing {
         warnings.push(Warning::new(
             WarningKind::MissingBlob,
@@ -386,4 +396,249 @@ fn live_blobs(
     missing.sort_unstable_by_key(|m| (m.0, m.1));
     missing.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     (live, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Blob, Revision, Tag};
+
+    fn d(n: u8) -> Digest {
+        Digest::from_bytes([n; 32])
+    }
+
+    /// An index over blobs 1..=40 and the given repositories.
+    fn index(repositories: Vec<Repository>) -> Index {
+        Index {
+            blobs: (1..=40)
+                .map(|n| Blob::new(d(n), Some(u64::from(n))))
+                .collect(),
+            repositories,
+            ..Index::default()
+        }
+    }
+
+    fn repo(name: &str, revisions: &[u8], tags: &[(&str, Option<u8>, &[u8])]) -> Repository {
+        Repository {
+            name: name.into(),
+            revisions: revisions
+                .iter()
+                .map(|n| Revision {
+                    digest: d(*n),
+                    linked: true,
+                    signatures: Vec::new(),
+                })
+                .collect(),
+            tags: tags
+                .iter()
+                .map(|(name, current, history)| Tag {
+                    name: (*name).into(),
+                    current: current.map(d),
+                    history: history.iter().map(|n| d(*n)).collect(),
+                })
+                .collect(),
+            ..Repository::default()
+        }
+    }
+
+    fn image(index: &Index, blobs: &[u8]) -> Loaded {
+        Ok(Refs {
+            stored: blobs
+                .iter()
+                .map(|n| index.blob_id(&d(*n)).unwrap())
+                .collect(),
+            ..Refs::default()
+        })
+    }
+
+    fn with_subject(index: &Index, blobs: &[u8], subject: u8) -> Loaded {
+        let mut refs = image(index, blobs)?;
+        refs.subject = Some(d(subject));
+        Ok(refs)
+    }
+
+    fn list(children: &[u8]) -> Loaded {
+        Ok(Refs {
+            children: children.iter().map(|n| d(*n)).collect(),
+            ..Refs::default()
+        })
+    }
+
+    fn run(index: &Index, loaded: Vec<(u8, Loaded)>, delete_untagged: bool) -> Marking {
+        let loaded = loaded.into_iter().map(|(n, l)| (d(n), l)).collect();
+        mark_loaded(&Layout::new("/s"), index, &loaded, delete_untagged)
+    }
+
+    fn live(marking: &Marking, index: &Index, n: u8) -> bool {
+        marking.live_blobs.contains(index, &d(n))
+    }
+
+    #[test]
+    fn without_delete_untagged_every_revision_is_a_root() {
+        let idx = index(vec![repo("r", &[1, 2], &[("t", Some(2), &[1, 2])])]);
+        let m = run(
+            &idx,
+            vec![(1, image(&idx, &[11])), (2, image(&idx, &[12]))],
+            false,
+        );
+        assert!(live(&m, &idx, 1) && live(&m, &idx, 11));
+        assert!(live(&m, &idx, 2) && live(&m, &idx, 12));
+        assert!(!live(&m, &idx, 13), "an unreferenced blob is dead");
+    }
+
+    #[test]
+    fn delete_untagged_keeps_children_of_a_tagged_index_upstream_2_8_bug() {
+        let idx = index(vec![repo("r", &[1, 2, 3, 4], &[("multi", Some(1), &[1])])]);
+        let loaded = vec![
+            (1, list(&[2, 3])),
+            (2, image(&idx, &[12])),
+            (3, image(&idx, &[13])),
+            (4, image(&idx, &[14])),
+        ];
+        let m = run(&idx, loaded, true);
+        for n in [1, 2, 3, 12, 13] {
+            assert!(live(&m, &idx, n), "{n} is reached from the tagged index");
+        }
+        assert!(
+            !live(&m, &idx, 4) && !live(&m, &idx, 14),
+            "the untagged image goes"
+        );
+        assert!(m.repositories[0].is_live(&d(2)) && !m.repositories[0].is_live(&d(4)));
+    }
+
+    #[test]
+    fn delete_untagged_keeps_referrers_of_live_manifests_transitively() {
+        let idx = index(vec![repo("r", &[1, 2, 3, 4, 5], &[("t", Some(1), &[1])])]);
+        let loaded = vec![
+            (1, image(&idx, &[11])),
+            (2, with_subject(&idx, &[12], 1)),
+            (3, with_subject(&idx, &[13], 2)),
+            (4, image(&idx, &[14])),
+            (5, with_subject(&idx, &[15], 4)),
+        ];
+        let m = run(&idx, loaded, true);
+        assert!(live(&m, &idx, 12), "signature of the tagged image");
+        assert!(live(&m, &idx, 13), "referrer of the signature");
+        assert!(
+            !live(&m, &idx, 14) && !live(&m, &idx, 15),
+            "referrer of a dead manifest goes"
+        );
+    }
+
+    #[test]
+    fn a_subject_does_not_keep_its_target_alive() {
+        let idx = index(vec![repo("r", &[1, 2], &[("sig", Some(2), &[2])])]);
+        let loaded = vec![(1, image(&idx, &[11])), (2, with_subject(&idx, &[12], 1))];
+        let m = run(&idx, loaded, true);
+        assert!(live(&m, &idx, 12));
+        assert!(!live(&m, &idx, 1) && !live(&m, &idx, 11));
+    }
+
+    #[test]
+    fn blobs_shared_across_repositories_stay_while_one_user_is_live() {
+        let idx = index(vec![
+            repo("a", &[1, 2], &[("t", Some(2), &[1, 2])]),
+            repo("b", &[3], &[("t", Some(3), &[3])]),
+        ]);
+        let loaded = vec![
+            (1, image(&idx, &[20, 21])),
+            (2, image(&idx, &[22])),
+            (3, image(&idx, &[20])),
+        ];
+        let m = run(&idx, loaded, true);
+        assert!(live(&m, &idx, 20), "base layer used by b");
+        assert!(
+            !live(&m, &idx, 21),
+            "exclusive layer of a's untagged manifest"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_manifest_keeps_its_whole_repository_and_only_it() {
+        let mut damaged = repo("damaged", &[1, 2], &[("t", Some(2), &[1, 2])]);
+        damaged.layer_links = vec![d(30), d(31)];
+        let mut clean = repo("clean", &[3, 4], &[("t", Some(4), &[3, 4])]);
+        clean.layer_links = vec![d(33)];
+        let idx = index(vec![clean, damaged]);
+        let loaded = vec![
+            (1, Err("not JSON".into())),
+            (2, image(&idx, &[12])),
+            (3, image(&idx, &[13])),
+            (4, image(&idx, &[14])),
+        ];
+        let m = run(&idx, loaded, true);
+        assert!(m.repositories[1].kept_whole);
+        assert!(m.repositories[1].is_live(&d(1)));
+        assert!(
+            live(&m, &idx, 30) && live(&m, &idx, 31),
+            "everything it links stays"
+        );
+        assert!(!m.repositories[0].kept_whole);
+        assert!(
+            !live(&m, &idx, 13) && !live(&m, &idx, 33),
+            "the clean repository is still collected"
+        );
+        assert_eq!(m.warnings.len(), 1);
+        assert_eq!(m.warnings[0].kind, WarningKind::UnreadableManifest);
+        assert_eq!(m.warnings[0].repository.as_deref(), Some("damaged"));
+    }
+
+    #[test]
+    fn an_unreadable_child_of_an_index_keeps_the_repository() {
+        let mut r = repo("r", &[1, 3], &[("t", Some(1), &[1])]);
+        r.layer_links = vec![d(13)];
+        let idx = index(vec![r]);
+        let loaded = vec![
+            (1, list(&[2])),
+            (2, Err("missing".into())),
+            (3, image(&idx, &[13])),
+        ];
+        let m = run(&idx, loaded, true);
+        assert!(m.repositories[0].kept_whole);
+        assert!(live(&m, &idx, 13));
+    }
+
+    #[test]
+    fn an_invalid_current_link_makes_the_tag_history_roots() {
+        let idx = index(vec![repo("r", &[1, 2, 3], &[("broken", None, &[1, 2])])]);
+        let loaded = vec![
+            (1, image(&idx, &[11])),
+            (2, image(&idx, &[12])),
+            (3, image(&idx, &[13])),
+        ];
+        let m = run(&idx, loaded, true);
+        assert!(live(&m, &idx, 11) && live(&m, &idx, 12));
+        assert!(!live(&m, &idx, 13), "not in the broken tag's history");
+    }
+
+    #[test]
+    fn missing_blobs_are_reported_except_foreign_layers() {
+        let idx = index(vec![repo("r", &[1], &[("t", Some(1), &[1])])]);
+        let refs = Refs {
+            absent: vec![(d(200), false), (d(201), true)].into(),
+            ..Refs::default()
+        };
+        let m = run(&idx, vec![(1, Ok(refs))], false);
+        let missing: Vec<_> = m
+            .warnings
+            .iter()
+            .filter(|w| w.kind == WarningKind::MissingBlob)
+            .collect();
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].message.contains(&d(200).to_string()));
+        assert!(
+            live(&m, &idx, 200) && live(&m, &idx, 201),
+            "absent but referenced"
+        );
+    }
+
+    #[test]
+    fn schema1_signatures_of_live_revisions_and_protected_blobs_stay() {
+        let mut r = repo("r", &[1], &[("t", Some(1), &[1])]);
+        r.revisions[0].signatures = vec![d(25)];
+        let mut idx = index(vec![r]);
+        idx.protected.insert(d(26));
+        let m = run(&idx, vec![(1, image(&idx, &[11]))], true);
+        assert!(live(&m, &idx, 25) && live(&m, &idx, 26));
+    }
 }

@@ -343,3 +343,144 @@ pub fn count(index: &Index) -> Counts {
     }
     counts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::DigestMap;
+    use crate::index::{Blob, Repository, Revision, Tag};
+    use crate::layout::Layout;
+    use crate::mark::{Loaded, Refs, mark_loaded};
+
+    fn d(n: u8) -> Digest {
+        Digest::from_bytes([n; 32])
+    }
+
+    /// Repository `r`: tag `t` pushed twice (1 then 2), each image with its own
+    /// layer (11, 12) linked; an API-deleted revision 3; an orphan blob 30.
+    fn fixture() -> (Index, DigestMap<Loaded>) {
+        let repo = Repository {
+            name: "r".into(),
+            layer_links: vec![d(11), d(12)],
+            revisions: vec![
+                Revision {
+                    digest: d(1),
+                    linked: true,
+                    signatures: Vec::new(),
+                },
+                Revision {
+                    digest: d(2),
+                    linked: true,
+                    signatures: Vec::new(),
+                },
+                Revision {
+                    digest: d(3),
+                    linked: false,
+                    signatures: Vec::new(),
+                },
+            ],
+            tags: vec![Tag {
+                name: "t".into(),
+                current: Some(d(2)),
+                history: vec![d(1), d(2), d(3)],
+            }],
+            ..Repository::default()
+        };
+        let index = Index {
+            blobs: [1, 2, 3, 11, 12, 30]
+                .iter()
+                .map(|n| Blob::new(d(*n), Some(100 + u64::from(*n))))
+                .collect(),
+            repositories: vec![repo],
+            ..Index::default()
+        };
+        let image = |layer: u8| -> Loaded {
+            Ok(Refs {
+                stored: vec![index.blob_id(&d(layer)).unwrap()].into(),
+                ..Refs::default()
+            })
+        };
+        let loaded = [(d(1), image(11)), (d(2), image(12))].into_iter().collect();
+        (index, loaded)
+    }
+
+    fn plan(delete_untagged: bool) -> (Index, Plan) {
+        let (index, loaded) = fixture();
+        let marking = mark_loaded(&Layout::new("/s"), &index, &loaded, delete_untagged);
+        let plan = Plan::new(&index, &marking);
+        (index, plan)
+    }
+
+    #[test]
+    fn candidates_come_in_sweep_order_with_their_reasons() {
+        let (_, plan) = plan(true);
+        let listed: Vec<(CandidateKind, Digest, Reason)> = plan
+            .candidates
+            .iter()
+            .map(|c| (c.kind, c.digest, c.reason))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (CandidateKind::TagIndexEntry, d(1), Reason::UntaggedManifest),
+                (CandidateKind::TagIndexEntry, d(3), Reason::DeletedManifest),
+                (CandidateKind::Manifest, d(1), Reason::UntaggedManifest),
+                (CandidateKind::Manifest, d(3), Reason::DeletedManifest),
+                (CandidateKind::LayerLink, d(11), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(1), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(3), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(11), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(30), Reason::UnreferencedBlob),
+            ]
+        );
+        assert_eq!(plan.reclaimable.bytes, 101 + 103 + 111 + 130);
+    }
+
+    #[test]
+    fn without_delete_untagged_only_deleted_manifests_and_orphans_go() {
+        let (_, plan) = plan(false);
+        let kinds: Vec<(CandidateKind, Digest)> =
+            plan.candidates.iter().map(|c| (c.kind, c.digest)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (CandidateKind::TagIndexEntry, d(3)),
+                (CandidateKind::Manifest, d(3)),
+                (CandidateKind::Blob, d(3)),
+                (CandidateKind::Blob, d(30)),
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_before_and_after() {
+        let (_, plan) = plan(true);
+        let before = plan.before;
+        assert_eq!(
+            (
+                before.manifests,
+                before.tagged_manifests,
+                before.untagged_manifests
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!((before.layer_links, before.blobs, before.tags), (2, 6, 1));
+        let after = plan.after(|_| true);
+        assert_eq!(
+            (
+                after.manifests,
+                after.tagged_manifests,
+                after.untagged_manifests
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!((after.layer_links, after.blobs), (1, 2));
+        assert_eq!(after.blob_bytes, before.blob_bytes - plan.reclaimable.bytes);
+        assert_eq!(plan.after(|_| false), before);
+        assert_eq!(plan.repositories.len(), 1);
+        assert_eq!(
+            plan.repositories[0].blobs, 3,
+            "manifest 1, deleted manifest 3, layer 11; not the orphan"
+        );
+    }
+}
