@@ -298,10 +298,10 @@ impl<'a> Report<'a> {
             for r in self.repositories.iter().take(top) {
                 writeln!(
                     out,
-                    "  {:<40} {:>6} manifests {:>7} blobs {:>12}",
+                    "  {:<40} {:>14} {:>12} {:>12}",
                     r.name,
-                    r.manifests,
-                    r.blobs,
+                    counted(r.manifests, "manifest", "manifests"),
+                    counted(r.blobs, "blob", "blobs"),
                     human_bytes(r.bytes)
                 )?;
             }
@@ -321,11 +321,8 @@ impl<'a> Report<'a> {
             } else {
                 writeln!(
                     out,
-                    "Dry run: nothing deleted. A sweep would remove {} manifests, {} tag history entries, {} layer links and {} blobs ({}).",
-                    r.manifests,
-                    r.tag_index_entries,
-                    r.layer_links,
-                    r.blobs,
+                    "Dry run: nothing deleted. A sweep would remove {} ({}).",
+                    totals(r),
                     human_bytes(r.bytes)
                 )?;
             }
@@ -335,15 +332,7 @@ impl<'a> Report<'a> {
                 writeln!(out, "Nothing to delete.")?;
                 return Ok(());
             }
-            writeln!(
-                out,
-                "Deleted {} manifests, {} tag history entries, {} layer links and {} blobs ({}).",
-                d.manifests,
-                d.tag_index_entries,
-                d.layer_links,
-                d.blobs,
-                human_bytes(d.bytes)
-            )?;
+            writeln!(out, "Deleted {} ({}).", totals(d), human_bytes(d.bytes))?;
             if self.interrupted {
                 writeln!(
                     out,
@@ -359,6 +348,26 @@ impl<'a> Report<'a> {
         }
         Ok(())
     }
+}
+
+/// `1 blob`, `2 blobs`.
+fn counted(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// `1 manifest, 2 tag history entries, 3 layer links and 4 blobs`.
+fn totals(r: &Reclaim) -> String {
+    format!(
+        "{}, {}, {} and {}",
+        counted(r.manifests, "manifest", "manifests"),
+        counted(
+            r.tag_index_entries,
+            "tag history entry",
+            "tag history entries"
+        ),
+        counted(r.layer_links, "layer link", "layer links"),
+        counted(r.blobs, "blob", "blobs")
+    )
 }
 
 /// Bytes in IEC units: `512 B`, `1.5 KiB`, `3.0 GiB`.
