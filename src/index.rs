@@ -9,9 +9,8 @@
 //! blobs the unread part references. A bad file is a [`Warning`] instead.
 
 use std::ffi::OsString;
-use std::fs::{self, FileType};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,7 +19,8 @@ use walkdir::WalkDir;
 
 use crate::digest::{Digest, DigestSet, SHA256};
 use crate::error::{Error, Result};
-use crate::layout::{self, Layout, names};
+use crate::fs_at::{self, Dir, Entry, Kind};
+use crate::layout::{Layout, names};
 use crate::progress::Task;
 use crate::warning::{Warning, WarningKind};
 
@@ -78,6 +78,25 @@ pub struct Tag {
     pub history: Vec<Digest>,
 }
 
+/// A blob link under another digest algorithm: `_layers/sha512/<hex>/link`
+/// holding the sha256 digest the blob is stored under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignLink {
+    /// The algorithm directory, e.g. `sha512`.
+    pub algorithm: String,
+    /// The hex directory name.
+    pub hex: String,
+    /// The stored blob it links.
+    pub target: Digest,
+}
+
+impl ForeignLink {
+    /// `<algorithm>:<hex>`, the digest a client knows the blob by.
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.algorithm, self.hex)
+    }
+}
+
 /// A repository: a directory under `repositories/` with `_manifests` or `_layers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Repository {
@@ -85,6 +104,8 @@ pub struct Repository {
     pub name: String,
     /// Blobs linked into the repository (`_layers/sha256/`), sorted.
     pub layer_links: Vec<Digest>,
+    /// Blobs linked under other digest algorithms.
+    pub foreign_links: Vec<ForeignLink>,
     /// Manifest revisions, sorted by digest.
     pub revisions: Vec<Revision>,
     /// Tags, sorted by name.
@@ -139,48 +160,71 @@ pub fn build(layout: &Layout, progress: &Task) -> Result<Index> {
         files: &files,
         progress,
     };
-    let (blobs, repositories) = rayon::join(|| ctx.blobs(), || ctx.repositories());
-    let (blobs, mut blob_warnings, mut protected) = blobs?;
-    let (repositories, repo_warnings, repo_protected) = repositories?;
-    protected.extend(repo_protected);
-    blob_warnings.extend(repo_warnings);
+    let v2 = At::open(layout.v2())?;
+    let (blobs, repositories) = rayon::join(|| ctx.blobs(&v2), || ctx.repositories());
+    let (blobs, mut warnings, mut protected) = blobs?;
+    let scan = repositories?;
+    protected.extend(scan.protected);
+    warnings.extend(scan.warnings);
     Ok(Index {
         blobs,
-        repositories,
+        repositories: scan.repositories,
         protected,
-        warnings: blob_warnings,
+        warnings,
         files: files.into_inner(),
     })
 }
 
-/// A directory entry: name and type, as read from the directory itself.
-struct Entry {
-    name: OsString,
-    file_type: FileType,
+/// An open directory and its path, for messages.
+struct At {
+    dir: Dir,
+    path: PathBuf,
 }
 
-/// Lists `dir`. A directory that does not exist is empty (it may simply not
-/// have been created yet); any other failure makes the index incomplete.
-fn list(dir: &Path) -> Result<Vec<Entry>> {
-    let incomplete = |source| Error::IncompleteIndex {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let reader = match fs::read_dir(dir) {
-        Ok(reader) => reader,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(incomplete(e)),
-    };
-    reader
-        .map(|entry| {
-            let entry = entry.map_err(incomplete)?;
-            let file_type = entry.file_type().map_err(incomplete)?;
-            Ok(Entry {
-                name: entry.file_name(),
-                file_type,
-            })
+impl At {
+    /// Opens `path` (the storage root's `docker/registry/v2`).
+    fn open(path: &Path) -> Result<At> {
+        let dir = Dir::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(At {
+            dir,
+            path: path.to_path_buf(),
         })
-        .collect()
+    }
+
+    /// Opens the subdirectory `name` without following a symbolic link;
+    /// `None` when it does not exist.
+    fn child(&self, name: impl AsRef<Path>) -> Result<Option<At>> {
+        let path = self.path.join(name.as_ref());
+        match self.dir.open_dir(name.as_ref()) {
+            Ok(Some(dir)) => Ok(Some(At { dir, path })),
+            Ok(None) => Ok(None),
+            Err(source) => Err(Error::IncompleteIndex { path, source }),
+        }
+    }
+
+    /// Lists the directory; failing to is an incomplete index.
+    fn entries(&self) -> Result<Vec<Entry>> {
+        self.dir.entries().map_err(|source| Error::IncompleteIndex {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Reads the link file `name` (e.g. `<hex>/link`) below this directory.
+    fn read_link(&self, name: impl AsRef<Path>) -> LinkContent {
+        let mut buf = [0u8; MAX_LINK_BYTES + 1];
+        match self.dir.read_small(name, &mut buf) {
+            Ok(None) => LinkContent::Missing,
+            Ok(Some(len)) if len > MAX_LINK_BYTES => {
+                LinkContent::Invalid(format!("longer than {MAX_LINK_BYTES} bytes"))
+            }
+            Ok(Some(len)) => parse_link(&buf[..len]),
+            Err(e) if fs_at::is_symlink_error(&e) => {
+                LinkContent::Invalid("is a symbolic link (not followed)".into())
+            }
+            Err(e) => LinkContent::Invalid(e.to_string()),
+        }
+    }
 }
 
 /// What a link file holds.
@@ -198,42 +242,6 @@ pub enum LinkContent {
 
 /// Link files hold 71 bytes; anything much longer is not a link.
 const MAX_LINK_BYTES: usize = 256;
-
-/// Reads a link file without following a symbolic link.
-pub fn read_link(path: &Path) -> LinkContent {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path);
-    let mut file = match file {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return LinkContent::Missing,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return LinkContent::Invalid("is a symbolic link (not followed)".into());
-        }
-        Err(e) => return LinkContent::Invalid(e.to_string()),
-    };
-    let mut buf = [0u8; MAX_LINK_BYTES + 1];
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..]) {
-            Ok(n) => {
-                len += n;
-                if len > MAX_LINK_BYTES {
-                    return LinkContent::Invalid(format!("longer than {MAX_LINK_BYTES} bytes"));
-                }
-                // A short read of a regular file is its end: saves the
-                // zero-length read per link, one syscall in four.
-                if n == 0 || len < buf.len() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return LinkContent::Invalid(e.to_string()),
-        }
-    }
-    parse_link(&buf[..len])
-}
 
 /// Parses link file content as strictly as the registry does.
 pub fn parse_link(bytes: &[u8]) -> LinkContent {
@@ -272,11 +280,7 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
-fn name_str(name: &OsString) -> Option<&str> {
-    name.to_str()
-}
-
-/// What one repository's read produced.
+/// What reading repositories produced.
 #[derive(Default)]
 struct RepoScan {
     repositories: Vec<Repository>,
@@ -296,9 +300,10 @@ impl RepoScan {
 /// What a link under another digest algorithm means for the repository.
 #[derive(Clone, Copy)]
 enum Foreign {
-    /// A blob link: keep the sha256 blob it names.
-    ProtectTarget,
-    /// A manifest: its references are unknown, keep the whole repository.
+    /// A blob link: a link to the sha256 blob its content names.
+    BlobLink,
+    /// A manifest or signature: its references are unknown, keep the whole
+    /// repository.
     KeepRepository,
 }
 
@@ -310,43 +315,90 @@ struct Ctx<'a> {
 
 type BlobScan = (Vec<Blob>, Vec<Warning>, DigestSet);
 
+/// A warning for an entry the registry would not have written there; kept.
+fn odd_entry(path: &Path, kind: Kind, repository: Option<&str>) -> Warning {
+    if kind == Kind::Symlink {
+        Warning::new(
+            WarningKind::Symlink,
+            path,
+            repository,
+            "symbolic link in registry storage; not followed, kept",
+        )
+    } else {
+        Warning::new(
+            WarningKind::UnexpectedEntry,
+            path,
+            repository,
+            "not part of the registry's storage layout; kept",
+        )
+    }
+}
+
+/// A symbolic link where the registry writes a directory that holds
+/// manifests or repositories: regsweep does not follow it, and without what
+/// is behind it a sweep could delete blobs it references.
+fn symlinked_dir(path: PathBuf) -> Error {
+    Error::IncompleteIndex {
+        path,
+        source: io::Error::other(
+            "symbolic link where the registry writes a directory; not followed",
+        ),
+    }
+}
+
 impl Ctx<'_> {
     fn count_files(&self, n: u64) {
         self.files.fetch_add(n, Ordering::Relaxed);
         self.progress.inc(n);
     }
 
-    fn blobs(&self) -> Result<BlobScan> {
-        let blobs_dir = self.layout.blobs_dir();
+    /// Blobs are found from directory names and sized with one `lstat` of
+    /// their `data`. A symbolic link anywhere in `blobs/` hides what is
+    /// behind it, which is then never deleted.
+    fn blobs(&self, v2: &At) -> Result<BlobScan> {
         let mut warnings = Vec::new();
-        let mut shards = Vec::new();
-        for entry in list(&blobs_dir)? {
-            let path = blobs_dir.join(&entry.name);
-            if name_str(&entry.name) == Some(SHA256) && entry.file_type.is_dir() {
-                for shard in list(&path)? {
-                    let shard_path = path.join(&shard.name);
-                    let valid_name = name_str(&shard.name)
-                        .is_some_and(|n| n.len() == 2 && Digest::from_hex(&n.repeat(32)).is_some());
-                    if shard.file_type.is_dir() && valid_name {
-                        shards.push((shard_path, shard.name));
-                    } else {
-                        warnings.push(self.odd_entry(&shard_path, &shard.file_type, None));
-                    }
-                }
-            } else if entry.file_type.is_dir() {
-                warnings.push(Warning::new(
+        let blobs_path = v2.path.join("blobs");
+        let blobs = match v2.child("blobs") {
+            Err(Error::IncompleteIndex { source, .. }) if fs_at::is_symlink_error(&source) => {
+                warnings.push(odd_entry(&blobs_path, Kind::Symlink, None));
+                return Ok((Vec::new(), warnings, DigestSet::default()));
+            }
+            other => other?,
+        };
+        let Some(blobs) = blobs else {
+            return Ok((Vec::new(), warnings, DigestSet::default()));
+        };
+        let mut algorithms = None;
+        for entry in blobs.entries()? {
+            let path = blobs.path.join(&entry.name);
+            match (entry.name_str(), entry.kind) {
+                (Some(SHA256), Kind::Dir) => algorithms = blobs.child(SHA256)?,
+                (_, Kind::Dir) => warnings.push(Warning::new(
                     WarningKind::UnsupportedDigest,
                     path,
                     None,
                     "blob storage for a digest algorithm other than sha256; kept",
-                ));
+                )),
+                (_, kind) => warnings.push(odd_entry(&path, kind, None)),
+            }
+        }
+        let Some(sha256) = algorithms else {
+            return Ok((Vec::new(), warnings, DigestSet::default()));
+        };
+        let mut shards = Vec::new();
+        for shard in sha256.entries()? {
+            let valid = shard
+                .name_str()
+                .is_some_and(|n| n.len() == 2 && Digest::from_hex(&n.repeat(32)).is_some());
+            if shard.kind == Kind::Dir && valid {
+                shards.push(shard.name);
             } else {
-                warnings.push(self.odd_entry(&path, &entry.file_type, None));
+                warnings.push(odd_entry(&sha256.path.join(&shard.name), shard.kind, None));
             }
         }
         let per_shard: Vec<BlobScan> = shards
             .par_iter()
-            .map(|(dir, name)| self.shard(dir, name))
+            .map(|name| self.shard(&sha256, name))
             .collect::<Result<_>>()?;
         let mut blobs = Vec::new();
         let mut protected = DigestSet::default();
@@ -359,39 +411,38 @@ impl Ctx<'_> {
         Ok((blobs, warnings, protected))
     }
 
-    fn shard(&self, dir: &Path, shard_name: &OsString) -> Result<BlobScan> {
-        let shard_name = name_str(shard_name).unwrap_or_default();
+    fn shard(&self, sha256: &At, name: &OsString) -> Result<BlobScan> {
+        let Some(shard) = sha256.child(name)? else {
+            return Ok(BlobScan::default());
+        };
+        let prefix = name.to_str().unwrap_or_default();
         let mut blobs = Vec::new();
         let mut warnings = Vec::new();
         let mut protected = DigestSet::default();
-        for entry in list(dir)? {
-            let path = dir.join(&entry.name);
-            let digest = name_str(&entry.name)
-                .filter(|n| n.starts_with(shard_name))
+        for entry in shard.entries()? {
+            let digest = entry
+                .name_str()
+                .filter(|n| n.starts_with(prefix))
                 .and_then(Digest::from_hex);
-            let Some(digest) = digest.filter(|_| entry.file_type.is_dir()) else {
-                warnings.push(self.odd_entry(&path, &entry.file_type, None));
+            let Some(digest) = digest.filter(|_| entry.kind == Kind::Dir) else {
+                warnings.push(odd_entry(&shard.path.join(&entry.name), entry.kind, None));
                 continue;
             };
-            let data = path.join(names::DATA);
-            match fs::symlink_metadata(&data) {
-                Ok(meta) if meta.file_type().is_file() => {
-                    blobs.push(Blob::new(digest, Some(meta.len())));
-                }
-                Ok(meta) => {
+            let data = Path::new(&entry.name).join(names::DATA);
+            match shard.dir.stat(&data) {
+                Ok(Some((Kind::File, size))) => blobs.push(Blob::new(digest, Some(size))),
+                Ok(None) => blobs.push(Blob::new(digest, None)),
+                Ok(Some((kind, _))) => {
                     protected.insert(digest);
                     blobs.push(Blob::new(digest, Some(0)));
-                    warnings.push(self.odd_entry(&data, &meta.file_type(), None));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    blobs.push(Blob::new(digest, None));
+                    warnings.push(odd_entry(&shard.path.join(&data), kind, None));
                 }
                 Err(e) => {
                     protected.insert(digest);
                     blobs.push(Blob::new(digest, Some(0)));
                     warnings.push(Warning::new(
                         WarningKind::UnexpectedEntry,
-                        &data,
+                        shard.path.join(&data),
                         None,
                         format!("cannot stat blob data ({e}); kept"),
                     ));
@@ -402,105 +453,103 @@ impl Ctx<'_> {
         Ok((blobs, warnings, protected))
     }
 
-    /// A warning for an entry the registry would not have written.
-    fn odd_entry(&self, path: &Path, file_type: &FileType, repository: Option<&str>) -> Warning {
-        if file_type.is_symlink() {
-            Warning::new(
-                WarningKind::Symlink,
-                path,
-                repository,
-                "symbolic link in registry storage; not followed, kept",
-            )
-        } else {
-            Warning::new(
-                WarningKind::UnexpectedEntry,
-                path,
-                repository,
-                "not part of the registry's storage layout; kept",
-            )
-        }
-    }
-
     /// Finds every repository directory, then reads them in parallel.
-    fn repositories(&self) -> Result<(Vec<Repository>, Vec<Warning>, DigestSet)> {
+    fn repositories(&self) -> Result<RepoScan> {
         let root = self.layout.repositories_dir();
         let mut found = Vec::new();
-        let mut warnings = Vec::new();
-        if root.exists() {
-            let mut walk = WalkDir::new(&root).min_depth(1).into_iter();
-            while let Some(entry) = walk.next() {
-                let entry = entry.map_err(|e| {
-                    let path = e.path().unwrap_or(&root).to_path_buf();
-                    Error::IncompleteIndex {
-                        path,
-                        source: e
-                            .into_io_error()
-                            .unwrap_or_else(|| io::Error::other("filesystem loop")),
+        match fs::symlink_metadata(&root) {
+            Ok(meta) if meta.file_type().is_symlink() => return Err(symlinked_dir(root)),
+            Ok(_) => {}
+            // A registry that has not stored anything yet.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RepoScan::default()),
+            Err(source) => return Err(Error::IncompleteIndex { path: root, source }),
+        }
+        let mut walk = WalkDir::new(&root).min_depth(1).into_iter();
+        while let Some(entry) = walk.next() {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(&root).to_path_buf();
+                let source = e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("filesystem loop"));
+                Error::IncompleteIndex { path, source }
+            })?;
+            if entry.file_type().is_symlink() {
+                return Err(symlinked_dir(entry.into_path()));
+            }
+            if !entry.file_type().is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy();
+            if name.starts_with(names::METADATA_PREFIX) {
+                // Registry metadata, never a nested repository.
+                if name == names::MANIFESTS || name == names::LAYERS {
+                    if let Some(parent) = entry.path().parent() {
+                        found.push(parent.to_path_buf());
                     }
-                })?;
-                let name = entry.file_name().to_string_lossy();
-                if entry.file_type().is_symlink() {
-                    let repo = self
-                        .layout
-                        .repository_name(entry.path().parent().unwrap_or(&root));
-                    warnings.push(self.odd_entry(
-                        entry.path(),
-                        &entry.file_type(),
-                        repo.as_deref(),
-                    ));
-                    continue;
                 }
-                if !entry.file_type().is_dir() {
-                    continue;
-                }
-                if name.starts_with(names::METADATA_PREFIX) {
-                    // Registry metadata, never a nested repository.
-                    if name == names::MANIFESTS || name == names::LAYERS {
-                        if let Some(parent) = entry.path().parent() {
-                            found.push(parent.to_path_buf());
-                        }
-                    }
-                    walk.skip_current_dir();
-                }
+                walk.skip_current_dir();
             }
         }
         found.sort();
         found.dedup();
-        let scan = found
+        let mut scan = found
             .par_iter()
             .map(|dir| self.repository(dir))
             .try_fold(RepoScan::default, |acc, scan| Ok(acc.merge(scan?)))
             .try_reduce(RepoScan::default, |a, b| Ok(a.merge(b)))?;
-        let mut repositories = scan.repositories;
-        repositories.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        warnings.extend(scan.warnings);
-        Ok((repositories, warnings, scan.protected))
+        scan.repositories
+            .sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(scan)
     }
 
-    fn repository(&self, dir: &Path) -> Result<RepoScan> {
+    fn repository(&self, path: &Path) -> Result<RepoScan> {
         let mut scan = RepoScan::default();
-        let Some(name) = self.layout.repository_name(dir) else {
-            scan.warnings.push(Warning::new(
-                WarningKind::UnexpectedEntry,
-                dir,
-                None,
-                "repository directory name is not UTF-8; kept, and its blobs with it",
-            ));
-            return Ok(scan);
+        let Some(name) = self.layout.repository_name(path) else {
+            return Err(Error::IncompleteIndex {
+                path: path.to_path_buf(),
+                source: io::Error::other("repository name is not UTF-8"),
+            });
         };
+        let parent = path.parent().unwrap_or(path);
+        let dir = At::open(parent)?
+            .child(path.file_name().unwrap_or_default())?
+            .ok_or_else(|| Error::IncompleteIndex {
+                path: path.to_path_buf(),
+                source: io::ErrorKind::NotFound.into(),
+            })?;
         let mut repo = Repository {
             name,
             ..Repository::default()
         };
-        for entry in list(dir)? {
-            if !entry.file_type.is_dir() {
+        for entry in dir.entries()? {
+            let child_path = dir.path.join(&entry.name);
+            let metadata = matches!(
+                entry.name_str(),
+                Some(names::LAYERS | names::MANIFESTS | names::UPLOADS)
+            );
+            if metadata && entry.kind == Kind::Symlink {
+                return Err(symlinked_dir(child_path));
+            }
+            if entry.kind != Kind::Dir {
                 continue;
             }
-            let path = dir.join(&entry.name);
-            match name_str(&entry.name) {
-                Some(names::LAYERS) => self.layers(&path, &mut repo, &mut scan)?,
-                Some(names::MANIFESTS) => self.manifests(&path, &mut repo, &mut scan)?,
-                Some(names::UPLOADS) => repo.uploads = list(&path)?.len(),
+            match entry.name_str() {
+                Some(names::LAYERS) => {
+                    let layers = dir.child(names::LAYERS)?;
+                    if let Some(layers) = layers {
+                        self.layers(&layers, &mut repo, &mut scan)?;
+                    }
+                }
+                Some(names::MANIFESTS) => {
+                    if let Some(manifests) = dir.child(names::MANIFESTS)? {
+                        self.manifests(&manifests, &mut repo, &mut scan)?;
+                    }
+                }
+                Some(names::UPLOADS) => {
+                    if let Some(uploads) = dir.child(names::UPLOADS)? {
+                        repo.uploads = uploads.entries()?.len();
+                    }
+                }
                 _ => {}
             }
         }
@@ -511,78 +560,109 @@ impl Ctx<'_> {
         Ok(scan)
     }
 
-    /// Lists `<dir>/<alg>/` children: sha256 ones are returned, others are
-    /// read and what they name protected.
+    /// The `<alg>/<hex>/` directories below `dir`: sha256 ones are returned
+    /// with the open `sha256/` directory; links under other algorithms are
+    /// handled as `foreign` says.
     fn digest_dirs(
         &self,
-        dir: &Path,
+        dir: &At,
         foreign: Foreign,
         repo: &mut Repository,
         scan: &mut RepoScan,
-    ) -> Result<Vec<(Digest, PathBuf)>> {
-        let mut out = Vec::new();
-        for alg in list(dir)? {
-            let alg_path = dir.join(&alg.name);
-            if !alg.file_type.is_dir() {
+    ) -> Result<Option<(At, Vec<Digest>)>> {
+        let mut found = None;
+        for alg in dir.entries()? {
+            let alg_path = dir.path.join(&alg.name);
+            if alg.kind == Kind::Symlink {
+                return Err(symlinked_dir(alg_path));
+            }
+            if alg.kind != Kind::Dir {
                 scan.warnings
-                    .push(self.odd_entry(&alg_path, &alg.file_type, Some(&repo.name)));
+                    .push(odd_entry(&alg_path, alg.kind, Some(&repo.name)));
                 continue;
             }
-            let is_sha256 = name_str(&alg.name) == Some(SHA256);
-            for entry in list(&alg_path)? {
-                let path = alg_path.join(&entry.name);
-                if !entry.file_type.is_dir() {
-                    scan.warnings
-                        .push(self.odd_entry(&path, &entry.file_type, Some(&repo.name)));
-                    continue;
+            let Some(alg_dir) = dir.child(&alg.name)? else {
+                continue;
+            };
+            let is_sha256 = alg.name_str() == Some(SHA256);
+            let mut digests = Vec::new();
+            for entry in alg_dir.entries()? {
+                let path = alg_dir.path.join(&entry.name);
+                if entry.kind == Kind::Symlink {
+                    return Err(symlinked_dir(path));
                 }
-                if is_sha256 {
-                    match name_str(&entry.name).and_then(Digest::from_hex) {
-                        Some(digest) => out.push((digest, path)),
-                        None => scan.warnings.push(self.odd_entry(
-                            &path,
-                            &entry.file_type,
-                            Some(&repo.name),
-                        )),
+                let digest = entry.name_str().and_then(Digest::from_hex);
+                match (entry.kind, digest) {
+                    (Kind::Dir, Some(digest)) if is_sha256 => digests.push(digest),
+                    (Kind::Dir, _) if !is_sha256 => {
+                        self.other_algorithm_link(&alg_dir, &entry.name, foreign, repo, scan)
                     }
-                } else {
-                    self.other_algorithm_link(&path, foreign, repo, scan);
+                    (kind, _) => scan.warnings.push(odd_entry(&path, kind, Some(&repo.name))),
                 }
             }
+            if is_sha256 {
+                found = Some((alg_dir, digests));
+            }
         }
-        Ok(out)
+        Ok(found)
     }
 
-    /// A link under a digest algorithm other than sha256. A blob link's
-    /// target (a sha256 blob, when the registry wrote it) is protected; a
-    /// manifest revision's references cannot be followed, so its repository
-    /// is kept whole.
+    /// A link under a digest algorithm other than sha256. A blob link is
+    /// recorded with the sha256 blob it names (and swept with it); one whose
+    /// content is not a sha256 digest is reported and kept. A manifest
+    /// revision or signature under another algorithm cannot be followed, so
+    /// its repository is kept whole.
     fn other_algorithm_link(
         &self,
-        dir: &Path,
+        dir: &At,
+        name: &OsString,
         foreign: Foreign,
         repo: &mut Repository,
         scan: &mut RepoScan,
     ) {
         self.count_files(1);
-        let target = read_link(&layout::link_file(dir));
-        if let (Foreign::ProtectTarget, LinkContent::Digest(target)) = (foreign, target) {
-            scan.protected.insert(target);
-        } else {
-            // Nothing regsweep can follow: keep the repository whole.
-            repo.opaque = true;
-            scan.warnings.push(Warning::new(
-                WarningKind::UnsupportedDigest,
-                dir,
-                Some(&repo.name),
-                "link under a digest algorithm regsweep does not follow; repository kept whole",
-            ));
+        let path = dir.path.join(name);
+        let algorithm = dir.path.file_name().and_then(|a| a.to_str());
+        let hex = name.to_str();
+        let target = dir.read_link(Path::new(name).join(names::LINK));
+        match (foreign, target, algorithm, hex) {
+            (Foreign::BlobLink, LinkContent::Digest(target), Some(algorithm), Some(hex)) => {
+                repo.foreign_links.push(ForeignLink {
+                    algorithm: algorithm.to_owned(),
+                    hex: hex.to_owned(),
+                    target,
+                });
+            }
+            (Foreign::BlobLink, content, _, _) => {
+                let why = match content {
+                    LinkContent::Invalid(reason) => reason,
+                    LinkContent::Missing => "no link file".into(),
+                    _ => "it does not name a sha256 blob".into(),
+                };
+                scan.warnings.push(Warning::new(
+                    WarningKind::InvalidLink,
+                    path,
+                    Some(&repo.name),
+                    format!("invalid link under another digest algorithm ({why}); kept"),
+                ));
+            }
+            (Foreign::KeepRepository, _, _, _) => {
+                repo.opaque = true;
+                scan.warnings.push(Warning::new(
+                    WarningKind::UnsupportedDigest,
+                    path,
+                    Some(&repo.name),
+                    "manifest under a digest algorithm regsweep does not follow; repository kept whole",
+                ));
+            }
         }
     }
 
-    fn check_link(&self, dir: &Path, digest: &Digest, repo: &str, scan: &mut RepoScan) -> bool {
-        let path = layout::link_file(dir);
-        let problem = match read_link(&path) {
+    /// Reads `<hex>/link` below `dir` and reports it if it does not hold
+    /// `digest`. Returns whether the link file exists.
+    fn check_link(&self, dir: &At, digest: &Digest, repo: &str, scan: &mut RepoScan) -> bool {
+        let name = Path::new(&digest.hex()).join(names::LINK);
+        let problem = match dir.read_link(&name) {
             LinkContent::Digest(d) if d == *digest => None,
             LinkContent::Missing => return false,
             LinkContent::Digest(d) => {
@@ -600,7 +680,7 @@ impl Ctx<'_> {
         if let Some(problem) = problem {
             scan.warnings.push(Warning::new(
                 WarningKind::InvalidLink,
-                path,
+                dir.path.join(name),
                 Some(repo),
                 format!("invalid link: {problem}; using the digest in the path"),
             ));
@@ -608,35 +688,46 @@ impl Ctx<'_> {
         true
     }
 
-    fn layers(&self, dir: &Path, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
-        for (digest, path) in self.digest_dirs(dir, Foreign::ProtectTarget, repo, scan)? {
-            // A link directory without a link file is a half-deleted link:
-            // the registry does not serve it, but it is still swept with its blob.
-            self.check_link(&path, &digest, &repo.name, scan);
-            repo.layer_links.push(digest);
+    fn layers(&self, dir: &At, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
+        if let Some((sha256, digests)) = self.digest_dirs(dir, Foreign::BlobLink, repo, scan)? {
+            for digest in digests {
+                // A link directory without a link file is a half-deleted
+                // link: the registry does not serve it; it is swept with its blob.
+                self.check_link(&sha256, &digest, &repo.name, scan);
+                repo.layer_links.push(digest);
+            }
         }
         Ok(())
     }
 
-    fn manifests(&self, dir: &Path, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
-        for entry in list(dir)? {
-            if !entry.file_type.is_dir() {
+    fn manifests(&self, dir: &At, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
+        for entry in dir.entries()? {
+            let wanted = matches!(entry.name_str(), Some(names::REVISIONS | names::TAGS));
+            if wanted && entry.kind == Kind::Symlink {
+                return Err(symlinked_dir(dir.path.join(&entry.name)));
+            }
+            if !wanted || entry.kind != Kind::Dir {
                 continue;
             }
-            let path = dir.join(&entry.name);
-            match name_str(&entry.name) {
-                Some(names::REVISIONS) => self.revisions(&path, repo, scan)?,
-                Some(names::TAGS) => self.tags(&path, repo, scan)?,
-                _ => {}
+            let Some(child) = dir.child(&entry.name)? else {
+                continue;
+            };
+            match entry.name_str() {
+                Some(names::REVISIONS) => self.revisions(&child, repo, scan)?,
+                _ => self.tags(&child, repo, scan)?,
             }
         }
         Ok(())
     }
 
-    fn revisions(&self, dir: &Path, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
-        for (digest, path) in self.digest_dirs(dir, Foreign::KeepRepository, repo, scan)? {
-            let linked = self.check_link(&path, &digest, &repo.name, scan);
-            let signatures = self.signatures(&path, repo, scan)?;
+    fn revisions(&self, dir: &At, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
+        let Some((sha256, digests)) = self.digest_dirs(dir, Foreign::KeepRepository, repo, scan)?
+        else {
+            return Ok(());
+        };
+        for digest in digests {
+            let linked = self.check_link(&sha256, &digest, &repo.name, scan);
+            let signatures = self.signatures(&sha256, &digest, repo, scan)?;
             repo.revisions.push(Revision {
                 digest,
                 linked,
@@ -646,50 +737,62 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Schema1 signatures under a revision (registries up to 2.4 wrote
+    /// them): one `lstat` per revision finds out whether there are any.
     fn signatures(
         &self,
-        revision_dir: &Path,
+        revisions: &At,
+        digest: &Digest,
         repo: &mut Repository,
         scan: &mut RepoScan,
     ) -> Result<Vec<Digest>> {
-        let dir = layout::signatures_dir(revision_dir);
-        match fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(meta) => {
-                scan.warnings
-                    .push(self.odd_entry(&dir, &meta.file_type(), Some(&repo.name)));
+        let name = Path::new(&digest.hex()).join(names::SIGNATURES);
+        let path = revisions.path.join(&name);
+        match revisions.dir.stat(&name) {
+            Ok(None) => return Ok(Vec::new()),
+            Ok(Some((Kind::Dir, _))) => {}
+            Ok(Some((Kind::Symlink, _))) => return Err(symlinked_dir(path)),
+            Ok(Some((kind, _))) => {
+                scan.warnings.push(odd_entry(&path, kind, Some(&repo.name)));
                 return Ok(Vec::new());
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::IncompleteIndex {
-                    path: dir,
-                    source: e,
-                });
-            }
+            Err(source) => return Err(Error::IncompleteIndex { path, source }),
         }
-        let mut signatures: Vec<Digest> = self
-            .digest_dirs(&dir, Foreign::ProtectTarget, repo, scan)?
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
+        let Some(dir) = revisions
+            .child(digest.hex())?
+            .map(|r| r.child(names::SIGNATURES))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(Vec::new());
+        };
+        let mut signatures = self
+            .digest_dirs(&dir, Foreign::KeepRepository, repo, scan)?
+            .map(|(_, digests)| digests)
+            .unwrap_or_default();
         self.count_files(signatures.len() as u64);
         signatures.sort_unstable();
         Ok(signatures)
     }
 
-    fn tags(&self, dir: &Path, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
-        for entry in list(dir)? {
-            let path = dir.join(&entry.name);
-            let name = name_str(&entry.name).map(str::to_owned);
-            let Some(name) = name.filter(|_| entry.file_type.is_dir()) else {
+    fn tags(&self, dir: &At, repo: &mut Repository, scan: &mut RepoScan) -> Result<()> {
+        for entry in dir.entries()? {
+            let path = dir.path.join(&entry.name);
+            if entry.kind == Kind::Symlink {
+                return Err(symlinked_dir(path));
+            }
+            let name = entry.name_str().map(str::to_owned);
+            let Some(name) = name.filter(|_| entry.kind == Kind::Dir) else {
                 scan.warnings
-                    .push(self.odd_entry(&path, &entry.file_type, Some(&repo.name)));
+                    .push(odd_entry(&path, entry.kind, Some(&repo.name)));
                 continue;
             };
-            let current_link = self.layout.tag_current_link(&repo.name, &name);
+            let Some(tag_dir) = dir.child(&name)? else {
+                continue;
+            };
             self.count_files(1);
-            let current = match read_link(&current_link) {
+            let current_name = Path::new(names::CURRENT).join(names::LINK);
+            let current = match tag_dir.read_link(&current_name) {
                 LinkContent::Digest(d) => Some(d),
                 other => {
                     let why = match other {
@@ -700,24 +803,29 @@ impl Ctx<'_> {
                     };
                     scan.warnings.push(Warning::new(
                         WarningKind::InvalidTagLink,
-                        &current_link,
+                        tag_dir.path.join(&current_name),
                         Some(&repo.name),
                         format!("tag `{name}` has an invalid current link ({why}); every manifest in its history is kept"),
                     ));
                     None
                 }
             };
-            let index_dir = self.layout.tag_index_dir(&repo.name, &name);
             let mut history = Vec::new();
-            for entry in list(&index_dir)? {
-                let entry_path = index_dir.join(&entry.name);
-                match name_str(&entry.name).and_then(Digest::from_hex) {
-                    Some(digest) if entry.file_type.is_dir() => history.push(digest),
-                    _ => scan.warnings.push(self.odd_entry(
-                        &entry_path,
-                        &entry.file_type,
-                        Some(&repo.name),
-                    )),
+            if let Some(index) = tag_dir.child(names::INDEX)? {
+                if let Some(sha256) = index.child(SHA256)? {
+                    for entry in sha256.entries()? {
+                        match (entry.kind, entry.name_str().and_then(Digest::from_hex)) {
+                            (Kind::Dir, Some(digest)) => history.push(digest),
+                            (Kind::Symlink, _) => {
+                                return Err(symlinked_dir(sha256.path.join(&entry.name)));
+                            }
+                            (kind, _) => scan.warnings.push(odd_entry(
+                                &sha256.path.join(&entry.name),
+                                kind,
+                                Some(&repo.name),
+                            )),
+                        }
+                    }
                 }
             }
             self.count_files(history.len() as u64);
@@ -770,9 +878,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("target");
         fs::write(&target, format!("sha256:{}", "ab".repeat(32))).unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(matches!(read_link(&link), LinkContent::Invalid(r) if r.contains("symbolic")));
-        assert_eq!(read_link(&dir.path().join("absent")), LinkContent::Missing);
+        std::os::unix::fs::symlink(&target, dir.path().join("link")).unwrap();
+        let at = At::open(dir.path()).unwrap();
+        assert!(matches!(at.read_link("link"), LinkContent::Invalid(r) if r.contains("symbolic")));
+        assert_eq!(at.read_link("absent"), LinkContent::Missing);
+        assert!(matches!(at.read_link("target"), LinkContent::Digest(_)));
     }
 }

@@ -125,6 +125,15 @@ impl Layout {
         self.layer_links_dir(repository).join(digest.hex())
     }
 
+    /// `repositories/<name>/_layers/<algorithm>/<hex>/`: a blob linked under
+    /// another digest algorithm (a client uploaded it as `sha512:<hex>`).
+    pub fn layer_link_dir_for(&self, repository: &str, algorithm: &str, hex: &str) -> PathBuf {
+        self.repository_dir(repository)
+            .join(names::LAYERS)
+            .join(algorithm)
+            .join(hex)
+    }
+
     /// `repositories/<name>/_manifests/revisions/sha256/`.
     pub fn revisions_dir(&self, repository: &str) -> PathBuf {
         self.repository_dir(repository)

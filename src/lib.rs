@@ -19,6 +19,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod fs_at;
 pub mod index;
 pub mod layout;
 pub mod manifest;

@@ -383,6 +383,9 @@ fn live_blobs(
                 for link in &repo.layer_links {
                     live.insert(index, *link);
                 }
+                for link in &repo.foreign_links {
+                    live.insert(index, link.target);
+                }
             }
             (live, missing)
         })

@@ -78,8 +78,12 @@ pub struct Candidate {
     pub repository: Option<u32>,
     /// Index into that repository's tags, for tag index entries.
     pub tag: Option<u32>,
-    /// The digest in its path.
+    /// The digest in its path; for a link under another algorithm, the
+    /// sha256 blob it links.
     pub digest: Digest,
+    /// For a layer link under another digest algorithm: index into that
+    /// repository's [`crate::index::Repository::foreign_links`].
+    pub foreign_link: Option<u32>,
     /// Blob size, for blobs and layer links.
     pub bytes: Option<u64>,
     /// Why it goes.
@@ -206,6 +210,7 @@ impl Plan {
                             kind: CandidateKind::TagIndexEntry,
                             repository: ri,
                             tag: Some(ti as u32),
+                            foreign_link: None,
                             digest: *digest,
                             bytes: None,
                             reason: if linked(digest) {
@@ -227,6 +232,7 @@ impl Plan {
                         kind: CandidateKind::Manifest,
                         repository: ri,
                         tag: None,
+                        foreign_link: None,
                         digest: revision.digest,
                         bytes: None,
                         reason: if revision.linked {
@@ -250,8 +256,27 @@ impl Plan {
                     kind: CandidateKind::LayerLink,
                     repository: ri,
                     tag: None,
+                    foreign_link: None,
                     digest: *digest,
                     bytes: blob_bytes(digest),
+                    reason: Reason::UnreferencedBlob,
+                });
+            }
+            for (fi, link) in repo.foreign_links.iter().enumerate() {
+                if marking.live_blobs.contains(index, &link.target) {
+                    continue;
+                }
+                reclaim.layer_links += 1;
+                if index.blob(&link.target).is_some() {
+                    dead_blobs.insert(link.target);
+                }
+                candidates.push(Candidate {
+                    kind: CandidateKind::LayerLink,
+                    repository: ri,
+                    tag: None,
+                    digest: link.target,
+                    foreign_link: Some(fi as u32),
+                    bytes: blob_bytes(&link.target),
                     reason: Reason::UnreferencedBlob,
                 });
             }
@@ -271,6 +296,7 @@ impl Plan {
                 kind: CandidateKind::Blob,
                 repository: None,
                 tag: None,
+                foreign_link: None,
                 digest: blob.digest,
                 bytes: Some(blob.bytes()),
                 reason: Reason::UnreferencedBlob,
@@ -329,7 +355,7 @@ pub fn count(index: &Index) -> Counts {
     };
     for repo in &index.repositories {
         counts.tags += repo.tags.len() as u64;
-        counts.layer_links += repo.layer_links.len() as u64;
+        counts.layer_links += (repo.layer_links.len() + repo.foreign_links.len()) as u64;
         counts.uploads += repo.uploads as u64;
         let tagged: DigestSet = repo.tags.iter().filter_map(|t| t.current).collect();
         for revision in repo.revisions.iter().filter(|r| r.linked) {

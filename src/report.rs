@@ -4,13 +4,11 @@
 //! JSON field names are part of regsweep's interface (README, "JSON report");
 //! a change to them bumps [`REPORT_VERSION`].
 
-use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
-use crate::digest::Digest;
 use crate::index::Index;
 use crate::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
 use crate::sweep::{Failure, SweepOutcome};
@@ -47,17 +45,13 @@ pub struct CandidateRecord<'a> {
     pub repository: Option<&'a str>,
     /// The tag, for tag index entries.
     pub tag: Option<&'a str>,
-    /// `sha256:<hex>`.
-    #[serde(serialize_with = "serialize_display")]
-    pub digest: Digest,
+    /// The digest in its path: `sha256:<hex>`, or `sha512:<hex>` for a
+    /// blob linked under another algorithm.
+    pub digest: String,
     /// Blob size, for blobs and layer links.
     pub bytes: Option<u64>,
     /// Why it is garbage.
     pub reason: &'static str,
-}
-
-fn serialize_display<S: Serializer>(value: &impl fmt::Display, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(value)
 }
 
 impl<'a> CandidateRecord<'a> {
@@ -72,7 +66,10 @@ impl<'a> CandidateRecord<'a> {
             tag: repo
                 .zip(candidate.tag)
                 .map(|(r, t)| r.tags[t as usize].name.as_str()),
-            digest: candidate.digest,
+            digest: match (repo, candidate.foreign_link) {
+                (Some(r), Some(i)) => r.foreign_links[i as usize].name(),
+                _ => candidate.digest.to_string(),
+            },
             bytes: candidate.bytes,
             reason: candidate.reason.describe(),
         }

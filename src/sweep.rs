@@ -133,7 +133,14 @@ pub fn candidate_dir(layout: &Layout, index: &Index, candidate: &Candidate) -> P
             layout.tag_index_entry_dir(repo, tag, &candidate.digest)
         }
         CandidateKind::Manifest => layout.revision_dir(repo, &candidate.digest),
-        CandidateKind::LayerLink => layout.layer_link_dir(repo, &candidate.digest),
+        CandidateKind::LayerLink => match candidate.foreign_link {
+            Some(i) => {
+                let link = &index.repositories[candidate.repository.unwrap_or_default() as usize]
+                    .foreign_links[i as usize];
+                layout.layer_link_dir_for(repo, &link.algorithm, &link.hex)
+            }
+            None => layout.layer_link_dir(repo, &candidate.digest),
+        },
         CandidateKind::Blob => layout.blob_dir(&candidate.digest),
     }
 }

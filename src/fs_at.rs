@@ -1,0 +1,262 @@
+//! Filesystem access relative to open directories.
+//!
+//! The index opens each directory once and reaches what is inside it with
+//! `openat`/`statat` on short relative names: the kernel does not walk the
+//! whole path from the root for each of millions of files, and every
+//! component below the storage root is opened with `O_NOFOLLOW`, so no
+//! symbolic link is ever followed on the way down.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+/// What a directory entry is, without following symbolic links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else (socket, device, fifo).
+    Other,
+}
+
+impl Kind {
+    fn of(file_type: FileType) -> Kind {
+        match file_type {
+            FileType::Directory => Kind::Dir,
+            FileType::RegularFile => Kind::File,
+            FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// A directory entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its name.
+    pub name: OsString,
+    /// What it is.
+    pub kind: Kind,
+}
+
+impl Entry {
+    /// The name, if it is UTF-8 (every name the registry writes is).
+    pub fn name_str(&self) -> Option<&str> {
+        self.name.to_str()
+    }
+}
+
+/// An open directory.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+
+impl Dir {
+    /// Opens `path`, following symbolic links: this is where the operator
+    /// pointed regsweep, and the only place a link is followed.
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let fd = rustix::fs::open(path, DIR_FLAGS, Mode::empty())?;
+        Ok(Dir { fd })
+    }
+
+    /// Opens the subdirectory `name`, never through a symbolic link.
+    /// `Ok(None)` when it does not exist.
+    pub fn open_dir(&self, name: impl AsRef<Path>) -> io::Result<Option<Dir>> {
+        match rustix::fs::openat(
+            &self.fd,
+            name.as_ref(),
+            DIR_FLAGS | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(Some(Dir { fd })),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every entry but `.` and `..`.
+    pub fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut reader = rustix::fs::Dir::read_from(&self.fd)?;
+        let mut entries = Vec::new();
+        while let Some(entry) = reader.read() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Unknown => {
+                    // Filesystems without d_type: ask, still without following.
+                    let stat =
+                        rustix::fs::statat(&self.fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
+                    Kind::of(FileType::from_raw_mode(stat.st_mode))
+                }
+                file_type => Kind::of(file_type),
+            };
+            entries.push(Entry {
+                name: OsString::from_vec(name.to_vec()),
+                kind,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// `lstat` of `name` (which may have several components) below this
+    /// directory: kind and size. `Ok(None)` when it does not exist.
+    pub fn stat(&self, name: impl AsRef<Path>) -> io::Result<Option<(Kind, u64)>> {
+        match rustix::fs::statat(&self.fd, name.as_ref(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some((
+                Kind::of(FileType::from_raw_mode(stat.st_mode)),
+                stat.st_size as u64,
+            ))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads at most `buf.len()` bytes of the file `name` below this
+    /// directory into `buf`, without following a symbolic link at the last
+    /// component. Returns the byte count, `Ok(None)` when it does not exist.
+    /// A read that fills `buf` means the file may be longer.
+    pub fn read_small(&self, name: impl AsRef<Path>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let fd = match rustix::fs::openat(
+            &self.fd,
+            name.as_ref(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut len = 0;
+        while len < buf.len() {
+            match rustix::io::read(&fd, &mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    len += n;
+                    // A short read of a regular file is its end: this saves
+                    // the zero-length read, one syscall in four per link.
+                    if len < buf.len() {
+                        break;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Some(len))
+    }
+
+    /// Reads the whole file `name` below this directory, up to `limit`
+    /// bytes plus one (so the caller sees it was longer), never through a
+    /// symbolic link at the last component.
+    pub fn read_to_end(
+        &self,
+        name: impl AsRef<Path>,
+        size_hint: usize,
+        limit: u64,
+    ) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name.as_ref(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut bytes = Vec::with_capacity(size_hint + 1);
+        std::fs::File::from(fd)
+            .take(limit + 1)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// The file descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Whether an error from an `O_NOFOLLOW` open means "this is a symbolic link".
+pub fn is_symlink_error(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+        || error.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn open_dir_refuses_symbolic_links() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("real"), root.path().join("link")).unwrap();
+        let dir = Dir::open(root.path()).unwrap();
+        assert!(dir.open_dir("real").unwrap().is_some());
+        assert!(dir.open_dir("absent").unwrap().is_none());
+        let err = dir.open_dir("link").unwrap_err();
+        assert!(is_symlink_error(&err), "{err}");
+    }
+
+    #[test]
+    fn entries_report_kinds_without_following() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("d")).unwrap();
+        fs::write(root.path().join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/", root.path().join("s")).unwrap();
+        let mut entries: Vec<(String, Kind)> = Dir::open(root.path())
+            .unwrap()
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name_str().unwrap().to_owned(), e.kind))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            entries,
+            vec![
+                ("d".into(), Kind::Dir),
+                ("f".into(), Kind::File),
+                ("s".into(), Kind::Symlink)
+            ]
+        );
+    }
+
+    #[test]
+    fn read_small_and_stat_work_below_the_directory_without_following() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("d")).unwrap();
+        fs::write(root.path().join("d/link"), b"hello").unwrap();
+        std::os::unix::fs::symlink(root.path().join("d/link"), root.path().join("d/alias"))
+            .unwrap();
+        let dir = Dir::open(root.path()).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(dir.read_small("d/link", &mut buf).unwrap(), Some(5));
+        assert_eq!(&buf[..5], b"hello");
+        assert_eq!(dir.read_small("d/absent", &mut buf).unwrap(), None);
+        assert!(is_symlink_error(
+            &dir.read_small("d/alias", &mut buf).unwrap_err()
+        ));
+        assert_eq!(dir.stat("d/link").unwrap(), Some((Kind::File, 5)));
+        assert_eq!(
+            dir.stat("d/alias").unwrap().map(|s| s.0),
+            Some(Kind::Symlink)
+        );
+        assert_eq!(dir.stat("d/absent").unwrap(), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! A real `docker-registry serve` on 127.0.0.1, one per test.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::REGISTRY_BIN;
+
+/// How long a registry may take to answer `GET /v2/`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A registry process (or, after [`Registry::stop`], just its configuration)
+/// over a filesystem storage root. Dropping it kills and reaps the process.
+pub struct Registry {
+    /// Holds `config.yml`, `registry.log` and, for [`Registry::start`], the
+    /// storage under `data/`.
+    dir: TempDir,
+    root: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Registry {
+    /// A running registry over a new, empty storage root.
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("registry tempdir");
+        let root = dir.path().join("data");
+        fs::create_dir(&root).unwrap();
+        let mut reg = Registry {
+            dir,
+            root,
+            port: 0,
+            child: None,
+        };
+        reg.launch();
+        reg
+    }
+
+    /// A running registry over an existing storage root (for example a copy
+    /// of another registry's tree).
+    pub fn start_on(root: &Path) -> Registry {
+        let mut reg = Registry::stopped_on(root);
+        reg.launch();
+        reg
+    }
+
+    /// A configuration for `root` with no process running: what
+    /// `garbage-collect` and `regsweep gc CONFIG` need.
+    pub fn stopped_on(root: &Path) -> Registry {
+        let reg = Registry {
+            dir: tempfile::tempdir().expect("registry tempdir"),
+            root: root.to_path_buf(),
+            port: 0,
+            child: None,
+        };
+        reg.write_config();
+        reg
+    }
+
+    /// The storage root (the directory holding `docker/registry/v2`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The registry's `config.yml`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config.yml")
+    }
+
+    /// `127.0.0.1:<port>` of the running registry.
+    pub fn host(&self) -> String {
+        assert!(self.child.is_some(), "registry is not running");
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:<port>` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host())
+    }
+
+    /// `docker://127.0.0.1:<port>/<repo_ref>`, the skopeo name of `repo:tag`
+    /// or `repo@digest`.
+    pub fn docker_ref(&self, repo_ref: &str) -> String {
+        format!("docker://{}/{repo_ref}", self.host())
+    }
+
+    /// Stops the process (kill, then wait). The storage stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the registry if it runs and starts it again on the same storage
+    /// (possibly on another port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// The registry's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Quiet logs; deletion and schema1 enabled; foreign layers with http(s)
+    /// URLs accepted (2.8 rejects them unless an allow list is configured).
+    fn write_config(&self) {
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
+             cache:\n    blobdescriptor: inmemory\n\
+             http:\n  addr: 127.0.0.1:{port}\n\
+             compatibility:\n  schema1:\n    enabled: true\n\
+             validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n",
+            root = self.root.display(),
+            port = self.port,
+        );
+        fs::write(self.config(), config).expect("write registry config");
+    }
+
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "registry already running");
+        // A free port found by binding port 0 can be taken by a parallel test
+        // before the registry binds it: retry on "address already in use".
+        for _attempt in 0..5 {
+            self.port = free_port();
+            self.write_config();
+            let log = fs::File::create(self.dir.path().join("registry.log")).unwrap();
+            let child = Command::new(REGISTRY_BIN)
+                .arg("serve")
+                .arg(self.config())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {REGISTRY_BIN}: {e}"));
+            self.child = Some(child);
+            match self.wait_ready() {
+                Ok(()) => return,
+                Err(log) if log.contains("address already in use") => self.stop(),
+                Err(log) => {
+                    self.stop();
+                    panic!(
+                        "docker-registry on port {} with storage {} did not come up:\n{log}",
+                        self.port,
+                        self.root.display()
+                    );
+                }
+            }
+        }
+        panic!("docker-registry: no free port after 5 attempts");
+    }
+
+    /// Polls `GET /v2/` until it answers 200; on failure returns the log.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let url = format!("http://127.0.0.1:{}/v2/", self.port);
+        let agent = super::http::agent(Duration::from_secs(2));
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return Err(format!("registry exited with {status}:\n{}", self.log()));
+            }
+            if let Ok(resp) = agent.get(&url).call() {
+                if resp.status() == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no answer from {url} within {STARTUP_TIMEOUT:?}:\n{}",
+                    self.log()
+                ));
+            }
+            sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
