@@ -20,7 +20,7 @@ use walkdir::WalkDir;
 use crate::digest::{Digest, DigestSet, SHA256};
 use crate::error::{Error, Result};
 use crate::fs_at::{self, Dir, Entry, Kind};
-use crate::layout::{Layout, names};
+use crate::layout::{Layout, names, relative};
 use crate::progress::Task;
 use crate::warning::{Warning, WarningKind};
 
@@ -357,8 +357,8 @@ impl Ctx<'_> {
     /// behind it, which is then never deleted.
     fn blobs(&self, v2: &At) -> Result<BlobScan> {
         let mut warnings = Vec::new();
-        let blobs_path = v2.path.join("blobs");
-        let blobs = match v2.child("blobs") {
+        let blobs_path = v2.path.join(names::BLOBS);
+        let blobs = match v2.child(names::BLOBS) {
             Err(Error::IncompleteIndex { source, .. }) if fs_at::is_symlink_error(&source) => {
                 warnings.push(odd_entry(&blobs_path, Kind::Symlink, None));
                 return Ok((Vec::new(), warnings, DigestSet::default()));
@@ -428,7 +428,7 @@ impl Ctx<'_> {
                 warnings.push(odd_entry(&shard.path.join(&entry.name), entry.kind, None));
                 continue;
             };
-            let data = Path::new(&entry.name).join(names::DATA);
+            let data = relative::data(&entry.name);
             match shard.dir.stat(&data) {
                 Ok(Some((Kind::File, size))) => blobs.push(Blob::new(digest, Some(size))),
                 Ok(None) => blobs.push(Blob::new(digest, None)),
@@ -624,7 +624,7 @@ impl Ctx<'_> {
         let path = dir.path.join(name);
         let algorithm = dir.path.file_name().and_then(|a| a.to_str());
         let hex = name.to_str();
-        let target = dir.read_link(Path::new(name).join(names::LINK));
+        let target = dir.read_link(relative::link(name));
         match (foreign, target, algorithm, hex) {
             (Foreign::BlobLink, LinkContent::Digest(target), Some(algorithm), Some(hex)) => {
                 repo.foreign_links.push(ForeignLink {
@@ -661,7 +661,7 @@ impl Ctx<'_> {
     /// Reads `<hex>/link` below `dir` and reports it if it does not hold
     /// `digest`. Returns whether the link file exists.
     fn check_link(&self, dir: &At, digest: &Digest, repo: &str, scan: &mut RepoScan) -> bool {
-        let name = Path::new(&digest.hex()).join(names::LINK);
+        let name = relative::link(digest.hex());
         let problem = match dir.read_link(&name) {
             LinkContent::Digest(d) if d == *digest => None,
             LinkContent::Missing => return false,
@@ -746,7 +746,7 @@ impl Ctx<'_> {
         repo: &mut Repository,
         scan: &mut RepoScan,
     ) -> Result<Vec<Digest>> {
-        let name = Path::new(&digest.hex()).join(names::SIGNATURES);
+        let name = relative::signatures(digest);
         let path = revisions.path.join(&name);
         match revisions.dir.stat(&name) {
             Ok(None) => return Ok(Vec::new()),
@@ -791,7 +791,7 @@ impl Ctx<'_> {
                 continue;
             };
             self.count_files(1);
-            let current_name = Path::new(names::CURRENT).join(names::LINK);
+            let current_name = relative::tag_current_link();
             let current = match tag_dir.read_link(&current_name) {
                 LinkContent::Digest(d) => Some(d),
                 other => {

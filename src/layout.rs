@@ -37,6 +37,10 @@ pub mod names {
     pub const INDEX: &str = "index";
     /// Child of a schema1 revision written by registries up to 2.4.
     pub const SIGNATURES: &str = "signatures";
+    /// Child of `v2/`: blob data.
+    pub const BLOBS: &str = "blobs";
+    /// Child of `v2/`: repositories.
+    pub const REPOSITORIES: &str = "repositories";
     /// Metadata directories start with this; repository name components never do.
     pub const METADATA_PREFIX: char = '_';
 }
@@ -72,7 +76,7 @@ impl Layout {
 
     /// `blobs/`.
     pub fn blobs_dir(&self) -> PathBuf {
-        self.v2.join("blobs")
+        self.v2.join(names::BLOBS)
     }
 
     /// `blobs/sha256/`, holding the shard directories.
@@ -93,7 +97,7 @@ impl Layout {
 
     /// `repositories/`.
     pub fn repositories_dir(&self) -> PathBuf {
-        self.v2.join("repositories")
+        self.v2.join(names::REPOSITORIES)
     }
 
     /// `repositories/<name>/` for a name with `/`-separated components.
@@ -184,9 +188,48 @@ impl Layout {
     }
 }
 
+/// Paths relative to a directory the index holds open.
+pub mod relative {
+    use std::path::{Path, PathBuf};
+
+    use super::names;
+    use crate::digest::Digest;
+
+    /// `<dir>/link`, the link file of a link directory.
+    pub fn link(dir: impl AsRef<Path>) -> PathBuf {
+        dir.as_ref().join(names::LINK)
+    }
+
+    /// `<hex>/data` below a blob shard directory.
+    pub fn data(blob_dir: impl AsRef<Path>) -> PathBuf {
+        blob_dir.as_ref().join(names::DATA)
+    }
+
+    /// `<2 hex>/<hex>/data` below `blobs/sha256/`.
+    pub fn blob_data(digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        Path::new(&hex[..2]).join(&hex).join(names::DATA)
+    }
+
+    /// `<hex>/signatures` below `_manifests/revisions/sha256/`.
+    pub fn signatures(digest: &Digest) -> PathBuf {
+        Path::new(&digest.hex()).join(names::SIGNATURES)
+    }
+
+    /// `current/link` below a tag directory.
+    pub fn tag_current_link() -> PathBuf {
+        Path::new(names::CURRENT).join(names::LINK)
+    }
+}
+
 /// The `link` file inside a link directory.
 pub fn link_file(link_dir: &Path) -> PathBuf {
     link_dir.join(names::LINK)
+}
+
+/// The `data` file inside a blob directory.
+pub fn data_file(blob_dir: &Path) -> PathBuf {
+    blob_dir.join(names::DATA)
 }
 
 /// The `signatures/` directory inside a revision directory.

@@ -21,15 +21,12 @@
 //! Memory: a loaded manifest keeps its stored references as [`BlobId`]s, and
 //! blob liveness is one bit per stored blob.
 
-use std::fs;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
-
 use rayon::prelude::*;
 
-use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::digest::{Digest, DigestMap, DigestSet, SHA256};
+use crate::fs_at::Dir;
 use crate::index::{BlobId, Index, Repository};
-use crate::layout::Layout;
+use crate::layout::{Layout, names, relative};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::progress::Task;
 use crate::warning::{Warning, WarningKind};
@@ -132,10 +129,11 @@ impl RepositoryMark {
     }
 }
 
-/// Reads the manifest stored as blob `digest`: at most
-/// [`MAX_MANIFEST_BYTES`], never through a symbolic link, and checked against
-/// its digest, so a damaged blob cannot pass for a smaller manifest.
-pub fn load(layout: &Layout, index: &Index, digest: &Digest) -> Loaded {
+/// Reads the manifest stored as blob `digest` through `blob_shards`
+/// (`blobs/sha256/`, held open): at most [`MAX_MANIFEST_BYTES`], never
+/// through a symbolic link, and checked against its digest, so a damaged blob
+/// cannot pass for a smaller manifest.
+pub fn load(blob_shards: Option<&Dir>, index: &Index, digest: &Digest) -> Loaded {
     let size = match index.blob(digest).map(|b| b.data_size()) {
         None => return Err("manifest blob is not in storage".into()),
         Some(None) => return Err("manifest blob has no data file".into()),
@@ -146,12 +144,13 @@ pub fn load(layout: &Layout, index: &Index, digest: &Digest) -> Loaded {
         }
         Some(Some(size)) => size,
     };
-    let mut bytes = Vec::with_capacity(size as usize + 1);
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(layout.blob_data(digest))
-        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+    let blob_shards = blob_shards.ok_or("blob storage cannot be opened")?;
+    let bytes = blob_shards
+        .read_to_end(
+            relative::blob_data(digest),
+            size as usize,
+            MAX_MANIFEST_BYTES,
+        )
         .map_err(|e| format!("cannot read manifest blob: {e}"))?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(format!(
@@ -178,6 +177,15 @@ pub fn load(layout: &Layout, index: &Index, digest: &Digest) -> Loaded {
     })
 }
 
+/// Opens `blobs/sha256/` without following a symbolic link below the root.
+fn open_blob_shards(layout: &Layout) -> Option<Dir> {
+    Dir::open(layout.v2())
+        .and_then(|v2| v2.open_dir(names::BLOBS))
+        .ok()
+        .flatten()
+        .and_then(|blobs| blobs.open_dir(SHA256).ok().flatten())
+}
+
 /// Manifests a repository holds or points at, before following children.
 fn repository_scope(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
     let revisions = repo.revisions.iter().filter(|r| r.linked).map(|r| r.digest);
@@ -198,6 +206,7 @@ fn tag_roots(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
 
 /// Loads every manifest any repository holds or reaches, in parallel.
 fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded> {
+    let blob_shards = open_blob_shards(layout);
     let mut wanted: DigestSet = index
         .repositories
         .iter()
@@ -209,7 +218,7 @@ fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded
             .par_iter()
             .map(|d| {
                 progress.inc(1);
-                (*d, load(layout, index, d))
+                (*d, load(blob_shards.as_ref(), index, d))
             })
             .collect();
         wanted = batch

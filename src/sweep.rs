@@ -18,7 +18,7 @@ use serde::Serialize;
 use walkdir::WalkDir;
 
 use crate::index::Index;
-use crate::layout::{self, Layout, names};
+use crate::layout::{self, Layout};
 use crate::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::progress::Progress;
 
@@ -148,7 +148,7 @@ pub fn candidate_dir(layout: &Layout, index: &Index, candidate: &Candidate) -> P
 fn delete(layout: &Layout, index: &Index, candidate: &Candidate) -> Result<(), Failure> {
     let dir = candidate_dir(layout, index, candidate);
     match candidate.kind {
-        CandidateKind::Blob => remove_file(&dir.join(names::DATA))?,
+        CandidateKind::Blob => remove_file(&layout::data_file(&dir))?,
         CandidateKind::Manifest => {
             remove_file(&layout::link_file(&dir))?;
             remove_tree(&layout::signatures_dir(&dir))?;
