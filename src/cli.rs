@@ -32,6 +32,31 @@ pub struct Cli {
 pub enum Command {
     /// Delete unreferenced blobs, manifests and links (like `registry garbage-collect`)
     Gc(GcArgs),
+    /// Report broken images, links that disagree with their paths, and (with --digests) corrupt blobs
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Exit codes: 0 nothing broken; 1 something is broken; 2 refused or failed.")]
+pub struct VerifyArgs {
+    /// Storage root (the directory holding docker/registry/v2) or the registry's config.yml
+    pub target: PathBuf,
+
+    /// Also check that every blob's sha256 matches its name (reads all blob data)
+    #[arg(long)]
+    pub digests: bool,
+
+    /// Print one JSON report on stdout instead of the summary
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print only problems
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Worker threads [default: one per CPU]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, GcArgs};
+use cli::{Cli, Command, GcArgs, VerifyArgs};
 use regsweep::{Collector, ExitStatus, Report};
 
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     let status = match command {
         Command::Gc(args) => gc(args),
+        Command::Verify(args) => verify(args),
     };
     ExitCode::from(status as u8)
 }
@@ -96,4 +97,12 @@ fn ask(out: &mut impl Write, question: &str) -> bool {
     let mut answer = String::new();
     io::stdin().lock().read_line(&mut answer).is_ok()
         && matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+}
+
+fn verify(args: VerifyArgs) -> ExitStatus {
+    eprintln!(
+        "regsweep: verify is not available yet ({})",
+        args.target.display()
+    );
+    ExitStatus::Failed
 }
