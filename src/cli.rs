@@ -148,7 +148,9 @@ mod tests {
     #[test]
     fn gc_flags_parse_like_upstream_garbage_collect() {
         let cli = Cli::try_parse_from(["regsweep", "gc", "-d", "-m", "/srv/reg"]).unwrap();
-        let Command::Gc(args) = cli.command;
+        let Command::Gc(args) = cli.command else {
+            panic!("expected the gc subcommand");
+        };
         assert!(args.dry_run && args.delete_untagged && !args.yes);
         assert_eq!(args.target, PathBuf::from("/srv/reg"));
     }
