@@ -81,6 +81,10 @@ pub struct GcArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Also open every _layers link and report those that disagree with their path (slower; never changes what is deleted)
+    #[arg(long)]
+    pub check_links: bool,
+
     /// List every candidate: kind, repository, tag, digest, bytes, reason
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -127,6 +131,7 @@ impl GcArgs {
         let config = GcConfig {
             layout,
             delete_untagged: self.delete_untagged,
+            check_layer_links: self.check_links,
             threads: self.threads.map(usize::from),
             progress: Progress::new(stderr_tty && !self.quiet),
             sweep: SweepOptions { stop_after },

@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
@@ -87,11 +88,14 @@ impl Dir {
         }
     }
 
-    /// Every entry but `.` and `..`.
+    /// Every entry but `.` and `..`. Reads the directory through this
+    /// handle's own descriptor (no duplicate descriptor), so it is meant to
+    /// be called once per handle.
     pub fn entries(&self) -> io::Result<Vec<Entry>> {
-        let mut reader = rustix::fs::Dir::read_from(&self.fd)?;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 32 * 1024];
+        let mut reader = rustix::fs::RawDir::new(&self.fd, &mut buf);
         let mut entries = Vec::new();
-        while let Some(entry) = reader.read() {
+        while let Some(entry) = reader.next() {
             let entry = entry?;
             let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." {
@@ -100,8 +104,7 @@ impl Dir {
             let kind = match entry.file_type() {
                 FileType::Unknown => {
                     // Filesystems without d_type: ask, still without following.
-                    let stat =
-                        rustix::fs::statat(&self.fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
+                    let stat = rustix::fs::statat(&self.fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
                     Kind::of(FileType::from_raw_mode(stat.st_mode))
                 }
                 file_type => Kind::of(file_type),

@@ -50,6 +50,8 @@ pub struct GcConfig {
     pub layout: Layout,
     /// Manifests no tag reaches are garbage too.
     pub delete_untagged: bool,
+    /// Also read every `_layers` link and report invalid ones.
+    pub check_layer_links: bool,
     /// Worker threads; `None` for one per CPU.
     pub threads: Option<usize>,
     /// Progress on stderr.
@@ -103,7 +105,10 @@ impl Collector {
         let progress = self.config.progress;
         self.pool.install(|| {
             let task = progress.spinner("indexing");
-            let index = index::build(layout, &task)?;
+            let options = index::IndexOptions {
+                check_layer_links: self.config.check_layer_links,
+            };
+            let index = index::build(layout, options, &task)?;
             task.finish();
             let task = progress.spinner("marking");
             let marking = mark::mark(layout, &index, self.config.delete_untagged, &task);
