@@ -677,12 +677,7 @@ impl Ctx<'_> {
         let problem = match dir.read_link(&name) {
             LinkContent::Digest(d) if d == *digest => None,
             LinkContent::Missing => return false,
-            LinkContent::Digest(d) => {
-                // The registry would serve the content's blob for this link:
-                // keep it too.
-                scan.protected.insert(d);
-                Some(format!("holds {d}, its path says {digest}; both are kept"))
-            }
+            LinkContent::Digest(d) => Some(format!("holds {d}, its path says {digest}")),
             LinkContent::OtherAlgorithm(text) => {
                 Some(format!("holds {text}, its path says {digest}"))
             }

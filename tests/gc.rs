@@ -1260,7 +1260,15 @@ fn layer_link_with_bad_content_counts_under_its_path() {
             let link = layer_link(b.root(), "app", &layer.digest);
             b.overwrite(&link, &bytes);
 
-            let report = gc_json(b.root(), &mode_args(m));
+            // Deciding never reads a layer link: without --check-links the
+            // plan is the same, and nothing is reported.
+            let unchecked = gc_json(b.root(), &with(mode_args(m), &["-d"]));
+            assert_exit(&unchecked, 0);
+            let report = gc_json(b.root(), &with(mode_args(m), &["--check-links"]));
+            assert_eq!(
+                unchecked["candidates"], report["candidates"],
+                "{ctx}: --check-links changed the plan"
+            );
             assert_exit(&report, 1);
             assert!(
                 has_warning(&report, &["invalid_link"], &reported(b.root(), &link)),
@@ -1593,6 +1601,14 @@ fn assert_symlink_not_followed(
     setup: impl FnOnce(&mut LayoutBuilder, &Path) -> PathBuf,
     kinds: &[&str],
 ) {
+    assert_symlink_not_followed_with(setup, kinds, &[]);
+}
+
+fn assert_symlink_not_followed_with(
+    setup: impl FnOnce(&mut LayoutBuilder, &Path) -> PathBuf,
+    kinds: &[&str],
+    extra_args: &[&str],
+) {
     let mut b = LayoutBuilder::new();
     let img = b.simple_image("live", &[]);
     b.push("app", "v1", &img);
@@ -1614,12 +1630,10 @@ fn assert_symlink_not_followed(
     assert!(!outside_before.is_empty());
 
     let storage_before = snapshot_contents(b.root());
-    let out = regsweep([
-        "gc".as_ref(),
-        "--json".as_ref(),
-        "-m".as_ref(),
-        b.root().as_os_str(),
-    ]);
+    let mut args: Vec<&std::ffi::OsStr> = vec!["gc".as_ref(), "--json".as_ref(), "-m".as_ref()];
+    args.extend(extra_args.iter().map(std::ffi::OsStr::new));
+    args.push(b.root().as_os_str());
+    let out = regsweep(args);
     assert_unchanged(
         &outside,
         &outside_before,
@@ -1829,7 +1843,7 @@ fn symlinked_layer_link_directory_is_not_followed() {
 
 #[test]
 fn symlinked_link_file_is_not_followed() {
-    assert_symlink_not_followed(
+    assert_symlink_not_followed_with(
         |b, outside| {
             // A dead layer link whose link file is a symlink to a file outside.
             let orphan = b.orphan_linked_blob("app", "link file");
@@ -1841,7 +1855,36 @@ fn symlinked_link_file_is_not_followed() {
             link
         },
         &["symlink", "invalid_link"],
+        &["--check-links"],
     );
+}
+
+#[test]
+fn symlinked_dead_layer_link_file_is_removed_as_a_link_not_followed() {
+    let mut b = LayoutBuilder::new();
+    let img = b.simple_image("live", &[]);
+    b.push("app", "v1", &img);
+    let orphan = b.orphan_linked_blob("app", "link file");
+    let outside = b.scratch().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let target = outside.join("link");
+    fs::write(&target, &orphan.digest).unwrap();
+    let link = layer_link(b.root(), "app", &orphan.digest);
+    fs::remove_file(&link).unwrap();
+    symlink(&target, &link);
+
+    let report = gc_json(b.root(), &["-m"]);
+    assert_exit(&report, 0);
+    assert!(
+        fs::symlink_metadata(&link).is_err(),
+        "the dead link (a symlink) is removed"
+    );
+    assert_eq!(
+        fs::read(&target).unwrap(),
+        orphan.digest.as_bytes(),
+        "its target outside the storage is untouched"
+    );
+    assert_blob_kept(b.root(), &img.digest);
 }
 
 #[test]
