@@ -104,7 +104,8 @@ impl Dir {
             let kind = match entry.file_type() {
                 FileType::Unknown => {
                     // Filesystems without d_type: ask, still without following.
-                    let stat = rustix::fs::statat(&self.fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
+                    let stat =
+                        rustix::fs::statat(&self.fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
                     Kind::of(FileType::from_raw_mode(stat.st_mode))
                 }
                 file_type => Kind::of(file_type),
