@@ -3,9 +3,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use std::sync::atomic::AtomicBool;
+
 use clap::{Args, Parser, Subcommand};
 
 use regsweep::GcConfig;
+use regsweep::duration::Age;
 use regsweep::progress::Progress;
 use regsweep::sweep::SweepOptions;
 use regsweep::target::{self, Environment};
@@ -13,9 +16,13 @@ use regsweep::target::{self, Environment};
 /// Test hook: stop the sweep after this many deletions, as a crash would.
 pub const STOP_AFTER_ENV: &str = "REGSWEEP_FAULT_STOP_AFTER";
 
+/// Set by the first Ctrl-C: the sweep stops between two deletions.
+pub static QUIT: AtomicBool = AtomicBool::new(false);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "regsweep",
+    args_override_self = true,
     version,
     about = "Reclaim disk space from a container registry's filesystem storage",
     long_about = "Offline garbage collector for the storage of a CNCF distribution registry \
@@ -32,6 +39,11 @@ pub struct Cli {
 pub enum Command {
     /// Delete unreferenced blobs, manifests and links (like `registry garbage-collect`)
     Gc(GcArgs),
+    /// Move back what `gc --trash DIR` moved into DIR (newest batch first)
+    Restore(RestoreArgs),
+    /// Manage a trash directory written by `gc --trash`
+    #[command(subcommand)]
+    Trash(TrashCommand),
     /// Report broken images, links that disagree with their paths, and (with --digests) corrupt blobs
     Verify(VerifyArgs),
 }
@@ -100,10 +112,76 @@ pub struct GcArgs {
     /// Worker threads [default: one per CPU]
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+
+    /// Keep blobs, links and manifest revisions modified more recently than this (a recent revision keeps what it references); 0 to collect everything now
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub min_age: Age,
+
+    /// Move what would be deleted into DIR (same filesystem, outside docker/registry/v2) instead; `regsweep restore DIR` undoes it
+    #[arg(long, value_name = "DIR")]
+    pub trash: Option<PathBuf>,
+
+    /// Sweep even if uploads are in progress (the registry is taking pushes)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Also remove `_uploads/<uuid>` directories untouched for this long (never within --min-age)
+    #[arg(long, value_name = "DURATION")]
+    pub purge_uploads_older_than: Option<Age>,
+
+    /// Also remove repositories left with no tags and no manifests (their _-metadata only, if nested repositories are below)
+    #[arg(long)]
+    pub remove_empty_repos: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 everything restored; 1 something could not be moved back; 2 refused \
+                  (something exists again in the registry, a lock is held), nothing restored."
+)]
+pub struct RestoreArgs {
+    /// The trash directory given to `gc --trash`
+    pub dir: PathBuf,
+
+    /// Restore only this batch (a directory name in DIR, `<UTC time>-<pid>`)
+    #[arg(long, value_name = "NAME")]
+    pub batch: Option<String>,
+
+    /// Print one JSON report on stdout instead of the summary
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrashCommand {
+    /// Delete quarantined batches for good (never following symbolic links)
+    Empty(TrashEmptyArgs),
+    /// List the batches of a trash directory, newest first
+    List(TrashListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrashEmptyArgs {
+    /// The trash directory given to `gc --trash`
+    pub dir: PathBuf,
+
+    /// Only batches started longer ago than this (e.g. 30d) [default: all]
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<Age>,
+
+    /// Print one JSON report on stdout instead of the summary
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrashListArgs {
+    /// The trash directory given to `gc --trash`
+    pub dir: PathBuf,
 }
 
 /// What `main` needs besides the library's configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Output {
     pub dry_run: bool,
     pub json: bool,
@@ -111,6 +189,10 @@ pub struct Output {
     pub quiet: bool,
     /// Ask before deleting.
     pub confirm: bool,
+    /// Move into this trash directory instead of deleting.
+    pub trash: Option<PathBuf>,
+    /// Sweep although uploads are in progress.
+    pub force: bool,
 }
 
 impl GcArgs {
@@ -124,6 +206,8 @@ impl GcArgs {
             verbose: self.verbose,
             quiet: self.quiet,
             confirm: !self.dry_run && !self.yes && stderr_tty && std::io::stdin().is_terminal(),
+            trash: self.trash,
+            force: self.force,
         };
         let stop_after = std::env::var(STOP_AFTER_ENV)
             .ok()
@@ -134,7 +218,14 @@ impl GcArgs {
             check_layer_links: self.check_links,
             threads: self.threads.map(usize::from),
             progress: Progress::new(stderr_tty && !self.quiet),
-            sweep: SweepOptions { stop_after },
+            sweep: SweepOptions {
+                stop_after,
+                quit: Some(&QUIT),
+                cutoff: None,
+            },
+            min_age: self.min_age,
+            purge_uploads_older_than: self.purge_uploads_older_than,
+            remove_empty_repos: self.remove_empty_repos,
         };
         Ok((config, output))
     }
@@ -166,5 +257,60 @@ mod tests {
         assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "0", "x"]).is_err());
         assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "3", "x"]).is_ok());
         assert!(Cli::try_parse_from(["regsweep", "gc"]).is_err());
+    }
+
+    #[test]
+    fn min_age_defaults_to_an_hour_and_a_later_value_wins() {
+        let gc = |args: &[&str]| -> GcArgs {
+            let mut argv = vec!["regsweep", "gc"];
+            argv.extend(args);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Gc(args) => args,
+                _ => panic!("expected the gc subcommand"),
+            }
+        };
+        assert_eq!(gc(&["x"]).min_age.as_secs(), 3600);
+        assert!(gc(&["--min-age", "0", "x"]).min_age.is_zero());
+        let later = gc(&["--min-age", "0", "--min-age", "2d", "x"]);
+        assert_eq!(
+            later.min_age.as_secs(),
+            2 * 86_400,
+            "a harness default is overridable"
+        );
+        assert!(Cli::try_parse_from(["regsweep", "gc", "--min-age", "1y", "x"]).is_err());
+        let all = gc(&[
+            "--trash",
+            "/srv/trash",
+            "--force",
+            "--purge-uploads-older-than",
+            "7d",
+            "--remove-empty-repos",
+            "x",
+        ]);
+        assert_eq!(all.trash, Some(PathBuf::from("/srv/trash")));
+        assert!(all.force && all.remove_empty_repos);
+        assert_eq!(
+            all.purge_uploads_older_than.map(Age::as_secs),
+            Some(7 * 86_400)
+        );
+    }
+
+    #[test]
+    fn restore_and_trash_subcommands_parse() {
+        let cli = Cli::try_parse_from(["regsweep", "restore", "/t", "--batch", "b1"]).unwrap();
+        let Command::Restore(args) = cli.command else {
+            panic!("expected restore");
+        };
+        assert_eq!(
+            (args.dir, args.batch.as_deref()),
+            (PathBuf::from("/t"), Some("b1"))
+        );
+        let cli = Cli::try_parse_from(["regsweep", "trash", "empty", "/t", "--older-than", "30d"])
+            .unwrap();
+        let Command::Trash(TrashCommand::Empty(args)) = cli.command else {
+            panic!("expected trash empty");
+        };
+        assert_eq!(args.older_than.map(Age::as_secs), Some(30 * 86_400));
+        assert!(Cli::try_parse_from(["regsweep", "trash", "empty"]).is_err());
     }
 }

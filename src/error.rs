@@ -58,6 +58,45 @@ pub enum Error {
         driver: String,
     },
 
+    /// Another run holds the lock, or a stale lock is in the way, or the
+    /// lock cannot be taken.
+    #[error("{}: {reason}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it and what to do.
+        reason: String,
+    },
+
+    /// Uploads started within the `--min-age` window: the registry is taking
+    /// pushes, and a sweep could delete what a push is about to reference.
+    #[error("{}: {message}", path.display())]
+    RegistryActive {
+        /// The newest upload directory.
+        path: PathBuf,
+        /// What was found and how to make the registry read-only.
+        message: String,
+    },
+
+    /// The trash directory cannot be used (another filesystem, inside the
+    /// registry's tree, not a directory, not a batch).
+    #[error("{}: {reason}", path.display())]
+    Trash {
+        /// The trash directory or batch.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+
+    /// A restore would overwrite something that exists again.
+    #[error("{}: {reason}", path.display())]
+    Restore {
+        /// The first path in the way.
+        path: PathBuf,
+        /// What is in the way.
+        reason: String,
+    },
+
     /// The worker thread pool could not be started.
     #[error("cannot start {threads} worker threads: {reason}")]
     ThreadPool {

@@ -8,28 +8,42 @@
 //! - [`mark`] follows references from the roots (tags, and every revision
 //!   unless untagged manifests are deleted) through every manifest kind;
 //! - [`plan`] lists what nothing live reaches, each with its reason;
+//! - [`recent`] holds back what was modified within `--min-age` (a recent
+//!   manifest revision becomes a root, and marking runs again);
 //! - [`sweep`] deletes it in an order that keeps the registry consistent if
-//!   interrupted;
+//!   interrupted, or moves it into a [`trash`] batch that `restore` undoes;
 //! - [`report`] renders the result for people and as JSON.
+//!
+//! Around the pipeline: a [`lock`] file keeps two runs apart, [`hygiene`]
+//! finds uploads in progress (a sweep refuses while the registry takes
+//! pushes), stale uploads, stray temporary files and empty directories.
 //!
 //! The library knows nothing of the command line; [`Collector`] runs the
 //! pipeline on a [`GcConfig`].
 
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod fs_at;
+pub mod hygiene;
 pub mod index;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod mark;
 pub mod plan;
 pub mod progress;
+pub mod recent;
 pub mod report;
 pub mod sweep;
 pub mod target;
+pub mod trash;
 pub mod warning;
+
+use std::time::SystemTime;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -37,11 +51,13 @@ pub use error::{Error, Result};
 pub use layout::Layout;
 pub use report::{ExitStatus, Report};
 
+use duration::Age;
+use hygiene::Upload;
 use index::Index;
-use plan::Plan;
+use plan::{Plan, PlanOptions};
 use progress::Progress;
-use sweep::{SweepOptions, SweepOutcome};
-use warning::Warning;
+use sweep::{Disposal, SweepOptions, SweepOutcome};
+use warning::{Warning, WarningKind};
 
 /// What a `gc` run is asked to do.
 #[derive(Debug, Clone)]
@@ -58,6 +74,13 @@ pub struct GcConfig {
     pub progress: Progress,
     /// Sweep options.
     pub sweep: SweepOptions,
+    /// Nothing modified more recently than this is deleted; a manifest
+    /// revision that recent is a root.
+    pub min_age: Age,
+    /// Purge uploads nobody touched for this long (never within `min_age`).
+    pub purge_uploads_older_than: Option<Age>,
+    /// Remove repositories left with no tags and no manifests.
+    pub remove_empty_repos: bool,
 }
 
 /// The index, marked and planned: everything a sweep or a report needs.
@@ -69,6 +92,27 @@ pub struct Planned {
     pub plan: Plan,
     /// Damage found while indexing and marking.
     pub warnings: Vec<Warning>,
+    /// Uploads found under `_uploads/`.
+    pub uploads: Vec<Upload>,
+    /// When the run started: ages are measured from here.
+    pub now: SystemTime,
+    /// `now - min_age`, unless the minimum age is zero.
+    pub cutoff: Option<SystemTime>,
+    /// Paths stat'ed for `--min-age`.
+    pub stats: u64,
+}
+
+impl Planned {
+    /// Uploads active within the `--min-age` window, newest first.
+    pub fn active_uploads(&self) -> Vec<&Upload> {
+        let mut active: Vec<&Upload> = self
+            .uploads
+            .iter()
+            .filter(|u| self.cutoff.is_some_and(|c| u.last_activity > c))
+            .collect();
+        active.sort_by_key(|u| std::cmp::Reverse(u.last_activity));
+        active
+    }
 }
 
 /// Runs the pipeline in a thread pool of its own.
@@ -103,6 +147,14 @@ impl Collector {
     pub fn plan(&self) -> Result<Planned> {
         let layout = &self.config.layout;
         let progress = self.config.progress;
+        let now = SystemTime::now();
+        let cutoff = (!self.config.min_age.is_zero())
+            .then(|| now.checked_sub(self.config.min_age.duration()))
+            .flatten();
+        let purge_uploads_before = self
+            .config
+            .purge_uploads_older_than
+            .and_then(|age| now.checked_sub(age.duration()));
         self.pool.install(|| {
             let task = progress.spinner("indexing");
             let options = index::IndexOptions {
@@ -110,36 +162,119 @@ impl Collector {
             };
             let index = index::build(layout, options, &task)?;
             task.finish();
+            let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
             let task = progress.spinner("marking");
-            let marking = mark::mark(layout, &index, self.config.delete_untagged, &task);
+            let loaded = mark::load_all(layout, &index, &task);
+            let delete_untagged = self.config.delete_untagged;
+            let mut marking = mark::mark_loaded(layout, &index, &loaded, delete_untagged);
             task.finish();
-            let plan = Plan::new(&index, &marking);
+            let options = PlanOptions {
+                hold: None,
+                uploads: &uploads,
+                cutoff,
+                purge_uploads_before,
+                remove_empty_repos: self.config.remove_empty_repos,
+                now: Some(now),
+            };
+            let mut plan = Plan::build(&index, &marking, &options);
+            let mut stats = 0;
+            if let Some(cutoff) = cutoff {
+                let recent = recent::find(layout, &index, &plan, now, cutoff);
+                stats = recent.stats;
+                if !recent.is_empty() {
+                    if !recent.roots.is_empty() {
+                        marking = mark::mark_with_roots(
+                            layout,
+                            &index,
+                            &loaded,
+                            delete_untagged,
+                            &recent.roots,
+                        );
+                    }
+                    let first = plan;
+                    plan = Plan::build(
+                        &index,
+                        &marking,
+                        &PlanOptions {
+                            hold: Some(&recent.hold),
+                            ..options
+                        },
+                    );
+                    plan.keep_difference(&first);
+                }
+            }
+            drop(loaded);
             let mut warnings = index.warnings.clone();
             warnings.extend(marking.warnings);
+            warnings.extend(upload_warnings);
             warnings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
             Ok(Planned {
                 index,
                 plan,
                 warnings,
+                uploads,
+                now,
+                cutoff,
+                stats,
             })
         })
     }
 
-    /// Deletes what `planned` lists.
-    pub fn sweep(&self, planned: &Planned) -> SweepOutcome {
+    /// Uploads in progress mean the registry is taking pushes: a sweep is
+    /// refused unless `force`; a dry run (or a forced sweep) gets a warning.
+    pub fn check_uploads(&self, planned: &mut Planned, dry_run: bool, force: bool) -> Result<()> {
+        let active = planned.active_uploads();
+        let Some(newest) = active.first() else {
+            return Ok(());
+        };
+        let repo = &planned.index.repositories[newest.repository as usize].name;
+        let path = self.config.layout.root().join(&newest.path);
+        let message = format!(
+            "{} upload(s) active within --min-age {} (newest: repository `{repo}`, {} ago): the registry is taking pushes, and a sweep now could delete layers a push is about to reference. Put it in read-only mode first (storage.maintenance.readonly.enabled: true in its config.yml, then restart it) or stop it; --force sweeps anyway",
+            active.len(),
+            self.config.min_age,
+            duration::human(clock::age(planned.now, newest.last_activity)),
+        );
+        if !dry_run && !force {
+            return Err(Error::RegistryActive { path, message });
+        }
+        planned.warnings.push(Warning::new(
+            WarningKind::UploadInProgress,
+            path,
+            Some(repo),
+            message,
+        ));
+        Ok(())
+    }
+
+    /// Deletes what `planned` lists, or moves it into `disposal`'s batch.
+    pub fn sweep(&self, planned: &Planned, disposal: Disposal) -> SweepOutcome {
         self.pool.install(|| {
+            let possibly_empty = hygiene::possibly_empty_dirs(&self.config.layout, &planned.index);
+            let options = SweepOptions {
+                cutoff: planned.cutoff,
+                ..self.config.sweep
+            };
             sweep::sweep(
                 &self.config.layout,
                 &planned.index,
                 &planned.plan,
-                self.config.sweep,
+                options,
+                disposal,
+                &possibly_empty,
                 self.config.progress,
             )
         })
     }
 
-    /// The report of a run; `outcome` is `None` when nothing was swept.
-    pub fn report<'a>(&self, planned: &'a Planned, outcome: Option<SweepOutcome>) -> Report<'a> {
+    /// The report of a run; `outcome` is `None` when nothing was swept;
+    /// `trash` names the batch of a `--trash` run.
+    pub fn report<'a>(
+        &self,
+        planned: &'a Planned,
+        outcome: Option<SweepOutcome>,
+        trash: Option<report::TrashRecord>,
+    ) -> Report<'a> {
         Report::new(
             self.config.layout.root().to_path_buf(),
             self.config.delete_untagged,
@@ -147,6 +282,11 @@ impl Collector {
             &planned.plan,
             planned.warnings.clone(),
             outcome,
+            report::RunInfo {
+                min_age: self.config.min_age,
+                uploads_in_progress: planned.active_uploads().len() as u64,
+                trash,
+            },
         )
     }
 }

@@ -4,10 +4,16 @@ mod cli;
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use clap::Parser;
 
-use cli::{Cli, Command, GcArgs, VerifyArgs};
+use cli::{Cli, Command, GcArgs, QUIT, RestoreArgs, TrashCommand, VerifyArgs};
+use regsweep::lock::{self, Lock};
+use regsweep::report::TrashRecord;
+use regsweep::sweep::Disposal;
+use regsweep::trash::{self, Trash};
+use regsweep::warning::{Warning, WarningKind};
 use regsweep::{Collector, ExitStatus, Report};
 
 fn main() -> ExitCode {
@@ -15,8 +21,73 @@ fn main() -> ExitCode {
     let status = match command {
         Command::Gc(args) => gc(args),
         Command::Verify(args) => verify(args),
+        Command::Restore(args) => restore(args),
+        Command::Trash(TrashCommand::Empty(args)) => report_result(
+            trash::empty(&args.dir, args.older_than.unwrap_or_default()).map(|outcome| {
+                if args.json {
+                    print_json(&outcome);
+                } else {
+                    for name in &outcome.deleted {
+                        println!("deleted {}", args.dir.join(name).display());
+                    }
+                    println!(
+                        "Deleted {} batch(es): {} files, {}; kept {} younger batch(es).",
+                        outcome.deleted.len(),
+                        outcome.files,
+                        regsweep::report::human_bytes(outcome.bytes),
+                        outcome.kept.len()
+                    );
+                }
+                ExitStatus::Success
+            }),
+        ),
+        Command::Trash(TrashCommand::List(args)) => {
+            report_result(trash::batches(&args.dir).map(|batches| {
+                for b in batches {
+                    println!(
+                        "{}\t{}\t{} moves\t{}",
+                        b.header.batch,
+                        b.header.started,
+                        b.moves(),
+                        b.header.storage_root.display()
+                    );
+                }
+                ExitStatus::Success
+            }))
+        }
     };
     ExitCode::from(status as u8)
+}
+
+/// An error before anything changed: exit 2.
+fn report_result(result: regsweep::Result<ExitStatus>) -> ExitStatus {
+    result.unwrap_or_else(|e| {
+        eprintln!("regsweep: error: {e}");
+        ExitStatus::Failed
+    })
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    let mut stdout = io::stdout().lock();
+    let _ = serde_json::to_writer(&mut stdout, value);
+    let _ = writeln!(stdout);
+}
+
+/// The first Ctrl-C asks the sweep to stop between two deletions; a second
+/// one exits at once (removing this run's lock file).
+fn handle_ctrl_c(lock_files: Vec<std::path::PathBuf>) {
+    let _ = ctrlc::set_handler(move || {
+        if QUIT.swap(true, Ordering::SeqCst) {
+            for path in &lock_files {
+                let _ = std::fs::remove_file(path);
+            }
+            eprintln!("regsweep: interrupted again; exiting now");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "regsweep: interrupted; stopping after the deletions under way (Ctrl-C again to exit now)"
+        );
+    });
 }
 
 fn gc(args: GcArgs) -> ExitStatus {
@@ -32,28 +103,82 @@ fn gc(args: GcArgs) -> ExitStatus {
 
 fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
     let (config, output) = args.into_config()?;
+    let root = config.layout.root().to_path_buf();
+    // A dry run changes nothing and may run on read-only storage: it takes
+    // no lock, but says when another run holds one.
+    let mut lock_warning = None;
+    let mut locks = Vec::new();
+    let mut trash = None;
+    if output.dry_run {
+        if let Some((path, holder)) = lock::read(&root) {
+            let who = match holder {
+                Ok(h) => format!(
+                    "pid {} on {} since {} ({})",
+                    h.pid, h.host, h.started, h.command
+                ),
+                Err(e) => format!("unreadable: {e}"),
+            };
+            lock_warning = Some(Warning::new(
+                WarningKind::LockHeld,
+                path,
+                None,
+                format!(
+                    "another regsweep run holds the lock ({who}); the storage may be changing under this dry run"
+                ),
+            ));
+        }
+    } else {
+        locks.push(Lock::acquire(&root, "gc")?);
+        if let Some(dir) = &output.trash {
+            let prepared = Trash::prepare(dir, &config.layout)?;
+            if prepared.dir() != root {
+                locks.push(Lock::acquire(prepared.dir(), "gc")?);
+            }
+            trash = Some(prepared);
+        }
+    }
+    handle_ctrl_c(locks.iter().map(|l| l.path().to_path_buf()).collect());
     let collector = Collector::new(config)?;
-    let planned = collector.plan()?;
+    let mut planned = collector.plan()?;
+    collector.check_uploads(&mut planned, output.dry_run, output.force)?;
+    planned.warnings.extend(lock_warning);
 
+    let mut batch = None;
     let outcome = if output.dry_run {
         None
-    } else if planned.plan.candidates.is_empty() {
-        Some(collector.sweep(&planned))
-    } else if output.confirm {
-        let preview = collector.report(&planned, None);
-        print_warnings(&preview);
-        let mut stderr = io::stderr().lock();
-        let _ = preview.write_summary(&mut stderr, 10);
-        if !ask(&mut stderr, "Delete these now? [y/N] ") {
-            let _ = writeln!(stderr, "Nothing deleted.");
-            return Ok(ExitStatus::Success);
-        }
-        Some(collector.sweep(&planned))
     } else {
-        Some(collector.sweep(&planned))
+        if output.confirm && !planned.plan.candidates.is_empty() {
+            let preview = collector.report(&planned, None, None);
+            print_warnings(&preview);
+            let mut stderr = io::stderr().lock();
+            let _ = preview.write_summary(&mut stderr, 10);
+            let question = if trash.is_some() {
+                "Move these to the trash now? [y/N] "
+            } else {
+                "Delete these now? [y/N] "
+            };
+            if !ask(&mut stderr, question) {
+                let _ = writeln!(stderr, "Nothing deleted.");
+                return Ok(ExitStatus::Success);
+            }
+        }
+        batch = match &trash {
+            Some(t) if !planned.plan.candidates.is_empty() => Some(t.begin(&root)?),
+            _ => None,
+        };
+        let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
+        Some(collector.sweep(&planned, disposal))
     };
 
-    let report = collector.report(&planned, outcome);
+    let trash_record = batch
+        .as_ref()
+        .zip(trash.as_ref())
+        .map(|(b, t)| TrashRecord {
+            dir: t.dir().to_path_buf(),
+            batch: b.name().to_owned(),
+            journal: b.journal_path(),
+        });
+    let report = collector.report(&planned, outcome, trash_record);
     if !output.confirm || output.dry_run {
         print_warnings(&report);
     }
@@ -63,6 +188,9 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             failure.path.display(),
             failure.message
         );
+    }
+    if report.interrupted {
+        eprintln!("regsweep: interrupted: the sweep stopped before the end of its plan");
     }
     let mut stdout = io::stdout().lock();
     let written = if output.json {
@@ -82,7 +210,51 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             eprintln!("regsweep: cannot write the report: {e}");
         }
     }
+    drop(locks);
     Ok(report.exit_code)
+}
+
+fn restore(args: RestoreArgs) -> ExitStatus {
+    let outcome = match trash::restore(&args.dir, args.batch.as_deref()) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            eprintln!("regsweep: nothing was restored");
+            return ExitStatus::Failed;
+        }
+    };
+    for (path, message) in &outcome.failures {
+        eprintln!("regsweep: could not restore {}: {message}", path.display());
+    }
+    if args.json {
+        print_json(&outcome);
+    } else {
+        println!(
+            "Restored {} path(s) and {} directories from {} batch(es){}.",
+            outcome.restored,
+            outcome.directories,
+            outcome.batches.len(),
+            if outcome.batches.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", outcome.batches.join(", "))
+            }
+        );
+        if outcome.restored > 0 {
+            println!("Restart the registry so that it serves what came back.");
+        }
+        if outcome.skipped > 0 {
+            println!(
+                "{} journaled move(s) had nothing to restore (an interrupted run had not moved them).",
+                outcome.skipped
+            );
+        }
+    }
+    if outcome.failures.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Warnings
+    }
 }
 
 fn print_warnings(report: &Report) {

@@ -205,7 +205,7 @@ fn tag_roots(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
 }
 
 /// Loads every manifest any repository holds or reaches, in parallel.
-fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded> {
+pub fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded> {
     let blob_shards = open_blob_shards(layout);
     let mut wanted: DigestSet = index
         .repositories
@@ -245,10 +245,30 @@ pub fn mark_loaded(
     loaded: &DigestMap<Loaded>,
     delete_untagged: bool,
 ) -> Marking {
+    mark_with_roots(layout, index, loaded, delete_untagged, &[])
+}
+
+/// Marks the index with `extra_roots` (repository index, manifest) added to
+/// the roots: manifest revisions too recent to delete, whose references
+/// must stay with them.
+pub fn mark_with_roots(
+    layout: &Layout,
+    index: &Index,
+    loaded: &DigestMap<Loaded>,
+    delete_untagged: bool,
+    extra_roots: &[(u32, Digest)],
+) -> Marking {
+    let mut extra: Vec<Vec<Digest>> = vec![Vec::new(); index.repositories.len()];
+    for (r, digest) in extra_roots {
+        if let Some(roots) = extra.get_mut(*r as usize) {
+            roots.push(*digest);
+        }
+    }
     let per_repo: Vec<(RepositoryMark, Vec<Warning>)> = index
         .repositories
         .par_iter()
-        .map(|repo| mark_repository(layout, repo, loaded, delete_untagged))
+        .zip(&extra)
+        .map(|(repo, extra)| mark_repository(layout, repo, loaded, delete_untagged, extra))
         .collect();
     let mut warnings = Vec::new();
     let mut repositories = Vec::with_capacity(per_repo.len());
@@ -300,6 +320,7 @@ fn mark_repository(
     repo: &Repository,
     loaded: &DigestMap<Loaded>,
     delete_untagged: bool,
+    extra_roots: &[Digest],
 ) -> (RepositoryMark, Vec<Warning>) {
     let mut warnings = Vec::new();
     let reach = closure(repository_scope(repo), loaded, |digest, entry| {
@@ -328,7 +349,7 @@ fn mark_repository(
         );
     }
 
-    let mut roots: Vec<Digest> = tag_roots(repo).collect();
+    let mut roots: Vec<Digest> = tag_roots(repo).chain(extra_roots.iter().copied()).collect();
     let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
     for revision in repo.revisions.iter().filter(|r| r.linked) {
         if !delete_untagged {

@@ -1,9 +1,14 @@
 //! Plan: the list of what a sweep deletes, each with the reason it is
 //! garbage, in the order the sweep deletes it; and the counts before and after.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
 use serde::Serialize;
 
 use crate::digest::{Digest, DigestSet};
+use crate::hygiene::Upload;
 use crate::index::{BlobId, Index};
 use crate::mark::Marking;
 
@@ -21,15 +26,26 @@ pub enum CandidateKind {
     LayerLink,
     /// `blobs/sha256/<2 hex>/<hex>/`: a dead blob.
     Blob,
+    /// A stray `*.tmp` file an interrupted write of the registry left.
+    TemporaryFile,
+    /// `_uploads/<uuid>/`: an upload nobody touched for longer than
+    /// `--purge-uploads-older-than`.
+    Upload,
+    /// The `_`-metadata of a repository left with no tags and no manifests
+    /// (`--remove-empty-repos`), then its directory if nothing else is in it.
+    Repository,
 }
 
 impl CandidateKind {
     /// Every kind, in sweep order.
-    pub const ALL: [CandidateKind; 4] = [
+    pub const ALL: [CandidateKind; 7] = [
         CandidateKind::TagIndexEntry,
         CandidateKind::Manifest,
         CandidateKind::LayerLink,
         CandidateKind::Blob,
+        CandidateKind::TemporaryFile,
+        CandidateKind::Upload,
+        CandidateKind::Repository,
     ];
 
     /// The name used in listings and JSON.
@@ -39,7 +55,18 @@ impl CandidateKind {
             CandidateKind::Manifest => "manifest",
             CandidateKind::LayerLink => "layer_link",
             CandidateKind::Blob => "blob",
+            CandidateKind::TemporaryFile => "temporary_file",
+            CandidateKind::Upload => "upload",
+            CandidateKind::Repository => "repository",
         }
+    }
+
+    /// Whether candidates of this kind are named by a digest.
+    pub fn has_digest(&self) -> bool {
+        !matches!(
+            self,
+            CandidateKind::TemporaryFile | CandidateKind::Upload | CandidateKind::Repository
+        )
     }
 }
 
@@ -54,6 +81,12 @@ pub enum Reason {
     DeletedManifest,
     /// No live manifest in any repository references the blob.
     UnreferencedBlob,
+    /// A temporary file of a write that never finished.
+    StrayTemporaryFile,
+    /// An upload untouched for longer than `--purge-uploads-older-than`.
+    StaleUpload,
+    /// No tags and no manifests are left (`--remove-empty-repos`).
+    EmptyRepository,
 }
 
 impl Reason {
@@ -65,6 +98,11 @@ impl Reason {
             }
             Reason::DeletedManifest => "manifest was deleted: its revision link is gone",
             Reason::UnreferencedBlob => "no live manifest in any repository references the blob",
+            Reason::StrayTemporaryFile => {
+                "temporary file of an interrupted write, older than --min-age"
+            }
+            Reason::StaleUpload => "upload untouched for longer than --purge-uploads-older-than",
+            Reason::EmptyRepository => "repository left with no tags and no manifests",
         }
     }
 }
@@ -84,10 +122,106 @@ pub struct Candidate {
     /// For a layer link under another digest algorithm: index into that
     /// repository's [`crate::index::Repository::foreign_links`].
     pub foreign_link: Option<u32>,
-    /// Blob size, for blobs and layer links.
+    /// Blob size, for blobs and layer links; data size for uploads.
     pub bytes: Option<u64>,
     /// Why it goes.
     pub reason: Reason,
+    /// For uploads and temporary files: index into [`Plan::paths`].
+    pub path: Option<u32>,
+}
+
+/// What identifies a candidate across two plans of the same index.
+pub type CandidateKey = (CandidateKind, Option<u32>, Option<u32>, Option<u32>, Digest);
+
+impl Candidate {
+    /// Its identity.
+    pub fn key(&self) -> CandidateKey {
+        (
+            self.kind,
+            self.repository,
+            self.tag,
+            self.foreign_link.or(self.path),
+            self.digest,
+        )
+    }
+}
+
+/// Why something the plan would delete is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptReason {
+    /// Modified this long ago, within `--min-age`.
+    TooRecent(Duration),
+    /// A `_layers` link modified within `--min-age` points at the blob: a
+    /// push may be about to reference it.
+    RecentLink,
+    /// Something too recent references it or lives in it (a manifest
+    /// revision kept as a root, a link, an upload).
+    DependsOnRecent,
+}
+
+impl KeptReason {
+    /// In words.
+    pub fn describe(&self, min_age: &str) -> String {
+        match self {
+            KeptReason::TooRecent(age) => format!(
+                "kept: too recent (modified {} ago, within --min-age {min_age})",
+                crate::duration::human(*age)
+            ),
+            KeptReason::RecentLink => format!(
+                "kept: too recent (a _layers link to it was modified within --min-age {min_age})"
+            ),
+            KeptReason::DependsOnRecent => format!(
+                "kept: too recent (referenced by, or holding, something modified within --min-age {min_age})"
+            ),
+        }
+    }
+}
+
+/// Something the plan keeps although nothing live reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    /// What would have been deleted.
+    pub candidate: Candidate,
+    /// Why it stays.
+    pub reason: KeptReason,
+}
+
+/// What `--min-age` holds back: candidates modified too recently, with
+/// their age, and blobs that recent links point at.
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    /// Candidates too recent to delete.
+    pub items: HashMap<CandidateKey, Duration>,
+    /// Blobs a recent `_layers` link points at.
+    pub blobs: DigestSet,
+}
+
+impl Hold {
+    fn of(&self, candidate: &Candidate) -> Option<KeptReason> {
+        if let Some(age) = self.items.get(&candidate.key()) {
+            return Some(KeptReason::TooRecent(*age));
+        }
+        (candidate.kind == CandidateKind::Blob && self.blobs.contains(&candidate.digest))
+            .then_some(KeptReason::RecentLink)
+    }
+}
+
+/// What a plan is asked to include besides dead blobs and manifests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions<'a> {
+    /// Candidates held back by `--min-age`.
+    pub hold: Option<&'a Hold>,
+    /// Uploads found under `_uploads/`.
+    pub uploads: &'a [Upload],
+    /// Nothing modified after this is deleted (`now - min_age`); `None` for
+    /// no minimum age.
+    pub cutoff: Option<SystemTime>,
+    /// Uploads last touched before this are purged.
+    pub purge_uploads_before: Option<SystemTime>,
+    /// Remove repositories left with no tags and no manifests.
+    pub remove_empty_repos: bool,
+    /// The time of the run.
+    pub now: Option<SystemTime>,
 }
 
 /// Object counts of a registry.
@@ -126,6 +260,14 @@ pub struct Reclaim {
     pub blobs: u64,
     /// Bytes of blob data.
     pub bytes: u64,
+    /// Stray temporary files.
+    pub temporary_files: u64,
+    /// Stale uploads.
+    pub uploads: u64,
+    /// Bytes of upload data.
+    pub upload_bytes: u64,
+    /// Empty repositories.
+    pub repositories: u64,
 }
 
 impl Reclaim {
@@ -139,6 +281,12 @@ impl Reclaim {
                 self.blobs += 1;
                 self.bytes += candidate.bytes.unwrap_or(0);
             }
+            CandidateKind::TemporaryFile => self.temporary_files += 1,
+            CandidateKind::Upload => {
+                self.uploads += 1;
+                self.upload_bytes += candidate.bytes.unwrap_or(0);
+            }
+            CandidateKind::Repository => self.repositories += 1,
         }
     }
 
@@ -169,34 +317,77 @@ pub struct RepositoryReclaim {
 /// The plan.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Candidates, in sweep order (by kind, then repository, then digest).
+    /// Candidates, in sweep order (by kind, then repository, then digest;
+    /// repositories deepest name first).
     pub candidates: Vec<Candidate>,
+    /// Paths of uploads and temporary files, relative to the storage root.
+    pub paths: Vec<PathBuf>,
     /// The registry as indexed.
     pub before: Counts,
     /// Totals of `candidates`.
     pub reclaimable: Reclaim,
     /// Repositories with something to reclaim, most bytes first.
     pub repositories: Vec<RepositoryReclaim>,
+    /// What would be garbage but is kept by `--min-age`, in sweep order.
+    pub kept: Vec<Kept>,
+    /// Totals of `kept`.
+    pub kept_too_recent: Reclaim,
 }
 
 impl Plan {
-    /// Builds the plan from the index and its marking.
+    /// Builds the plan from the index and its marking: dead manifests, links
+    /// and blobs, nothing held back.
     pub fn new(index: &Index, marking: &Marking) -> Plan {
+        Plan::build(index, marking, &PlanOptions::default())
+    }
+
+    /// Builds the plan with `options`: candidates held back by `--min-age`
+    /// go to [`Plan::kept`]; stale uploads, stray temporary files and empty
+    /// repositories are added as asked.
+    pub fn build(index: &Index, marking: &Marking, options: &PlanOptions) -> Plan {
+        let mut plan = Plan {
+            before: count(index),
+            ..Plan::default()
+        };
+        let no_hold = Hold::default();
+        let hold = options.hold.unwrap_or(&no_hold);
         let mut candidates = Vec::new();
-        let mut repositories = Vec::new();
+        let mut kept = Vec::new();
+        let push =
+            |candidate: Candidate, candidates: &mut Vec<Candidate>, kept: &mut Vec<Kept>| -> bool {
+                match hold.of(&candidate) {
+                    Some(reason) => {
+                        kept.push(Kept { candidate, reason });
+                        false
+                    }
+                    None => {
+                        candidates.push(candidate);
+                        true
+                    }
+                }
+            };
         let blob_bytes = |d: &Digest| index.blob(d).map(|b| b.bytes());
+        let dead_blob = |d: &Digest| {
+            index.blob(d).is_some()
+                && !marking.live_blobs.contains(index, d)
+                && hold.of(&Candidate::blob(*d, None)).is_none()
+        };
+        // Per repository: how many of its revisions go, how many things in
+        // it are held back (for --remove-empty-repos).
+        let mut emptied = vec![(0usize, 0usize); index.repositories.len()];
         for (ri, (repo, mark)) in index
             .repositories
             .iter()
             .zip(&marking.repositories)
             .enumerate()
         {
-            let ri = Some(ri as u32);
+            let r = Some(ri as u32);
             let mut reclaim = RepositoryReclaim {
                 name: repo.name.clone(),
                 ..RepositoryReclaim::default()
             };
             let mut dead_blobs = DigestSet::default();
+            let (gone, held) = &mut emptied[ri];
             if !mark.kept_whole {
                 let linked = |d: &Digest| {
                     repo.revisions
@@ -205,42 +396,44 @@ impl Plan {
                 };
                 for (ti, tag) in repo.tags.iter().enumerate() {
                     for digest in tag.history.iter().filter(|d| !mark.is_live(d)) {
-                        reclaim.tag_index_entries += 1;
-                        candidates.push(Candidate {
+                        let candidate = Candidate {
                             kind: CandidateKind::TagIndexEntry,
-                            repository: ri,
+                            repository: r,
                             tag: Some(ti as u32),
-                            foreign_link: None,
-                            digest: *digest,
-                            bytes: None,
                             reason: if linked(digest) {
                                 Reason::UntaggedManifest
                             } else {
                                 Reason::DeletedManifest
                             },
-                        });
+                            ..Candidate::blob(*digest, None)
+                        };
+                        if push(candidate, &mut candidates, &mut kept) {
+                            reclaim.tag_index_entries += 1;
+                        } else {
+                            *held += 1;
+                        }
                     }
                 }
                 for revision in repo.revisions.iter().filter(|r| !mark.is_live(&r.digest)) {
-                    reclaim.manifests += 1;
-                    if !marking.live_blobs.contains(index, &revision.digest)
-                        && index.blob(&revision.digest).is_some()
-                    {
-                        dead_blobs.insert(revision.digest);
-                    }
-                    candidates.push(Candidate {
+                    let candidate = Candidate {
                         kind: CandidateKind::Manifest,
-                        repository: ri,
-                        tag: None,
-                        foreign_link: None,
-                        digest: revision.digest,
-                        bytes: None,
+                        repository: r,
                         reason: if revision.linked {
                             Reason::UntaggedManifest
                         } else {
                             Reason::DeletedManifest
                         },
-                    });
+                        ..Candidate::blob(revision.digest, None)
+                    };
+                    if push(candidate, &mut candidates, &mut kept) {
+                        reclaim.manifests += 1;
+                        *gone += 1;
+                        if dead_blob(&revision.digest) {
+                            dead_blobs.insert(revision.digest);
+                        }
+                    } else {
+                        *held += 1;
+                    }
                 }
             }
             for digest in repo
@@ -248,71 +441,193 @@ impl Plan {
                 .iter()
                 .filter(|d| !marking.live_blobs.contains(index, d))
             {
-                reclaim.layer_links += 1;
-                if index.blob(digest).is_some() {
-                    dead_blobs.insert(*digest);
-                }
-                candidates.push(Candidate {
+                let candidate = Candidate {
                     kind: CandidateKind::LayerLink,
-                    repository: ri,
-                    tag: None,
-                    foreign_link: None,
-                    digest: *digest,
-                    bytes: blob_bytes(digest),
-                    reason: Reason::UnreferencedBlob,
-                });
+                    repository: r,
+                    ..Candidate::blob(*digest, blob_bytes(digest))
+                };
+                if push(candidate, &mut candidates, &mut kept) {
+                    reclaim.layer_links += 1;
+                    if dead_blob(digest) {
+                        dead_blobs.insert(*digest);
+                    }
+                } else {
+                    *held += 1;
+                }
             }
             for (fi, link) in repo.foreign_links.iter().enumerate() {
                 if marking.live_blobs.contains(index, &link.target) {
                     continue;
                 }
-                reclaim.layer_links += 1;
-                if index.blob(&link.target).is_some() {
-                    dead_blobs.insert(link.target);
-                }
-                candidates.push(Candidate {
+                let candidate = Candidate {
                     kind: CandidateKind::LayerLink,
-                    repository: ri,
-                    tag: None,
-                    digest: link.target,
+                    repository: r,
                     foreign_link: Some(fi as u32),
-                    bytes: blob_bytes(&link.target),
-                    reason: Reason::UnreferencedBlob,
-                });
+                    ..Candidate::blob(link.target, blob_bytes(&link.target))
+                };
+                if push(candidate, &mut candidates, &mut kept) {
+                    reclaim.layer_links += 1;
+                    if dead_blob(&link.target) {
+                        dead_blobs.insert(link.target);
+                    }
+                } else {
+                    *held += 1;
+                }
             }
             reclaim.blobs = dead_blobs.len() as u64;
             reclaim.bytes = dead_blobs.iter().filter_map(blob_bytes).sum();
             if reclaim.manifests + reclaim.tag_index_entries + reclaim.layer_links + reclaim.blobs
                 > 0
             {
-                repositories.push(reclaim);
+                plan.repositories.push(reclaim);
             }
         }
         for (id, blob) in index.blobs.iter().enumerate() {
-            if marking.live_blobs.contains_id(id as BlobId) {
+            if !marking.live_blobs.contains_id(id as BlobId) {
+                push(
+                    Candidate::blob(blob.digest, Some(blob.bytes())),
+                    &mut candidates,
+                    &mut kept,
+                );
+            }
+        }
+
+        // Uploads: purged when stale, their stray temporary files removed
+        // when old enough; both never within --min-age.
+        let mut uploads_left = vec![0usize; index.repositories.len()];
+        for upload in options.uploads {
+            let r = upload.repository as usize;
+            uploads_left[r] += 1;
+            let age = |t: SystemTime| {
+                options
+                    .now
+                    .map_or(Duration::ZERO, |now| crate::clock::age(now, t))
+            };
+            let too_recent = |t: SystemTime| options.cutoff.is_some_and(|c| t > c);
+            let stale = options
+                .purge_uploads_before
+                .is_some_and(|before| upload.last_activity < before);
+            if stale {
+                let candidate = Candidate {
+                    kind: CandidateKind::Upload,
+                    repository: Some(upload.repository),
+                    reason: Reason::StaleUpload,
+                    path: Some(plan.paths.len() as u32),
+                    ..Candidate::blob(Digest::from_bytes([0; 32]), Some(upload.bytes))
+                };
+                plan.paths.push(upload.path.clone());
+                if too_recent(upload.last_activity) {
+                    kept.push(Kept {
+                        candidate,
+                        reason: KeptReason::TooRecent(age(upload.last_activity)),
+                    });
+                    emptied[r].1 += 1;
+                } else {
+                    candidates.push(candidate);
+                    uploads_left[r] -= 1;
+                }
                 continue;
             }
-            candidates.push(Candidate {
-                kind: CandidateKind::Blob,
-                repository: None,
-                tag: None,
-                foreign_link: None,
-                digest: blob.digest,
-                bytes: Some(blob.bytes()),
-                reason: Reason::UnreferencedBlob,
-            });
+            for (path, modified) in &upload.temporary_files {
+                let candidate = Candidate {
+                    kind: CandidateKind::TemporaryFile,
+                    repository: Some(upload.repository),
+                    reason: Reason::StrayTemporaryFile,
+                    path: Some(plan.paths.len() as u32),
+                    ..Candidate::blob(Digest::from_bytes([0; 32]), None)
+                };
+                plan.paths.push(path.clone());
+                if too_recent(*modified) {
+                    kept.push(Kept {
+                        candidate,
+                        reason: KeptReason::TooRecent(age(*modified)),
+                    });
+                } else {
+                    candidates.push(candidate);
+                }
+            }
         }
+
+        if options.remove_empty_repos {
+            let mut empty: Vec<Candidate> = Vec::new();
+            for (ri, (repo, mark)) in index
+                .repositories
+                .iter()
+                .zip(&marking.repositories)
+                .enumerate()
+            {
+                let (gone, held) = emptied[ri];
+                let empty_after = !mark.kept_whole
+                    && !repo.opaque
+                    && repo.tags.is_empty()
+                    && gone == repo.revisions.len()
+                    && held == 0
+                    && uploads_left[ri] == 0
+                    && repo.uploads
+                        == options
+                            .uploads
+                            .iter()
+                            .filter(|u| u.repository as usize == ri)
+                            .count();
+                if !empty_after {
+                    continue;
+                }
+                let candidate = Candidate {
+                    kind: CandidateKind::Repository,
+                    repository: Some(ri as u32),
+                    reason: Reason::EmptyRepository,
+                    ..Candidate::blob(Digest::from_bytes([0; 32]), None)
+                };
+                if hold.of(&candidate).is_none() {
+                    empty.push(candidate);
+                } else {
+                    push(candidate, &mut candidates, &mut kept);
+                }
+            }
+            // Nested repositories first, so that a parent emptied too can go.
+            empty.sort_by(|a, b| {
+                let name =
+                    |c: &Candidate| &index.repositories[c.repository.unwrap_or(0) as usize].name;
+                name(b).cmp(name(a))
+            });
+            candidates.extend(empty);
+        }
+
         // Stable: within a kind, repositories and digests keep index order.
         candidates.sort_by_key(|c| c.kind);
-        repositories.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
-        let mut reclaimable = Reclaim::default();
-        candidates.iter().for_each(|c| reclaimable.add(c));
-        Plan {
-            before: count(index),
-            candidates,
-            reclaimable,
-            repositories,
+        kept.sort_by_key(|k| k.candidate.kind);
+        plan.repositories
+            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+        candidates.iter().for_each(|c| plan.reclaimable.add(c));
+        kept.iter()
+            .for_each(|k| plan.kept_too_recent.add(&k.candidate));
+        plan.candidates = candidates;
+        plan.kept = kept;
+        plan
+    }
+
+    /// Adds to [`Plan::kept`] what `first` (a plan of the same index
+    /// without `--min-age`) deleted and this plan neither deletes nor keeps
+    /// for a reason of its own: what a manifest kept as a root references.
+    pub fn keep_difference(&mut self, first: &Plan) {
+        let listed: std::collections::HashSet<CandidateKey> = self
+            .candidates
+            .iter()
+            .chain(self.kept.iter().map(|k| &k.candidate))
+            .map(Candidate::key)
+            .collect();
+        for candidate in first
+            .candidates
+            .iter()
+            .filter(|c| !listed.contains(&c.key()))
+        {
+            self.kept.push(Kept {
+                candidate: *candidate,
+                reason: KeptReason::DependsOnRecent,
+            });
+            self.kept_too_recent.add(candidate);
         }
+        self.kept.sort_by_key(|k| k.candidate.kind);
     }
 
     /// The counts after the candidates for which `deleted` is true are gone.
@@ -325,7 +640,7 @@ impl Plan {
             .filter(|(i, _)| deleted(*i))
         {
             match c.kind {
-                CandidateKind::TagIndexEntry => {}
+                CandidateKind::TagIndexEntry | CandidateKind::TemporaryFile => {}
                 CandidateKind::Manifest => {
                     // Tagged manifests are never candidates; an unlinked
                     // revision was never counted as a manifest.
@@ -339,9 +654,29 @@ impl Plan {
                     after.blobs -= 1;
                     after.blob_bytes -= c.bytes.unwrap_or(0);
                 }
+                CandidateKind::Upload => after.uploads = after.uploads.saturating_sub(1),
+                CandidateKind::Repository => {
+                    after.repositories -= 1;
+                }
             }
         }
         after
+    }
+}
+
+impl Candidate {
+    /// A dead blob, and the base of every other candidate.
+    pub fn blob(digest: Digest, bytes: Option<u64>) -> Candidate {
+        Candidate {
+            kind: CandidateKind::Blob,
+            repository: None,
+            tag: None,
+            digest,
+            foreign_link: None,
+            bytes,
+            reason: Reason::UnreferencedBlob,
+            path: None,
+        }
     }
 }
 

@@ -4,11 +4,13 @@
 //! JSON field names are part of regsweep's interface (README, "JSON report");
 //! a change to them bumps [`REPORT_VERSION`].
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
+use crate::duration::Age;
 use crate::index::Index;
 use crate::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
 use crate::sweep::{Failure, SweepOutcome};
@@ -39,24 +41,28 @@ impl From<ExitStatus> for i32 {
 /// One candidate, with names instead of indices, borrowed from the index.
 #[derive(Debug, Clone, Serialize)]
 pub struct CandidateRecord<'a> {
-    /// `tag_index_entry`, `manifest`, `layer_link` or `blob`.
+    /// `tag_index_entry`, `manifest`, `layer_link`, `blob`,
+    /// `temporary_file`, `upload` or `repository`.
     pub kind: &'static str,
     /// The repository, except for blobs.
     pub repository: Option<&'a str>,
     /// The tag, for tag index entries.
     pub tag: Option<&'a str>,
     /// The digest in its path: `sha256:<hex>`, or `sha512:<hex>` for a
-    /// blob linked under another algorithm.
-    pub digest: String,
-    /// Blob size, for blobs and layer links.
+    /// blob linked under another algorithm; `null` for kinds without one.
+    pub digest: Option<String>,
+    /// Blob size, for blobs and layer links; data received, for uploads.
     pub bytes: Option<u64>,
-    /// Why it is garbage.
-    pub reason: &'static str,
+    /// Why it is garbage (or, in `kept`, why it stays).
+    pub reason: Cow<'static, str>,
+    /// For uploads and temporary files: the path below the storage root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a std::path::Path>,
 }
 
 impl<'a> CandidateRecord<'a> {
-    /// Names `candidate` using `index`.
-    pub fn new(index: &'a Index, candidate: &Candidate) -> CandidateRecord<'a> {
+    /// Names `candidate` using `index` and `plan`.
+    pub fn new(index: &'a Index, plan: &'a Plan, candidate: &Candidate) -> CandidateRecord<'a> {
         let repo = candidate
             .repository
             .map(|r| &index.repositories[r as usize]);
@@ -67,12 +73,34 @@ impl<'a> CandidateRecord<'a> {
                 .zip(candidate.tag)
                 .map(|(r, t)| r.tags[t as usize].name.as_str()),
             digest: match (repo, candidate.foreign_link) {
-                (Some(r), Some(i)) => r.foreign_links[i as usize].name(),
-                _ => candidate.digest.to_string(),
+                _ if !candidate.kind.has_digest() => None,
+                (Some(r), Some(i)) => Some(r.foreign_links[i as usize].name()),
+                _ => Some(candidate.digest.to_string()),
             },
             bytes: candidate.bytes,
-            reason: candidate.reason.describe(),
+            reason: Cow::Borrowed(candidate.reason.describe()),
+            path: candidate
+                .path
+                .and_then(|i| plan.paths.get(i as usize))
+                .map(PathBuf::as_path),
         }
+    }
+
+    fn write_line(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            self.kind,
+            self.repository.unwrap_or("-"),
+            self.tag.unwrap_or("-"),
+            match (&self.digest, self.path) {
+                (Some(d), _) => d.clone(),
+                (None, Some(p)) => p.display().to_string(),
+                (None, None) => "-".to_owned(),
+            },
+            self.bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            self.reason
+        )
     }
 }
 
@@ -87,11 +115,10 @@ pub struct Candidates<'a> {
 impl<'a> Candidates<'a> {
     /// Every candidate of `plan`, in sweep order.
     pub fn iter(&self) -> impl Iterator<Item = CandidateRecord<'a>> + 'a {
-        let index = self.index;
-        self.plan
-            .candidates
+        let (index, plan) = (self.index, self.plan);
+        plan.candidates
             .iter()
-            .map(move |c| CandidateRecord::new(index, c))
+            .map(move |c| CandidateRecord::new(index, plan, c))
     }
 
     /// How many.
@@ -109,6 +136,53 @@ impl Serialize for Candidates<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
     }
+}
+
+/// What the plan keeps because of `--min-age`, named on the fly.
+#[derive(Debug, Clone, Copy)]
+pub struct KeptRecords<'a> {
+    index: &'a Index,
+    plan: &'a Plan,
+    min_age: Age,
+}
+
+impl<'a> KeptRecords<'a> {
+    /// Every kept item, in sweep order, with why it stays.
+    pub fn iter(&self) -> impl Iterator<Item = CandidateRecord<'a>> + 'a {
+        let (index, plan, min_age) = (self.index, self.plan, self.min_age.to_string());
+        plan.kept.iter().map(move |k| CandidateRecord {
+            reason: Cow::Owned(k.reason.describe(&min_age)),
+            ..CandidateRecord::new(index, plan, &k.candidate)
+        })
+    }
+}
+
+impl Serialize for KeptRecords<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+/// Where a `--trash` run moved things.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrashRecord {
+    /// The trash directory.
+    pub dir: PathBuf,
+    /// The batch's name (`regsweep restore DIR --batch NAME`).
+    pub batch: String,
+    /// The batch's journal.
+    pub journal: PathBuf,
+}
+
+/// Facts of a run besides the plan and the sweep.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// `--min-age`.
+    pub min_age: Age,
+    /// Uploads active within `--min-age`.
+    pub uploads_in_progress: u64,
+    /// The trash batch of a `--trash` run.
+    pub trash: Option<TrashRecord>,
 }
 
 /// The whole report of a `gc` run.
@@ -142,6 +216,21 @@ pub struct Report<'a> {
     pub interrupted: bool,
     /// The process exit code.
     pub exit_code: ExitStatus,
+    /// `--min-age`, as given (`1h`).
+    pub min_age: String,
+    /// `--min-age` in seconds.
+    pub min_age_seconds: u64,
+    /// Totals of `kept`.
+    pub kept_too_recent: Reclaim,
+    /// What would be garbage but was modified within `--min-age`, or
+    /// depends on something that was.
+    pub kept: KeptRecords<'a>,
+    /// Uploads active within `--min-age`.
+    pub uploads_in_progress: u64,
+    /// Empty directories the sweep removed.
+    pub empty_directories_removed: u64,
+    /// The trash batch, for a `--trash` run.
+    pub trash: Option<TrashRecord>,
 }
 
 impl<'a> Report<'a> {
@@ -154,16 +243,28 @@ impl<'a> Report<'a> {
         plan: &'a Plan,
         warnings: Vec<Warning>,
         outcome: Option<SweepOutcome>,
+        run: RunInfo,
     ) -> Report<'a> {
         let dry_run = outcome.is_none();
-        let (after, deleted, failures, interrupted) = match outcome {
-            Some(o) => (
-                plan.after(|i| o.gone[i]),
-                o.deleted,
-                o.failures,
-                o.interrupted,
+        let (after, deleted, failures, interrupted, empty_directories_removed) = match outcome {
+            Some(o) => {
+                let mut deleted = o.deleted;
+                deleted.temporary_files += o.temporary_files;
+                (
+                    plan.after(|i| o.gone[i]),
+                    deleted,
+                    o.failures,
+                    o.interrupted,
+                    o.empty_directories,
+                )
+            }
+            None => (
+                plan.after(|_| true),
+                Reclaim::default(),
+                Vec::new(),
+                false,
+                0,
             ),
-            None => (plan.after(|_| true), Reclaim::default(), Vec::new(), false),
         };
         let exit_code = if warnings.is_empty() && failures.is_empty() && !interrupted {
             ExitStatus::Success
@@ -185,6 +286,17 @@ impl<'a> Report<'a> {
             failures,
             interrupted,
             exit_code,
+            min_age: run.min_age.to_string(),
+            min_age_seconds: run.min_age.as_secs(),
+            kept_too_recent: plan.kept_too_recent,
+            kept: KeptRecords {
+                index,
+                plan,
+                min_age: run.min_age,
+            },
+            uploads_in_progress: run.uploads_in_progress,
+            empty_directories_removed,
+            trash: run.trash,
         }
     }
 
@@ -194,19 +306,15 @@ impl<'a> Report<'a> {
         writeln!(out)
     }
 
-    /// Writes one line per candidate: kind, repository, tag, digest, bytes, reason; tab-separated.
+    /// Writes one line per candidate: kind, repository, tag, digest (or
+    /// path), bytes, reason; tab-separated. Then one line per item kept by
+    /// `--min-age`, its reason starting with `kept:`.
     pub fn write_candidates(&self, out: &mut impl Write) -> io::Result<()> {
         for c in self.candidates.iter() {
-            writeln!(
-                out,
-                "{}\t{}\t{}\t{}\t{}\t{}",
-                c.kind,
-                c.repository.unwrap_or("-"),
-                c.tag.unwrap_or("-"),
-                c.digest,
-                c.bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-                c.reason
-            )?;
+            c.write_line(out)?;
+        }
+        for k in self.kept.iter() {
+            k.write_line(out)?;
         }
         Ok(())
     }
@@ -282,12 +390,26 @@ impl<'a> Report<'a> {
         for (label, before, after, delta) in rows {
             writeln!(out, "{label:<18}{before:>14}{after:>14}{delta:>14}")?;
         }
-        if changed.tag_index_entries > 0 {
-            writeln!(
-                out,
-                "{:<18}{:>42}",
-                "tag history", changed.tag_index_entries
-            )?;
+        for (label, value) in [
+            ("tag history", changed.tag_index_entries.to_string()),
+            ("temporary files", changed.temporary_files.to_string()),
+            (
+                "stale uploads",
+                if changed.uploads > 0 {
+                    format!(
+                        "{} ({})",
+                        changed.uploads,
+                        human_bytes(changed.upload_bytes)
+                    )
+                } else {
+                    String::new()
+                },
+            ),
+            ("empty repos", changed.repositories.to_string()),
+        ] {
+            if !value.is_empty() && value != "0" {
+                writeln!(out, "{label:<18}{value:>42}")?;
+            }
         }
         if !self.repositories.is_empty() {
             writeln!(out)?;
@@ -311,6 +433,23 @@ impl<'a> Report<'a> {
             }
         }
         writeln!(out)?;
+        let k = &self.kept_too_recent;
+        if !k.is_empty() {
+            writeln!(
+                out,
+                "Kept, too recent (--min-age {}): {} ({}).",
+                self.min_age,
+                totals(k),
+                human_bytes(k.bytes)
+            )?;
+        }
+        if self.uploads_in_progress > 0 {
+            writeln!(
+                out,
+                "Uploads in progress: {} (the registry is taking pushes).",
+                self.uploads_in_progress
+            )?;
+        }
         let r = &self.reclaimable;
         if self.dry_run {
             if r.is_empty() {
@@ -329,7 +468,35 @@ impl<'a> Report<'a> {
                 writeln!(out, "Nothing to delete.")?;
                 return Ok(());
             }
-            writeln!(out, "Deleted {} ({}).", totals(d), human_bytes(d.bytes))?;
+            match &self.trash {
+                Some(t) => {
+                    writeln!(
+                        out,
+                        "Moved to the trash: {} ({}), batch {}.",
+                        totals(d),
+                        human_bytes(d.bytes),
+                        t.dir.join(&t.batch).display()
+                    )?;
+                    writeln!(
+                        out,
+                        "Undo with: regsweep restore '{}' --batch {}",
+                        t.dir.display(),
+                        t.batch
+                    )?;
+                }
+                None => writeln!(out, "Deleted {} ({}).", totals(d), human_bytes(d.bytes))?,
+            }
+            if self.empty_directories_removed > 0 {
+                writeln!(
+                    out,
+                    "Removed {}.",
+                    counted(
+                        self.empty_directories_removed,
+                        "empty directory",
+                        "empty directories"
+                    )
+                )?;
+            }
             if self.interrupted {
                 writeln!(
                     out,
@@ -352,19 +519,30 @@ fn counted(n: u64, singular: &str, plural: &str) -> String {
     format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
-/// `1 manifest, 2 tag history entries, 3 layer links and 4 blobs`.
+/// `1 manifest, 2 tag history entries, 3 layer links and 4 blobs`, then
+/// temporary files, uploads and repositories when there are any.
 fn totals(r: &Reclaim) -> String {
-    format!(
-        "{}, {}, {} and {}",
+    let mut parts = vec![
         counted(r.manifests, "manifest", "manifests"),
         counted(
             r.tag_index_entries,
             "tag history entry",
-            "tag history entries"
+            "tag history entries",
         ),
         counted(r.layer_links, "layer link", "layer links"),
-        counted(r.blobs, "blob", "blobs")
-    )
+        counted(r.blobs, "blob", "blobs"),
+    ];
+    for (n, one, many) in [
+        (r.temporary_files, "temporary file", "temporary files"),
+        (r.uploads, "stale upload", "stale uploads"),
+        (r.repositories, "empty repository", "empty repositories"),
+    ] {
+        if n > 0 {
+            parts.push(counted(n, one, many));
+        }
+    }
+    let last = parts.pop().unwrap_or_default();
+    format!("{} and {last}", parts.join(", "))
 }
 
 /// Bytes in IEC units: `512 B`, `1.5 KiB`, `3.0 GiB`.

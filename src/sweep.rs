@@ -1,26 +1,42 @@
-//! Sweep: deletes a plan's candidates, kind by kind in plan order.
+//! Sweep: deletes a plan's candidates, kind by kind in plan order, or moves
+//! them into a trash batch.
 //!
 //! Every deletion removes the known files of one directory, then the
 //! directory itself with `remove_dir`, which fails on anything unexpected left
-//! inside instead of deleting it. Symbolic links are never followed (a
-//! symlink is removed as the file it is, never its target). Something already
-//! gone counts as deleted, so a re-run after an interruption just finishes.
-//! A failure is recorded and the sweep goes on with the next candidate.
+//! inside instead of deleting it (stray `*.tmp` files of interrupted registry
+//! writes excepted: they go when older than `--min-age`). Symbolic links are
+//! never followed (a symlink is removed as the file it is, never its target).
+//! Something already gone counts as deleted, so a re-run after an
+//! interruption just finishes. A failure is recorded and the sweep goes on
+//! with the next candidate.
+//!
+//! With a trash batch, a candidate's directory moves as a whole, with one
+//! `rename(2)`, journaled first (see [`crate::trash`]).
+//!
+//! A quit flag (the first Ctrl-C) is checked before each candidate: the
+//! sweep stops between two deletions and reports what it did. At the end,
+//! the directories the sweep emptied (blob shards, `<alg>/` directories of
+//! `_layers`, `revisions` and tag `index`) are removed, and so are those the
+//! plan found possibly empty; never `_layers`, `_manifests` or a repository
+//! directory, which decide what repositories exist (only
+//! `--remove-empty-repos` removes those).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 use serde::Serialize;
-use walkdir::WalkDir;
 
+use crate::hygiene::is_temporary_name;
 use crate::index::Index;
-use crate::layout::{self, Layout};
+use crate::layout::{self, Layout, names};
 use crate::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::progress::Progress;
+use crate::trash::{self, Batch};
 
 /// Something the sweep could not delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,30 +58,62 @@ pub struct SweepOutcome {
     pub failures: Vec<Failure>,
     /// The sweep stopped before the end of the plan.
     pub interrupted: bool,
+    /// Empty directories removed.
+    pub empty_directories: u64,
+    /// Stray temporary files found in, and removed with, deleted directories.
+    pub temporary_files: u64,
 }
 
 /// How to sweep.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SweepOptions {
     /// Stop after this many deletions, as a crash would (for testing that
-    /// an interrupted sweep leaves a consistent registry).
+    /// an interrupted sweep leaves a consistent registry): no directory
+    /// clean-up and no end of journal follow.
     pub stop_after: Option<u64>,
+    /// Set (by the first Ctrl-C) to stop cleanly between two deletions.
+    pub quit: Option<&'static AtomicBool>,
+    /// Stray temporary files modified after this stay.
+    pub cutoff: Option<SystemTime>,
 }
 
-/// Deletes the plan's candidates. Runs on the current rayon pool.
+/// Where swept things go.
+#[derive(Debug, Clone, Copy)]
+pub enum Disposal<'a> {
+    /// Deleted for good.
+    Delete,
+    /// Moved into a trash batch.
+    Trash(&'a Batch),
+}
+
+/// Deletes (or moves to the trash) the plan's candidates. Runs on the
+/// current rayon pool.
 pub fn sweep(
     layout: &Layout,
     index: &Index,
     plan: &Plan,
     options: SweepOptions,
+    disposal: Disposal,
+    possibly_empty: &[PathBuf],
     progress: Progress,
 ) -> SweepOutcome {
     let task = progress.bar(plan.candidates.len() as u64, "deleting");
-    let stop = AtomicBool::new(false);
+    let crashed = AtomicBool::new(false);
+    let quit = || options.quit.is_some_and(|q| q.load(Ordering::Relaxed));
     let started = AtomicU64::new(0);
+    let temporary = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
     let mut gone = vec![false; plan.candidates.len()];
     let mut offset = 0;
+    let ctx = Ctx {
+        layout,
+        index,
+        plan,
+        disposal,
+        cutoff: options.cutoff,
+        temporary: &temporary,
+        possibly_empty,
+    };
     for kind in CandidateKind::ALL {
         // Kinds run one after the other: the order is what keeps an
         // interrupted sweep consistent.
@@ -75,46 +123,97 @@ pub fn sweep(
             .count();
         let range = offset..offset + count;
         offset += count;
-        plan.candidates[range.clone()]
-            .par_iter()
-            .zip(gone[range].par_iter_mut())
-            .for_each(|(candidate, gone)| {
-                if stop.load(Ordering::Relaxed) {
+        // A repository goes only if everything else of it went.
+        let incomplete: Vec<bool> = if kind == CandidateKind::Repository {
+            let mut incomplete = vec![false; index.repositories.len()];
+            for (c, g) in plan.candidates[..range.start].iter().zip(&gone) {
+                if let (Some(r), false) = (c.repository, *g) {
+                    incomplete[r as usize] = true;
+                }
+            }
+            incomplete
+        } else {
+            Vec::new()
+        };
+        let one = |candidate: &Candidate, gone: &mut bool| {
+            if crashed.load(Ordering::Relaxed) || quit() {
+                return;
+            }
+            if let Some(limit) = options.stop_after {
+                if started.fetch_add(1, Ordering::SeqCst) >= limit {
+                    crashed.store(true, Ordering::SeqCst);
                     return;
                 }
-                if let Some(limit) = options.stop_after {
-                    if started.fetch_add(1, Ordering::SeqCst) >= limit {
-                        stop.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                }
-                match delete(layout, index, candidate) {
-                    Ok(()) => *gone = true,
-                    Err(failure) => failures
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .push(failure),
-                }
+            }
+            if candidate
+                .repository
+                .is_some_and(|r| incomplete.get(r as usize) == Some(&true))
+            {
                 task.inc(1);
-            });
+                return;
+            }
+            match ctx.dispose(candidate) {
+                Ok(()) => *gone = true,
+                Err(failure) => failures
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(failure),
+            }
+            task.inc(1);
+        };
+        let candidates = &plan.candidates[range.clone()];
+        if kind == CandidateKind::Repository {
+            // Nested repositories before their parents: one at a time.
+            candidates
+                .iter()
+                .zip(gone[range].iter_mut())
+                .for_each(|(c, g)| one(c, g));
+        } else {
+            candidates
+                .par_iter()
+                .zip(gone[range].par_iter_mut())
+                .for_each(|(c, g)| one(c, g));
+        }
     }
     task.finish();
+    let crashed = crashed.into_inner();
+    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    let empty_directories = if crashed {
+        0
+    } else {
+        ctx.remove_empty_dirs(&gone, &mut failures)
+    };
     let mut deleted = Reclaim::default();
     for (candidate, _) in plan.candidates.iter().zip(&gone).filter(|(_, g)| **g) {
         deleted.add(candidate);
     }
-    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    let interrupted = crashed || quit() && gone.iter().any(|g| !g);
+    if let Disposal::Trash(batch) = disposal {
+        if !crashed {
+            let moved = gone.iter().filter(|g| **g).count() as u64;
+            if let Err(e) = batch.finish(moved, interrupted) {
+                failures.push(failure(&batch.journal_path(), &e));
+            }
+        }
+    }
     failures.sort_by(|a, b| a.path.cmp(&b.path));
     SweepOutcome {
         deleted,
         gone,
         failures,
-        interrupted: stop.into_inner(),
+        interrupted,
+        empty_directories,
+        temporary_files: temporary.into_inner(),
     }
 }
 
-/// The directory a candidate lives in.
-pub fn candidate_dir(layout: &Layout, index: &Index, candidate: &Candidate) -> PathBuf {
+/// The directory (or file) a candidate is.
+pub fn candidate_dir(
+    layout: &Layout,
+    index: &Index,
+    plan: &Plan,
+    candidate: &Candidate,
+) -> PathBuf {
     let repo = candidate
         .repository
         .map(|r| index.repositories[r as usize].name.as_str())
@@ -142,22 +241,178 @@ pub fn candidate_dir(layout: &Layout, index: &Index, candidate: &Candidate) -> P
             None => layout.layer_link_dir(repo, &candidate.digest),
         },
         CandidateKind::Blob => layout.blob_dir(&candidate.digest),
+        CandidateKind::TemporaryFile | CandidateKind::Upload => candidate
+            .path
+            .and_then(|i| plan.paths.get(i as usize))
+            .map(|p| layout.root().join(p))
+            .unwrap_or_default(),
+        CandidateKind::Repository => layout.repository_dir(repo),
     }
 }
 
-fn delete(layout: &Layout, index: &Index, candidate: &Candidate) -> Result<(), Failure> {
-    let dir = candidate_dir(layout, index, candidate);
-    match candidate.kind {
-        CandidateKind::Blob => remove_file(&layout::data_file(&dir))?,
-        CandidateKind::Manifest => {
-            remove_file(&layout::link_file(&dir))?;
-            remove_tree(&layout::signatures_dir(&dir))?;
+struct Ctx<'a> {
+    layout: &'a Layout,
+    index: &'a Index,
+    plan: &'a Plan,
+    disposal: Disposal<'a>,
+    cutoff: Option<SystemTime>,
+    temporary: &'a AtomicU64,
+    possibly_empty: &'a [PathBuf],
+}
+
+impl Ctx<'_> {
+    fn dispose(&self, candidate: &Candidate) -> Result<(), Failure> {
+        let dir = candidate_dir(self.layout, self.index, self.plan, candidate);
+        if dir.as_os_str().is_empty() {
+            return Err(Failure {
+                path: dir,
+                message: "no path for this candidate".into(),
+            });
         }
-        CandidateKind::TagIndexEntry | CandidateKind::LayerLink => {
-            remove_file(&layout::link_file(&dir))?
+        if candidate.kind == CandidateKind::Repository {
+            return self.remove_repository(&dir);
+        }
+        match self.disposal {
+            Disposal::Trash(batch) => batch
+                .move_in(candidate.kind.as_str(), &dir)
+                .map(|_| ())
+                .map_err(|e| failure(&dir, &e)),
+            Disposal::Delete => self.delete(candidate, &dir),
         }
     }
-    remove_dir(&dir)
+
+    fn delete(&self, candidate: &Candidate, dir: &Path) -> Result<(), Failure> {
+        match candidate.kind {
+            CandidateKind::Blob => remove_file(&layout::data_file(dir))?,
+            CandidateKind::Manifest => {
+                remove_file(&layout::link_file(dir))?;
+                remove_tree(&layout::signatures_dir(dir))?;
+            }
+            CandidateKind::TagIndexEntry | CandidateKind::LayerLink => {
+                remove_file(&layout::link_file(dir))?
+            }
+            CandidateKind::TemporaryFile => return remove_file(dir),
+            CandidateKind::Upload => return remove_tree(dir),
+            CandidateKind::Repository => unreachable!("handled by remove_repository"),
+        }
+        match remove_dir(dir) {
+            Err(failure) if self.clear_temporary_files(dir) => remove_dir(dir).map_err(|_| failure),
+            other => other,
+        }
+    }
+
+    /// Removes the stray temporary files in `dir` old enough to go; whether
+    /// any went.
+    fn clear_temporary_files(&self, dir: &Path) -> bool {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return false;
+        };
+        let mut removed = false;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            let old = self
+                .cutoff
+                .is_none_or(|c| meta.modified().is_ok_and(|m| m <= c));
+            if meta.is_file()
+                && is_temporary_name(&name.to_string_lossy())
+                && old
+                && fs::remove_file(entry.path()).is_ok()
+            {
+                self.temporary.fetch_add(1, Ordering::Relaxed);
+                removed = true;
+            }
+        }
+        removed
+    }
+
+    /// `--remove-empty-repos`: the repository's `_manifests`, `_uploads` and
+    /// `_layers`, then its directory and the name components above it that
+    /// are left empty. A directory holding a nested repository (or anything
+    /// else) stays.
+    fn remove_repository(&self, dir: &Path) -> Result<(), Failure> {
+        for name in [names::MANIFESTS, names::UPLOADS, names::LAYERS] {
+            let sub = dir.join(name);
+            match fs::symlink_metadata(&sub) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failure(&sub, &e)),
+                Ok(meta) if !meta.is_dir() => {
+                    return Err(Failure {
+                        path: sub,
+                        message: "not a directory; repository kept".into(),
+                    });
+                }
+                Ok(_) => {}
+            }
+            match self.disposal {
+                Disposal::Trash(batch) => {
+                    batch
+                        .move_in(CandidateKind::Repository.as_str(), &sub)
+                        .map_err(|e| failure(&sub, &e))?;
+                }
+                Disposal::Delete => remove_tree(&sub)?,
+            }
+        }
+        let top = self.layout.repositories_dir();
+        let mut current = dir.to_path_buf();
+        while current != top && current.starts_with(&top) {
+            if fs::remove_dir(&current).is_err() {
+                break;
+            }
+            if let Disposal::Trash(batch) = self.disposal {
+                batch
+                    .removed_dir(&current)
+                    .map_err(|e| failure(&current, &e))?;
+            }
+            if !current.pop() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the directories the sweep emptied, and those the plan found
+    /// possibly empty. Returns how many went.
+    fn remove_empty_dirs(&self, gone: &[bool], failures: &mut Vec<Failure>) -> u64 {
+        let mut dirs: Vec<PathBuf> = self
+            .plan
+            .candidates
+            .iter()
+            .zip(gone)
+            .filter(|(c, g)| {
+                **g && matches!(
+                    c.kind,
+                    CandidateKind::TagIndexEntry
+                        | CandidateKind::Manifest
+                        | CandidateKind::LayerLink
+                        | CandidateKind::Blob
+                )
+            })
+            .filter_map(|(c, _)| {
+                candidate_dir(self.layout, self.index, self.plan, c)
+                    .parent()
+                    .map(Path::to_path_buf)
+            })
+            .collect();
+        dirs.extend(self.possibly_empty.iter().cloned());
+        dirs.sort_unstable();
+        dirs.dedup();
+        let mut removed = 0;
+        for dir in dirs {
+            if fs::remove_dir(&dir).is_err() {
+                continue;
+            }
+            removed += 1;
+            if let Disposal::Trash(batch) = self.disposal {
+                if let Err(e) = batch.removed_dir(&dir) {
+                    failures.push(failure(&dir, &e));
+                }
+            }
+        }
+        removed
+    }
 }
 
 fn failure(path: &Path, error: &io::Error) -> Failure {
@@ -190,28 +445,9 @@ fn remove_dir(path: &Path) -> Result<(), Failure> {
 
 /// Removes a directory tree deepest first, never following symbolic links.
 fn remove_tree(root: &Path) -> Result<(), Failure> {
-    for entry in WalkDir::new(root).contents_first(true) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                let path = e.path().unwrap_or(root).to_path_buf();
-                let message = e.to_string();
-                return Err(Failure { path, message });
-            }
-        };
-        if entry.file_type().is_dir() {
-            remove_dir(entry.path())?;
-        } else {
-            remove_file(entry.path())?;
-        }
-    }
-    Ok(())
+    trash::remove_tree(root)
+        .map(|_| ())
+        .map_err(|e| failure(root, &e))
 }
 
 #[cfg(test)]

@@ -30,6 +30,11 @@ pub enum WarningKind {
     /// A digest algorithm other than sha256 that regsweep does not follow;
     /// what it names is kept.
     UnsupportedDigest,
+    /// An upload active within `--min-age`: the registry is taking pushes
+    /// (a dry run, or a sweep with `--force`).
+    UploadInProgress,
+    /// A dry run found another run's lock file: the storage may be changing.
+    LockHeld,
 }
 
 /// One warning, naming the path at fault.

@@ -91,9 +91,16 @@ pub fn parse_upstream(output: &str) -> UpstreamPlan {
     plan
 }
 
-/// Runs the regsweep binary with `args`.
+/// Runs the regsweep binary with `args`. A `gc` run gets `--min-age 0`
+/// first: the trees here were written seconds ago and the tests mean
+/// "collect now" (a `--min-age` among `args` comes later and wins).
 pub fn regsweep(args: &[&str]) -> Run {
-    Run::of(Command::new(env!("CARGO_BIN_EXE_regsweep")).args(args))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    match args.split_first() {
+        Some((&"gc", rest)) => cmd.arg("gc").args(["--min-age", "0"]).args(rest),
+        _ => cmd.args(args),
+    };
+    Run::of(&mut cmd)
 }
 
 /// Runs regsweep with `--json` added and parses stdout, which must be
