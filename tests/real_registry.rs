@@ -768,3 +768,141 @@ fn orphan_uploaded_under_sha512_is_collected_like_upstream() {
     };
     check_both_modes(reg, &mut layout, &base, &expect);
 }
+
+/// Crash consistency. Over a tree written by the real registry (untagged
+/// history, a multi-arch index pushed twice, layers shared across
+/// repositories, a linked and an unlinked orphan, an upload in progress),
+/// `gc -m` is stopped after K deletions (the fault hook
+/// `REGSWEEP_FAULT_STOP_AFTER`, which stops as a crash would: no clean-up
+/// after it) for every K from 1 to the total. After each stop:
+/// - no link names a missing blob, and (for a spread of K) the registry
+///   restarted on the tree serves every live image completely: skopeo pulls
+///   it and every file matches its digest;
+/// - a re-run ends with exactly the tree one uninterrupted run leaves;
+/// - with `--trash`, `restore` brings back the original byte for byte.
+#[test]
+fn a_sweep_stopped_after_any_deletion_leaves_a_working_registry_and_a_rerun_finishes_it() {
+    if !require_tools() {
+        return;
+    }
+    let mut reg = Registry::start();
+    let (_dir, mut layout) = layout();
+    let base = layout.layer("base");
+    let app: Vec<Image> = (0..3)
+        .map(|i| {
+            let label = format!("app-{i}");
+            let image = image_on(&mut layout, &base, &label);
+            push_oci(&reg, &layout, &label, "app", "latest", &image);
+            image
+        })
+        .collect();
+    let i1 = index_on(&mut layout, &base, "multi-1");
+    let i2 = rebuild_arm64(&mut layout, &base, "multi-2", &i1.images[0]);
+    for (label, index) in [("multi-1", &i1), ("multi-2", &i2)] {
+        assert_eq!(
+            push(&reg, &layout, label, "team/multi", "latest", Format::Oci),
+            index.digest()
+        );
+    }
+    let other = image_on(&mut layout, &base, "other");
+    push_oci(&reg, &layout, "other", "other", "v1", &other);
+    reg.upload_blob("app", random_hex(64).as_bytes());
+    let unlinked = reg.upload_blob("other", random_hex(64).as_bytes());
+    assert_eq!(reg.delete_blob("other", &unlinked), 202);
+    reg.start_upload("app", b"partial layer");
+    reg.stop();
+    let pristine = reg.root().to_path_buf();
+    let original = tree::snapshot(&pristine);
+
+    let mut multi = vec![i2.digest()];
+    for image in &i2.images {
+        multi.extend(image.all());
+    }
+    let live: Vec<(&str, Vec<String>)> = vec![
+        ("app:latest", app[2].all()),
+        ("team/multi:latest", multi),
+        ("other:v1", other.all()),
+    ];
+
+    // One uninterrupted run: the final tree every re-run must reach.
+    let (_r, reference) = copy_storage(&pristine);
+    let full = gc::regsweep_json(&["gc", "-y", "-m", reference.to_str().unwrap()]);
+    assert_eq!(full["exit_code"], 0, "{full:#}");
+    let total = full["candidates"].as_array().unwrap().len() as u64;
+    assert!(
+        total >= 15,
+        "the tree should have garbage of every kind: {full:#}"
+    );
+    let final_tree = tree::snapshot(&reference);
+    let deleted = |report: &serde_json::Value| -> u64 {
+        ["tag_index_entries", "manifests", "layer_links", "blobs"]
+            .iter()
+            .map(|k| gc::count(report, "deleted", k))
+            .sum()
+    };
+    assert_eq!(deleted(&full), total);
+
+    // Registry checks at each change of kind and around the middle.
+    let mut pull_at = std::collections::BTreeSet::from([1, total / 2, total - 1]);
+    let mut boundary = 0;
+    for kind in ["tag_index_entries", "manifests", "layer_links"] {
+        boundary += gc::count(&full, "reclaimable", kind);
+        pull_at.insert(boundary);
+    }
+    eprintln!("{total} deletions; the registry serves the tree stopped after {pull_at:?}");
+
+    for k in 1..=total {
+        let ctx = format!("stopped after {k} of {total}");
+        let k_text = k.to_string();
+        let stop = [("REGSWEEP_FAULT_STOP_AFTER", k_text.as_str())];
+
+        let (_c, copy) = copy_storage(&pristine);
+        let stopped = gc::regsweep_json_env(&["gc", "-y", "-m", copy.to_str().unwrap()], &stop);
+        let cut_short = k < total;
+        assert_eq!(
+            stopped["exit_code"],
+            i32::from(cut_short),
+            "{ctx}: {stopped:#}"
+        );
+        assert_eq!(stopped["interrupted"], cut_short, "{ctx}");
+        assert_eq!(deleted(&stopped), k, "{ctx}");
+        let dangling = tree::dangling_links(&copy);
+        assert!(
+            dangling.is_empty(),
+            "{ctx}: links to deleted blobs: {dangling:#?}"
+        );
+        if pull_at.contains(&k) {
+            let (_s, served) = copy_storage(&copy);
+            let registry = Registry::start_on(&served);
+            for (reference, must) in &live {
+                skopeo::pull_complete(&registry, reference, must);
+            }
+        }
+        let rerun = gc::regsweep_json(&["gc", "-y", "-m", copy.to_str().unwrap()]);
+        assert_eq!(rerun["exit_code"], 0, "{ctx}: re-run {rerun:#}");
+        assert!(
+            tree::snapshot(&copy) == final_tree,
+            "{ctx}: the re-run does not end where one uninterrupted run ends"
+        );
+
+        let (t, copy) = copy_storage(&pristine);
+        let trash = t.path().join("trash");
+        let trash_arg = trash.to_str().unwrap();
+        let args = [
+            "gc",
+            "-y",
+            "-m",
+            "--trash",
+            trash_arg,
+            copy.to_str().unwrap(),
+        ];
+        let stopped = gc::regsweep_json_env(&args, &stop);
+        assert_eq!(deleted(&stopped), k, "{ctx} (trash)");
+        let restored = gc::regsweep(&["restore", trash_arg]);
+        assert_eq!(restored.code, Some(0), "{ctx}: restore\n{restored}");
+        assert!(
+            tree::snapshot(&copy) == original,
+            "{ctx}: restore does not bring back the original tree"
+        );
+    }
+}

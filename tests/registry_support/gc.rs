@@ -95,11 +95,19 @@ pub fn parse_upstream(output: &str) -> UpstreamPlan {
 /// first: the trees here were written seconds ago and the tests mean
 /// "collect now" (a `--min-age` among `args` comes later and wins).
 pub fn regsweep(args: &[&str]) -> Run {
+    regsweep_env(args, &[])
+}
+
+/// [`regsweep`] with extra environment variables (e.g. the fault hook
+/// `REGSWEEP_FAULT_STOP_AFTER`).
+pub fn regsweep_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
     match args.split_first() {
         Some((&"gc", rest)) => cmd.arg("gc").args(["--min-age", "0"]).args(rest),
         _ => cmd.args(args),
     };
+    cmd.env_remove("REGSWEEP_FAULT_STOP_AFTER")
+        .envs(env.iter().copied());
     Run::of(&mut cmd)
 }
 
@@ -107,9 +115,14 @@ pub fn regsweep(args: &[&str]) -> Run {
 /// exactly one JSON object carrying `regsweep_report: 1` and an `exit_code`
 /// equal to the process's.
 pub fn regsweep_json(args: &[&str]) -> Value {
+    regsweep_json_env(args, &[])
+}
+
+/// [`regsweep_json`] with extra environment variables.
+pub fn regsweep_json_env(args: &[&str], env: &[(&str, &str)]) -> Value {
     let mut with_json = args.to_vec();
     with_json.insert(1.min(args.len()), "--json");
-    let run = regsweep(&with_json);
+    let run = regsweep_env(&with_json, env);
     let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
         panic!("regsweep {with_json:?}: stdout is not one JSON value ({e}):\n{run}")
     });
