@@ -248,9 +248,16 @@ impl Collector {
     }
 
     /// Deletes what `planned` lists, or moves it into `disposal`'s batch.
-    pub fn sweep(&self, planned: &Planned, disposal: Disposal) -> SweepOutcome {
+    /// `clean_up` also removes the empty directories earlier runs left
+    /// (a `--trash` run with nothing to move has no journal to record them
+    /// in, and leaves them).
+    pub fn sweep(&self, planned: &Planned, disposal: Disposal, clean_up: bool) -> SweepOutcome {
         self.pool.install(|| {
-            let possibly_empty = hygiene::possibly_empty_dirs(&self.config.layout, &planned.index);
+            let possibly_empty = if clean_up {
+                hygiene::possibly_empty_dirs(&self.config.layout, &planned.index)
+            } else {
+                Vec::new()
+            };
             let options = SweepOptions {
                 cutoff: planned.cutoff,
                 ..self.config.sweep

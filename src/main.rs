@@ -167,7 +167,8 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             _ => None,
         };
         let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
-        Some(collector.sweep(&planned, disposal))
+        let clean_up = trash.is_none() || batch.is_some();
+        Some(collector.sweep(&planned, disposal, clean_up))
     };
 
     let trash_record = batch

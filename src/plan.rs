@@ -332,6 +332,8 @@ pub struct Plan {
     pub kept: Vec<Kept>,
     /// Totals of `kept`.
     pub kept_too_recent: Reclaim,
+    /// Per repository candidate: live `_layers` links that go with it.
+    pub links_with_repositories: HashMap<u32, u64>,
 }
 
 impl Plan {
@@ -374,7 +376,7 @@ impl Plan {
         };
         // Per repository: how many of its revisions go, how many things in
         // it are held back (for --remove-empty-repos).
-        let mut emptied = vec![(0usize, 0usize); index.repositories.len()];
+        let mut emptied = vec![(0usize, 0usize, 0usize); index.repositories.len()];
         for (ri, (repo, mark)) in index
             .repositories
             .iter()
@@ -387,7 +389,7 @@ impl Plan {
                 ..RepositoryReclaim::default()
             };
             let mut dead_blobs = DigestSet::default();
-            let (gone, held) = &mut emptied[ri];
+            let (gone, held, links_gone) = &mut emptied[ri];
             if !mark.kept_whole {
                 let linked = |d: &Digest| {
                     repo.revisions
@@ -448,6 +450,7 @@ impl Plan {
                 };
                 if push(candidate, &mut candidates, &mut kept) {
                     reclaim.layer_links += 1;
+                    *links_gone += 1;
                     if dead_blob(digest) {
                         dead_blobs.insert(*digest);
                     }
@@ -467,6 +470,7 @@ impl Plan {
                 };
                 if push(candidate, &mut candidates, &mut kept) {
                     reclaim.layer_links += 1;
+                    *links_gone += 1;
                     if dead_blob(&link.target) {
                         dead_blobs.insert(link.target);
                     }
@@ -556,7 +560,7 @@ impl Plan {
                 .zip(&marking.repositories)
                 .enumerate()
             {
-                let (gone, held) = emptied[ri];
+                let (gone, held, links_gone) = emptied[ri];
                 let empty_after = !mark.kept_whole
                     && !repo.opaque
                     && repo.tags.is_empty()
@@ -579,6 +583,9 @@ impl Plan {
                     ..Candidate::blob(Digest::from_bytes([0; 32]), None)
                 };
                 if hold.of(&candidate).is_none() {
+                    let links = repo.layer_links.len() + repo.foreign_links.len();
+                    plan.links_with_repositories
+                        .insert(ri as u32, links.saturating_sub(links_gone) as u64);
                     empty.push(candidate);
                 } else {
                     push(candidate, &mut candidates, &mut kept);
@@ -657,6 +664,10 @@ impl Plan {
                 CandidateKind::Upload => after.uploads = after.uploads.saturating_sub(1),
                 CandidateKind::Repository => {
                     after.repositories -= 1;
+                    let links = c
+                        .repository
+                        .and_then(|r| self.links_with_repositories.get(&r));
+                    after.layer_links -= links.copied().unwrap_or(0);
                 }
             }
         }

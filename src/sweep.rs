@@ -349,7 +349,7 @@ impl Ctx<'_> {
             match self.disposal {
                 Disposal::Trash(batch) => {
                     batch
-                        .move_in(CandidateKind::Repository.as_str(), &sub)
+                        .merge_in(CandidateKind::Repository.as_str(), &sub)
                         .map_err(|e| failure(&sub, &e))?;
                 }
                 Disposal::Delete => remove_tree(&sub)?,

@@ -265,6 +265,32 @@ impl Batch {
         }
     }
 
+    /// Moves the directory `path` into the batch where part of its tree
+    /// already is (a repository's `_manifests` after some of its revisions
+    /// moved): what is not in the batch yet moves, entry by entry, each
+    /// journaled; then the emptied directory goes (journaled as removed, so
+    /// that restore recreates it before moving its entries back).
+    pub fn merge_in(&self, kind: &str, path: &Path) -> io::Result<()> {
+        let target = self.dir.join(self.relative(path)?);
+        match fs::symlink_metadata(&target) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(io::ErrorKind::AlreadyExists.into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return self.move_in(kind, path).map(|_| ());
+            }
+            Err(e) => return Err(e),
+        }
+        let meta = fs::symlink_metadata(path)?;
+        if !meta.is_dir() {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        for entry in fs::read_dir(path)? {
+            self.merge_in(kind, &entry?.path())?;
+        }
+        fs::remove_dir(path)?;
+        self.removed_dir(path)
+    }
+
     /// Records that the empty directory `path` was removed.
     pub fn removed_dir(&self, path: &Path) -> io::Result<()> {
         let rel = self.relative(path)?;

@@ -534,6 +534,39 @@ fn trash_then_restore_is_byte_for_byte() {
     assert!(!root.join("regsweep.lock").exists());
 }
 
+/// Repositories, uploads and empty directories come back too.
+#[test]
+fn restore_brings_back_removed_repositories_uploads_and_empty_directories() {
+    let (dir, root) = fixture(true);
+    fs::remove_dir_all(repo(&root, "tools/multi").join("_manifests/tags")).unwrap();
+    let stale = upload(&root, "stale-0000", SystemTime::now() - 10 * TWO_DAYS);
+    fs::create_dir(v2(&root).join("blobs/sha256/00")).unwrap();
+    set_mtimes(&root, SystemTime::now() - TWO_DAYS);
+    let original = snapshot(&root);
+    let trash = dir.path().join("trash");
+    let (report, out) = gc(
+        &root,
+        &[
+            "-y",
+            "-m",
+            "--remove-empty-repos",
+            "--purge-uploads-older-than",
+            "1d",
+            "--trash",
+            trash.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(n(&report, "deleted", "repositories"), 1, "{report:#}");
+    assert_eq!(n(&report, "deleted", "uploads"), 1);
+    assert!(!repo(&root, "tools").exists() && !stale.exists());
+    assert!(!v2(&root).join("blobs/sha256/00").exists());
+
+    let out = regsweep(&["restore", trash.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_same_tree(&original, &snapshot(&root), "restore");
+}
+
 #[test]
 fn restore_refuses_to_overwrite_what_exists_again() {
     let (dir, root) = fixture(true);
@@ -686,6 +719,12 @@ fn remove_empty_repos_spares_nested_repositories() {
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert_eq!(n(&report, "deleted", "repositories"), 2, "{report:#}");
     assert_eq!(n(&report, "after", "repositories"), 1);
+    let links = WalkDir::new(v2(&root).join("repositories"))
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() == "link" && e.path().to_string_lossy().contains("/_layers/"))
+        .count() as u64;
+    assert_eq!(n(&report, "after", "layer_links"), links, "{report:#}");
     assert!(
         !repo(&root, "tools").exists(),
         "tools/multi and the empty tools/ went"
@@ -730,7 +769,7 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
     assert!(!planned.plan.candidates.is_empty());
-    let outcome = collector.sweep(&planned, regsweep::sweep::Disposal::Delete);
+    let outcome = collector.sweep(&planned, regsweep::sweep::Disposal::Delete, true);
     assert!(outcome.interrupted);
     assert!(outcome.gone.iter().all(|g| !g));
     let report = collector.report(&planned, Some(outcome), None);
