@@ -13,6 +13,10 @@
 //! signature of a live revision. A `subject` is a back-reference: it does not
 //! keep its target alive.
 //!
+//! Extra roots can be given per repository ([`mark_with_roots`]): manifest
+//! revisions too recent to delete (`--min-age`) are roots like tags, so what
+//! they reference stays with them.
+//!
 //! Damage is contained per repository: if any manifest a repository holds or
 //! reaches cannot be read, nothing in that repository is deleted and every
 //! blob it links stays, since the unreadable manifest might reference any of
@@ -663,6 +667,26 @@ mod tests {
             live(&m, &idx, 200) && live(&m, &idx, 201),
             "absent but referenced"
         );
+    }
+
+    #[test]
+    fn an_extra_root_keeps_what_it_references_and_its_referrers() {
+        let idx = index(vec![repo("r", &[1, 2, 3, 4], &[("t", Some(1), &[1])])]);
+        let loaded = vec![
+            (1, image(&idx, &[11])),
+            (2, list(&[3])),
+            (3, image(&idx, &[13])),
+            (4, with_subject(&idx, &[14], 2)),
+        ];
+        let loaded: DigestMap<Loaded> = loaded.into_iter().map(|(n, l)| (d(n), l)).collect();
+        let layout = Layout::new("/s");
+        let without = mark_loaded(&layout, &idx, &loaded, true);
+        assert!(!live(&without, &idx, 13) && !live(&without, &idx, 14));
+        let with = mark_with_roots(&layout, &idx, &loaded, true, &[(0, d(2))]);
+        for n in [2, 3, 13, 4, 14] {
+            assert!(live(&with, &idx, n), "{n} is reached from the extra root");
+        }
+        assert!(with.repositories[0].is_live(&d(3)));
     }
 
     #[test]

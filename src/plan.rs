@@ -825,6 +825,50 @@ mod tests {
     }
 
     #[test]
+    fn held_candidates_are_kept_and_a_recent_link_keeps_its_blob() {
+        let (index, loaded) = fixture();
+        let marking = mark_loaded(&Layout::new("/s"), &index, &loaded, true);
+        let first = Plan::new(&index, &marking);
+        let mut hold = Hold::default();
+        let link = first
+            .candidates
+            .iter()
+            .find(|c| c.kind == CandidateKind::LayerLink)
+            .unwrap();
+        hold.items.insert(link.key(), Duration::from_secs(60));
+        hold.blobs.insert(link.digest);
+        let options = PlanOptions {
+            hold: Some(&hold),
+            ..PlanOptions::default()
+        };
+        let mut plan = Plan::build(&index, &marking, &options);
+        plan.keep_difference(&first);
+        let kept: Vec<(CandidateKind, Digest, KeptReason)> = plan
+            .kept
+            .iter()
+            .map(|k| (k.candidate.kind, k.candidate.digest, k.reason))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (
+                    CandidateKind::LayerLink,
+                    d(11),
+                    KeptReason::TooRecent(Duration::from_secs(60))
+                ),
+                (CandidateKind::Blob, d(11), KeptReason::RecentLink),
+            ]
+        );
+        assert_eq!(plan.candidates.len(), first.candidates.len() - 2);
+        assert_eq!(plan.kept_too_recent.blobs, 1);
+        assert_eq!(plan.reclaimable.bytes, first.reclaimable.bytes - 111);
+        assert_eq!(
+            plan.repositories[0].blobs, 2,
+            "the held blob is not counted"
+        );
+    }
+
+    #[test]
     fn counts_before_and_after() {
         let (_, plan) = plan(true);
         let before = plan.before;
