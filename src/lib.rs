@@ -25,6 +25,7 @@
 
 pub mod clock;
 pub mod digest;
+pub mod du;
 pub mod duration;
 pub mod error;
 pub mod fs_at;
@@ -35,7 +36,9 @@ pub mod lock;
 pub mod manifest;
 pub mod mark;
 pub mod plan;
+pub mod policy;
 pub mod progress;
+pub mod protect;
 pub mod recent;
 pub mod report;
 pub mod sweep;

@@ -1,0 +1,1386 @@
+//! Retention policies: which tags of which repositories a run deletes.
+//!
+//! A policy is an ordered list of [`Rule`]s. Each rule names the
+//! repositories it applies to (globs; all when omitted), the tags it takes
+//! (a regular expression matched against the whole tag; all when omitted),
+//! and what happens to them: kept (`keep`), or deleted except the `keep_last`
+//! most recently pushed and those pushed within `older_than`.
+//!
+//! Evaluation, per repository, decides every tag once:
+//! 1. a tag that is protected (`--protect`), or whose `current/link` cannot
+//!    be read, or that is `latest` (unless the policy sets `keep_latest` to
+//!    false) is kept before any rule is looked at;
+//! 2. otherwise the first rule that applies to the repository and matches the
+//!    tag takes it (first match wins, as in ECR lifecycle policies), and tags
+//!    no rule takes are kept;
+//! 3. within each rule, the tags it took are ranked by push time (the mtime
+//!    of `current/link`), newest first, ties by name: the first `keep_last`
+//!    are kept, then those pushed within `older_than`; the rest are deleted;
+//! 4. the guard: a repository where every tag would be deleted keeps them
+//!    all, and says which rules wanted them, unless empty repositories are
+//!    allowed.
+//!
+//! Evaluation is idempotent: deleting the tags a policy picked does not
+//! change the decision for any other tag (ranks of kept tags only depend on
+//! newer tags, which stay), so a run interrupted after deleting some tags
+//! and run again with the same policy deletes exactly the rest.
+//!
+//! Tag patterns are anchored: `SNAPSHOT` matches the tag `SNAPSHOT` only,
+//! `.*-SNAPSHOT` matches `1.0-SNAPSHOT`. A pattern that is deleting tags should
+//! say exactly what it means; the same rule holds for keeping, so there is one
+//! rule to remember (GitLab's cleanup policies do the same).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::duration::Age;
+use crate::index::{Index, Tag};
+
+/// The tag that is kept unless a policy file says `"keep_latest": false`.
+pub const LATEST: &str = "latest";
+
+/// A regular expression that must match a whole tag.
+#[derive(Debug, Clone)]
+pub struct TagPattern {
+    source: String,
+    regex: Regex,
+}
+
+impl TagPattern {
+    /// Compiles `source`, anchored at both ends.
+    pub fn new(source: &str) -> Result<TagPattern, String> {
+        let regex = Regex::new(&format!("^(?:{source})$")).map_err(|e| match e {
+            regex::Error::Syntax(text) => format!("invalid regular expression: {text}"),
+            other => format!("invalid regular expression: {other}"),
+        })?;
+        Ok(TagPattern {
+            source: source.to_owned(),
+            regex,
+        })
+    }
+
+    /// Whether the whole of `tag` matches.
+    pub fn matches(&self, tag: &str) -> bool {
+        self.regex.is_match(tag)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+/// A glob over repository names: `*` matches within one path component,
+/// `**` across components, `?` one character that is not `/`; everything
+/// else matches itself. `team/*` matches `team/app` but not `team/app/web`;
+/// `team/**` matches both (and not `team`).
+#[derive(Debug, Clone)]
+pub struct RepoPattern {
+    source: String,
+    regex: Regex,
+}
+
+impl RepoPattern {
+    /// Compiles the glob `source`.
+    pub fn new(source: &str) -> Result<RepoPattern, String> {
+        if source.is_empty() {
+            return Err("empty repository pattern".into());
+        }
+        let mut re = String::from("^");
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '*' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    re.push_str(".*");
+                }
+                '*' => re.push_str("[^/]*"),
+                '?' => re.push_str("[^/]"),
+                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+            }
+        }
+        re.push('$');
+        let regex = Regex::new(&re).map_err(|e| format!("invalid repository pattern: {e}"))?;
+        Ok(RepoPattern {
+            source: source.to_owned(),
+            regex,
+        })
+    }
+
+    /// Whether the repository `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.regex.is_match(name)
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+/// What a rule does with the tags it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Keep them all.
+    Keep,
+    /// Delete them, except the `keep_last` most recently pushed and those
+    /// pushed within `older_than`.
+    Delete {
+        /// How many of the most recently pushed to keep.
+        keep_last: Option<usize>,
+        /// Only tags pushed longer ago than this are deleted.
+        older_than: Option<Age>,
+    },
+}
+
+/// One rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// How reports name the rule: `rules[2]` in a policy file, or the flags
+    /// it was made of (`--keep-last 5 --older-than 90d`).
+    pub id: String,
+    /// The rule's `name`, if the policy file gives one.
+    pub name: Option<String>,
+    /// Repositories it applies to; empty means every repository.
+    pub repositories: Vec<RepoPattern>,
+    /// Tags it takes; `None` means every tag.
+    pub tags: Option<TagPattern>,
+    /// What it does with them.
+    pub action: Action,
+}
+
+impl Rule {
+    /// Whether the rule applies to the repository `name`.
+    pub fn applies_to(&self, name: &str) -> bool {
+        self.repositories.is_empty() || self.repositories.iter().any(|p| p.matches(name))
+    }
+
+    /// Whether the rule takes `tag`.
+    pub fn takes(&self, tag: &str) -> bool {
+        self.tags.as_ref().is_none_or(|p| p.matches(tag))
+    }
+
+    /// `rules[2] (snapshots)`, or the id alone.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} ({name})", self.id),
+            None => self.id.clone(),
+        }
+    }
+}
+
+/// A retention policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The rules, in order: the first that takes a tag decides it.
+    pub rules: Vec<Rule>,
+    /// Keep the tag `latest` whatever the rules say.
+    pub keep_latest: bool,
+    /// Repositories the policy is limited to (`--repos`); empty means all.
+    pub scope: Vec<RepoPattern>,
+    /// Let a policy delete every tag of a repository.
+    pub allow_empty_repos: bool,
+}
+
+/// The policy flags of `regsweep gc`, as given.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyFlags {
+    /// `--keep-last N`.
+    pub keep_last: Option<usize>,
+    /// `--keep-tags REGEX`.
+    pub keep_tags: Option<String>,
+    /// `--delete-tags REGEX`.
+    pub delete_tags: Option<String>,
+    /// `--older-than DURATION`.
+    pub older_than: Option<Age>,
+    /// `--repos GLOB`, repeatable.
+    pub repos: Vec<String>,
+    /// `--policy FILE`.
+    pub policy_file: Option<PathBuf>,
+    /// `--allow-empty-repos`.
+    pub allow_empty_repos: bool,
+}
+
+/// A policy that cannot be used. Nothing is deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy file cannot be read.
+    #[error("{}: cannot read the policy: {source}", path.display())]
+    Read {
+        /// The policy file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The policy file is not a valid policy.
+    #[error("{}: invalid policy: {at}: {message}", path.display())]
+    Invalid {
+        /// The policy file.
+        path: PathBuf,
+        /// Where in the document: a JSON path (`rules[2].keep_last`), or a
+        /// line and column for a syntax error.
+        at: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The policy flags cannot be used as given.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// The flag at fault.
+        flag: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl PolicyFlags {
+    /// Whether any flag asks for tag deletion.
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none()
+            && self.keep_tags.is_none()
+            && self.delete_tags.is_none()
+            && self.older_than.is_none()
+            && self.repos.is_empty()
+            && self.policy_file.is_none()
+    }
+
+    /// The policy the flags describe, reading the policy file if one is
+    /// given; `None` when no flag asks for one (a plain garbage collection).
+    pub fn into_policy(self) -> Result<Option<Policy>, PolicyError> {
+        if self.is_empty() {
+            if self.allow_empty_repos {
+                return Err(flag_error(
+                    "--allow-empty-repos",
+                    "only means something with a policy (--keep-last, --delete-tags, --older-than or --policy)",
+                ));
+            }
+            return Ok(None);
+        }
+        let scope = self
+            .repos
+            .iter()
+            .map(|g| RepoPattern::new(g).map_err(|m| flag_error("--repos", &m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut policy = match &self.policy_file {
+            Some(path) => {
+                for (set, flag) in [
+                    (self.keep_last.is_some(), "--keep-last"),
+                    (self.keep_tags.is_some(), "--keep-tags"),
+                    (self.delete_tags.is_some(), "--delete-tags"),
+                    (self.older_than.is_some(), "--older-than"),
+                ] {
+                    if set {
+                        return Err(flag_error(
+                            flag,
+                            "cannot be combined with --policy: write it as a rule of the policy file",
+                        ));
+                    }
+                }
+                Policy::from_file(path)?
+            }
+            None => self.flags_policy()?,
+        };
+        policy.scope = scope;
+        policy.allow_empty_repos = self.allow_empty_repos;
+        Ok(Some(policy))
+    }
+
+    fn flags_policy(&self) -> Result<Policy, PolicyError> {
+        if self.keep_last.is_none() && self.delete_tags.is_none() && self.older_than.is_none() {
+            let flag = if self.keep_tags.is_some() {
+                "--keep-tags"
+            } else {
+                "--repos"
+            };
+            return Err(flag_error(
+                flag,
+                "says what to keep or where; add what to delete: --keep-last, --delete-tags or --older-than",
+            ));
+        }
+        let mut rules = Vec::new();
+        if let Some(keep) = &self.keep_tags {
+            rules.push(Rule {
+                id: format!("--keep-tags {keep}"),
+                name: None,
+                repositories: Vec::new(),
+                tags: Some(TagPattern::new(keep).map_err(|m| flag_error("--keep-tags", &m))?),
+                action: Action::Keep,
+            });
+        }
+        let mut id = Vec::new();
+        if let Some(delete) = &self.delete_tags {
+            id.push(format!("--delete-tags {delete}"));
+        }
+        if let Some(n) = self.keep_last {
+            id.push(format!("--keep-last {n}"));
+        }
+        if let Some(age) = self.older_than {
+            id.push(format!("--older-than {age}"));
+        }
+        rules.push(Rule {
+            id: id.join(" "),
+            name: None,
+            repositories: Vec::new(),
+            tags: self
+                .delete_tags
+                .as_deref()
+                .map(TagPattern::new)
+                .transpose()
+                .map_err(|m| flag_error("--delete-tags", &m))?,
+            action: Action::Delete {
+                keep_last: self.keep_last,
+                older_than: self.older_than,
+            },
+        });
+        Ok(Policy {
+            rules,
+            keep_latest: true,
+            scope: Vec::new(),
+            allow_empty_repos: false,
+        })
+    }
+}
+
+fn flag_error(flag: &str, message: &str) -> PolicyError {
+    PolicyError::Flag {
+        flag: flag.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// An error at a JSON path of a policy document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// `rules[2].keep_last`, or `line 3 column 7` for a syntax error.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+fn at(path: &str, message: impl Into<String>) -> JsonError {
+    JsonError {
+        at: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The fields a rule may have.
+const RULE_FIELDS: [&str; 6] = [
+    "name",
+    "repositories",
+    "tags",
+    "keep",
+    "keep_last",
+    "older_than",
+];
+
+impl Policy {
+    /// Reads a policy file (see [`Policy::parse`]).
+    pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Policy::parse(&text).map_err(|e| PolicyError::Invalid {
+            path: path.to_path_buf(),
+            at: e.at,
+            message: e.message,
+        })
+    }
+
+    /// Parses a policy document:
+    ///
+    /// ```json
+    /// {
+    ///   "keep_latest": true,
+    ///   "rules": [
+    ///     {"name": "snapshots", "repositories": ["team/**"], "tags": ".*-SNAPSHOT", "keep_last": 5},
+    ///     {"repositories": "team/**", "keep_last": 10, "older_than": "30d"}
+    ///   ]
+    /// }
+    /// ```
+    ///
+    /// Unknown fields are errors (a misspelt `keep_lats` must not silently
+    /// delete everything), and every error names its JSON path.
+    pub fn parse(text: &str) -> Result<Policy, JsonError> {
+        let doc: Value = serde_json::from_str(text).map_err(|e| JsonError {
+            at: format!("line {} column {}", e.line(), e.column()),
+            message: format!("not valid JSON: {}", strip_position(&e.to_string())),
+        })?;
+        let root = doc
+            .as_object()
+            .ok_or_else(|| at("$", "expected an object with `rules`"))?;
+        for key in root.keys() {
+            if !matches!(key.as_str(), "rules" | "keep_latest") {
+                return Err(at(key, "unknown field (expected `rules` or `keep_latest`)"));
+            }
+        }
+        let keep_latest = match root.get("keep_latest") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(at("keep_latest", "expected true or false")),
+        };
+        let rules = match root.get("rules") {
+            None => return Err(at("rules", "missing: a policy needs a list of rules")),
+            Some(Value::Array(rules)) if rules.is_empty() => {
+                return Err(at("rules", "expected at least one rule"));
+            }
+            Some(Value::Array(rules)) => rules,
+            Some(_) => return Err(at("rules", "expected a list of rules")),
+        };
+        let rules = rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| parse_rule(&format!("rules[{i}]"), rule))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Policy {
+            rules,
+            keep_latest,
+            scope: Vec::new(),
+            allow_empty_repos: false,
+        })
+    }
+
+    /// Whether the policy looks at the repository `name` at all.
+    pub fn covers(&self, name: &str) -> bool {
+        (self.scope.is_empty() || self.scope.iter().any(|p| p.matches(name)))
+            && self.rules.iter().any(|r| r.applies_to(name))
+    }
+}
+
+/// serde_json appends " at line L column C"; the position is reported apart.
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+fn parse_rule(path: &str, value: &Value) -> Result<Rule, JsonError> {
+    let object: &Map<String, Value> = value
+        .as_object()
+        .ok_or_else(|| at(path, "expected an object"))?;
+    for key in object.keys() {
+        if !RULE_FIELDS.contains(&key.as_str()) {
+            return Err(at(
+                &format!("{path}.{key}"),
+                format!("unknown field (expected one of {})", RULE_FIELDS.join(", ")),
+            ));
+        }
+    }
+    let field = |name: &str| format!("{path}.{name}");
+    let name = match object.get("name") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(at(&field("name"), "expected a string")),
+    };
+    let repositories = match object.get("repositories") {
+        None => Vec::new(),
+        Some(Value::String(s)) => {
+            vec![RepoPattern::new(s).map_err(|m| at(&field("repositories"), m))?]
+        }
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let p = format!("{path}.repositories[{i}]");
+                item.as_str()
+                    .ok_or_else(|| at(&p, "expected a string (a glob)"))
+                    .and_then(|s| RepoPattern::new(s).map_err(|m| at(&p, m)))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(at(
+                &field("repositories"),
+                "expected a glob or a non-empty list of globs",
+            ));
+        }
+    };
+    let tags = match object.get("tags") {
+        None => None,
+        Some(Value::String(s)) => Some(TagPattern::new(s).map_err(|m| at(&field("tags"), m))?),
+        Some(_) => {
+            return Err(at(
+                &field("tags"),
+                "expected a string (a regular expression)",
+            ));
+        }
+    };
+    let keep = match object.get("keep") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(at(&field("keep"), "expected true or false")),
+    };
+    let keep_last = match object.get("keep_last") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| at(&field("keep_last"), "expected a non-negative integer"))?,
+        ),
+    };
+    let older_than = match object.get("older_than") {
+        None => None,
+        Some(Value::String(s)) => Some(
+            s.parse::<Age>()
+                .map_err(|e| at(&field("older_than"), e.to_string()))?,
+        ),
+        Some(_) => {
+            return Err(at(
+                &field("older_than"),
+                "expected a duration string such as \"90d\", \"4w\" or \"12h\"",
+            ));
+        }
+    };
+    let action = match (keep, keep_last, older_than) {
+        (true, None, None) => Action::Keep,
+        (true, _, _) => {
+            return Err(at(
+                &field("keep"),
+                "a rule that keeps its tags cannot also have keep_last or older_than",
+            ));
+        }
+        (false, None, None) => {
+            return Err(at(
+                path,
+                "says nothing about what to do: give \"keep\": true, keep_last or older_than (\"keep_last\": 0 deletes every tag it takes)",
+            ));
+        }
+        (false, keep_last, older_than) => Action::Delete {
+            keep_last,
+            older_than,
+        },
+    };
+    Ok(Rule {
+        id: path.to_owned(),
+        name,
+        repositories,
+        tags,
+        action,
+    })
+}
+
+/// What a tag is to a policy evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct TagFacts<'a> {
+    /// The tag, as indexed.
+    pub tag: &'a Tag,
+    /// When it was last pushed (mtime of `current/link`); `None` if unknown.
+    pub pushed: Option<SystemTime>,
+    /// Why it is protected (the `--protect` reference), if it is.
+    pub protected_by: Option<&'a str>,
+}
+
+/// Why a tag is kept or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Protected by a `--protect` reference.
+    Protected(String),
+    /// Its `current/link` cannot be read: its history is kept, so is it.
+    Unreadable,
+    /// It is `latest`.
+    Latest,
+    /// No rule takes it.
+    NoRule,
+    /// A `keep` rule takes it.
+    KeepRule,
+    /// Among the `keep_last` most recently pushed of its rule: rank (from 1) of `keep_last`.
+    Recent {
+        /// 1 for the most recently pushed.
+        rank: usize,
+        /// The rule's `keep_last`.
+        keep_last: usize,
+    },
+    /// Pushed within the rule's `older_than`.
+    Young(Age),
+    /// Its push time is unknown, so `older_than` cannot be decided.
+    UnknownAge,
+    /// Beyond the rule's `keep_last`, (and older than its `older_than`, if set).
+    Old {
+        /// 1 for the most recently pushed.
+        rank: usize,
+        /// The rule's `keep_last`, if set.
+        keep_last: Option<usize>,
+        /// The rule's `older_than`, if set.
+        older_than: Option<Age>,
+    },
+    /// The guard: every tag of the repository would be deleted.
+    Guard,
+}
+
+impl Why {
+    /// Whether the tag is deleted.
+    pub fn deletes(&self) -> bool {
+        matches!(self, Why::Old { .. })
+    }
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Protected(by) => write!(f, "protected by `{by}`"),
+            Why::Unreadable => write!(f, "its current link cannot be read"),
+            Why::Latest => write!(f, "`latest` is kept"),
+            Why::NoRule => write!(f, "no rule takes it"),
+            Why::KeepRule => write!(f, "kept by its rule"),
+            Why::Recent { rank, keep_last } => {
+                write!(f, "among the {keep_last} most recently pushed (#{rank})")
+            }
+            Why::Young(age) => write!(f, "pushed within {age}"),
+            Why::UnknownAge => write!(f, "push time unknown"),
+            Why::Old {
+                rank,
+                keep_last,
+                older_than,
+            } => {
+                let mut parts = Vec::new();
+                if let Some(n) = keep_last.filter(|n| *n > 0) {
+                    parts.push(format!("beyond the {n} most recently pushed (#{rank})"));
+                }
+                if let Some(age) = older_than {
+                    parts.push(format!("pushed more than {age} ago"));
+                }
+                if parts.is_empty() {
+                    parts.push("its rule keeps none".into());
+                }
+                write!(f, "{}", parts.join(", "))
+            }
+            Why::Guard => write!(
+                f,
+                "every tag of the repository would be deleted; kept (--allow-empty-repos to allow)"
+            ),
+        }
+    }
+}
+
+/// The decision about one tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagDecision {
+    /// Index into the repository's tags.
+    pub tag: u32,
+    /// The rule that decided, as an index into [`Policy::rules`]; `None` for
+    /// decisions made before any rule (protection, `latest`, an unreadable
+    /// link) or because no rule took the tag.
+    pub rule: Option<u32>,
+    /// Why, and so whether it is deleted.
+    pub why: Why,
+}
+
+impl TagDecision {
+    /// Whether the tag is deleted.
+    pub fn deletes(&self) -> bool {
+        self.why.deletes()
+    }
+
+    /// How reports name what decided: the rule's id, or `protected`,
+    /// `unreadable`, `latest`, `no_rule`, `guard`.
+    pub fn decided_by<'p>(&self, policy: &'p Policy) -> &'p str {
+        match (&self.why, self.rule) {
+            (Why::Protected(_), _) => "protected",
+            (Why::Unreadable, _) => "unreadable",
+            (Why::Latest, _) => "latest",
+            (Why::Guard, _) => "guard",
+            (_, Some(r)) => &policy.rules[r as usize].id,
+            (_, None) => "no_rule",
+        }
+    }
+}
+
+/// The policy's decisions for one repository it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryDecision {
+    /// Index into [`Index::repositories`].
+    pub repository: u32,
+    /// One decision per tag, in the repository's tag order.
+    pub tags: Vec<TagDecision>,
+    /// The guard kept every tag: the rules that would have deleted them.
+    pub refused: Option<Vec<u32>>,
+}
+
+impl RepositoryDecision {
+    /// The tags deleted.
+    pub fn deleted(&self) -> impl Iterator<Item = &TagDecision> {
+        self.tags.iter().filter(|d| d.deletes())
+    }
+}
+
+impl Policy {
+    /// Decides every tag of every repository the policy covers. `facts(r, t)`
+    /// tells about tag `t` of repository `r`; `now` is the time `older_than`
+    /// counts back from.
+    pub fn evaluate<'a>(
+        &self,
+        index: &'a Index,
+        now: SystemTime,
+        facts: impl Fn(usize, usize) -> TagFacts<'a>,
+    ) -> Vec<RepositoryDecision> {
+        index
+            .repositories
+            .iter()
+            .enumerate()
+            .filter(|(_, repo)| self.covers(&repo.name))
+            .map(|(ri, repo)| {
+                let facts: Vec<TagFacts> = (0..repo.tags.len()).map(|ti| facts(ri, ti)).collect();
+                self.evaluate_repository(ri as u32, &repo.name, &facts, now)
+            })
+            .collect()
+    }
+
+    /// Decides the tags of one repository.
+    pub fn evaluate_repository(
+        &self,
+        repository: u32,
+        name: &str,
+        tags: &[TagFacts],
+        now: SystemTime,
+    ) -> RepositoryDecision {
+        let mut decisions: Vec<Option<TagDecision>> = vec![None; tags.len()];
+        let rules: Vec<(usize, &Rule)> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.applies_to(name))
+            .collect();
+        // Per applicable rule, the tags it takes.
+        let mut taken: Vec<Vec<usize>> = vec![Vec::new(); rules.len()];
+        for (ti, facts) in tags.iter().enumerate() {
+            let decide = |why| {
+                Some(TagDecision {
+                    tag: ti as u32,
+                    rule: None,
+                    why,
+                })
+            };
+            let name = facts.tag.name.as_str();
+            decisions[ti] = if let Some(by) = facts.protected_by {
+                decide(Why::Protected(by.to_owned()))
+            } else if facts.tag.current.is_none() {
+                decide(Why::Unreadable)
+            } else if self.keep_latest && name == LATEST {
+                decide(Why::Latest)
+            } else if let Some(k) = rules.iter().position(|(_, r)| r.takes(name)) {
+                taken[k].push(ti);
+                None
+            } else {
+                decide(Why::NoRule)
+            };
+        }
+        for ((ri, rule), members) in rules.iter().zip(&mut taken) {
+            let rule_id = Some(*ri as u32);
+            let Action::Delete {
+                keep_last,
+                older_than,
+            } = rule.action
+            else {
+                for ti in members.iter() {
+                    decisions[*ti] = Some(TagDecision {
+                        tag: *ti as u32,
+                        rule: rule_id,
+                        why: Why::KeepRule,
+                    });
+                }
+                continue;
+            };
+            // Newest first; unknown push times rank as the newest (kept
+            // first), ties by name so the order is total.
+            members.sort_by(|a, b| {
+                let (fa, fb) = (&tags[*a], &tags[*b]);
+                match (fa.pushed, fb.pushed) {
+                    (Some(x), Some(y)) => y.cmp(&x),
+                    (None, Some(_)) => std::cmp::Ordering::Less,
+                    (Some(_), None) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                }
+                .then_with(|| fa.tag.name.cmp(&fb.tag.name))
+            });
+            for (i, ti) in members.iter().enumerate() {
+                let rank = i + 1;
+                let pushed = tags[*ti].pushed;
+                let why = match (keep_last, older_than, pushed) {
+                    (Some(n), _, _) if rank <= n => Why::Recent { rank, keep_last: n },
+                    (_, Some(_), None) => Why::UnknownAge,
+                    (_, Some(age), Some(t))
+                        if now.duration_since(t).unwrap_or_default() <= age.duration() =>
+                    {
+                        Why::Young(age)
+                    }
+                    _ => Why::Old {
+                        rank,
+                        keep_last,
+                        older_than,
+                    },
+                };
+                decisions[*ti] = Some(TagDecision {
+                    tag: *ti as u32,
+                    rule: rule_id,
+                    why,
+                });
+            }
+        }
+        let mut tags: Vec<TagDecision> = decisions.into_iter().flatten().collect();
+        let mut refused = None;
+        if !self.allow_empty_repos && !tags.is_empty() && tags.iter().all(TagDecision::deletes) {
+            let mut rules: Vec<u32> = tags.iter().filter_map(|d| d.rule).collect();
+            rules.sort_unstable();
+            rules.dedup();
+            for decision in &mut tags {
+                decision.why = Why::Guard;
+            }
+            refused = Some(rules);
+        }
+        RepositoryDecision {
+            repository,
+            tags,
+            refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::digest::Digest;
+
+    const DAY: u64 = 86_400;
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1000 * DAY)
+    }
+
+    fn tag(name: &str) -> Tag {
+        Tag {
+            name: name.into(),
+            current: Some(Digest::from_bytes([name.len() as u8; 32])),
+            history: Vec::new(),
+        }
+    }
+
+    /// Tags `(name, pushed days ago)`, evaluated for repository `repo`.
+    fn run(policy: &Policy, repo: &str, spec: &[(&str, u64)]) -> RepositoryDecision {
+        let tags: Vec<Tag> = spec.iter().map(|(n, _)| tag(n)).collect();
+        let facts: Vec<TagFacts> = tags
+            .iter()
+            .zip(spec)
+            .map(|(t, (_, days))| TagFacts {
+                tag: t,
+                pushed: Some(now() - Duration::from_secs(days * DAY)),
+                protected_by: None,
+            })
+            .collect();
+        policy.evaluate_repository(0, repo, &facts, now())
+    }
+
+    fn deleted(decision: &RepositoryDecision, spec: &[(&str, u64)]) -> Vec<String> {
+        let mut names: Vec<String> = decision
+            .deleted()
+            .map(|d| spec[d.tag as usize].0.to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn flags() -> PolicyFlags {
+        PolicyFlags::default()
+    }
+
+    #[test]
+    fn tag_patterns_are_anchored() {
+        let p = TagPattern::new("SNAPSHOT").unwrap();
+        assert!(p.matches("SNAPSHOT"));
+        assert!(!p.matches("1.0-SNAPSHOT"));
+        let p = TagPattern::new(".*-SNAPSHOT|nightly").unwrap();
+        assert!(p.matches("1.0-SNAPSHOT") && p.matches("nightly"));
+        assert!(
+            !p.matches("nightly-2"),
+            "alternation stays inside the anchors"
+        );
+        assert!(TagPattern::new("^v1$").unwrap().matches("v1"));
+        let err = TagPattern::new("(").unwrap_err();
+        assert!(err.starts_with("invalid regular expression"), "{err}");
+    }
+
+    #[test]
+    fn repository_globs() {
+        let star = RepoPattern::new("team/*").unwrap();
+        assert!(star.matches("team/app"));
+        assert!(!star.matches("team/app/web") && !star.matches("team"));
+        let deep = RepoPattern::new("team/**").unwrap();
+        assert!(deep.matches("team/app/web") && deep.matches("team/app"));
+        assert!(!deep.matches("team") && !deep.matches("teams/app"));
+        let q = RepoPattern::new("app-?").unwrap();
+        assert!(q.matches("app-1") && !q.matches("app-10"));
+        assert!(RepoPattern::new("a.b").unwrap().matches("a.b"));
+        assert!(
+            !RepoPattern::new("a.b").unwrap().matches("axb"),
+            "dots are literal"
+        );
+        assert!(RepoPattern::new("").is_err());
+    }
+
+    #[test]
+    fn no_policy_flags_means_no_policy() {
+        assert!(flags().into_policy().unwrap().is_none());
+        let only_allow = PolicyFlags {
+            allow_empty_repos: true,
+            ..flags()
+        };
+        assert!(only_allow.into_policy().is_err());
+    }
+
+    #[test]
+    fn keep_tags_or_repos_alone_delete_nothing_and_are_refused() {
+        let keep = PolicyFlags {
+            keep_tags: Some("v.*".into()),
+            ..flags()
+        };
+        let err = keep.into_policy().unwrap_err().to_string();
+        assert!(err.starts_with("--keep-tags:"), "{err}");
+        let repos = PolicyFlags {
+            repos: vec!["a/*".into()],
+            ..flags()
+        };
+        assert!(
+            repos
+                .into_policy()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--repos:")
+        );
+    }
+
+    #[test]
+    fn keep_last_keeps_the_most_recently_pushed_and_latest() {
+        let policy = PolicyFlags {
+            keep_last: Some(2),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let spec = [("a", 5), ("b", 1), ("c", 3), ("latest", 100), ("d", 2)];
+        let d = run(&policy, "r", &spec);
+        assert_eq!(deleted(&d, &spec), ["a", "c"]);
+        assert_eq!(d.tags[3].why, Why::Latest);
+        assert_eq!(
+            d.tags[1].why,
+            Why::Recent {
+                rank: 1,
+                keep_last: 2
+            }
+        );
+        assert_eq!(
+            d.tags[4].why,
+            Why::Recent {
+                rank: 2,
+                keep_last: 2
+            }
+        );
+        assert_eq!(d.tags[0].decided_by(&policy), "--keep-last 2");
+        assert!(d.refused.is_none());
+    }
+
+    #[test]
+    fn equal_push_times_rank_by_name() {
+        let policy = PolicyFlags {
+            keep_last: Some(1),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let spec = [("b", 1), ("a", 1)];
+        assert_eq!(deleted(&run(&policy, "r", &spec), &spec), ["b"]);
+    }
+
+    #[test]
+    fn delete_tags_limits_candidates_and_keep_last_counts_among_them() {
+        let policy = PolicyFlags {
+            delete_tags: Some(".*-SNAPSHOT".into()),
+            keep_last: Some(1),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let spec = [
+            ("1.0", 30),
+            ("1.1-SNAPSHOT", 3),
+            ("1.2-SNAPSHOT", 2),
+            ("1.3-SNAPSHOT", 4),
+            ("2.0", 1),
+        ];
+        let d = run(&policy, "r", &spec);
+        assert_eq!(deleted(&d, &spec), ["1.1-SNAPSHOT", "1.3-SNAPSHOT"]);
+        assert_eq!(d.tags[0].why, Why::NoRule);
+        assert_eq!(d.tags[0].decided_by(&policy), "no_rule");
+    }
+
+    #[test]
+    fn older_than_only_deletes_tags_pushed_before_the_cutoff() {
+        let policy = PolicyFlags {
+            older_than: Some("30d".parse().unwrap()),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let spec = [("old", 31), ("edge", 30), ("new", 2)];
+        let d = run(&policy, "r", &spec);
+        assert_eq!(deleted(&d, &spec), ["old"]);
+        assert_eq!(d.tags[1].why, Why::Young("30d".parse().unwrap()));
+    }
+
+    #[test]
+    fn keep_last_and_older_than_combine_as_keep_at_least() {
+        let policy = PolicyFlags {
+            older_than: Some("10d".parse().unwrap()),
+            keep_last: Some(1),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        // "newest" is kept by keep_last even though old; "young" by age.
+        let spec = [("newest", 20), ("older", 40), ("oldest", 50)];
+        assert_eq!(
+            deleted(&run(&policy, "r", &spec), &spec),
+            ["older", "oldest"]
+        );
+        let spec = [("a", 1), ("b", 2), ("c", 11)];
+        assert_eq!(deleted(&run(&policy, "r", &spec), &spec), ["c"]);
+    }
+
+    #[test]
+    fn keep_tags_wins_over_deletion() {
+        let policy = PolicyFlags {
+            keep_tags: Some("release-.*".into()),
+            keep_last: Some(0),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let spec = [("release-1", 100), ("ci-1", 1), ("ci-2", 2)];
+        let d = run(&policy, "r", &spec);
+        assert_eq!(deleted(&d, &spec), ["ci-1", "ci-2"]);
+        assert_eq!(d.tags[0].why, Why::KeepRule);
+        assert_eq!(d.tags[0].decided_by(&policy), "--keep-tags release-.*");
+    }
+
+    #[test]
+    fn repos_scope_leaves_other_repositories_alone() {
+        let policy = PolicyFlags {
+            keep_last: Some(0),
+            repos: vec!["ci/*".into()],
+            allow_empty_repos: true,
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        assert!(policy.covers("ci/app"));
+        assert!(!policy.covers("prod/app"));
+        assert!(!policy.covers("ci/app/web"));
+    }
+
+    #[test]
+    fn the_guard_keeps_a_repository_whose_every_tag_would_go() {
+        let mut policy = PolicyFlags {
+            keep_last: Some(0),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let spec = [("a", 1), ("b", 2)];
+        let d = run(&policy, "r", &spec);
+        assert_eq!(d.refused, Some(vec![0]));
+        assert!(d.tags.iter().all(|t| t.why == Why::Guard && !t.deletes()));
+        assert_eq!(d.tags[0].decided_by(&policy), "guard");
+        policy.allow_empty_repos = true;
+        let d = run(&policy, "r", &spec);
+        assert_eq!(d.refused, None);
+        assert_eq!(deleted(&d, &spec), ["a", "b"]);
+        // One kept tag (latest) is enough.
+        policy.allow_empty_repos = false;
+        let spec = [("a", 1), ("latest", 2)];
+        let d = run(&policy, "r", &spec);
+        assert_eq!(d.refused, None);
+        assert_eq!(deleted(&d, &spec), ["a"]);
+    }
+
+    #[test]
+    fn protected_and_unreadable_tags_are_kept_and_do_not_take_a_slot() {
+        let policy = PolicyFlags {
+            keep_last: Some(1),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let mut broken = tag("broken");
+        broken.current = None;
+        let tags = [tag("new"), tag("old"), tag("prod"), broken];
+        let ago = |days: u64| Some(now() - Duration::from_secs(days * DAY));
+        let facts = [
+            TagFacts {
+                tag: &tags[0],
+                pushed: ago(1),
+                protected_by: None,
+            },
+            TagFacts {
+                tag: &tags[1],
+                pushed: ago(9),
+                protected_by: None,
+            },
+            TagFacts {
+                tag: &tags[2],
+                pushed: ago(0),
+                protected_by: Some("r:prod"),
+            },
+            TagFacts {
+                tag: &tags[3],
+                pushed: ago(50),
+                protected_by: None,
+            },
+        ];
+        let d = policy.evaluate_repository(0, "r", &facts, now());
+        let whys: Vec<&Why> = d.tags.iter().map(|t| &t.why).collect();
+        assert_eq!(
+            whys,
+            [
+                &Why::Recent {
+                    rank: 1,
+                    keep_last: 1
+                },
+                &Why::Old {
+                    rank: 2,
+                    keep_last: Some(1),
+                    older_than: None
+                },
+                &Why::Protected("r:prod".into()),
+                &Why::Unreadable,
+            ]
+        );
+        assert_eq!(d.tags[2].decided_by(&policy), "protected");
+    }
+
+    #[test]
+    fn unknown_push_times_are_kept_by_older_than() {
+        let policy = PolicyFlags {
+            older_than: Some("1d".parse().unwrap()),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let tags = [tag("a"), tag("b")];
+        let facts = [
+            TagFacts {
+                tag: &tags[0],
+                pushed: None,
+                protected_by: None,
+            },
+            TagFacts {
+                tag: &tags[1],
+                pushed: Some(now() - Duration::from_secs(9 * DAY)),
+                protected_by: None,
+            },
+        ];
+        let d = policy.evaluate_repository(0, "r", &facts, now());
+        assert_eq!(d.tags[0].why, Why::UnknownAge);
+        assert!(d.tags[1].deletes());
+    }
+
+    /// The seed's example: keep the last 5 SNAPSHOT builds, the last 10
+    /// others, and latest.
+    const SEED: &str = r#"{
+      "rules": [
+        {"name": "snapshots", "tags": ".*SNAPSHOT.*", "keep_last": 5},
+        {"name": "releases", "keep_last": 10}
+      ]
+    }"#;
+
+    #[test]
+    fn the_seed_policy() {
+        let policy = Policy::parse(SEED).unwrap();
+        assert!(policy.keep_latest);
+        let mut spec: Vec<(String, u64)> = Vec::new();
+        for i in 0..8 {
+            spec.push((format!("1.{i}-SNAPSHOT"), 100 - i));
+        }
+        for i in 0..13 {
+            spec.push((format!("1.{i}"), 200 - i));
+        }
+        spec.push(("latest".into(), 500));
+        let spec: Vec<(&str, u64)> = spec.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+        let d = run(&policy, "any/repo", &spec);
+        assert_eq!(
+            deleted(&d, &spec),
+            [
+                "1.0",
+                "1.0-SNAPSHOT",
+                "1.1",
+                "1.1-SNAPSHOT",
+                "1.2",
+                "1.2-SNAPSHOT"
+            ]
+        );
+        let snapshot = d.tags.iter().find(|t| t.deletes()).unwrap();
+        assert_eq!(snapshot.decided_by(&policy), "rules[0]");
+        assert_eq!(policy.rules[0].label(), "rules[0] (snapshots)");
+    }
+
+    #[test]
+    fn rules_apply_per_repository_pattern_in_order() {
+        let policy = Policy::parse(
+            r#"{"rules": [
+                {"repositories": ["prod/*"], "keep": true},
+                {"repositories": "**", "tags": "pr-.*", "keep_last": 0},
+                {"repositories": "ci/**", "older_than": "7d"}
+            ]}"#,
+        )
+        .unwrap();
+        let spec = [("pr-1", 1), ("v1", 30), ("v2", 1)];
+        assert_eq!(
+            deleted(&run(&policy, "prod/app", &spec), &spec),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            deleted(&run(&policy, "ci/a/b", &spec), &spec),
+            ["pr-1", "v1"]
+        );
+        assert_eq!(deleted(&run(&policy, "other", &spec), &spec), ["pr-1"]);
+    }
+
+    #[test]
+    fn keep_latest_false_lets_rules_decide_latest() {
+        let policy =
+            Policy::parse(r#"{"keep_latest": false, "rules": [{"keep_last": 1}]}"#).unwrap();
+        let spec = [("latest", 9), ("v2", 1)];
+        assert_eq!(deleted(&run(&policy, "r", &spec), &spec), ["latest"]);
+    }
+
+    fn parse_err(text: &str) -> String {
+        Policy::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn invalid_policies_name_the_json_path() {
+        let cases = [
+            (
+                r#"{"rules": [{"keep": true}, {"keep": true}, {"keep_last": -1}]}"#,
+                "rules[2].keep_last: expected a non-negative integer",
+            ),
+            (
+                r#"{"rules": [{"keep_last": 1.5}]}"#,
+                "rules[0].keep_last: expected a non-negative integer",
+            ),
+            (
+                r#"{"rules": [{"keep_last": "5"}]}"#,
+                "rules[0].keep_last: expected a non-negative integer",
+            ),
+            (
+                r#"{"rules": [{"keep_lats": 5}]}"#,
+                "rules[0].keep_lats: unknown field",
+            ),
+            (
+                r#"{"rules": [{"tags": "("}]}"#,
+                "rules[0].tags: invalid regular expression",
+            ),
+            (
+                r#"{"rules": [{"tags": 5, "keep": true}]}"#,
+                "rules[0].tags: expected a string",
+            ),
+            (
+                r#"{"rules": [{"older_than": "3 months"}]}"#,
+                "rules[0].older_than: invalid duration",
+            ),
+            (
+                r#"{"rules": [{"repositories": ["a", 3], "keep": true}]}"#,
+                "rules[0].repositories[1]: expected a string",
+            ),
+            (
+                r#"{"rules": [{"repositories": [], "keep": true}]}"#,
+                "rules[0].repositories: expected a glob or a non-empty list",
+            ),
+            (
+                r#"{"rules": [{"keep": true, "keep_last": 3}]}"#,
+                "rules[0].keep: a rule that keeps",
+            ),
+            (r#"{"rules": [{"tags": "x"}]}"#, "rules[0]: says nothing"),
+            (r#"{"rules": [3]}"#, "rules[0]: expected an object"),
+            (r#"{"rules": []}"#, "rules: expected at least one rule"),
+            (r#"{"rules": {}}"#, "rules: expected a list"),
+            (r#"{}"#, "rules: missing"),
+            (r#"[]"#, "$: expected an object"),
+            (r#"{"rules": [], "extra": 1}"#, "extra: unknown field"),
+            (
+                r#"{"keep_latest": "yes", "rules": [{"keep": true}]}"#,
+                "keep_latest: expected true or false",
+            ),
+            (
+                "{\n  \"rules\": [\n    {\"keep\": tru}\n  ]\n}",
+                "line 3 column",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse_err(text);
+            assert!(
+                err.starts_with(expected),
+                "{text}\n  got: {err}\n  expected: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(&path, r#"{"rules": [{"keep_last": -3}]}"#).unwrap();
+        let err = Policy::from_file(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: invalid policy: rules[0].keep_last: expected a non-negative integer",
+                path.display()
+            )
+        );
+        let missing = dir.path().join("absent.json");
+        let err = Policy::from_file(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: cannot read", missing.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn policy_file_and_rule_flags_do_not_mix() {
+        let err = PolicyFlags {
+            policy_file: Some("p.json".into()),
+            keep_last: Some(3),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("--keep-last: cannot be combined with --policy"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,588 @@
+//! Protected images: references to images in use (`--protect FILE`), which a
+//! retention policy never deletes.
+//!
+//! The file holds image references separated by whitespace: one per line as
+//! people write them, or all on one line as
+//! `kubectl get pods -A -o jsonpath='{..image}'` prints them. `#` starts a
+//! comment that runs to the end of the line. A reference is
+//!
+//! ```text
+//! [HOST[:PORT]/]REPOSITORY[:TAG][@sha256:HEX]
+//! ```
+//!
+//! as Docker reads it: the first path component is a registry host when it
+//! contains `.` or `:` or is `localhost`, and it is ignored (regsweep sees one
+//! registry's storage, whatever name clients reach it by). A reference with
+//! neither tag nor digest means `:latest`, as for `docker pull`. A bare
+//! `sha256:HEX` (what some runtimes report as a container's image) protects
+//! that manifest in every repository that holds it.
+//!
+//! A reference names a tag (kept, and so is the image it points at), a
+//! digest (that manifest and everything it reaches stay, and every tag that
+//! points at it is kept), or both. The file is read whole or not at all: a
+//! line that is not a reference refuses the run, since a protection list
+//! that was half understood could let an image in use be deleted. A
+//! reference to a repository, tag or manifest that is not in storage is not
+//! an error (clusters run images from other registries too); it is reported.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, DigestMap};
+use crate::index::Index;
+
+/// One image reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// As written.
+    pub text: String,
+    /// Line of the file it is on (from 1).
+    pub line: usize,
+    /// The repository, without the registry host; `None` for a bare digest.
+    pub repository: Option<String>,
+    /// The tag, if one is named (`latest` when neither tag nor digest is).
+    pub tag: Option<String>,
+    /// The manifest digest, if one is named.
+    pub digest: Option<Digest>,
+}
+
+/// A protection file that cannot be used. Nothing is deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectError {
+    /// The file cannot be read.
+    #[error("{}: cannot read the protected references: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A token is not an image reference.
+    #[error("{}:{line}: `{text}` is not an image reference: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// The token.
+        text: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Whether `component` is a registry host rather than part of a repository
+/// name (Docker's rule): it contains `.` or `:` or is `localhost`, and is a
+/// host name (or `[IPv6]`) with an optional numeric port.
+fn is_host(component: &str) -> bool {
+    if !(component.contains('.') || component.contains(':') || component == "localhost") {
+        return false;
+    }
+    let (host, port) = match component.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => (host, Some(port)),
+        _ => (component, None),
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    host_ok && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`: one component of a repository name.
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = matches!(sep, "." | "_" | "__") || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
+}
+
+/// Parses one reference (see the module documentation).
+pub fn parse_reference(text: &str, line: usize) -> Result<Reference, String> {
+    let (name_part, digest) = match text.split_once('@') {
+        Some((name, digest_text)) => {
+            let digest = match digest_text.split_once(':') {
+                Some(("sha256", _)) => Digest::parse(digest_text).ok_or_else(|| {
+                    format!("`{digest_text}` is not sha256: followed by 64 lowercase hex digits")
+                })?,
+                Some((algorithm, _)) => {
+                    return Err(format!(
+                        "digest algorithm `{algorithm}` does not name a manifest here (sha256 only)"
+                    ));
+                }
+                None => return Err(format!("`{digest_text}` is not a digest")),
+            };
+            (name, Some(digest))
+        }
+        None => (text, None),
+    };
+    if digest.is_none() {
+        if let Some(bare) = Digest::parse(text) {
+            return Ok(Reference {
+                text: text.to_owned(),
+                line,
+                repository: None,
+                tag: None,
+                digest: Some(bare),
+            });
+        }
+    }
+    let path = match name_part.split_once('/') {
+        Some((first, rest)) if is_host(first) => rest,
+        _ => name_part,
+    };
+    let (repository, tag) = match path.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag)),
+        _ => (path, None),
+    };
+    if repository.is_empty() {
+        return Err("no repository name".into());
+    }
+    if let Some(bad) = repository.split('/').find(|c| !valid_component(c)) {
+        return Err(format!(
+            "`{bad}` is not a repository name component (lowercase letters, digits, and . _ __ - between them)"
+        ));
+    }
+    if let Some(tag) = tag {
+        if !valid_tag(tag) {
+            return Err(format!("`{tag}` is not a tag"));
+        }
+    }
+    let tag = match (tag, digest) {
+        (Some(tag), _) => Some(tag.to_owned()),
+        (None, None) => Some(crate::policy::LATEST.to_owned()),
+        (None, Some(_)) => None,
+    };
+    Ok(Reference {
+        text: text.to_owned(),
+        line,
+        repository: Some(repository.to_owned()),
+        tag,
+        digest,
+    })
+}
+
+/// Every reference in `text`; the first token that is not a reference is an
+/// error `(line, token, reason)`.
+pub fn parse_references(text: &str) -> Result<Vec<Reference>, (usize, String, String)> {
+    let mut references = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let content = line.split_once('#').map_or(line, |(before, _)| before);
+        for token in content.split_whitespace() {
+            let reference = parse_reference(token, i + 1)
+                .map_err(|reason| (i + 1, token.to_owned(), reason))?;
+            references.push(reference);
+        }
+    }
+    Ok(references)
+}
+
+/// The references of a protection file.
+#[derive(Debug, Clone, Default)]
+pub struct ProtectList {
+    /// The file they come from.
+    pub path: PathBuf,
+    /// Every reference, duplicates removed, in file order.
+    pub references: Vec<Reference>,
+}
+
+impl ProtectList {
+    /// Reads and parses `path`.
+    pub fn from_file(path: &Path) -> Result<ProtectList, ProtectError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProtectError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ProtectList::parse(path, &text)
+    }
+
+    /// Parses `text`, read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<ProtectList, ProtectError> {
+        let mut references =
+            parse_references(text).map_err(|(line, text, reason)| ProtectError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                text,
+                reason,
+            })?;
+        // kubectl lists an image once per container: keep the first.
+        let mut seen = std::collections::HashSet::new();
+        references.retain(|r| seen.insert(r.text.clone()));
+        Ok(ProtectList {
+            path: path.to_path_buf(),
+            references,
+        })
+    }
+
+    /// Matches the references against the storage.
+    pub fn resolve(&self, index: &Index) -> Protection {
+        let mut protection = Protection {
+            repositories: vec![RepositoryProtection::default(); index.repositories.len()],
+            unmatched: Vec::new(),
+        };
+        for (i, reference) in self.references.iter().enumerate() {
+            let Some(name) = &reference.repository else {
+                let digest = reference.digest.expect("a bare reference is a digest");
+                let mut found = false;
+                for (repo, protected) in index.repositories.iter().zip(&mut protection.repositories)
+                {
+                    if holds_manifest(repo, &digest) {
+                        protected.digests.entry(digest).or_insert(i);
+                        found = true;
+                    }
+                }
+                if !found {
+                    protection.unmatched.push(Unmatched {
+                        reference: i,
+                        message: format!("no repository holds manifest {digest}"),
+                    });
+                }
+                continue;
+            };
+            let Ok(ri) = index
+                .repositories
+                .binary_search_by(|r| r.name.as_str().cmp(name))
+            else {
+                protection.unmatched.push(Unmatched {
+                    reference: i,
+                    message: format!("repository `{name}` is not in storage"),
+                });
+                continue;
+            };
+            let repo = &index.repositories[ri];
+            let protected = &mut protection.repositories[ri];
+            let tag_exists = |tag: &str| {
+                repo.tags
+                    .binary_search_by(|t| t.name.as_str().cmp(tag))
+                    .is_ok()
+            };
+            match (&reference.tag, reference.digest) {
+                (tag, Some(digest)) => {
+                    protected.digests.entry(digest).or_insert(i);
+                    if let Some(tag) = tag {
+                        protected.tags.entry(tag.clone()).or_insert(i);
+                    }
+                    if !holds_manifest(repo, &digest) {
+                        protection.unmatched.push(Unmatched {
+                            reference: i,
+                            message: format!("repository `{name}` has no manifest {digest}"),
+                        });
+                    }
+                }
+                (Some(tag), None) => {
+                    protected.tags.entry(tag.clone()).or_insert(i);
+                    if !tag_exists(tag) {
+                        protection.unmatched.push(Unmatched {
+                            reference: i,
+                            message: format!("repository `{name}` has no tag `{tag}`"),
+                        });
+                    }
+                }
+                (None, None) => unreachable!("a reference names a tag or a digest"),
+            }
+        }
+        protection
+    }
+}
+
+/// Whether `repo` holds the manifest `digest` (a linked revision, or what a
+/// tag points at).
+fn holds_manifest(repo: &crate::index::Repository, digest: &Digest) -> bool {
+    repo.revisions
+        .binary_search_by(|r| r.digest.cmp(digest))
+        .is_ok_and(|i| repo.revisions[i].linked)
+        || repo.tags.iter().any(|t| t.current == Some(*digest))
+}
+
+/// What one repository has protected: tag names and manifest digests, each
+/// with the index of the first reference that protects it.
+#[derive(Debug, Clone, Default)]
+pub struct RepositoryProtection {
+    /// Protected tags.
+    pub tags: BTreeMap<String, usize>,
+    /// Protected manifests.
+    pub digests: DigestMap<usize>,
+}
+
+/// A reference that names nothing in storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmatched {
+    /// Index into [`ProtectList::references`].
+    pub reference: usize,
+    /// What is missing.
+    pub message: String,
+}
+
+/// The references matched against the storage.
+#[derive(Debug, Clone, Default)]
+pub struct Protection {
+    /// Per repository, in the order of [`Index::repositories`].
+    pub repositories: Vec<RepositoryProtection>,
+    /// References that name nothing in storage.
+    pub unmatched: Vec<Unmatched>,
+}
+
+impl Protection {
+    /// The reference (index into [`ProtectList::references`]) that protects
+    /// tag `tag` of repository `repository`, which points at `current`: the
+    /// tag itself, or the manifest it points at.
+    pub fn tag(&self, repository: usize, tag: &str, current: Option<&Digest>) -> Option<usize> {
+        let protected = self.repositories.get(repository)?;
+        protected
+            .tags
+            .get(tag)
+            .or_else(|| current.and_then(|d| protected.digests.get(d)))
+            .copied()
+    }
+
+    /// The manifests protected in `repository`: roots whatever the policy.
+    pub fn digests(&self, repository: usize) -> impl Iterator<Item = (&Digest, &usize)> {
+        self.repositories
+            .get(repository)
+            .into_iter()
+            .flat_map(|p| p.digests.iter())
+    }
+
+    /// Whether nothing is protected.
+    pub fn is_empty(&self) -> bool {
+        self.repositories
+            .iter()
+            .all(|p| p.tags.is_empty() && p.digests.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Repository, Revision, Tag};
+
+    fn hex(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn d(n: u8) -> Digest {
+        Digest::from_bytes([n; 32])
+    }
+
+    fn parse(text: &str) -> Reference {
+        parse_reference(text, 1).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn parts(text: &str) -> (Option<String>, Option<String>, Option<Digest>) {
+        let r = parse(text);
+        (r.repository, r.tag, r.digest)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    #[test]
+    fn repository_tag_and_digest_forms() {
+        assert_eq!(parts("app:1.2"), (some("app"), some("1.2"), None));
+        assert_eq!(
+            parts("team/app/web:v1"),
+            (some("team/app/web"), some("v1"), None)
+        );
+        let at = format!("team/app@sha256:{}", hex(1));
+        assert_eq!(parts(&at), (some("team/app"), None, Some(d(1))));
+        let both = format!("team/app:1.2@sha256:{}", hex(2));
+        assert_eq!(parts(&both), (some("team/app"), some("1.2"), Some(d(2))));
+    }
+
+    #[test]
+    fn hosts_are_dropped_by_docker_rules() {
+        assert_eq!(
+            parts("registry.example.com:5000/team/app:1.2"),
+            (some("team/app"), some("1.2"), None)
+        );
+        assert_eq!(parts("localhost/x:y"), (some("x"), some("y"), None));
+        assert_eq!(parts("[::1]:5000/x:y"), (some("x"), some("y"), None));
+        assert_eq!(parts("10.0.0.1/x"), (some("x"), some("latest"), None));
+        assert_eq!(parts("localhost:5000/x"), (some("x"), some("latest"), None));
+        assert_eq!(
+            parts("docker.io/library/nginx:1.25"),
+            (some("library/nginx"), some("1.25"), None)
+        );
+        // `team` has no dot, colon, nor is localhost: it is part of the name.
+        assert_eq!(parts("team/app"), (some("team/app"), some("latest"), None));
+        // A host alone is a name with a port-looking tag, as Docker reads it.
+        assert_eq!(
+            parts("localhost:5000"),
+            (some("localhost"), some("5000"), None)
+        );
+    }
+
+    #[test]
+    fn no_tag_nor_digest_means_latest() {
+        assert_eq!(parts("nginx"), (some("nginx"), some("latest"), None));
+    }
+
+    #[test]
+    fn a_bare_digest_protects_that_manifest_anywhere() {
+        let text = format!("sha256:{}", hex(7));
+        assert_eq!(parts(&text), (None, None, Some(d(7))));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_reference() {
+        for bad in [
+            "App:1",
+            "app:bad/tag",
+            "app:",
+            "app@sha256:abc",
+            "app@md5:00",
+            "app@",
+            "-app:1",
+            "a//b",
+            "app:-x",
+            &format!("app@sha256:{}", hex(0xab).to_uppercase()),
+            &format!("app:{}", "t".repeat(129)),
+        ] {
+            assert!(
+                parse_reference(bad, 1).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+        assert!(valid_component("a__b") && valid_component("a---b") && valid_component("a.b"));
+        assert!(!valid_component("a..b") && !valid_component("a_.b") && !valid_component("a-"));
+    }
+
+    #[test]
+    fn files_hold_lines_comments_and_kubectl_output() {
+        let digest = format!("sha256:{}", hex(3));
+        let text = format!(
+            "# images in use\n\nteam/app:1.2   # prod\n\nreg.example.com/team/web@{digest}\n\
+             nginx:1.25 team/app:1.2 localhost:5000/tools/ci:7 team/app:1.2\n"
+        );
+        let list = ProtectList::parse(Path::new("p.txt"), &text).unwrap();
+        let texts: Vec<(&str, usize)> = list
+            .references
+            .iter()
+            .map(|r| (r.text.as_str(), r.line))
+            .collect();
+        let web = format!("reg.example.com/team/web@{digest}");
+        assert_eq!(
+            texts,
+            [
+                ("team/app:1.2", 3),
+                (web.as_str(), 5),
+                ("nginx:1.25", 6),
+                ("localhost:5000/tools/ci:7", 6)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_token_refuses_the_file_naming_the_line() {
+        let err = ProtectList::parse(Path::new("p.txt"), "ok:1\n\nok:2 Bad:3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.txt:3: `Bad:3` is not an image reference"),
+            "{err}"
+        );
+    }
+
+    fn index() -> Index {
+        let tag = |name: &str, current: u8| Tag {
+            name: name.into(),
+            current: Some(d(current)),
+            history: vec![d(current)],
+        };
+        let revision = |n: u8| Revision {
+            digest: d(n),
+            linked: true,
+            signatures: Vec::new(),
+        };
+        Index {
+            repositories: vec![
+                Repository {
+                    name: "a".into(),
+                    revisions: vec![revision(1), revision(2)],
+                    tags: vec![tag("v1", 1), tag("v2", 2)],
+                    ..Repository::default()
+                },
+                Repository {
+                    name: "b/c".into(),
+                    revisions: vec![revision(2), revision(3)],
+                    tags: vec![tag("x", 3)],
+                    ..Repository::default()
+                },
+            ],
+            ..Index::default()
+        }
+    }
+
+    #[test]
+    fn resolves_tags_and_digests_and_reports_what_is_missing() {
+        let text = format!(
+            "a:v1\nb/c@sha256:{}\nsha256:{}\nmissing:1\na:nope\nb/c@sha256:{}\nsha256:{}\n",
+            hex(3),
+            hex(2),
+            hex(9),
+            hex(8)
+        );
+        let list = ProtectList::parse(Path::new("p"), &text).unwrap();
+        let p = list.resolve(&index());
+        // a:v1 by tag; a:v2 because it points at the bare-digest-protected 2.
+        assert_eq!(p.tag(0, "v1", Some(&d(1))), Some(0));
+        assert_eq!(p.tag(0, "v2", Some(&d(2))), Some(2));
+        // b/c:x points at the digest-protected 3.
+        assert_eq!(p.tag(1, "x", Some(&d(3))), Some(1));
+        let mut b_digests: Vec<Digest> = p.digests(1).map(|(d, _)| *d).collect();
+        b_digests.sort();
+        assert_eq!(b_digests, [d(2), d(3), d(9)]);
+        let unmatched: Vec<(usize, &str)> = p
+            .unmatched
+            .iter()
+            .map(|u| (u.reference, u.message.as_str()))
+            .collect();
+        let no_9 = format!("repository `b/c` has no manifest {}", d(9));
+        let no_8 = format!("no repository holds manifest {}", d(8));
+        assert_eq!(
+            unmatched,
+            [
+                (3, "repository `missing` is not in storage"),
+                (4, "repository `a` has no tag `nope`"),
+                (5, no_9.as_str()),
+                (6, no_8.as_str()),
+            ]
+        );
+        assert!(!p.is_empty());
+    }
+}
