@@ -188,6 +188,23 @@ impl Dir {
         Ok(bytes)
     }
 
+    /// Opens the file `name` below this directory for reading, never
+    /// through a symbolic link at the last component, and without waiting
+    /// on a FIFO. `Ok(None)` when it does not exist; the caller checks what
+    /// it opened (`File::metadata`) before trusting it is a regular file.
+    pub fn open_file(&self, name: impl AsRef<Path>) -> io::Result<Option<std::fs::File>> {
+        match rustix::fs::openat(
+            &self.fd,
+            name.as_ref(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(Some(fd.into())),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The file descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

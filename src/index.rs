@@ -164,10 +164,31 @@ pub struct IndexOptions {
 
 /// Reads the whole tree under `layout`. Runs on the current rayon pool.
 pub fn build(layout: &Layout, options: IndexOptions, progress: &Task) -> Result<Index> {
+    build_with(layout, options, false, progress)
+}
+
+/// Reads the whole tree as [`build`] does, and also opens every link that
+/// deciding does not need (`_layers` links, and tag history links
+/// `tags/<tag>/index/sha256/<hex>/link`), reporting those whose content is
+/// invalid or disagrees with their path: what `verify` needs.
+pub fn build_checking_links(layout: &Layout, progress: &Task) -> Result<Index> {
+    let options = IndexOptions {
+        check_layer_links: true,
+    };
+    build_with(layout, options, true, progress)
+}
+
+fn build_with(
+    layout: &Layout,
+    options: IndexOptions,
+    check_tag_index_links: bool,
+    progress: &Task,
+) -> Result<Index> {
     let files = AtomicU64::new(0);
     let ctx = Ctx {
         layout,
         options,
+        check_tag_index_links,
         files: &files,
         progress,
     };
@@ -321,6 +342,8 @@ enum Foreign {
 struct Ctx<'a> {
     layout: &'a Layout,
     options: IndexOptions,
+    /// Read tag history links too (see [`build_checking_links`]).
+    check_tag_index_links: bool,
     files: &'a AtomicU64,
     progress: &'a Task,
 }
@@ -837,9 +860,15 @@ impl Ctx<'_> {
                             )),
                         }
                     }
+                    if self.check_tag_index_links {
+                        for digest in &history {
+                            self.check_link(&sha256, digest, &repo.name, scan);
+                        }
+                    } else {
+                        self.count_files(history.len() as u64);
+                    }
                 }
             }
-            self.count_files(history.len() as u64);
             history.sort_unstable();
             repo.tags.push(Tag {
                 name,
