@@ -12,6 +12,7 @@ use regsweep::duration::Age;
 use regsweep::progress::Progress;
 use regsweep::sweep::SweepOptions;
 use regsweep::target::{self, Environment};
+use regsweep::verify::VerifyConfig;
 
 /// Test hook: stop the sweep after this many deletions, as a crash would.
 pub const STOP_AFTER_ENV: &str = "REGSWEEP_FAULT_STOP_AFTER";
@@ -69,6 +70,31 @@ pub struct VerifyArgs {
     /// Worker threads [default: one per CPU]
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+}
+
+/// What `main` needs of a verify run besides the library's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOutput {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl VerifyArgs {
+    /// Resolves the target and builds the configuration.
+    pub fn into_config(self) -> regsweep::Result<(VerifyConfig, VerifyOutput)> {
+        let layout = target::resolve(&self.target, &Environment::from_process())?;
+        let config = VerifyConfig {
+            layout,
+            digests: self.digests,
+            threads: self.threads.map(usize::from),
+            progress: std::io::stderr().is_terminal() && !self.quiet,
+        };
+        let output = VerifyOutput {
+            json: self.json,
+            quiet: self.quiet,
+        };
+        Ok((config, output))
+    }
 }
 
 #[derive(Debug, Args)]

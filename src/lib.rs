@@ -44,6 +44,7 @@ pub mod report;
 pub mod sweep;
 pub mod target;
 pub mod trash;
+pub mod verify;
 pub mod warning;
 
 use std::time::SystemTime;

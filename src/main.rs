@@ -273,9 +273,29 @@ fn ask(out: &mut impl Write, question: &str) -> bool {
 }
 
 fn verify(args: VerifyArgs) -> ExitStatus {
-    eprintln!(
-        "regsweep: verify is not available yet ({})",
-        args.target.display()
-    );
-    ExitStatus::Failed
+    let verified = args.into_config().and_then(|(config, output)| {
+        regsweep::verify::verify(&config).map(|verification| (verification, output))
+    });
+    let (verification, output) = match verified {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            return ExitStatus::Failed;
+        }
+    };
+    let _ = verification.write_problems(&mut io::stderr().lock());
+    let mut stdout = io::stdout().lock();
+    let written = if output.json {
+        verification.write_json(&mut stdout)
+    } else if output.quiet {
+        Ok(())
+    } else {
+        verification.write_summary(&mut stdout)
+    };
+    if let Err(e) = written.and_then(|()| stdout.flush()) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("regsweep: cannot write the report: {e}");
+        }
+    }
+    verification.exit_code
 }
