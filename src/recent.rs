@@ -6,20 +6,22 @@
 //! `_layers` link points at stays, and a recent manifest revision becomes a
 //! root, so that everything it references stays too.
 //!
-//! Cost: only candidates are looked at, two `lstat`s each (the directory,
-//! whose mtime changes when an entry arrives, and the file in it). Live
-//! things are never stat'ed: nothing live is deleted anyway.
+//! Cost: only candidates are looked at, one `lstat` each (a blob's
+//! directory, a link's `link` file), relative to their parent directory held
+//! open; live things are never stat'ed, since nothing live is deleted anyway.
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
+use rustix::fs::AtFlags;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, SHA256};
+use crate::fs_at::Dir;
 use crate::index::Index;
 use crate::layout::{Layout, link_file, names};
-use crate::plan::{CandidateKind, Hold, Plan, Reason};
+use crate::plan::{Candidate, CandidateKind, Hold, Plan, Reason};
 use crate::sweep::candidate_dir;
 
 /// What the ages of a plan's candidates decide.
@@ -41,12 +43,88 @@ impl Recent {
     }
 }
 
+/// mtime of `name` below the open directory `dir`, never following a
+/// symbolic link; `None` when it does not exist.
+fn mtime_at(dir: &Dir, name: &str) -> Option<SystemTime> {
+    let stat = rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let secs = stat.st_mtime as i64;
+    let nanos = Duration::from_nanos(stat.st_mtime_nsec as u64);
+    let base = if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    };
+    base?.checked_add(nanos)
+}
+
 /// The latest mtime among `paths` that exist, never following a symbolic link.
 fn latest(paths: &[PathBuf]) -> Option<SystemTime> {
     paths
         .iter()
         .filter_map(|p| fs::symlink_metadata(p).ok()?.modified().ok())
         .max()
+}
+
+/// Candidates that live in the same directory, statted through one open
+/// descriptor of it: blobs by shard, links and revisions by repository (and
+/// tag). The kernel then resolves one short name per stat, not the ten
+/// components of a path from the root.
+fn same_dir(a: &Candidate, b: &Candidate) -> bool {
+    a.kind == b.kind
+        && match a.kind {
+            CandidateKind::Blob => a.digest.shard() == b.digest.shard(),
+            CandidateKind::TagIndexEntry | CandidateKind::Manifest | CandidateKind::LayerLink => {
+                a.repository == b.repository
+                    && a.tag == b.tag
+                    && a.foreign_link.is_none()
+                    && b.foreign_link.is_none()
+            }
+            _ => false,
+        }
+}
+
+/// When a candidate was last modified:
+/// - a blob: its directory, which changes when `data` arrives (a blob's
+///   data is never rewritten in place);
+/// - a link or a revision: its `link` file (the registry rewrites it in
+///   place when a push links the same thing again), or the directory when
+///   there is no link file;
+/// - a repository: the latest of its metadata directories.
+fn modified(
+    layout: &Layout,
+    index: &Index,
+    plan: &Plan,
+    candidate: &Candidate,
+    parent: Option<&Dir>,
+) -> Option<SystemTime> {
+    if let Some(parent) = parent {
+        // Grouped by `same_dir`: named by their digest in the open parent.
+        let mut name = candidate.digest.hex();
+        if candidate.kind == CandidateKind::Blob {
+            return mtime_at(parent, &name);
+        }
+        let hex_len = name.len();
+        name.push('/');
+        name.push_str(names::LINK);
+        return mtime_at(parent, &name).or_else(|| mtime_at(parent, &name[..hex_len]));
+    }
+    let dir = candidate_dir(layout, index, plan, candidate);
+    match candidate.kind {
+        CandidateKind::Blob => latest(&[dir]),
+        CandidateKind::Repository => {
+            let manifests = dir.join(names::MANIFESTS);
+            latest(&[
+                dir.join(names::LAYERS).join(SHA256),
+                dir.join(names::LAYERS),
+                manifests.join(names::REVISIONS).join(SHA256),
+                manifests.join(names::TAGS),
+                manifests.clone(),
+                dir.join(names::UPLOADS),
+                dir,
+            ])
+        }
+        _ => latest(&[link_file(&dir)]).or_else(|| latest(&[dir])),
+    }
 }
 
 /// Looks at the mtimes of `plan`'s candidates: those modified after `cutoff`
@@ -58,55 +136,52 @@ pub fn find(
     now: SystemTime,
     cutoff: SystemTime,
 ) -> Recent {
-    let ages: Vec<Option<Duration>> = plan
-        .candidates
+    let candidates = &plan.candidates;
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=candidates.len() {
+        if i == candidates.len() || !same_dir(&candidates[start], &candidates[i]) {
+            groups.push(start..i);
+            start = i;
+        }
+    }
+    let ages: Vec<Option<Duration>> = groups
         .par_iter()
-        .map(|candidate| {
-            let paths = match candidate.kind {
-                CandidateKind::TagIndexEntry
-                | CandidateKind::Manifest
-                | CandidateKind::LayerLink => {
-                    let dir = candidate_dir(layout, index, plan, candidate);
-                    vec![link_file(&dir), dir]
-                }
-                CandidateKind::Blob => {
-                    let dir = candidate_dir(layout, index, plan, candidate);
-                    vec![crate::layout::data_file(&dir), dir]
-                }
-                CandidateKind::Repository => {
-                    let repo = &index.repositories[candidate.repository.unwrap_or(0) as usize];
-                    let dir = layout.repository_dir(&repo.name);
-                    let manifests = dir.join(names::MANIFESTS);
-                    vec![
-                        dir.join(names::LAYERS).join(crate::digest::SHA256),
-                        dir.join(names::LAYERS),
-                        manifests.join(names::REVISIONS).join(crate::digest::SHA256),
-                        manifests.join(names::TAGS),
-                        manifests.clone(),
-                        dir.join(names::UPLOADS),
-                        dir,
-                    ]
-                }
+        .flat_map_iter(|range| {
+            let group = &candidates[range.clone()];
+            let first = &group[0];
+            let parent = match first.kind {
                 // Decided from their own times when the plan is built.
-                CandidateKind::TemporaryFile | CandidateKind::Upload => return None,
+                CandidateKind::TemporaryFile | CandidateKind::Upload => None,
+                _ if group.len() == 1 && first.kind == CandidateKind::Repository => None,
+                _ => candidate_dir(layout, index, plan, first)
+                    .parent()
+                    .and_then(|p| Dir::open(p).ok()),
             };
-            let modified = latest(&paths)?;
-            (modified > cutoff).then(|| crate::clock::age(now, modified))
+            group.iter().map(move |candidate| {
+                if matches!(
+                    candidate.kind,
+                    CandidateKind::TemporaryFile | CandidateKind::Upload
+                ) {
+                    return None;
+                }
+                let modified = modified(layout, index, plan, candidate, parent.as_ref())?;
+                (modified > cutoff).then(|| crate::clock::age(now, modified))
+            })
         })
         .collect();
     let mut recent = Recent {
-        stats: plan
-            .candidates
+        stats: candidates
             .iter()
             .map(|c| match c.kind {
                 CandidateKind::Repository => 7,
                 CandidateKind::TemporaryFile | CandidateKind::Upload => 0,
-                _ => 2,
+                _ => 1,
             })
             .sum(),
         ..Recent::default()
     };
-    for (candidate, age) in plan.candidates.iter().zip(ages) {
+    for (candidate, age) in candidates.iter().zip(ages) {
         let Some(age) = age else { continue };
         recent.hold.items.insert(candidate.key(), age);
         match candidate.kind {
