@@ -116,9 +116,28 @@ impl Trash {
             path: dir.to_path_buf(),
             reason,
         };
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let canonical = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-        let meta = fs::metadata(&canonical).map_err(|e| Error::io(&canonical, e))?;
+        // Checked on DIR, or on the directory it would be created in:
+        // nothing is created inside the registry or on another filesystem.
+        let (existing, missing) = match fs::canonicalize(dir) {
+            Ok(canonical) => (canonical, None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = dir
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let name = dir
+                    .file_name()
+                    .ok_or_else(|| refuse("not a directory name".into()))?;
+                let parent = fs::canonicalize(parent).map_err(|e| Error::io(parent, e))?;
+                (parent, Some(name.to_owned()))
+            }
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        let canonical = match &missing {
+            Some(name) => existing.join(name),
+            None => existing.clone(),
+        };
+        let meta = fs::metadata(&existing).map_err(|e| Error::io(&existing, e))?;
         if !meta.is_dir() {
             return Err(refuse("not a directory".into()));
         }
@@ -146,6 +165,9 @@ impl Trash {
                     source_meta.dev()
                 )));
             }
+        }
+        if missing.is_some() {
+            fs::create_dir(&canonical).map_err(|e| Error::io(&canonical, e))?;
         }
         Ok(Trash { dir: canonical })
     }
