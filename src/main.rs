@@ -85,7 +85,7 @@ fn handle_ctrl_c(lock_files: Vec<std::path::PathBuf>) {
             std::process::exit(130);
         }
         eprintln!(
-            "regsweep: interrupted; stopping after the deletions under way (Ctrl-C again to exit now)"
+            "regsweep: interrupted; stopping between two deletions (or moves) (Ctrl-C again to exit now)"
         );
     });
 }
@@ -137,7 +137,10 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             trash = Some(prepared);
         }
     }
-    handle_ctrl_c(locks.iter().map(|l| l.path().to_path_buf()).collect());
+    if !output.dry_run {
+        // A dry run changes nothing: Ctrl-C just ends it.
+        handle_ctrl_c(locks.iter().map(|l| l.path().to_path_buf()).collect());
+    }
     let collector = Collector::new(config)?;
     let mut planned = collector.plan()?;
     collector.check_uploads(&mut planned, output.dry_run, output.force)?;
@@ -216,7 +219,8 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
 }
 
 fn restore(args: RestoreArgs) -> ExitStatus {
-    let outcome = match trash::restore(&args.dir, args.batch.as_deref()) {
+    handle_ctrl_c(Vec::new());
+    let outcome = match trash::restore(&args.dir, args.batch.as_deref(), Some(&QUIT)) {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("regsweep: error: {e}");
@@ -251,7 +255,10 @@ fn restore(args: RestoreArgs) -> ExitStatus {
             );
         }
     }
-    if outcome.failures.is_empty() {
+    if outcome.interrupted {
+        eprintln!("regsweep: interrupted: run `regsweep restore` again to finish");
+    }
+    if outcome.failures.is_empty() && !outcome.interrupted {
         ExitStatus::Success
     } else {
         ExitStatus::Warnings

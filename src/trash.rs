@@ -27,6 +27,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -429,13 +430,19 @@ pub struct RestoreOutcome {
     pub skipped: u64,
     /// What could not be moved back: path and reason.
     pub failures: Vec<(PathBuf, String)>,
+    /// Stopped by Ctrl-C between two moves: run `restore` again to finish.
+    pub interrupted: bool,
 }
 
 /// Moves everything of the batches of `trash` (or of the batch `only`) back
 /// into the storage they came from, newest batch first, each in the reverse
 /// of its journal. Refuses, moving nothing, if anything to restore exists
 /// again in the registry.
-pub fn restore(trash: &Path, only: Option<&str>) -> Result<RestoreOutcome> {
+pub fn restore(
+    trash: &Path,
+    only: Option<&str>,
+    quit: Option<&AtomicBool>,
+) -> Result<RestoreOutcome> {
     let trash = fs::canonicalize(trash).map_err(|e| Error::io(trash, e))?;
     let _trash_lock = Lock::acquire(&trash, "restore")?;
     let mut selected = batches(&trash)?;
@@ -503,6 +510,10 @@ pub fn restore(trash: &Path, only: Option<&str>) -> Result<RestoreOutcome> {
         let failures_before = outcome.failures.len();
         let root = &batch.header.storage_root;
         for entry in batch.entries.iter().rev() {
+            if quit.is_some_and(|q| q.load(Ordering::Relaxed)) {
+                outcome.interrupted = true;
+                return Ok(outcome);
+            }
             match entry {
                 Entry::Move { path, .. } => {
                     let source = batch.dir.join(path);
