@@ -100,8 +100,9 @@ impl VerifyArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 success; 1 finished with warnings (something was kept \
-                        because it could not be read, or could not be deleted); 2 refused or \
-                        failed, nothing deleted."
+                  because it could not be read, could not be deleted, the sweep was \
+                  interrupted, or a dry run found uploads in progress); 2 refused or failed, \
+                  nothing deleted (also: uploads in progress without --force, the lock held)."
 )]
 pub struct GcArgs {
     /// Storage root (the directory holding docker/registry/v2) or the registry's config.yml
