@@ -183,20 +183,37 @@ impl Collector {
             let mut plan = Plan::build(&index, &marking, &options);
             let mut stats = 0;
             if let Some(cutoff) = cutoff {
-                let recent = recent::find(layout, &index, &plan, now, cutoff);
+                // Recent revisions first: they become roots, marking runs
+                // again, and only what is still garbage is looked at next.
+                let mut recent = recent::find(layout, &index, &plan, now, cutoff, true);
+                let first = plan;
+                let remarked;
+                let after_roots = if recent.roots.is_empty() {
+                    &first
+                } else {
+                    marking = mark::mark_with_roots(
+                        layout,
+                        &index,
+                        &loaded,
+                        delete_untagged,
+                        &recent.roots,
+                    );
+                    remarked = Plan::build(&index, &marking, &options);
+                    &remarked
+                };
+                recent.merge(recent::find(
+                    layout,
+                    &index,
+                    after_roots,
+                    now,
+                    cutoff,
+                    false,
+                ));
                 stats = recent.stats;
-                if !recent.is_empty() {
-                    if !recent.roots.is_empty() {
-                        marking = mark::mark_with_roots(
-                            layout,
-                            &index,
-                            &loaded,
-                            delete_untagged,
-                            &recent.roots,
-                        );
-                    }
-                    let first = plan;
-                    plan = Plan::build(
+                plan = if recent.is_empty() {
+                    first
+                } else {
+                    let mut held = Plan::build(
                         &index,
                         &marking,
                         &PlanOptions {
@@ -204,8 +221,9 @@ impl Collector {
                             ..options
                         },
                     );
-                    plan.keep_difference(&first);
-                }
+                    held.keep_difference(&first);
+                    held
+                };
             }
             drop(loaded);
             let mut warnings = index.warnings.clone();

@@ -41,6 +41,14 @@ impl Recent {
     pub fn is_empty(&self) -> bool {
         self.hold.items.is_empty() && self.hold.blobs.is_empty()
     }
+
+    /// Adds what `other` found.
+    pub fn merge(&mut self, other: Recent) {
+        self.hold.items.extend(other.hold.items);
+        self.hold.blobs.extend(other.hold.blobs);
+        self.roots.extend(other.roots);
+        self.stats += other.stats;
+    }
 }
 
 /// mtime of `name` below the open directory `dir`, never following a
@@ -129,14 +137,36 @@ fn modified(
 
 /// Looks at the mtimes of `plan`'s candidates: those modified after `cutoff`
 /// are held back.
+///
+/// `revisions` selects the candidates looked at: manifest revisions (whose
+/// recent ones become roots, after which marking runs again and fewer
+/// blobs and links are candidates), or everything else.
 pub fn find(
     layout: &Layout,
     index: &Index,
     plan: &Plan,
     now: SystemTime,
     cutoff: SystemTime,
+    revisions: bool,
 ) -> Recent {
-    let candidates = &plan.candidates;
+    let wanted = |c: &Candidate| (c.kind == CandidateKind::Manifest) == revisions;
+    let candidates: &[Candidate] = {
+        // Candidates are sorted by kind: the wanted ones are one run.
+        let start = plan
+            .candidates
+            .iter()
+            .position(wanted)
+            .unwrap_or(plan.candidates.len());
+        let len = plan.candidates[start..]
+            .iter()
+            .take_while(|c| wanted(c))
+            .count();
+        if revisions {
+            &plan.candidates[start..start + len]
+        } else {
+            &plan.candidates[..]
+        }
+    };
     let mut groups = Vec::new();
     let mut start = 0;
     for i in 1..=candidates.len() {
@@ -151,6 +181,7 @@ pub fn find(
             let group = &candidates[range.clone()];
             let first = &group[0];
             let parent = match first.kind {
+                _ if !wanted(first) => None,
                 // Decided from their own times when the plan is built.
                 CandidateKind::TemporaryFile | CandidateKind::Upload => None,
                 _ if group.len() == 1 && first.kind == CandidateKind::Repository => None,
@@ -159,10 +190,12 @@ pub fn find(
                     .and_then(|p| Dir::open(p).ok()),
             };
             group.iter().map(move |candidate| {
-                if matches!(
-                    candidate.kind,
-                    CandidateKind::TemporaryFile | CandidateKind::Upload
-                ) {
+                if !wanted(candidate)
+                    || matches!(
+                        candidate.kind,
+                        CandidateKind::TemporaryFile | CandidateKind::Upload
+                    )
+                {
                     return None;
                 }
                 let modified = modified(layout, index, plan, candidate, parent.as_ref())?;
@@ -173,6 +206,7 @@ pub fn find(
     let mut recent = Recent {
         stats: candidates
             .iter()
+            .filter(|c| wanted(c))
             .map(|c| match c.kind {
                 CandidateKind::Repository => 7,
                 CandidateKind::TemporaryFile | CandidateKind::Upload => 0,
