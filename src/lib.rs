@@ -221,7 +221,7 @@ impl Collector {
                             ..options
                         },
                     );
-                    held.keep_difference(&first);
+                    held.keep_difference(&first, &recent.hold);
                     held
                 };
             }

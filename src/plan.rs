@@ -616,7 +616,7 @@ impl Plan {
     /// Adds to [`Plan::kept`] what `first` (a plan of the same index
     /// without `--min-age`) deleted and this plan neither deletes nor keeps
     /// for a reason of its own: what a manifest kept as a root references.
-    pub fn keep_difference(&mut self, first: &Plan) {
+    pub fn keep_difference(&mut self, first: &Plan, hold: &Hold) {
         let listed: std::collections::HashSet<CandidateKey> = self
             .candidates
             .iter()
@@ -628,9 +628,11 @@ impl Plan {
             .iter()
             .filter(|c| !listed.contains(&c.key()))
         {
+            // A recent revision that became a root is too recent itself.
+            let reason = hold.of(candidate).unwrap_or(KeptReason::DependsOnRecent);
             self.kept.push(Kept {
                 candidate: *candidate,
-                reason: KeptReason::DependsOnRecent,
+                reason,
             });
             self.kept_too_recent.add(candidate);
         }
@@ -842,7 +844,7 @@ mod tests {
             ..PlanOptions::default()
         };
         let mut plan = Plan::build(&index, &marking, &options);
-        plan.keep_difference(&first);
+        plan.keep_difference(&first, &hold);
         let kept: Vec<(CandidateKind, Digest, KeptReason)> = plan
             .kept
             .iter()
