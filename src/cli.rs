@@ -159,6 +159,10 @@ pub struct GcArgs {
     /// Also remove repositories left with no tags and no manifests (their _-metadata only, if nested repositories are below)
     #[arg(long)]
     pub remove_empty_repos: bool,
+
+    /// Also list every link and blob directory for stray *.tmp files of interrupted writes (one more directory read per file: slower)
+    #[arg(long)]
+    pub scan_temporary_files: bool,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +257,7 @@ impl GcArgs {
             min_age: self.min_age,
             purge_uploads_older_than: self.purge_uploads_older_than,
             remove_empty_repos: self.remove_empty_repos,
+            scan_temporary_files: self.scan_temporary_files,
         };
         Ok((config, output))
     }

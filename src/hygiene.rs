@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
+use walkdir::WalkDir;
 
 use crate::clock;
 use crate::index::Index;
@@ -163,6 +164,66 @@ fn upload(layout: &Layout, repository: u32, dir: &Path) -> io::Result<Upload> {
         bytes,
         temporary_files,
     })
+}
+
+/// A stray temporary file found by [`scan_temporary_files`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemporaryFile {
+    /// Relative to the storage root.
+    pub path: PathBuf,
+    /// Its mtime.
+    pub modified: SystemTime,
+    /// The repository it is in, if any.
+    pub repository: Option<u32>,
+}
+
+/// Lists every directory below the repositories' `_layers` and `_manifests`
+/// and every blob directory, for stray `*.tmp` files (`--scan-temporary-files`):
+/// one more directory read per file of the tree, so only on request. Never
+/// follows a symbolic link.
+pub fn scan_temporary_files(layout: &Layout, index: &Index) -> Vec<TemporaryFile> {
+    let relative = |p: &Path| p.strip_prefix(layout.root()).unwrap_or(p).to_path_buf();
+    let found = |root: PathBuf, max_depth: usize, repository: Option<u32>| {
+        WalkDir::new(root)
+            .follow_links(false)
+            .max_depth(max_depth)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_type().is_file() && e.file_name().to_str().is_some_and(is_temporary_name)
+            })
+            .filter_map(|e| {
+                Some(TemporaryFile {
+                    path: relative(e.path()),
+                    modified: mtime(&e.metadata().ok()?),
+                    repository,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut files: Vec<TemporaryFile> = index
+        .repositories
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(ri, repo)| {
+            let dir = layout.repository_dir(&repo.name);
+            [names::LAYERS, names::MANIFESTS]
+                .into_iter()
+                .flat_map(move |sub| found(dir.join(sub), usize::MAX, Some(ri as u32)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let shards: Vec<PathBuf> = fs::read_dir(layout.blob_shards_dir())
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.extend(
+        shards
+            .par_iter()
+            .flat_map_iter(|shard| found(shard.clone(), 2, None))
+            .collect::<Vec<_>>(),
+    );
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
 }
 
 /// Directories that may be empty already, left by an earlier sweep that

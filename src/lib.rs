@@ -85,6 +85,8 @@ pub struct GcConfig {
     pub purge_uploads_older_than: Option<Age>,
     /// Remove repositories left with no tags and no manifests.
     pub remove_empty_repos: bool,
+    /// List every link and blob directory for stray temporary files.
+    pub scan_temporary_files: bool,
 }
 
 /// The index, marked and planned: everything a sweep or a report needs.
@@ -167,6 +169,11 @@ impl Collector {
             let index = index::build(layout, options, &task)?;
             task.finish();
             let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
+            let temporary_files = if self.config.scan_temporary_files {
+                hygiene::scan_temporary_files(layout, &index)
+            } else {
+                Vec::new()
+            };
             let task = progress.spinner("marking");
             let loaded = mark::load_all(layout, &index, &task);
             let delete_untagged = self.config.delete_untagged;
@@ -178,6 +185,7 @@ impl Collector {
                 cutoff,
                 purge_uploads_before,
                 remove_empty_repos: self.config.remove_empty_repos,
+                temporary_files: &temporary_files,
                 now: Some(now),
             };
             let mut plan = Plan::build(&index, &marking, &options);

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::digest::{Digest, DigestSet};
-use crate::hygiene::Upload;
+use crate::hygiene::{TemporaryFile, Upload};
 use crate::index::{BlobId, Index};
 use crate::mark::Marking;
 
@@ -220,6 +220,8 @@ pub struct PlanOptions<'a> {
     pub purge_uploads_before: Option<SystemTime>,
     /// Remove repositories left with no tags and no manifests.
     pub remove_empty_repos: bool,
+    /// Stray temporary files found by a scan of the whole tree.
+    pub temporary_files: &'a [TemporaryFile],
     /// The time of the run.
     pub now: Option<SystemTime>,
 }
@@ -549,6 +551,28 @@ impl Plan {
                 } else {
                     candidates.push(candidate);
                 }
+            }
+        }
+
+        for file in options.temporary_files {
+            let candidate = Candidate {
+                kind: CandidateKind::TemporaryFile,
+                repository: file.repository,
+                reason: Reason::StrayTemporaryFile,
+                path: Some(plan.paths.len() as u32),
+                ..Candidate::blob(Digest::from_bytes([0; 32]), None)
+            };
+            plan.paths.push(file.path.clone());
+            if options.cutoff.is_some_and(|c| file.modified > c) {
+                let age = options
+                    .now
+                    .map_or(Duration::ZERO, |now| crate::clock::age(now, file.modified));
+                kept.push(Kept {
+                    candidate,
+                    reason: KeptReason::TooRecent(age),
+                });
+            } else {
+                candidates.push(candidate);
             }
         }
 

@@ -113,6 +113,12 @@ pub fn sweep(
         cutoff: options.cutoff,
         temporary: &temporary,
         possibly_empty,
+        listed_temporary: plan
+            .candidates
+            .iter()
+            .filter(|c| c.kind == CandidateKind::TemporaryFile)
+            .map(|c| candidate_dir(layout, index, plan, c))
+            .collect(),
     };
     for kind in CandidateKind::ALL {
         // Kinds run one after the other: the order is what keeps an
@@ -258,6 +264,9 @@ struct Ctx<'a> {
     cutoff: Option<SystemTime>,
     temporary: &'a AtomicU64,
     possibly_empty: &'a [PathBuf],
+    /// Temporary files that are candidates of their own: not counted again
+    /// when they go with their directory.
+    listed_temporary: std::collections::HashSet<PathBuf>,
 }
 
 impl Ctx<'_> {
@@ -321,7 +330,9 @@ impl Ctx<'_> {
                 && old
                 && fs::remove_file(entry.path()).is_ok()
             {
-                self.temporary.fetch_add(1, Ordering::Relaxed);
+                if !self.listed_temporary.contains(&entry.path()) {
+                    self.temporary.fetch_add(1, Ordering::Relaxed);
+                }
                 removed = true;
             }
         }

@@ -258,6 +258,11 @@ impl Batch {
     /// first. `Ok(false)` when it is already gone.
     pub fn move_in(&self, kind: &str, path: &Path) -> io::Result<bool> {
         let rel = self.relative(path)?;
+        if kind == "temporary_file" && fs::symlink_metadata(path).is_err() {
+            // Already gone with the directory it was in: not journaled, so
+            // that restore does not recreate that directory before it.
+            return Ok(false);
+        }
         self.write(&Entry::Move {
             kind: kind.to_owned(),
             path: rel.to_path_buf(),

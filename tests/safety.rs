@@ -425,6 +425,60 @@ fn a_stray_temporary_file_in_a_garbage_directory_goes_with_it() {
     assert_eq!(n(&report, "deleted", "temporary_files"), 1, "{report:#}");
 }
 
+/// `--scan-temporary-files` finds stray `*.tmp` files next to live links
+/// too: old ones go, recent ones stay; one inside a garbage directory moved
+/// to the trash comes back with it on restore.
+#[test]
+fn scan_temporary_files_finds_them_next_to_live_links() {
+    let (dir, root) = fixture(true);
+    let current = repo(&root, "app").join("_manifests/tags/latest/current");
+    let old_tmp = current.join("link.1a2b3c4d.tmp");
+    let new_tmp = current.join("link.5e6f7a8b.tmp");
+    fs::write(&old_tmp, b"sha256:").unwrap();
+    fs::write(&new_tmp, b"sha256:").unwrap();
+    touch_at(&old_tmp, SystemTime::now() - TWO_DAYS);
+    let in_garbage = blob_dir(&root, UNTAGGED).join("data.9c0d1e2f.tmp");
+    fs::write(&in_garbage, b"x").unwrap();
+    for path in [&in_garbage, &current, &blob_dir(&root, UNTAGGED)] {
+        touch_at(path, SystemTime::now() - TWO_DAYS);
+    }
+
+    let (plain, _) = gc(&root, &["-d", "-m"]);
+    assert_eq!(
+        n(&plain, "reclaimable", "temporary_files"),
+        0,
+        "not without the flag"
+    );
+
+    let original = snapshot(&root);
+    let trash = dir.path().join("trash");
+    let args = [
+        "-y",
+        "-m",
+        "--scan-temporary-files",
+        "--trash",
+        trash.to_str().unwrap(),
+    ];
+    let (report, out) = gc(&root, &args);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(n(&report, "deleted", "temporary_files"), 2, "{report:#}");
+    assert_eq!(n(&report, "kept_too_recent", "temporary_files"), 1);
+    assert!(!old_tmp.exists() && new_tmp.exists());
+    assert!(current.join("link").exists(), "the live link stays");
+    let out = regsweep(&["restore", trash.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_same_tree(&original, &snapshot(&root), "restore");
+
+    let (report, out) = gc(&root, &["-y", "-m", "--scan-temporary-files"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(
+        n(&report, "deleted", "temporary_files"),
+        2,
+        "counted once: {report:#}"
+    );
+    assert!(!in_garbage.exists() && !old_tmp.exists());
+}
+
 // ---------------------------------------------------------------------------
 // The lock
 // ---------------------------------------------------------------------------
@@ -763,6 +817,7 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
         min_age: regsweep::duration::Age::ZERO,
         purge_uploads_older_than: None,
         remove_empty_repos: false,
+        scan_temporary_files: false,
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
