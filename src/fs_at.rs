@@ -136,12 +136,7 @@ impl Dir {
     /// component. Returns the byte count, `Ok(None)` when it does not exist.
     /// A read that fills `buf` means the file may be longer.
     pub fn read_small(&self, name: impl AsRef<Path>, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let fd = match rustix::fs::openat(
-            &self.fd,
-            name.as_ref(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match self.open_read(name.as_ref()) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -175,12 +170,7 @@ impl Dir {
         limit: u64,
     ) -> io::Result<Vec<u8>> {
         use std::io::Read;
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name.as_ref(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = self.open_read(name.as_ref())?;
         let mut bytes = Vec::with_capacity(size_hint + 1);
         std::fs::File::from(fd)
             .take(limit + 1)
@@ -190,19 +180,27 @@ impl Dir {
 
     /// Opens the file `name` below this directory for reading, never
     /// through a symbolic link at the last component, and without waiting
-    /// on a FIFO. `Ok(None)` when it does not exist; the caller checks what
+    /// on a FIFO (see `open_read`). `Ok(None)` when it does not exist; the caller checks what
     /// it opened (`File::metadata`) before trusting it is a regular file.
     pub fn open_file(&self, name: impl AsRef<Path>) -> io::Result<Option<std::fs::File>> {
-        match rustix::fs::openat(
-            &self.fd,
-            name.as_ref(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
-        ) {
+        match self.open_read(name.as_ref()) {
             Ok(fd) => Ok(Some(fd.into())),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Opens `name` for reading: never through a symbolic link at the last
+    /// component, and without blocking if it is a FIFO (opening one for
+    /// reading would otherwise wait for a writer; reading it then finds no
+    /// data). `O_NONBLOCK` changes nothing for regular files.
+    fn open_read(&self, name: &Path) -> rustix::io::Result<OwnedFd> {
+        rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
     }
 
     /// The file descriptor.

@@ -369,6 +369,53 @@ fn odd_entry(path: &Path, kind: Kind, repository: Option<&str>) -> Warning {
     }
 }
 
+/// A file (or anything but a directory) where the registry writes a
+/// directory of a repository's metadata: what it should hold is unknown, so
+/// nothing in the repository is deleted.
+fn not_a_directory(path: &Path, repo: &mut Repository, scan: &mut RepoScan) {
+    repo.opaque = true;
+    scan.warnings.push(Warning::new(
+        WarningKind::UnexpectedEntry,
+        path,
+        Some(&repo.name),
+        "not a directory, where the registry writes one; the repository is kept whole",
+    ));
+}
+
+/// Reads a tag's `current/link` without following a symbolic link on the
+/// way. Returns the content, the path at fault when it is not a digest, and
+/// whether a symbolic link is in the way (the registry would follow it).
+fn tag_current(tag_dir: &At) -> (LinkContent, PathBuf, bool) {
+    let current = tag_dir.path.join(names::CURRENT);
+    let link = current.join(names::LINK);
+    match tag_dir.dir.open_dir(names::CURRENT) {
+        Ok(None) => (LinkContent::Missing, link, false),
+        Ok(Some(dir)) => {
+            let at = At { dir, path: current };
+            match at.read_link(names::LINK) {
+                LinkContent::Invalid(reason) => {
+                    let symlink = matches!(at.dir.stat(names::LINK), Ok(Some((Kind::Symlink, _))));
+                    (LinkContent::Invalid(reason), link, symlink)
+                }
+                content => (content, link, false),
+            }
+        }
+        Err(e) if fs_at::is_symlink_error(&e) => match tag_dir.dir.stat(names::CURRENT) {
+            Ok(Some((Kind::Symlink, _))) => (
+                LinkContent::Invalid("`current` is a symbolic link, not followed".into()),
+                current,
+                true,
+            ),
+            _ => (
+                LinkContent::Invalid("`current` is not a directory".into()),
+                current,
+                false,
+            ),
+        },
+        Err(e) => (LinkContent::Invalid(e.to_string()), current, false),
+    }
+}
+
 /// A symbolic link where the registry writes a directory that holds
 /// manifests or repositories: regsweep does not follow it, and without what
 /// is behind it a sweep could delete blobs it references.
@@ -395,7 +442,11 @@ impl Ctx<'_> {
         let blobs_path = v2.path.join(names::BLOBS);
         let blobs = match v2.child(names::BLOBS) {
             Err(Error::IncompleteIndex { source, .. }) if fs_at::is_symlink_error(&source) => {
-                warnings.push(odd_entry(&blobs_path, Kind::Symlink, None));
+                let kind = match v2.dir.stat(names::BLOBS) {
+                    Ok(Some((kind, _))) => kind,
+                    _ => Kind::Symlink,
+                };
+                warnings.push(odd_entry(&blobs_path, kind, None));
                 return Ok((Vec::new(), warnings, DigestSet::default()));
             }
             other => other?,
@@ -494,6 +545,12 @@ impl Ctx<'_> {
         let mut found = Vec::new();
         match fs::symlink_metadata(&root) {
             Ok(meta) if meta.file_type().is_symlink() => return Err(symlinked_dir(root)),
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::IncompleteIndex {
+                    path: root,
+                    source: io::Error::other("not a directory"),
+                });
+            }
             Ok(_) => {}
             // A registry that has not stored anything yet.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RepoScan::default()),
@@ -511,10 +568,17 @@ impl Ctx<'_> {
             if entry.file_type().is_symlink() {
                 return Err(symlinked_dir(entry.into_path()));
             }
+            let name = entry.file_name().to_string_lossy();
             if !entry.file_type().is_dir() {
+                // A file where the registry writes `_manifests` or `_layers`
+                // still marks a repository: reading it reports the damage.
+                if name == names::MANIFESTS || name == names::LAYERS {
+                    if let Some(parent) = entry.path().parent() {
+                        found.push(parent.to_path_buf());
+                    }
+                }
                 continue;
             }
-            let name = entry.file_name().to_string_lossy();
             if name.starts_with(names::METADATA_PREFIX) {
                 // Registry metadata, never a nested repository.
                 if name == names::MANIFESTS || name == names::LAYERS {
@@ -564,6 +628,10 @@ impl Ctx<'_> {
             );
             if metadata && entry.kind == Kind::Symlink {
                 return Err(symlinked_dir(child_path));
+            }
+            if metadata && entry.kind != Kind::Dir {
+                not_a_directory(&child_path, &mut repo, &mut scan);
+                continue;
             }
             if entry.kind != Kind::Dir {
                 continue;
@@ -740,7 +808,11 @@ impl Ctx<'_> {
             if wanted && entry.kind == Kind::Symlink {
                 return Err(symlinked_dir(dir.path.join(&entry.name)));
             }
-            if !wanted || entry.kind != Kind::Dir {
+            if wanted && entry.kind != Kind::Dir {
+                not_a_directory(&dir.path.join(&entry.name), repo, scan);
+                continue;
+            }
+            if !wanted {
                 continue;
             }
             let Some(child) = dir.child(&entry.name)? else {
@@ -815,8 +887,11 @@ impl Ctx<'_> {
             if entry.kind == Kind::Symlink {
                 return Err(symlinked_dir(path));
             }
-            let name = entry.name_str().map(str::to_owned);
-            let Some(name) = name.filter(|_| entry.kind == Kind::Dir) else {
+            if entry.kind != Kind::Dir {
+                not_a_directory(&path, repo, scan);
+                continue;
+            }
+            let Some(name) = entry.name_str().map(str::to_owned) else {
                 scan.warnings
                     .push(odd_entry(&path, entry.kind, Some(&repo.name)));
                 continue;
@@ -825,8 +900,8 @@ impl Ctx<'_> {
                 continue;
             };
             self.count_files(1);
-            let current_name = relative::tag_current_link();
-            let current = match tag_dir.read_link(&current_name) {
+            let (content, at_fault, symlink) = tag_current(&tag_dir);
+            let current = match content {
                 LinkContent::Digest(d) => Some(d),
                 other => {
                     let why = match other {
@@ -835,11 +910,19 @@ impl Ctx<'_> {
                         LinkContent::Invalid(reason) => reason,
                         LinkContent::Digest(_) => unreachable!(),
                     };
+                    let kept = if symlink {
+                        // The registry follows it to a manifest regsweep
+                        // does not read: keep everything that might be it.
+                        repo.opaque = true;
+                        "the registry would follow it: the repository is kept whole"
+                    } else {
+                        "every manifest in its history is kept"
+                    };
                     scan.warnings.push(Warning::new(
                         WarningKind::InvalidTagLink,
-                        tag_dir.path.join(&current_name),
+                        at_fault,
                         Some(&repo.name),
-                        format!("tag `{name}` has an invalid current link ({why}); every manifest in its history is kept"),
+                        format!("tag `{name}` has an invalid current link ({why}); {kept}"),
                     ));
                     None
                 }
