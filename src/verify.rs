@@ -433,7 +433,7 @@ fn check_repository(
                 for blob in missing {
                     problems.push(problem(
                         ProblemKind::Damage(WarningKind::MissingBlob),
-                        layout.blob_data(&blob),
+                        layout.blob_dir(&blob),
                         Some(&blob),
                         format!("{named_by}, which references blob {blob}: it is not in storage"),
                     ));
