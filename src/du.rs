@@ -443,6 +443,7 @@ mod tests {
                     name: (*name).into(),
                     current: Some(d(*n)),
                     history: vec![d(*n)],
+                    pushed: None,
                 })
                 .collect(),
             ..Repository::default()

@@ -12,6 +12,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
@@ -126,6 +127,30 @@ impl Dir {
                 Kind::of(FileType::from_raw_mode(stat.st_mode)),
                 stat.st_size as u64,
             ))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The modification time of `name` (which may have several components)
+    /// below this directory, without following a symbolic link at the last
+    /// component. `Ok(None)` when it does not exist.
+    // `st_mtime` and `st_mtime_nsec` have different types across targets.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn modified(&self, name: impl AsRef<Path>) -> io::Result<Option<SystemTime>> {
+        match rustix::fs::statat(&self.fd, name.as_ref(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => {
+                let nanos = Duration::from_nanos(stat.st_mtime_nsec as u64);
+                let secs = stat.st_mtime as i64;
+                let time = if secs >= 0 {
+                    UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64) + nanos)
+                } else {
+                    UNIX_EPOCH
+                        .checked_sub(Duration::from_secs(secs.unsigned_abs()))
+                        .and_then(|t| t.checked_add(nanos))
+                };
+                Ok(time)
+            }
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -13,6 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 use walkdir::WalkDir;
@@ -76,6 +77,10 @@ pub struct Tag {
     pub current: Option<Digest>,
     /// Every digest in the tag's history index, sorted.
     pub history: Vec<Digest>,
+    /// When the tag was last pushed: the modification time of `current/link`
+    /// (the registry rewrites the file on every push of the tag). `None`
+    /// when the link is missing or invalid.
+    pub pushed: Option<SystemTime>,
 }
 
 /// A blob link under another digest algorithm: `_layers/sha512/<hex>/link`
@@ -927,6 +932,16 @@ impl Ctx<'_> {
                     None
                 }
             };
+            // One statat relative to the open tag directory; a time that
+            // cannot be read is unknown, which keeps the tag from any
+            // `older_than` rule.
+            let pushed = current.and_then(|_| {
+                tag_dir
+                    .dir
+                    .modified(relative::tag_current_link())
+                    .ok()
+                    .flatten()
+            });
             let mut history = Vec::new();
             if let Some(index) = tag_dir.child(names::INDEX)? {
                 if let Some(sha256) = index.child(SHA256)? {
@@ -957,6 +972,7 @@ impl Ctx<'_> {
                 name,
                 current,
                 history,
+                pushed,
             });
         }
         Ok(())

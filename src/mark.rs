@@ -472,6 +472,7 @@ mod tests {
                     name: (*name).into(),
                     current: current.map(d),
                     history: history.iter().map(|n| d(*n)).collect(),
+                    pushed: None,
                 })
                 .collect(),
             ..Repository::default()

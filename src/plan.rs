@@ -781,6 +781,7 @@ mod tests {
                 name: "t".into(),
                 current: Some(d(2)),
                 history: vec![d(1), d(2), d(3)],
+                pushed: None,
             }],
             ..Repository::default()
         };

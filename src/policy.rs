@@ -866,6 +866,7 @@ mod tests {
             name: name.into(),
             current: Some(Digest::from_bytes([name.len() as u8; 32])),
             history: Vec::new(),
+            pushed: None,
         }
     }
 

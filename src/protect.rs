@@ -523,6 +523,7 @@ mod tests {
             name: name.into(),
             current: Some(d(current)),
             history: vec![d(current)],
+            pushed: None,
         };
         let revision = |n: u8| Revision {
             digest: d(n),
