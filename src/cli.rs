@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 
 use regsweep::GcConfig;
 use regsweep::duration::Age;
+use regsweep::policy::PolicyFlags;
 use regsweep::progress::Progress;
+use regsweep::protect::ProtectList;
 use regsweep::sweep::SweepOptions;
 use regsweep::target::{self, Environment};
 use regsweep::verify::VerifyConfig;
@@ -47,6 +49,44 @@ pub enum Command {
     Trash(TrashCommand),
     /// Report broken images, links that disagree with their paths, and (with --digests) corrupt blobs
     Verify(VerifyArgs),
+    /// Show where the bytes are: per repository, referenced, exclusive, shared and reclaimable bytes
+    Du(DuArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 success; 1 finished with warnings (damage found); 2 refused or failed."
+)]
+pub struct DuArgs {
+    /// Storage root (the directory holding docker/registry/v2) or the registry's config.yml
+    pub target: PathBuf,
+
+    /// Show only the N repositories with the most referenced bytes [default: 20; all with --json]
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Print one JSON document on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+
+    /// Add monthly costs at this price per GiB-month (in any currency)
+    #[arg(long, value_name = "X", value_parser = parse_price)]
+    pub price_per_gib_month: Option<f64>,
+
+    /// Count manifests no tag reaches as reclaimable, as `gc -m` would
+    #[arg(short = 'm', long)]
+    pub delete_untagged: bool,
+
+    /// Worker threads [default: one per CPU]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+fn parse_price(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("`{text}` is not a non-negative number")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +203,39 @@ pub struct GcArgs {
     /// Also list every link and blob directory for stray *.tmp files of interrupted writes (one more directory read per file: slower)
     #[arg(long)]
     pub scan_temporary_files: bool,
+
+    /// Retention: keep the N most recently pushed tags of each repository (among --delete-tags matches, if given); delete the others
+    #[arg(long, value_name = "N", help_heading = "Retention policy")]
+    pub keep_last: Option<usize>,
+
+    /// Retention: never delete tags matching REGEX (matched against the whole tag)
+    #[arg(long, value_name = "REGEX", help_heading = "Retention policy")]
+    pub keep_tags: Option<String>,
+
+    /// Retention: only tags matching REGEX (the whole tag) may be deleted
+    #[arg(long, value_name = "REGEX", help_heading = "Retention policy")]
+    pub delete_tags: Option<String>,
+
+    /// Retention: only tags pushed longer ago than DURATION (90d, 4w, 12h) may be deleted
+    #[arg(long, value_name = "DURATION", help_heading = "Retention policy")]
+    pub older_than: Option<Age>,
+
+    /// Retention: apply the policy only to repositories matching GLOB (`*` within a path component, `**` across); repeatable
+    #[arg(long, value_name = "GLOB", help_heading = "Retention policy")]
+    pub repos: Vec<String>,
+
+    /// Retention: ordered rules from a JSON file (see README); not with --keep-last, --keep-tags, --delete-tags, --older-than
+    #[arg(long, value_name = "FILE", help_heading = "Retention policy",
+          conflicts_with_all = ["keep_last", "keep_tags", "delete_tags", "older_than"])]
+    pub policy: Option<PathBuf>,
+
+    /// Retention: let the policy delete every tag of a repository (refused otherwise, keeping them all)
+    #[arg(long, help_heading = "Retention policy")]
+    pub allow_empty_repos: bool,
+
+    /// Images in use (repo:tag, repo@sha256:..., one per line or kubectl's jsonpath output): never deleted, nor what they reach
+    #[arg(long, value_name = "FILE", help_heading = "Retention policy")]
+    pub protect: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +316,23 @@ impl GcArgs {
         let stop_after = std::env::var(STOP_AFTER_ENV)
             .ok()
             .and_then(|v| v.parse().ok());
+        let policy = PolicyFlags {
+            keep_last: self.keep_last,
+            keep_tags: self.keep_tags,
+            delete_tags: self.delete_tags,
+            older_than: self.older_than,
+            repos: self.repos,
+            policy_file: self.policy,
+            allow_empty_repos: self.allow_empty_repos,
+        }
+        .into_policy()
+        .map_err(regsweep::Error::Policy)?;
+        let protect = self
+            .protect
+            .as_deref()
+            .map(ProtectList::from_file)
+            .transpose()
+            .map_err(regsweep::Error::Protect)?;
         let config = GcConfig {
             layout,
             delete_untagged: self.delete_untagged,
@@ -258,6 +348,8 @@ impl GcArgs {
             purge_uploads_older_than: self.purge_uploads_older_than,
             remove_empty_repos: self.remove_empty_repos,
             scan_temporary_files: self.scan_temporary_files,
+            policy,
+            protect,
         };
         Ok((config, output))
     }
@@ -325,6 +417,83 @@ mod tests {
             all.purge_uploads_older_than.map(Age::as_secs),
             Some(7 * 86_400)
         );
+    }
+
+    #[test]
+    fn retention_flags_parse_and_a_policy_file_excludes_rule_flags() {
+        let cli = Cli::try_parse_from([
+            "regsweep",
+            "gc",
+            "--keep-last",
+            "5",
+            "--keep-tags",
+            "latest|stable",
+            "--delete-tags",
+            ".*-SNAPSHOT",
+            "--older-than",
+            "90d",
+            "--repos",
+            "team/*",
+            "--repos",
+            "ci/**",
+            "--allow-empty-repos",
+            "--protect",
+            "/etc/in-use.txt",
+            "x",
+        ])
+        .unwrap();
+        let Command::Gc(args) = cli.command else {
+            panic!("expected gc");
+        };
+        assert_eq!(args.keep_last, Some(5));
+        assert_eq!(args.older_than.map(Age::as_secs), Some(90 * 86_400));
+        assert_eq!(args.repos, ["team/*", "ci/**"]);
+        assert!(args.allow_empty_repos);
+        assert!(Cli::try_parse_from(["regsweep", "gc", "--keep-last", "-1", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "regsweep",
+                "gc",
+                "--policy",
+                "p.json",
+                "--keep-last",
+                "3",
+                "x"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["regsweep", "gc", "--policy", "p.json", "--repos", "a", "x"])
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn du_parses_top_json_and_price() {
+        let cli = Cli::try_parse_from([
+            "regsweep",
+            "du",
+            "--top",
+            "5",
+            "--json",
+            "--price-per-gib-month",
+            "0.023",
+            "-m",
+            "/srv/reg",
+        ])
+        .unwrap();
+        let Command::Du(args) = cli.command else {
+            panic!("expected du");
+        };
+        assert_eq!(args.top, Some(5));
+        assert_eq!(args.price_per_gib_month, Some(0.023));
+        assert!(args.json && args.delete_untagged);
+        for bad in ["-1", "abc", "NaN", "inf"] {
+            assert!(
+                Cli::try_parse_from(["regsweep", "du", "--price-per-gib-month", bad, "x"]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -24,11 +24,12 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::digest::{DigestMap, DigestSet};
+use crate::digest::DigestMap;
 use crate::index::{BlobId, Index};
 use crate::layout::Layout;
 use crate::mark::{self, Loaded, Marking};
 use crate::plan::Plan;
+use crate::progress::Task;
 use crate::report::{ExitStatus, human_bytes};
 use crate::warning::Warning;
 
@@ -291,51 +292,14 @@ pub fn compute(
     index: &Index,
     mut warnings: Vec<Warning>,
     options: DuOptions,
+    progress: &Task,
 ) -> Usage {
-    let loaded = load_reachable(layout, index);
+    let loaded = mark::load_all(layout, index, progress);
     let marking = mark::mark_loaded(layout, index, &loaded, options.delete_untagged);
     let plan = Plan::new(index, &marking);
     warnings.extend(marking.warnings.iter().cloned());
     warnings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     usage(layout, index, &loaded, &marking, &plan, warnings, options)
-}
-
-/// Every manifest a repository holds or points at, and their children,
-/// loaded in parallel rounds.
-fn load_reachable(layout: &Layout, index: &Index) -> DigestMap<Loaded> {
-    let blob_shards = crate::fs_at::Dir::open(layout.v2())
-        .and_then(|v2| v2.open_dir(crate::layout::names::BLOBS))
-        .ok()
-        .flatten()
-        .and_then(|blobs| blobs.open_dir(crate::digest::SHA256).ok().flatten());
-    let mut wanted: DigestSet = index
-        .repositories
-        .iter()
-        .flat_map(|repo| {
-            let revisions = repo.revisions.iter().filter(|r| r.linked).map(|r| r.digest);
-            let tags = repo
-                .tags
-                .iter()
-                .flat_map(|t| t.current.into_iter().chain(t.history.iter().copied()));
-            revisions.chain(tags)
-        })
-        .collect();
-    let mut loaded: DigestMap<Loaded> = DigestMap::default();
-    while !wanted.is_empty() {
-        let batch: Vec<_> = wanted
-            .par_iter()
-            .map(|d| (*d, mark::load(blob_shards.as_ref(), index, d)))
-            .collect();
-        wanted = batch
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .flat_map(|refs| refs.children.iter().copied())
-            .filter(|d| !loaded.contains_key(d))
-            .collect();
-        loaded.extend(batch);
-        wanted.retain(|d| !loaded.contains_key(d));
-    }
-    loaded
 }
 
 impl Usage {

@@ -97,6 +97,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The retention policy cannot be used (a bad file, bad flags).
+    #[error(transparent)]
+    Policy(crate::policy::PolicyError),
+
+    /// The list of protected references cannot be read whole.
+    #[error(transparent)]
+    Protect(crate::protect::ProtectError),
+
     /// The worker thread pool could not be started.
     #[error("cannot start {threads} worker threads: {reason}")]
     ThreadPool {

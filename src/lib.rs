@@ -14,6 +14,11 @@
 //!   interrupted, or moves it into a [`trash`] batch that `restore` undoes;
 //! - [`report`] renders the result for people and as JSON.
 //!
+//! A retention [`policy`] decides, before marking, which tags go; the
+//! manifests only those tags held are then marked dead like untagged ones,
+//! while [`protect`]ed references are roots whatever the policy says.
+//! [`du`] reads the same index and marking to show where the bytes are.
+//!
 //! Around the pipeline: a [`lock`] file keeps two runs apart, [`hygiene`]
 //! finds uploads in progress (a sweep refuses while the registry takes
 //! pushes), stale uploads, stray temporary files and empty directories.
@@ -55,11 +60,14 @@ pub use error::{Error, Result};
 pub use layout::Layout;
 pub use report::{ExitStatus, Report};
 
+use digest::Digest;
 use duration::Age;
 use hygiene::Upload;
 use index::Index;
-use plan::{Plan, PlanOptions};
+use plan::{CandidateKind, Plan, PlanOptions};
+use policy::{Policy, PolicyReport, RepositoryDecision, TagFacts, Why};
 use progress::Progress;
+use protect::{ProtectList, Protection};
 use sweep::{Disposal, SweepOptions, SweepOutcome};
 use warning::{Warning, WarningKind};
 
@@ -87,6 +95,10 @@ pub struct GcConfig {
     pub remove_empty_repos: bool,
     /// List every link and blob directory for stray temporary files.
     pub scan_temporary_files: bool,
+    /// A retention policy: tags to delete, and their images with them.
+    pub policy: Option<Policy>,
+    /// Images in use: never deleted, whatever the policy says.
+    pub protect: Option<ProtectList>,
 }
 
 /// The index, marked and planned: everything a sweep or a report needs.
@@ -106,6 +118,8 @@ pub struct Planned {
     pub cutoff: Option<SystemTime>,
     /// Paths stat'ed for `--min-age`.
     pub stats: u64,
+    /// What the retention policy decided, when there is one.
+    pub policy: Option<PolicyReport>,
 }
 
 impl Planned {
@@ -127,20 +141,94 @@ pub struct Collector {
     pool: ThreadPool,
 }
 
+/// A thread pool of its own: `threads` workers, or one per CPU.
+fn thread_pool(threads: Option<usize>) -> Result<ThreadPool> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("regsweep-{i}"))
+        .build()
+        .map_err(|e| Error::ThreadPool {
+            threads,
+            reason: e.to_string(),
+        })
+}
+
+/// `regsweep du`: indexes and marks `layout` in a pool of `threads`, then
+/// computes where the bytes are. Deletes nothing.
+pub fn disk_usage(
+    layout: &Layout,
+    options: du::DuOptions,
+    threads: Option<usize>,
+    progress: Progress,
+) -> Result<du::Usage> {
+    thread_pool(threads)?.install(|| {
+        let task = progress.spinner("indexing");
+        let index = index::build(layout, index::IndexOptions::default(), &task)?;
+        task.finish();
+        let task = progress.spinner("marking");
+        let usage = du::compute(layout, &index, index.warnings.clone(), options, &task);
+        task.finish();
+        Ok(usage)
+    })
+}
+
+/// The policy's decisions over `index`; a protected tag names the
+/// reference that protects it.
+fn evaluate_policy(
+    policy: &Policy,
+    protect: Option<(&ProtectList, &Protection)>,
+    index: &Index,
+    now: SystemTime,
+    cutoff: Option<SystemTime>,
+) -> Vec<RepositoryDecision> {
+    policy.evaluate(index, now, cutoff, |r, t| {
+        let tag = &index.repositories[r].tags[t];
+        let protected_by = protect.and_then(|(list, protection)| {
+            protection
+                .tag(r, &tag.name, tag.current.as_ref())
+                .map(|i| list.references[i].text.as_str())
+        });
+        TagFacts {
+            tag,
+            pushed: tag.pushed,
+            protected_by,
+        }
+    })
+}
+
+/// Keeps, as too recent, every deleted tag whose current manifest or history
+/// is among the recent `roots`; whether any was.
+fn hold_recent_tags(
+    decisions: &mut [RepositoryDecision],
+    index: &Index,
+    roots: &[(u32, Digest)],
+) -> bool {
+    if roots.is_empty() {
+        return false;
+    }
+    let roots: std::collections::HashSet<&(u32, Digest)> = roots.iter().collect();
+    let mut held = false;
+    for decision in decisions {
+        let r = decision.repository;
+        let repo = &index.repositories[r as usize];
+        for d in decision.tags.iter_mut().filter(|d| d.deletes()) {
+            let tag = &repo.tags[d.tag as usize];
+            let mut held_by = tag.current.iter().chain(&tag.history);
+            if held_by.any(|digest| roots.contains(&(r, *digest))) {
+                d.why = Why::TooRecent;
+                held = true;
+            }
+        }
+    }
+    held
+}
+
 impl Collector {
     /// A collector for `config`.
     pub fn new(config: GcConfig) -> Result<Collector> {
-        let threads = config
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let pool = ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("regsweep-{i}"))
-            .build()
-            .map_err(|e| Error::ThreadPool {
-                threads,
-                reason: e.to_string(),
-            })?;
+        let pool = thread_pool(config.threads)?;
         Ok(Collector { config, pool })
     }
 
@@ -174,11 +262,47 @@ impl Collector {
             } else {
                 Vec::new()
             };
+            let protection = self.config.protect.as_ref().map(|list| list.resolve(&index));
+            let protect = self.config.protect.as_ref().zip(protection.as_ref());
+            // Protected manifests are roots in every mode.
+            let protected_roots: Vec<(u32, Digest)> = protection
+                .iter()
+                .flat_map(|p| {
+                    (0..index.repositories.len())
+                        .flat_map(move |r| p.digests(r).map(move |(d, _)| (r as u32, *d)))
+                })
+                .collect();
+            let mut decisions = match &self.config.policy {
+                Some(policy) => evaluate_policy(policy, protect, &index, now, cutoff),
+                None => Vec::new(),
+            };
+            let mut dropped = policy::dropped_tags(&decisions, index.repositories.len());
             let task = progress.spinner("marking");
             let loaded = mark::load_all(layout, &index, &task);
             let delete_untagged = self.config.delete_untagged;
-            let mut marking = mark::mark_loaded(layout, &index, &loaded, delete_untagged);
+            let mut marking = mark::mark_with_policy(
+                layout,
+                &index,
+                &loaded,
+                delete_untagged,
+                &protected_roots,
+                &dropped,
+            );
             task.finish();
+            // A repository kept whole (damage) keeps its tags too.
+            let mut damaged = false;
+            for decision in &mut decisions {
+                if marking.repositories[decision.repository as usize].kept_whole {
+                    decision.refused = None;
+                    for d in decision.tags.iter_mut().filter(|d| d.deletes()) {
+                        d.why = Why::Damaged;
+                        damaged = true;
+                    }
+                }
+            }
+            if damaged {
+                dropped = policy::dropped_tags(&decisions, index.repositories.len());
+            }
             let options = PlanOptions {
                 hold: None,
                 uploads: &uploads,
@@ -187,26 +311,50 @@ impl Collector {
                 remove_empty_repos: self.config.remove_empty_repos,
                 temporary_files: &temporary_files,
                 now: Some(now),
+                dropped_tags: &[],
             };
-            let mut plan = Plan::build(&index, &marking, &options);
+            let mut plan = Plan::build(
+                &index,
+                &marking,
+                &PlanOptions {
+                    dropped_tags: &dropped,
+                    ..options
+                },
+            );
             let mut stats = 0;
             if let Some(cutoff) = cutoff {
                 // Recent revisions first: they become roots, marking runs
                 // again, and only what is still garbage is looked at next.
                 let mut recent = recent::find(layout, &index, &plan, now, cutoff, true);
+                // A tag whose image is too recent to go stays with it for
+                // now: deleting the tag alone would leave its manifests
+                // looking like any untagged revision.
+                if hold_recent_tags(&mut decisions, &index, &recent.roots) {
+                    dropped = policy::dropped_tags(&decisions, index.repositories.len());
+                }
                 let first = plan;
                 let remarked;
                 let after_roots = if recent.roots.is_empty() {
                     &first
                 } else {
-                    marking = mark::mark_with_roots(
+                    let mut roots = protected_roots.clone();
+                    roots.extend(recent.roots.iter().copied());
+                    marking = mark::mark_with_policy(
                         layout,
                         &index,
                         &loaded,
                         delete_untagged,
-                        &recent.roots,
+                        &roots,
+                        &dropped,
                     );
-                    remarked = Plan::build(&index, &marking, &options);
+                    remarked = Plan::build(
+                        &index,
+                        &marking,
+                        &PlanOptions {
+                            dropped_tags: &dropped,
+                            ..options
+                        },
+                    );
                     &remarked
                 };
                 recent.merge(recent::find(
@@ -226,6 +374,7 @@ impl Collector {
                         &marking,
                         &PlanOptions {
                             hold: Some(&recent.hold),
+                            dropped_tags: &dropped,
                             ..options
                         },
                     );
@@ -233,10 +382,60 @@ impl Collector {
                     held
                 };
             }
+            let policy_report = self.config.policy.as_ref().map(|policy| {
+                let deleted_blobs: std::collections::HashSet<index::BlobId> = plan
+                    .candidates
+                    .iter()
+                    .filter(|c| c.kind == CandidateKind::Blob)
+                    .filter_map(|c| index.blob_id(&c.digest))
+                    .collect();
+                let freed = policy::freed_bytes(&index, &loaded, &decisions, |id| {
+                    deleted_blobs.contains(&id)
+                });
+                PolicyReport::new(
+                    policy,
+                    self.config.protect.as_ref().map(|p| p.path.as_path()),
+                    &index,
+                    &decisions,
+                    &freed,
+                )
+            });
             drop(loaded);
             let mut warnings = index.warnings.clone();
             warnings.extend(marking.warnings);
             warnings.extend(upload_warnings);
+            if let Some(report) = &policy_report {
+                for repo in &report.repositories {
+                    let Some(refused) = &repo.refused else {
+                        continue;
+                    };
+                    warnings.push(Warning::new(
+                        WarningKind::PolicyRefused,
+                        layout.tags_dir(&repo.name),
+                        Some(&repo.name),
+                        format!(
+                            "the policy would delete all {} tags of `{}` ({}); kept them all (--allow-empty-repos to allow)",
+                            refused.tags,
+                            repo.name,
+                            refused.rules.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let (Some(list), Some(protection)) = (&self.config.protect, &protection) {
+                for unmatched in &protection.unmatched {
+                    let reference = &list.references[unmatched.reference];
+                    warnings.push(Warning::new(
+                        WarningKind::ProtectedNotFound,
+                        &list.path,
+                        reference.repository.as_deref(),
+                        format!(
+                            "line {}: `{}`: {}; nothing to protect there",
+                            reference.line, reference.text, unmatched.message
+                        ),
+                    ));
+                }
+            }
             warnings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
             Ok(Planned {
                 index,
@@ -246,6 +445,7 @@ impl Collector {
                 now,
                 cutoff,
                 stats,
+                policy: policy_report,
             })
         })
     }
@@ -312,7 +512,7 @@ impl Collector {
         outcome: Option<SweepOutcome>,
         trash: Option<report::TrashRecord>,
     ) -> Report<'a> {
-        Report::new(
+        let mut report = Report::new(
             self.config.layout.root().to_path_buf(),
             self.config.delete_untagged,
             &planned.index,
@@ -324,6 +524,8 @@ impl Collector {
                 uploads_in_progress: planned.active_uploads().len() as u64,
                 trash,
             },
-        )
+        );
+        report.policy = planned.policy.as_ref();
+        report
     }
 }

@@ -2,13 +2,13 @@
 
 mod cli;
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use clap::Parser;
 
-use cli::{Cli, Command, GcArgs, QUIT, RestoreArgs, TrashCommand, VerifyArgs};
+use cli::{Cli, Command, DuArgs, GcArgs, QUIT, RestoreArgs, TrashCommand, VerifyArgs};
 use regsweep::lock::{self, Lock};
 use regsweep::report::TrashRecord;
 use regsweep::sweep::Disposal;
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let status = match command {
         Command::Gc(args) => gc(args),
         Command::Verify(args) => verify(args),
+        Command::Du(args) => du(args),
         Command::Restore(args) => restore(args),
         Command::Trash(TrashCommand::Empty(args)) => report_result(
             trash::empty(&args.dir, args.older_than.unwrap_or_default()).map(|outcome| {
@@ -207,6 +208,18 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
         } else {
             Ok(())
         })
+        .and_then(|()| match report.policy {
+            // A dry run lists every tag the policy looked at; a sweep, the
+            // deleted ones (all with -v).
+            Some(policy) => policy
+                .write_human(
+                    &mut stdout,
+                    output.dry_run,
+                    output.dry_run || output.verbose,
+                )
+                .and_then(|()| writeln!(stdout)),
+            None => Ok(()),
+        })
         .and_then(|()| report.write_summary(&mut stdout, 10))
     };
     if let Err(e) = written.and_then(|()| stdout.flush()) {
@@ -277,6 +290,45 @@ fn ask(out: &mut impl Write, question: &str) -> bool {
     let mut answer = String::new();
     io::stdin().lock().read_line(&mut answer).is_ok()
         && matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+}
+
+fn du(args: DuArgs) -> ExitStatus {
+    let run = || -> regsweep::Result<ExitStatus> {
+        let layout = regsweep::target::resolve(
+            &args.target,
+            &regsweep::target::Environment::from_process(),
+        )?;
+        let options = regsweep::du::DuOptions {
+            delete_untagged: args.delete_untagged,
+            top: args.top.or((!args.json).then_some(20)),
+            price_per_gib_month: args.price_per_gib_month,
+        };
+        let progress = regsweep::progress::Progress::new(io::stderr().is_terminal());
+        let usage =
+            regsweep::disk_usage(&layout, options, args.threads.map(usize::from), progress)?;
+        for warning in &usage.warnings {
+            eprintln!("regsweep: warning: {warning}");
+        }
+        let mut stdout = io::stdout().lock();
+        let written = if args.json {
+            usage.write_json(&mut stdout)
+        } else {
+            usage.write_table(&mut stdout)
+        };
+        if let Err(e) = written.and_then(|()| stdout.flush()) {
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                eprintln!("regsweep: cannot write the report: {e}");
+            }
+        }
+        Ok(usage.exit_code)
+    };
+    match run() {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            ExitStatus::Failed
+        }
+    }
 }
 
 fn verify(args: VerifyArgs) -> ExitStatus {

@@ -14,8 +14,15 @@
 //! keep its target alive.
 //!
 //! Extra roots can be given per repository ([`mark_with_roots`]): manifest
-//! revisions too recent to delete (`--min-age`) are roots like tags, so what
-//! they reference stays with them.
+//! revisions too recent to delete (`--min-age`) and protected manifests
+//! (`--protect`) are roots like tags, so what they reference stays with them.
+//!
+//! Tags a retention policy deletes ([`mark_with_policy`]) are no roots. What
+//! they held — their current manifests, their history, and from there index
+//! children and referrers (`subject`) — is *released*: not a root even
+//! without `-m`, so it goes unless a kept tag, an extra root, or an untagged
+//! revision outside the released set (without `-m`) still reaches it, or its
+//! `subject` stays live.
 //!
 //! Damage is contained per repository: if any manifest a repository holds or
 //! reaches cannot be read, nothing in that repository is deleted and every
@@ -29,7 +36,7 @@ use rayon::prelude::*;
 
 use crate::digest::{Digest, DigestMap, DigestSet, SHA256};
 use crate::fs_at::Dir;
-use crate::index::{BlobId, Index, Repository};
+use crate::index::{BlobId, Index, Repository, Tag};
 use crate::layout::{Layout, names, relative};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::progress::Task;
@@ -124,6 +131,9 @@ pub struct RepositoryMark {
     /// Nothing in this repository may be deleted (damage, or content
     /// regsweep cannot follow).
     pub kept_whole: bool,
+    /// Manifests the tags deleted by a retention policy held (current,
+    /// history, their children and referrers), live or not.
+    pub released: DigestSet,
 }
 
 impl RepositoryMark {
@@ -199,7 +209,12 @@ fn repository_scope(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
 /// Tag roots: current manifests, and the whole history of a tag whose
 /// current link could not be read.
 fn tag_roots(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
-    repo.tags.iter().flat_map(|tag| {
+    tag_roots_of(repo.tags.iter())
+}
+
+/// The roots of `tags`, as [`tag_roots`] takes them.
+fn tag_roots_of<'a>(tags: impl Iterator<Item = &'a Tag> + 'a) -> impl Iterator<Item = Digest> + 'a {
+    tags.flat_map(|tag| {
         let history: &[Digest] = match tag.current {
             Some(_) => &[],
             None => &tag.history,
@@ -262,6 +277,21 @@ pub fn mark_with_roots(
     delete_untagged: bool,
     extra_roots: &[(u32, Digest)],
 ) -> Marking {
+    mark_with_policy(layout, index, loaded, delete_untagged, extra_roots, &[])
+}
+
+/// Marks the index with `extra_roots`, and without the tags a retention
+/// policy deletes: `dropped[r]` lists (sorted) the indices of the tags of
+/// repository `r` that go; a shorter `dropped` means no tag of the
+/// repositories beyond it goes.
+pub fn mark_with_policy(
+    layout: &Layout,
+    index: &Index,
+    loaded: &DigestMap<Loaded>,
+    delete_untagged: bool,
+    extra_roots: &[(u32, Digest)],
+    dropped: &[Vec<u32>],
+) -> Marking {
     let mut extra: Vec<Vec<Digest>> = vec![Vec::new(); index.repositories.len()];
     for (r, digest) in extra_roots {
         if let Some(roots) = extra.get_mut(*r as usize) {
@@ -272,7 +302,11 @@ pub fn mark_with_roots(
         .repositories
         .par_iter()
         .zip(&extra)
-        .map(|(repo, extra)| mark_repository(layout, repo, loaded, delete_untagged, extra))
+        .enumerate()
+        .map(|(r, (repo, extra))| {
+            let dropped = dropped.get(r).map_or(&[][..], Vec::as_slice);
+            mark_repository(layout, repo, loaded, delete_untagged, extra, dropped)
+        })
         .collect();
     let mut warnings = Vec::new();
     let mut repositories = Vec::with_capacity(per_repo.len());
@@ -325,6 +359,7 @@ fn mark_repository(
     loaded: &DigestMap<Loaded>,
     delete_untagged: bool,
     extra_roots: &[Digest],
+    dropped: &[u32],
 ) -> (RepositoryMark, Vec<Warning>) {
     let mut warnings = Vec::new();
     let reach = closure(repository_scope(repo), loaded, |digest, entry| {
@@ -348,22 +383,55 @@ fn mark_repository(
             RepositoryMark {
                 live,
                 kept_whole: true,
+                released: DigestSet::default(),
             },
             warnings,
         );
     }
 
-    let mut roots: Vec<Digest> = tag_roots(repo).chain(extra_roots.iter().copied()).collect();
-    let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
-    for revision in repo.revisions.iter().filter(|r| r.linked) {
-        if !delete_untagged {
-            roots.push(revision.digest);
-        } else if let Some(Ok(Refs {
+    let is_dropped = |ti: usize| dropped.binary_search(&(ti as u32)).is_ok();
+    let kept_tags = repo
+        .tags
+        .iter()
+        .enumerate()
+        .filter(|(ti, _)| !is_dropped(*ti))
+        .map(|(_, t)| t);
+    let mut roots: Vec<Digest> = tag_roots_of(kept_tags)
+        .chain(extra_roots.iter().copied())
+        .collect();
+    let subject_of = |digest: &Digest| match loaded.get(digest) {
+        Some(Ok(Refs {
             subject: Some(subject),
             ..
-        })) = loaded.get(&revision.digest)
-        {
-            referrers.entry(*subject).or_default().push(revision.digest);
+        })) => Some(*subject),
+        _ => None,
+    };
+    let released = if dropped.is_empty() {
+        DigestSet::default()
+    } else {
+        let mut referrers_of: DigestMap<Vec<Digest>> = DigestMap::default();
+        for revision in repo.revisions.iter().filter(|r| r.linked) {
+            if let Some(subject) = subject_of(&revision.digest) {
+                referrers_of
+                    .entry(subject)
+                    .or_default()
+                    .push(revision.digest);
+            }
+        }
+        let held = dropped.iter().flat_map(|ti| {
+            let tag = &repo.tags[*ti as usize];
+            tag.current.into_iter().chain(tag.history.iter().copied())
+        });
+        closure(held, loaded, |digest, _| {
+            referrers_of.get(digest).cloned().unwrap_or_default()
+        })
+    };
+    let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
+    for revision in repo.revisions.iter().filter(|r| r.linked) {
+        if !delete_untagged && !released.contains(&revision.digest) {
+            roots.push(revision.digest);
+        } else if let Some(subject) = subject_of(&revision.digest) {
+            referrers.entry(subject).or_default().push(revision.digest);
         }
     }
     let live = closure(roots, loaded, |digest, _| {
@@ -373,6 +441,7 @@ fn mark_repository(
         RepositoryMark {
             live,
             kept_whole: false,
+            released,
         },
         warnings,
     )
@@ -509,6 +578,80 @@ mod tests {
 
     fn live(marking: &Marking, index: &Index, n: u8) -> bool {
         marking.live_blobs.contains(index, &d(n))
+    }
+
+    /// `r`: tag `new` → 3; tag `old` → 1 (history 1, 2), 1 an index over
+    /// 5, 6 a referrer of 1; 4 untagged. Blob 1n is the layer of n.
+    fn policy_fixture() -> (Index, DigestMap<Loaded>) {
+        let idx = index(vec![repo(
+            "r",
+            &[1, 2, 3, 4, 5, 6],
+            &[("new", Some(3), &[3]), ("old", Some(1), &[1, 2])],
+        )]);
+        let loaded = vec![
+            (1, list(&[5])),
+            (2, image(&idx, &[12])),
+            (3, image(&idx, &[13])),
+            (4, image(&idx, &[14])),
+            (5, image(&idx, &[15])),
+            (6, with_subject(&idx, &[16], 1)),
+        ];
+        let loaded = loaded.into_iter().map(|(n, l)| (d(n), l)).collect();
+        (idx, loaded)
+    }
+
+    #[test]
+    fn a_dropped_tag_releases_its_image_history_children_and_referrers() {
+        let (idx, loaded) = policy_fixture();
+        let layout = Layout::new("/s");
+        for delete_untagged in [false, true] {
+            let m = mark_with_policy(&layout, &idx, &loaded, delete_untagged, &[], &[vec![1]]);
+            for n in [1, 2, 5, 6, 12, 15, 16] {
+                assert!(
+                    !live(&m, &idx, n),
+                    "{n} goes with tag old (-m {delete_untagged})"
+                );
+            }
+            assert!(live(&m, &idx, 3) && live(&m, &idx, 13));
+            assert_eq!(
+                live(&m, &idx, 4),
+                !delete_untagged,
+                "an untagged revision outside the dropped tag's image stays without -m"
+            );
+            let released: DigestSet = [1, 2, 5, 6].into_iter().map(d).collect();
+            assert_eq!(m.repositories[0].released, released);
+        }
+    }
+
+    #[test]
+    fn an_extra_root_or_a_kept_tag_keeps_what_a_dropped_tag_held() {
+        let (mut idx, loaded) = policy_fixture();
+        let layout = Layout::new("/s");
+        let m = mark_with_policy(&layout, &idx, &loaded, false, &[(0, d(2))], &[vec![1]]);
+        assert!(
+            live(&m, &idx, 2) && live(&m, &idx, 12),
+            "protected history entry"
+        );
+        assert!(!live(&m, &idx, 1));
+        // A kept tag on the index keeps it, its child and its referrer.
+        idx.repositories[0].tags[0].current = Some(d(1));
+        let m = mark_with_policy(&layout, &idx, &loaded, true, &[], &[vec![1]]);
+        for n in [1, 5, 6, 15, 16] {
+            assert!(live(&m, &idx, n), "{n} is reached from the kept tag");
+        }
+        assert!(!live(&m, &idx, 2));
+    }
+
+    #[test]
+    fn dropping_no_tag_marks_as_before() {
+        let (idx, loaded) = policy_fixture();
+        let layout = Layout::new("/s");
+        for delete_untagged in [false, true] {
+            let before = mark_loaded(&layout, &idx, &loaded, delete_untagged);
+            let after = mark_with_policy(&layout, &idx, &loaded, delete_untagged, &[], &[vec![]]);
+            assert_eq!(before.repositories[0].live, after.repositories[0].live);
+            assert!(after.repositories[0].released.is_empty());
+        }
     }
 
     #[test]

@@ -22,6 +22,13 @@ pub enum CandidateKind {
     TagIndexEntry,
     /// `_manifests/revisions/sha256/<hex>/`: a dead manifest revision.
     Manifest,
+    /// `_manifests/tags/<tag>/`: a tag a retention policy deletes, whole
+    /// (current link and history), as the registry's API untags. After the
+    /// manifests it held: until then the tag names them, and that is what
+    /// makes a re-run after an interruption release them again (without
+    /// `-m`, a manifest no tag names any more would be an ordinary untagged
+    /// revision, and stay).
+    Tag,
     /// `_layers/sha256/<hex>/`: a link to a dead blob.
     LayerLink,
     /// `blobs/sha256/<2 hex>/<hex>/`: a dead blob.
@@ -38,9 +45,10 @@ pub enum CandidateKind {
 
 impl CandidateKind {
     /// Every kind, in sweep order.
-    pub const ALL: [CandidateKind; 7] = [
+    pub const ALL: [CandidateKind; 8] = [
         CandidateKind::TagIndexEntry,
         CandidateKind::Manifest,
+        CandidateKind::Tag,
         CandidateKind::LayerLink,
         CandidateKind::Blob,
         CandidateKind::TemporaryFile,
@@ -53,6 +61,7 @@ impl CandidateKind {
         match self {
             CandidateKind::TagIndexEntry => "tag_index_entry",
             CandidateKind::Manifest => "manifest",
+            CandidateKind::Tag => "tag",
             CandidateKind::LayerLink => "layer_link",
             CandidateKind::Blob => "blob",
             CandidateKind::TemporaryFile => "temporary_file",
@@ -87,6 +96,15 @@ pub enum Reason {
     StaleUpload,
     /// No tags and no manifests are left (`--remove-empty-repos`).
     EmptyRepository,
+    /// A tag the retention policy deletes (the policy section of the
+    /// report says which rule and why).
+    PolicyTag,
+    /// A manifest a tag the retention policy deletes points at, which no
+    /// kept tag reaches.
+    PolicyManifest,
+    /// An untagged manifest only tags the retention policy deletes reached:
+    /// their history, the children of their indexes, their referrers.
+    ReleasedManifest,
 }
 
 impl Reason {
@@ -103,6 +121,13 @@ impl Reason {
             }
             Reason::StaleUpload => "upload untouched for longer than --purge-uploads-older-than",
             Reason::EmptyRepository => "repository left with no tags and no manifests",
+            Reason::PolicyTag => "tag deleted by the retention policy",
+            Reason::PolicyManifest => {
+                "manifest of a tag the retention policy deletes; no kept tag or protected reference reaches it"
+            }
+            Reason::ReleasedManifest => {
+                "untagged manifest that only tags the retention policy deletes reached"
+            }
         }
     }
 }
@@ -224,6 +249,9 @@ pub struct PlanOptions<'a> {
     pub temporary_files: &'a [TemporaryFile],
     /// The time of the run.
     pub now: Option<SystemTime>,
+    /// Per repository, the (sorted) indices of the tags a retention policy
+    /// deletes; repositories beyond its end lose none.
+    pub dropped_tags: &'a [Vec<u32>],
 }
 
 /// Object counts of a registry.
@@ -252,6 +280,8 @@ pub struct Counts {
 /// What a plan frees, or a sweep freed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Reclaim {
+    /// Tags (deleted by a retention policy).
+    pub tags: u64,
     /// Tag history entries.
     pub tag_index_entries: u64,
     /// Manifest revision directories.
@@ -278,6 +308,7 @@ impl Reclaim {
         match candidate.kind {
             CandidateKind::TagIndexEntry => self.tag_index_entries += 1,
             CandidateKind::Manifest => self.manifests += 1,
+            CandidateKind::Tag => self.tags += 1,
             CandidateKind::LayerLink => self.layer_links += 1,
             CandidateKind::Blob => {
                 self.blobs += 1;
@@ -303,6 +334,8 @@ impl Reclaim {
 pub struct RepositoryReclaim {
     /// The repository.
     pub name: String,
+    /// Its tags a retention policy deletes.
+    pub tags: u64,
     /// Its dead manifest revisions.
     pub manifests: u64,
     /// Its dead tag history entries.
@@ -378,7 +411,7 @@ impl Plan {
         };
         // Per repository: how many of its revisions go, how many things in
         // it are held back (for --remove-empty-repos).
-        let mut emptied = vec![(0usize, 0usize, 0usize); index.repositories.len()];
+        let mut emptied = vec![(0usize, 0usize, 0usize, 0usize); index.repositories.len()];
         for (ri, (repo, mark)) in index
             .repositories
             .iter()
@@ -391,14 +424,36 @@ impl Plan {
                 ..RepositoryReclaim::default()
             };
             let mut dead_blobs = DigestSet::default();
-            let (gone, held, links_gone) = &mut emptied[ri];
+            let (gone, held, links_gone, tags_gone) = &mut emptied[ri];
+            let dropped = options.dropped_tags.get(ri).map_or(&[][..], Vec::as_slice);
             if !mark.kept_whole {
                 let linked = |d: &Digest| {
                     repo.revisions
                         .binary_search_by(|r| r.digest.cmp(d))
                         .is_ok_and(|i| repo.revisions[i].linked)
                 };
+                let tagged: DigestSet = repo.tags.iter().filter_map(|t| t.current).collect();
                 for (ti, tag) in repo.tags.iter().enumerate() {
+                    if dropped.binary_search(&(ti as u32)).is_ok() {
+                        // The whole directory goes, history and all.
+                        let candidate = Candidate {
+                            kind: CandidateKind::Tag,
+                            repository: r,
+                            tag: Some(ti as u32),
+                            reason: Reason::PolicyTag,
+                            ..Candidate::blob(
+                                tag.current.unwrap_or(Digest::from_bytes([0; 32])),
+                                None,
+                            )
+                        };
+                        if push(candidate, &mut candidates, &mut kept) {
+                            reclaim.tags += 1;
+                            *tags_gone += 1;
+                        } else {
+                            *held += 1;
+                        }
+                        continue;
+                    }
                     for digest in tag.history.iter().filter(|d| !mark.is_live(d)) {
                         let candidate = Candidate {
                             kind: CandidateKind::TagIndexEntry,
@@ -422,10 +477,14 @@ impl Plan {
                     let candidate = Candidate {
                         kind: CandidateKind::Manifest,
                         repository: r,
-                        reason: if revision.linked {
-                            Reason::UntaggedManifest
-                        } else {
+                        reason: if !revision.linked {
                             Reason::DeletedManifest
+                        } else if !mark.released.contains(&revision.digest) {
+                            Reason::UntaggedManifest
+                        } else if tagged.contains(&revision.digest) {
+                            Reason::PolicyManifest
+                        } else {
+                            Reason::ReleasedManifest
                         },
                         ..Candidate::blob(revision.digest, None)
                     };
@@ -482,7 +541,11 @@ impl Plan {
             }
             reclaim.blobs = dead_blobs.len() as u64;
             reclaim.bytes = dead_blobs.iter().filter_map(blob_bytes).sum();
-            if reclaim.manifests + reclaim.tag_index_entries + reclaim.layer_links + reclaim.blobs
+            if reclaim.tags
+                + reclaim.manifests
+                + reclaim.tag_index_entries
+                + reclaim.layer_links
+                + reclaim.blobs
                 > 0
             {
                 plan.repositories.push(reclaim);
@@ -584,10 +647,10 @@ impl Plan {
                 .zip(&marking.repositories)
                 .enumerate()
             {
-                let (gone, held, links_gone) = emptied[ri];
+                let (gone, held, links_gone, tags_gone) = emptied[ri];
                 let empty_after = !mark.kept_whole
                     && !repo.opaque
-                    && repo.tags.is_empty()
+                    && repo.tags.len() == tags_gone
                     && gone == repo.revisions.len()
                     && held == 0
                     && uploads_left[ri] == 0
@@ -675,13 +738,22 @@ impl Plan {
             match c.kind {
                 CandidateKind::TagIndexEntry | CandidateKind::TemporaryFile => {}
                 CandidateKind::Manifest => {
-                    // Tagged manifests are never candidates; an unlinked
-                    // revision was never counted as a manifest.
-                    if c.reason == Reason::UntaggedManifest {
-                        after.manifests -= 1;
-                        after.untagged_manifests -= 1;
+                    // Tagged manifests are candidates only when the policy
+                    // deletes every tag on them; an unlinked revision was
+                    // never counted as a manifest.
+                    match c.reason {
+                        Reason::UntaggedManifest | Reason::ReleasedManifest => {
+                            after.manifests -= 1;
+                            after.untagged_manifests -= 1;
+                        }
+                        Reason::PolicyManifest => {
+                            after.manifests -= 1;
+                            after.tagged_manifests -= 1;
+                        }
+                        _ => {}
                     }
                 }
+                CandidateKind::Tag => after.tags -= 1,
                 CandidateKind::LayerLink => after.layer_links -= 1,
                 CandidateKind::Blob => {
                     after.blobs -= 1;
@@ -833,6 +905,56 @@ mod tests {
             ]
         );
         assert_eq!(plan.reclaimable.bytes, 101 + 103 + 111 + 130);
+    }
+
+    #[test]
+    fn a_dropped_tag_goes_whole_after_the_manifests_it_held() {
+        let (index, loaded) = fixture();
+        let dropped = vec![vec![0]];
+        let marking = crate::mark::mark_with_policy(
+            &Layout::new("/s"),
+            &index,
+            &loaded,
+            false,
+            &[],
+            &dropped,
+        );
+        let plan = Plan::build(
+            &index,
+            &marking,
+            &PlanOptions {
+                dropped_tags: &dropped,
+                ..PlanOptions::default()
+            },
+        );
+        let listed: Vec<(CandidateKind, Digest, Reason)> = plan
+            .candidates
+            .iter()
+            .map(|c| (c.kind, c.digest, c.reason))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (CandidateKind::Manifest, d(1), Reason::ReleasedManifest),
+                (CandidateKind::Manifest, d(2), Reason::PolicyManifest),
+                (CandidateKind::Manifest, d(3), Reason::DeletedManifest),
+                (CandidateKind::Tag, d(2), Reason::PolicyTag),
+                (CandidateKind::LayerLink, d(11), Reason::UnreferencedBlob),
+                (CandidateKind::LayerLink, d(12), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(1), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(2), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(3), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(11), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(12), Reason::UnreferencedBlob),
+                (CandidateKind::Blob, d(30), Reason::UnreferencedBlob),
+            ],
+            "no history entries of the dropped tag: its directory goes whole"
+        );
+        assert_eq!(plan.reclaimable.tags, 1);
+        assert_eq!(plan.repositories[0].tags, 1);
+        let after = plan.after(|_| true);
+        assert_eq!((after.tags, after.manifests), (0, 0));
+        assert_eq!((after.tagged_manifests, after.untagged_manifests), (0, 0));
     }
 
     #[test]

@@ -35,11 +35,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use std::collections::HashMap;
+
 use regex::Regex;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::duration::Age;
-use crate::index::{Index, Tag};
+use crate::index::{BlobId, Index, Tag};
+use crate::mark::{Loaded, Refs};
 
 /// The tag that is kept unless a policy file says `"keep_latest": false`.
 pub const LATEST: &str = "latest";
@@ -185,6 +190,8 @@ pub struct Policy {
     pub scope: Vec<RepoPattern>,
     /// Let a policy delete every tag of a repository.
     pub allow_empty_repos: bool,
+    /// The policy file it was read from; `None` when made of flags.
+    pub source: Option<PathBuf>,
 }
 
 /// The policy flags of `regsweep gc`, as given.
@@ -343,6 +350,7 @@ impl PolicyFlags {
             keep_latest: true,
             scope: Vec::new(),
             allow_empty_repos: false,
+            source: None,
         })
     }
 }
@@ -393,11 +401,13 @@ impl Policy {
             path: path.to_path_buf(),
             source,
         })?;
-        Policy::parse(&text).map_err(|e| PolicyError::Invalid {
+        let mut policy = Policy::parse(&text).map_err(|e| PolicyError::Invalid {
             path: path.to_path_buf(),
             at: e.at,
             message: e.message,
-        })
+        })?;
+        policy.source = Some(path.to_path_buf());
+        Ok(policy)
     }
 
     /// Parses a policy document:
@@ -450,6 +460,7 @@ impl Policy {
             keep_latest,
             scope: Vec::new(),
             allow_empty_repos: false,
+            source: None,
         })
     }
 
@@ -607,6 +618,10 @@ pub enum Why {
     Young(Age),
     /// Its push time is unknown, so `older_than` cannot be decided.
     UnknownAge,
+    /// Its rule would delete it, but it was pushed within `--min-age`.
+    TooRecent,
+    /// Its repository is kept whole (a manifest cannot be read).
+    Damaged,
     /// Beyond the rule's `keep_last`, (and older than its `older_than`, if set).
     Old {
         /// 1 for the most recently pushed.
@@ -640,6 +655,11 @@ impl fmt::Display for Why {
             }
             Why::Young(age) => write!(f, "pushed within {age}"),
             Why::UnknownAge => write!(f, "push time unknown"),
+            Why::TooRecent => write!(f, "pushed within --min-age; kept for now"),
+            Why::Damaged => write!(
+                f,
+                "the repository is kept whole: one of its manifests cannot be read"
+            ),
             Why::Old {
                 rank,
                 keep_last,
@@ -692,6 +712,8 @@ impl TagDecision {
             (Why::Unreadable, _) => "unreadable",
             (Why::Latest, _) => "latest",
             (Why::Guard, _) => "guard",
+            (Why::Damaged, _) => "damaged",
+            (Why::TooRecent, _) => "min_age",
             (_, Some(r)) => &policy.rules[r as usize].id,
             (_, None) => "no_rule",
         }
@@ -719,11 +741,12 @@ impl RepositoryDecision {
 impl Policy {
     /// Decides every tag of every repository the policy covers. `facts(r, t)`
     /// tells about tag `t` of repository `r`; `now` is the time `older_than`
-    /// counts back from.
+    /// counts back from; a tag pushed after `cutoff` (`--min-age`) is kept.
     pub fn evaluate<'a>(
         &self,
         index: &'a Index,
         now: SystemTime,
+        cutoff: Option<SystemTime>,
         facts: impl Fn(usize, usize) -> TagFacts<'a>,
     ) -> Vec<RepositoryDecision> {
         index
@@ -733,7 +756,7 @@ impl Policy {
             .filter(|(_, repo)| self.covers(&repo.name))
             .map(|(ri, repo)| {
                 let facts: Vec<TagFacts> = (0..repo.tags.len()).map(|ti| facts(ri, ti)).collect();
-                self.evaluate_repository(ri as u32, &repo.name, &facts, now)
+                self.evaluate_repository(ri as u32, &repo.name, &facts, now, cutoff)
             })
             .collect()
     }
@@ -745,6 +768,7 @@ impl Policy {
         name: &str,
         tags: &[TagFacts],
         now: SystemTime,
+        cutoff: Option<SystemTime>,
     ) -> RepositoryDecision {
         let mut decisions: Vec<Option<TagDecision>> = vec![None; tags.len()];
         let rules: Vec<(usize, &Rule)> = self
@@ -816,6 +840,7 @@ impl Policy {
                     {
                         Why::Young(age)
                     }
+                    _ if pushed.zip(cutoff).is_some_and(|(p, c)| p > c) => Why::TooRecent,
                     _ => Why::Old {
                         rank,
                         keep_last,
@@ -848,12 +873,388 @@ impl Policy {
     }
 }
 
+/// Per repository, the sorted indices of the tags `decisions` delete, for
+/// [`crate::mark::mark_with_policy`] and [`crate::plan::PlanOptions`].
+pub fn dropped_tags(decisions: &[RepositoryDecision], repositories: usize) -> Vec<Vec<u32>> {
+    let mut dropped = vec![Vec::new(); repositories];
+    for decision in decisions {
+        let tags: Vec<u32> = decision.deleted().map(|d| d.tag).collect();
+        dropped[decision.repository as usize] = tags;
+    }
+    dropped
+}
+
+/// The bytes each deleted tag frees: per decision, per tag decision (zero
+/// for kept tags). A blob counts for a tag when the plan deletes it and no
+/// other deleted tag's image holds it; blobs several deleted tags hold free
+/// space only together, and count in [`Freed::repositories`] only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Freed {
+    /// Aligned with the decisions and their tags.
+    pub tags: Vec<Vec<u64>>,
+    /// Per decision: the distinct bytes its repository's deleted tags free.
+    pub repositories: Vec<u64>,
+    /// The distinct bytes every deleted tag frees together.
+    pub total: u64,
+}
+
+/// Computes [`Freed`]: `deleted_blob(id)` says whether the plan deletes the
+/// stored blob `id`.
+pub fn freed_bytes(
+    index: &Index,
+    loaded: &DigestMap<Loaded>,
+    decisions: &[RepositoryDecision],
+    deleted_blob: impl Fn(BlobId) -> bool,
+) -> Freed {
+    const SEVERAL: (u32, u32) = (u32::MAX, u32::MAX);
+    // Per (decision, tag): the deleted blobs its image holds.
+    let mut owner: HashMap<BlobId, (u32, u32)> = HashMap::new();
+    let mut per_repo: Vec<DigestSet> = Vec::with_capacity(decisions.len());
+    let mut held: Vec<Vec<(u32, Vec<BlobId>)>> = Vec::with_capacity(decisions.len());
+    for (di, decision) in decisions.iter().enumerate() {
+        let repo = &index.repositories[decision.repository as usize];
+        let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
+        for revision in repo.revisions.iter().filter(|r| r.linked) {
+            if let Some(Ok(Refs {
+                subject: Some(subject),
+                ..
+            })) = loaded.get(&revision.digest)
+            {
+                referrers.entry(*subject).or_default().push(revision.digest);
+            }
+        }
+        let mut repo_blobs = DigestSet::default();
+        let mut tags = Vec::new();
+        for (ti, d) in decision.tags.iter().enumerate() {
+            if !d.deletes() {
+                continue;
+            }
+            let tag = &repo.tags[d.tag as usize];
+            let mut stack: Vec<Digest> = tag
+                .current
+                .into_iter()
+                .chain(tag.history.iter().copied())
+                .collect();
+            let mut seen = DigestSet::default();
+            let mut blobs = Vec::new();
+            while let Some(digest) = stack.pop() {
+                if !seen.insert(digest) {
+                    continue;
+                }
+                blobs.extend(index.blob_id(&digest));
+                if let Some(Ok(refs)) = loaded.get(&digest) {
+                    blobs.extend_from_slice(&refs.stored);
+                    stack.extend(refs.children.iter().copied());
+                }
+                if let Some(more) = referrers.get(&digest) {
+                    stack.extend(more.iter().copied());
+                }
+            }
+            blobs.retain(|id| deleted_blob(*id));
+            blobs.sort_unstable();
+            blobs.dedup();
+            for id in &blobs {
+                repo_blobs.insert(index.blobs[*id as usize].digest);
+                let me = (di as u32, ti as u32);
+                owner
+                    .entry(*id)
+                    .and_modify(|o| {
+                        if *o != me {
+                            *o = SEVERAL
+                        }
+                    })
+                    .or_insert(me);
+            }
+            tags.push((ti as u32, blobs));
+        }
+        per_repo.push(repo_blobs);
+        held.push(tags);
+    }
+    let bytes = |id: &BlobId| index.blobs[*id as usize].bytes();
+    let total = owner.keys().map(bytes).sum();
+    let mut freed = Freed {
+        total,
+        tags: decisions.iter().map(|d| vec![0; d.tags.len()]).collect(),
+        repositories: per_repo
+            .iter()
+            .map(|set| {
+                set.iter()
+                    .filter_map(|d| index.blob(d))
+                    .map(|b| b.bytes())
+                    .sum()
+            })
+            .collect(),
+    };
+    for (di, tags) in held.iter().enumerate() {
+        for (ti, blobs) in tags {
+            freed.tags[di][*ti as usize] = blobs
+                .iter()
+                .filter(|id| owner.get(id) == Some(&(di as u32, *ti)))
+                .map(bytes)
+                .sum();
+        }
+    }
+    freed
+}
+
+/// A rule, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleRecord {
+    /// `rules[2]`, or the flags.
+    pub id: String,
+    /// Its `name`.
+    pub name: Option<String>,
+    /// Repository globs; empty for every repository.
+    pub repositories: Vec<String>,
+    /// The tag pattern; `None` for every tag.
+    pub tags: Option<String>,
+    /// Keeps what it takes.
+    pub keep: bool,
+    /// `keep_last`.
+    pub keep_last: Option<usize>,
+    /// `older_than`.
+    pub older_than: Option<String>,
+}
+
+/// One tag decision, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagRecord {
+    /// The tag.
+    pub tag: String,
+    /// What it points at.
+    pub digest: Option<String>,
+    /// When it was pushed (RFC 3339, UTC).
+    pub pushed: Option<String>,
+    /// What decided: a rule id, or `protected`, `unreadable`, `latest`,
+    /// `no_rule`, `guard`, `damaged`, `min_age`.
+    pub rule: String,
+    /// Why, in words.
+    pub reason: String,
+    /// For a deleted tag, the bytes deleting it frees (what only its image
+    /// holds among the deletions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// The guard's refusal for a repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    /// The rules that would have deleted every tag.
+    pub rules: Vec<String>,
+    /// How many tags.
+    pub tags: u64,
+}
+
+/// A repository the policy covers, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryRecord {
+    /// The repository.
+    pub name: String,
+    /// Tags kept, with the rule that kept them.
+    pub kept: Vec<TagRecord>,
+    /// Tags deleted, with the rule that deleted them.
+    pub deleted: Vec<TagRecord>,
+    /// Distinct bytes the deleted tags free together.
+    pub bytes: u64,
+    /// Set when the guard kept every tag.
+    pub refused: Option<Refusal>,
+}
+
+/// The policy part of a `gc` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// The policy file, or `None` for flags.
+    pub source: Option<PathBuf>,
+    /// The rules, in order.
+    pub rules: Vec<RuleRecord>,
+    /// `latest` is kept whatever the rules say.
+    pub keep_latest: bool,
+    /// `--repos` globs.
+    pub scope: Vec<String>,
+    /// `--allow-empty-repos`.
+    pub allow_empty_repos: bool,
+    /// The `--protect` file.
+    pub protect: Option<PathBuf>,
+    /// Tags kept in the repositories the policy covers.
+    pub tags_kept: u64,
+    /// Tags deleted.
+    pub tags_deleted: u64,
+    /// Distinct bytes the deleted tags free (over every repository).
+    pub bytes: u64,
+    /// Per repository the policy covers, in name order.
+    pub repositories: Vec<RepositoryRecord>,
+}
+
+impl PolicyReport {
+    /// The report of `policy`'s `decisions` over `index`, with the bytes
+    /// the deletions free.
+    pub fn new(
+        policy: &Policy,
+        protect: Option<&Path>,
+        index: &Index,
+        decisions: &[RepositoryDecision],
+        freed: &Freed,
+    ) -> PolicyReport {
+        let rules = policy
+            .rules
+            .iter()
+            .map(|r| {
+                let (keep, keep_last, older_than) = match r.action {
+                    Action::Keep => (true, None, None),
+                    Action::Delete {
+                        keep_last,
+                        older_than,
+                    } => (false, keep_last, older_than.map(|a| a.to_string())),
+                };
+                RuleRecord {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    repositories: r
+                        .repositories
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect(),
+                    tags: r.tags.as_ref().map(|t| t.as_str().to_owned()),
+                    keep,
+                    keep_last,
+                    older_than,
+                }
+            })
+            .collect();
+        let mut repositories = Vec::new();
+        let (mut tags_kept, mut tags_deleted) = (0, 0);
+        for (di, decision) in decisions.iter().enumerate() {
+            let repo = &index.repositories[decision.repository as usize];
+            let mut record = RepositoryRecord {
+                name: repo.name.clone(),
+                kept: Vec::new(),
+                deleted: Vec::new(),
+                bytes: freed.repositories.get(di).copied().unwrap_or(0),
+                refused: decision.refused.as_ref().map(|rules| Refusal {
+                    rules: rules
+                        .iter()
+                        .map(|r| policy.rules[*r as usize].id.clone())
+                        .collect(),
+                    tags: decision.tags.len() as u64,
+                }),
+            };
+            for (ti, d) in decision.tags.iter().enumerate() {
+                let tag = &repo.tags[d.tag as usize];
+                let rule = d.decided_by(policy).to_owned();
+                let reason = d.why.to_string();
+                let mut item = TagRecord {
+                    tag: tag.name.clone(),
+                    digest: tag.current.map(|d| d.to_string()),
+                    pushed: tag.pushed.map(crate::clock::rfc3339),
+                    rule,
+                    reason,
+                    bytes: None,
+                };
+                if d.deletes() {
+                    item.bytes = Some(
+                        freed
+                            .tags
+                            .get(di)
+                            .and_then(|t| t.get(ti))
+                            .copied()
+                            .unwrap_or(0),
+                    );
+                    record.deleted.push(item);
+                    tags_deleted += 1;
+                } else {
+                    record.kept.push(item);
+                    tags_kept += 1;
+                }
+            }
+            repositories.push(record);
+        }
+        PolicyReport {
+            source: policy.source.clone(),
+            rules,
+            keep_latest: policy.keep_latest,
+            scope: policy.scope.iter().map(|p| p.as_str().to_owned()).collect(),
+            allow_empty_repos: policy.allow_empty_repos,
+            protect: protect.map(Path::to_path_buf),
+            tags_kept,
+            tags_deleted,
+            bytes: freed.total,
+            repositories,
+        }
+    }
+
+    /// Writes the decisions for people: per repository, the tags deleted
+    /// (and, when `all`, those kept), each with its rule and reason.
+    pub fn write_human(
+        &self,
+        out: &mut impl std::io::Write,
+        dry_run: bool,
+        all: bool,
+    ) -> std::io::Result<()> {
+        let source = match &self.source {
+            Some(path) => path.display().to_string(),
+            None => self
+                .rules
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        writeln!(
+            out,
+            "Retention policy ({source}): {verb} {} tag{}, kept {} ({}).",
+            self.tags_deleted,
+            if self.tags_deleted == 1 { "" } else { "s" },
+            self.tags_kept,
+            crate::report::human_bytes(self.bytes)
+        )?;
+        for repo in &self.repositories {
+            if !all && repo.deleted.is_empty() && repo.refused.is_none() {
+                continue;
+            }
+            writeln!(
+                out,
+                "  {}: {} deleted, {} kept, frees {}",
+                repo.name,
+                repo.deleted.len(),
+                repo.kept.len(),
+                crate::report::human_bytes(repo.bytes)
+            )?;
+            if let Some(refused) = &repo.refused {
+                writeln!(
+                    out,
+                    "    refused: {} would delete all {} tags; all kept (--allow-empty-repos to allow)",
+                    refused.rules.join(", "),
+                    refused.tags
+                )?;
+            }
+            let rows = repo
+                .deleted
+                .iter()
+                .map(|t| ("delete", t))
+                .chain(repo.kept.iter().filter(|_| all).map(|t| ("keep", t)));
+            for (action, t) in rows {
+                writeln!(
+                    out,
+                    "    {action:<7}{:<30} {:<21} {:>10}  {}: {}",
+                    t.tag,
+                    t.pushed.as_deref().unwrap_or("-"),
+                    t.bytes.map(crate::report::human_bytes).unwrap_or_default(),
+                    t.rule,
+                    t.reason
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::digest::Digest;
+    use crate::index::{Blob, Repository, Revision};
 
     const DAY: u64 = 86_400;
 
@@ -882,7 +1283,7 @@ mod tests {
                 protected_by: None,
             })
             .collect();
-        policy.evaluate_repository(0, repo, &facts, now())
+        policy.evaluate_repository(0, repo, &facts, now(), None)
     }
 
     fn deleted(decision: &RepositoryDecision, spec: &[(&str, u64)]) -> Vec<String> {
@@ -1159,7 +1560,7 @@ mod tests {
                 protected_by: None,
             },
         ];
-        let d = policy.evaluate_repository(0, "r", &facts, now());
+        let d = policy.evaluate_repository(0, "r", &facts, now(), None);
         let whys: Vec<&Why> = d.tags.iter().map(|t| &t.why).collect();
         assert_eq!(
             whys,
@@ -1202,7 +1603,7 @@ mod tests {
                 protected_by: None,
             },
         ];
-        let d = policy.evaluate_repository(0, "r", &facts, now());
+        let d = policy.evaluate_repository(0, "r", &facts, now(), None);
         assert_eq!(d.tags[0].why, Why::UnknownAge);
         assert!(d.tags[1].deletes());
     }
@@ -1383,5 +1784,98 @@ mod tests {
             err.starts_with("--keep-last: cannot be combined with --policy"),
             "{err}"
         );
+    }
+
+    /// Repository `r`: tags `a` → 1 (layers 11, 12), `b` → 2 (layers 12, 13),
+    /// `c` → 3 (layer 14); blob n has n bytes.
+    fn freed_fixture() -> (Index, DigestMap<Loaded>) {
+        let d = |n: u8| Digest::from_bytes([n; 32]);
+        let tag = |name: &str, n: u8| Tag {
+            name: name.into(),
+            current: Some(d(n)),
+            history: vec![d(n)],
+            pushed: None,
+        };
+        let mut index = Index {
+            blobs: [1, 2, 3, 11, 12, 13, 14]
+                .iter()
+                .map(|n| Blob::new(d(*n), Some(u64::from(*n))))
+                .collect(),
+            repositories: vec![Repository {
+                name: "r".into(),
+                revisions: [1, 2, 3]
+                    .iter()
+                    .map(|n| Revision {
+                        digest: d(*n),
+                        linked: true,
+                        signatures: Vec::new(),
+                    })
+                    .collect(),
+                tags: vec![tag("a", 1), tag("b", 2), tag("c", 3)],
+                ..Repository::default()
+            }],
+            ..Index::default()
+        };
+        index.blobs.sort_by_key(|b| b.digest);
+        let image = |layers: &[u8]| -> Loaded {
+            Ok(Refs {
+                stored: layers
+                    .iter()
+                    .map(|n| index.blob_id(&d(*n)).unwrap())
+                    .collect(),
+                ..Refs::default()
+            })
+        };
+        let loaded = [
+            (d(1), image(&[11, 12])),
+            (d(2), image(&[12, 13])),
+            (d(3), image(&[14])),
+        ]
+        .into_iter()
+        .collect();
+        (index, loaded)
+    }
+
+    #[test]
+    fn freed_bytes_count_what_only_one_deleted_tag_holds() {
+        let (index, loaded) = freed_fixture();
+        let decision = |why: &[bool]| RepositoryDecision {
+            repository: 0,
+            tags: why
+                .iter()
+                .enumerate()
+                .map(|(i, deleted)| TagDecision {
+                    tag: i as u32,
+                    rule: Some(0),
+                    why: if *deleted {
+                        Why::Old {
+                            rank: i + 1,
+                            keep_last: Some(0),
+                            older_than: None,
+                        }
+                    } else {
+                        Why::KeepRule
+                    },
+                })
+                .collect(),
+            refused: None,
+        };
+        // a and b go, c stays; every blob they hold is deleted.
+        let kept_c: Vec<BlobId> = [3u8, 14]
+            .iter()
+            .map(|n| index.blob_id(&Digest::from_bytes([*n; 32])).unwrap())
+            .collect();
+        let freed = freed_bytes(&index, &loaded, &[decision(&[true, true, false])], |id| {
+            !kept_c.contains(&id)
+        });
+        assert_eq!(freed.tags, [vec![1 + 11, 2 + 13, 0]], "layer 12 is shared");
+        assert_eq!(freed.repositories, [1 + 11 + 12 + 2 + 13]);
+        assert_eq!(freed.total, 39);
+        // What the plan keeps is freed by nobody.
+        let freed = freed_bytes(&index, &loaded, &[decision(&[true, false, false])], |_| {
+            false
+        });
+        assert_eq!(freed.tags, [vec![0, 0, 0]]);
+        assert_eq!(freed.total, 0);
     }
 }

@@ -97,6 +97,7 @@ fn same_dir(a: &Candidate, b: &Candidate) -> bool {
 /// - a link or a revision: its `link` file (the registry rewrites it in
 ///   place when a push links the same thing again), or the directory when
 ///   there is no link file;
+/// - a tag: its `current/link` (rewritten on every push of the tag);
 /// - a repository: the latest of its metadata directories.
 fn modified(
     layout: &Layout,
@@ -131,6 +132,8 @@ fn modified(
                 dir,
             ])
         }
+        CandidateKind::Tag => latest(&[dir.join(crate::layout::relative::tag_current_link())])
+            .or_else(|| latest(&[dir])),
         _ => latest(&[link_file(&dir)]).or_else(|| latest(&[dir])),
     }
 }
@@ -138,9 +141,10 @@ fn modified(
 /// Looks at the mtimes of `plan`'s candidates: those modified after `cutoff`
 /// are held back.
 ///
-/// `revisions` selects the candidates looked at: manifest revisions (whose
-/// recent ones become roots, after which marking runs again and fewer
-/// blobs and links are candidates), or everything else.
+/// `revisions` selects the candidates looked at: manifest revisions and
+/// the tags a policy deletes (whose recent ones become roots, after which
+/// marking runs again and fewer blobs and links are candidates), or
+/// everything else.
 pub fn find(
     layout: &Layout,
     index: &Index,
@@ -149,7 +153,10 @@ pub fn find(
     cutoff: SystemTime,
     revisions: bool,
 ) -> Recent {
-    let wanted = |c: &Candidate| (c.kind == CandidateKind::Manifest) == revisions;
+    // Tags a policy deletes go with the revisions (they sort right after
+    // them): a tag pushed again within the window is a root too.
+    let wanted =
+        |c: &Candidate| matches!(c.kind, CandidateKind::Manifest | CandidateKind::Tag) == revisions;
     let candidates: &[Candidate] = {
         // Candidates are sorted by kind: the wanted ones are one run.
         let start = plan
@@ -184,6 +191,8 @@ pub fn find(
                 _ if !wanted(first) => None,
                 // Decided from their own times when the plan is built.
                 CandidateKind::TemporaryFile | CandidateKind::Upload => None,
+                // Named by the tag, not a digest: looked up by path.
+                CandidateKind::Tag => None,
                 _ if group.len() == 1 && first.kind == CandidateKind::Repository => None,
                 _ => candidate_dir(layout, index, plan, first)
                     .parent()
@@ -222,7 +231,18 @@ pub fn find(
             CandidateKind::LayerLink => {
                 recent.hold.blobs.insert(candidate.digest);
             }
-            CandidateKind::Manifest if candidate.reason == Reason::UntaggedManifest => {
+            CandidateKind::Manifest
+                if matches!(
+                    candidate.reason,
+                    Reason::UntaggedManifest | Reason::PolicyManifest | Reason::ReleasedManifest
+                ) =>
+            {
+                if let Some(r) = candidate.repository {
+                    recent.roots.push((r, candidate.digest));
+                }
+            }
+            // A tag pushed again within the window keeps what it points at.
+            CandidateKind::Tag => {
                 if let Some(r) = candidate.repository {
                     recent.roots.push((r, candidate.digest));
                 }

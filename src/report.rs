@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 use crate::duration::Age;
 use crate::index::Index;
 use crate::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
+use crate::policy::PolicyReport;
 use crate::sweep::{Failure, SweepOutcome};
 use crate::warning::Warning;
 
@@ -231,6 +232,9 @@ pub struct Report<'a> {
     pub empty_directories_removed: u64,
     /// The trash batch, for a `--trash` run.
     pub trash: Option<TrashRecord>,
+    /// What the retention policy decided: per repository, the tags kept and
+    /// deleted with their rules; `null` without a policy.
+    pub policy: Option<&'a PolicyReport>,
 }
 
 impl<'a> Report<'a> {
@@ -297,6 +301,7 @@ impl<'a> Report<'a> {
             uploads_in_progress: run.uploads_in_progress,
             empty_directories_removed,
             trash: run.trash,
+            policy: None,
         }
     }
 
@@ -353,7 +358,16 @@ impl<'a> Report<'a> {
                 n(a.repositories),
                 String::new(),
             ),
-            ("tags", n(b.tags), n(a.tags), String::new()),
+            (
+                "tags",
+                n(b.tags),
+                n(a.tags),
+                if changed.tags > 0 {
+                    n(changed.tags)
+                } else {
+                    String::new()
+                },
+            ),
             (
                 "manifests",
                 n(b.manifests),
@@ -522,7 +536,11 @@ fn counted(n: u64, singular: &str, plural: &str) -> String {
 /// `1 manifest, 2 tag history entries, 3 layer links and 4 blobs`, then
 /// temporary files, uploads and repositories when there are any.
 fn totals(r: &Reclaim) -> String {
-    let mut parts = vec![
+    let mut parts = Vec::new();
+    if r.tags > 0 {
+        parts.push(counted(r.tags, "tag", "tags"));
+    }
+    parts.extend([
         counted(r.manifests, "manifest", "manifests"),
         counted(
             r.tag_index_entries,
@@ -531,7 +549,7 @@ fn totals(r: &Reclaim) -> String {
         ),
         counted(r.layer_links, "layer link", "layer links"),
         counted(r.blobs, "blob", "blobs"),
-    ];
+    ]);
     for (n, one, many) in [
         (r.temporary_files, "temporary file", "temporary files"),
         (r.uploads, "stale upload", "stale uploads"),

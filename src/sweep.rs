@@ -238,6 +238,21 @@ pub fn candidate_dir(
             layout.tag_index_entry_dir(repo, tag, &candidate.digest)
         }
         CandidateKind::Manifest => layout.revision_dir(repo, &candidate.digest),
+        CandidateKind::Tag => {
+            let tag = candidate
+                .repository
+                .zip(candidate.tag)
+                .map(|(r, t)| {
+                    index.repositories[r as usize].tags[t as usize]
+                        .name
+                        .as_str()
+                })
+                .unwrap_or_default();
+            if tag.is_empty() {
+                return PathBuf::new();
+            }
+            layout.tag_dir(repo, tag)
+        }
         CandidateKind::LayerLink => match candidate.foreign_link {
             Some(i) => {
                 let link = &index.repositories[candidate.repository.unwrap_or_default() as usize]
@@ -301,6 +316,8 @@ impl Ctx<'_> {
                 remove_file(&layout::link_file(dir))?
             }
             CandidateKind::TemporaryFile => return remove_file(dir),
+            // The whole tag directory, as the registry's API untags.
+            CandidateKind::Tag => return remove_tree(dir),
             CandidateKind::Upload => return remove_tree(dir),
             CandidateKind::Repository => unreachable!("handled by remove_repository"),
         }

@@ -30,6 +30,12 @@ pub enum WarningKind {
     /// A digest algorithm other than sha256 that regsweep does not follow;
     /// what it names is kept.
     UnsupportedDigest,
+    /// A retention policy would have deleted every tag of a repository; the
+    /// guard kept them all (`--allow-empty-repos` allows it).
+    PolicyRefused,
+    /// A `--protect` reference names a repository, tag or manifest that is
+    /// not in storage (nothing to protect there).
+    ProtectedNotFound,
     /// An upload active within `--min-age`: the registry is taking pushes
     /// (a dry run, or a sweep with `--force`).
     UploadInProgress,

@@ -818,6 +818,8 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
         purge_uploads_older_than: None,
         remove_empty_repos: false,
         scan_temporary_files: false,
+        policy: None,
+        protect: None,
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
