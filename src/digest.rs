@@ -16,8 +16,36 @@ use sha2::{Digest as _, Sha256};
 pub const SHA256: &str = "sha256";
 
 /// A sha256 content digest, `sha256:<64 lowercase hex>` as text.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// The digest as two big-endian integers: ordering them orders the
+    /// bytes, without a `memcmp` call per comparison in the binary searches
+    /// and sorts over millions of digests.
+    #[inline]
+    fn halves(&self) -> (u128, u128) {
+        let (high, low) = self.0.split_at(16);
+        (
+            u128::from_be_bytes(high.try_into().unwrap_or_default()),
+            u128::from_be_bytes(low.try_into().unwrap_or_default()),
+        )
+    }
+}
+
+impl Ord for Digest {
+    #[inline]
+    fn cmp(&self, other: &Digest) -> std::cmp::Ordering {
+        self.halves().cmp(&other.halves())
+    }
+}
+
+impl PartialOrd for Digest {
+    #[inline]
+    fn partial_cmp(&self, other: &Digest) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Digest {
     /// Parses the hex part as the registry writes it in paths: exactly 64
@@ -139,6 +167,20 @@ mod tests {
         assert!(Digest::parse("sha256:abc").is_none());
         assert!(Digest::parse("").is_none());
         assert!(Digest::from_hex(&EMPTY.replace('e', "g")).is_none());
+    }
+
+    #[test]
+    fn order_is_the_order_of_the_hex_text() {
+        let mut digests: Vec<Digest> = ["ff", "00", "0f", "f0", "80"]
+            .iter()
+            .map(|b| Digest::from_hex(&format!("{}{}", "a".repeat(40), b.repeat(12))).unwrap())
+            .collect();
+        digests.push(Digest::from_hex(&format!("{}{}", "b".repeat(2), "0".repeat(62))).unwrap());
+        digests.sort();
+        let hex: Vec<String> = digests.iter().map(Digest::hex).collect();
+        let mut sorted = hex.clone();
+        sorted.sort();
+        assert_eq!(hex, sorted);
     }
 
     #[test]
