@@ -101,6 +101,7 @@ pub struct Usage {
     /// Version of this shape, [`DU_VERSION`].
     pub regsweep_du: u32,
     /// The storage root.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub storage_root: PathBuf,
     /// Reclaimable bytes count untagged manifests as garbage (`-m`).
     pub delete_untagged: bool,

@@ -1064,6 +1064,7 @@ pub struct RepositoryRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
     /// The policy file, or `None` for flags.
+    #[serde(serialize_with = "crate::report::lossy_optional_path")]
     pub source: Option<PathBuf>,
     /// The rules, in order.
     pub rules: Vec<RuleRecord>,
@@ -1074,6 +1075,7 @@ pub struct PolicyReport {
     /// `--allow-empty-repos`.
     pub allow_empty_repos: bool,
     /// The `--protect` file.
+    #[serde(serialize_with = "crate::report::lossy_optional_path")]
     pub protect: Option<PathBuf>,
     /// Tags kept in the repositories the policy covers.
     pub tags_kept: u64,

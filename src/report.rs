@@ -17,6 +17,27 @@ use crate::policy::PolicyReport;
 use crate::sweep::{Failure, SweepOutcome};
 use crate::warning::Warning;
 
+/// Serializes a path as a string, replacing what is not UTF-8 with U+FFFD:
+/// a stray file name that is not UTF-8 must not stop the report from being
+/// written (the human output shows the same lossy form).
+pub(crate) fn lossy_path<P: AsRef<std::path::Path>, S: Serializer>(
+    path: &P,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.as_ref().to_string_lossy())
+}
+
+/// [`lossy_path`] for an optional path.
+pub(crate) fn lossy_optional_path<P: AsRef<std::path::Path>, S: Serializer>(
+    path: &Option<P>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => lossy_path(path, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// Version of the JSON report's shape.
 pub const REPORT_VERSION: u32 = 1;
 
@@ -57,7 +78,10 @@ pub struct CandidateRecord<'a> {
     /// Why it is garbage (or, in `kept`, why it stays).
     pub reason: Cow<'static, str>,
     /// For uploads and temporary files: the path below the storage root.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "lossy_optional_path"
+    )]
     pub path: Option<&'a std::path::Path>,
 }
 
@@ -168,10 +192,12 @@ impl Serialize for KeptRecords<'_> {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrashRecord {
     /// The trash directory.
+    #[serde(serialize_with = "lossy_path")]
     pub dir: PathBuf,
     /// The batch's name (`regsweep restore DIR --batch NAME`).
     pub batch: String,
     /// The batch's journal.
+    #[serde(serialize_with = "lossy_path")]
     pub journal: PathBuf,
 }
 
@@ -192,6 +218,7 @@ pub struct Report<'a> {
     /// [`REPORT_VERSION`].
     pub regsweep_report: u32,
     /// The storage root (the directory holding `docker/registry/v2`).
+    #[serde(serialize_with = "lossy_path")]
     pub storage_root: PathBuf,
     /// Nothing was deleted on purpose.
     pub dry_run: bool,

@@ -42,6 +42,7 @@ use crate::trash::{self, Batch};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
     /// The path that could not be removed.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub path: PathBuf,
     /// Why.
     pub message: String,

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::ThreadPoolBuilder;
 use rayon::prelude::*;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::{Digest, DigestMap, DigestSet, SHA256};
@@ -104,7 +104,7 @@ pub struct Problem {
     /// What is wrong.
     pub kind: ProblemKind,
     /// The file or directory at fault, or the one that should be there.
-    #[serde(serialize_with = "lossy_path")]
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub path: PathBuf,
     /// The repository, when the problem belongs to one.
     pub repository: Option<String>,
@@ -142,10 +142,6 @@ impl Problem {
             message: warning.message,
         }
     }
-}
-
-fn lossy_path<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&path.to_string_lossy())
 }
 
 /// What was looked at.
@@ -197,7 +193,7 @@ pub struct Verification {
     /// [`VERIFY_REPORT_VERSION`].
     pub regsweep_verify: u32,
     /// The storage root (the directory holding `docker/registry/v2`).
-    #[serde(serialize_with = "lossy_path")]
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub storage_root: PathBuf,
     /// What was looked at.
     pub checked: Checked,

@@ -766,6 +766,8 @@ fn a_tag_whose_image_is_within_min_age_stays_with_it_for_now() {
             "-y",
             "--keep-last",
             "2",
+            "--min-age",
+            "1h",
             root.to_str().unwrap(),
         ],
         &[],

@@ -839,8 +839,18 @@ where
     S: AsRef<OsStr>,
 {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
-    cmd.args(args)
-        .stdin(Stdio::null())
+    // The trees here are written moments before the run: `--min-age 0`
+    // unless the test sets its own, or the default age guard would keep all
+    // of them.
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let sets_min_age = args.iter().any(|a| a == "--min-age");
+    match args.split_first() {
+        Some((first, rest)) if first == "gc" && !sets_min_age => {
+            cmd.arg(first).args(["--min-age", "0"]).args(rest)
+        }
+        _ => cmd.args(&args),
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for name in SCRUBBED_ENV {
