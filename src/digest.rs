@@ -53,11 +53,20 @@ impl Digest {
     /// would look up, so it is not accepted as a digest.
     pub fn from_hex(hex_str: &str) -> Option<Digest> {
         let bytes = hex_str.as_bytes();
-        if bytes.len() != 64 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if bytes.len() != 64 {
             return None;
         }
+        // Every directory name of a large registry passes here: a small
+        // table beats the general decoder.
         let mut out = [0u8; 32];
-        hex::decode_to_slice(bytes, &mut out).ok()?;
+        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let high = NIBBLE[usize::from(pair[0])];
+            let low = NIBBLE[usize::from(pair[1])];
+            if (high | low) & 0xf0 != 0 {
+                return None;
+            }
+            *byte = high << 4 | low;
+        }
         Some(Digest(out))
     }
 
@@ -78,18 +87,66 @@ impl Digest {
 
     /// The 64-character lowercase hex form.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_buf().as_str().to_owned()
+    }
+
+    /// The hex form without an allocation.
+    pub fn hex_buf(&self) -> HexBuf {
+        let mut buf = [0u8; 64];
+        for (pair, byte) in buf.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+        }
+        HexBuf(buf)
+    }
+
+    /// The first byte: the shard directory's name in hex.
+    pub fn shard_byte(&self) -> u8 {
+        self.0[0]
     }
 
     /// The two-character directory the registry shards blobs by.
     pub fn shard(&self) -> String {
-        hex::encode(&self.0[..1])
+        self.hex_buf().as_str()[..2].to_owned()
     }
 }
 
+/// The 64 hex characters of a digest, on the stack.
+#[derive(Clone, Copy)]
+pub struct HexBuf([u8; 64]);
+
+impl HexBuf {
+    /// As text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into the buffer.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Value of each byte as a lowercase hex digit; 0xff for anything else
+/// (uppercase included: the registry writes lowercase only).
+const NIBBLE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SHA256}:{}", self.hex())
+        f.write_str(SHA256)?;
+        f.write_str(":")?;
+        f.write_str(self.hex_buf().as_str())
     }
 }
 
@@ -181,6 +238,28 @@ mod tests {
         let mut sorted = hex.clone();
         sorted.sort();
         assert_eq!(hex, sorted);
+    }
+
+    #[test]
+    fn hex_form_matches_a_reference_encoder_for_every_byte_value() {
+        for start in (0..=255u8).step_by(32) {
+            let bytes: [u8; 32] = std::array::from_fn(|i| start.wrapping_add(i as u8));
+            let text = hex::encode(bytes);
+            assert_eq!(Digest::from_bytes(bytes).hex(), text);
+            assert_eq!(Digest::from_hex(&text), Some(Digest::from_bytes(bytes)));
+        }
+    }
+
+    #[test]
+    fn from_hex_rejects_each_non_hex_byte_in_any_position() {
+        for bad in [b'g', b'A', b'F', b'/', b':', b'`', b' ', 0, 0x80, 0xff] {
+            for position in [0, 1, 31, 62, 63] {
+                let mut text = EMPTY.as_bytes().to_vec();
+                text[position] = bad;
+                let text = String::from_utf8_lossy(&text).into_owned();
+                assert!(Digest::from_hex(&text).is_none(), "{text:?}");
+            }
+        }
     }
 
     #[test]

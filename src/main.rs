@@ -69,9 +69,17 @@ fn report_result(result: regsweep::Result<ExitStatus>) -> ExitStatus {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    let mut stdout = io::stdout().lock();
+    let mut stdout = buffered_stdout();
     let _ = serde_json::to_writer(&mut stdout, value);
     let _ = writeln!(stdout);
+    let _ = stdout.flush();
+}
+
+/// Stdout with a large buffer: a JSON report of a big sweep lists hundreds
+/// of thousands of candidates, and the standard line buffer would make one
+/// `write` per kilobyte.
+fn buffered_stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::with_capacity(1 << 16, io::stdout().lock())
 }
 
 /// The first Ctrl-C asks the sweep to stop between two deletions; a second
@@ -197,7 +205,7 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
     if report.interrupted {
         eprintln!("regsweep: interrupted: the sweep stopped before the end of its plan");
     }
-    let mut stdout = io::stdout().lock();
+    let mut stdout = buffered_stdout();
     let written = if output.json {
         report.write_json(&mut stdout)
     } else if output.quiet {
@@ -309,7 +317,7 @@ fn du(args: DuArgs) -> ExitStatus {
         for warning in &usage.warnings {
             eprintln!("regsweep: warning: {warning}");
         }
-        let mut stdout = io::stdout().lock();
+        let mut stdout = buffered_stdout();
         let written = if args.json {
             usage.write_json(&mut stdout)
         } else {
@@ -343,7 +351,7 @@ fn verify(args: VerifyArgs) -> ExitStatus {
         }
     };
     let _ = verification.write_problems(&mut io::stderr().lock());
-    let mut stdout = io::stdout().lock();
+    let mut stdout = buffered_stdout();
     let written = if output.json {
         verification.write_json(&mut stdout)
     } else if output.quiet {
