@@ -180,6 +180,10 @@ pub struct GcArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
+    /// Threads that delete: removing files waits on the filesystem's journal more than on the CPU [default: 16]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub delete_threads: Option<u16>,
+
     /// Keep blobs, links and manifest revisions modified more recently than this (a recent revision keeps what it references); 0 to collect everything now
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub min_age: Age,
@@ -338,6 +342,7 @@ impl GcArgs {
             delete_untagged: self.delete_untagged,
             check_layer_links: self.check_links,
             threads: self.threads.map(usize::from),
+            delete_threads: self.delete_threads.map(usize::from),
             progress: Progress::new(stderr_tty && !self.quiet),
             sweep: SweepOptions {
                 stop_after,

@@ -135,25 +135,18 @@ impl Dir {
     /// The modification time of `name` (which may have several components)
     /// below this directory, without following a symbolic link at the last
     /// component. `Ok(None)` when it does not exist.
-    // `st_mtime` and `st_mtime_nsec` have different types across targets.
-    #[allow(clippy::unnecessary_cast)]
     pub fn modified(&self, name: impl AsRef<Path>) -> io::Result<Option<SystemTime>> {
         match rustix::fs::statat(&self.fd, name.as_ref(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) => {
-                let nanos = Duration::from_nanos(stat.st_mtime_nsec as u64);
-                let secs = stat.st_mtime as i64;
-                let time = if secs >= 0 {
-                    UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64) + nanos)
-                } else {
-                    UNIX_EPOCH
-                        .checked_sub(Duration::from_secs(secs.unsigned_abs()))
-                        .and_then(|t| t.checked_add(nanos))
-                };
-                Ok(time)
-            }
+            Ok(stat) => Ok(mtime(&stat)),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The mtime of this directory itself (`fstat`, no name to look up).
+    pub fn modified_self(&self) -> io::Result<SystemTime> {
+        let stat = rustix::fs::fstat(&self.fd)?;
+        mtime(&stat).ok_or_else(|| io::Error::other("mtime out of range"))
     }
 
     /// Reads at most `buf.len()` bytes of the file `name` below this
@@ -228,9 +221,35 @@ impl Dir {
         )
     }
 
+    /// Removes the file (or symbolic link itself) `name`: `unlinkat(2)`,
+    /// which never follows a link in its last component.
+    pub fn remove_file(&self, name: impl AsRef<Path>) -> io::Result<()> {
+        rustix::fs::unlinkat(&self.fd, name.as_ref(), AtFlags::empty()).map_err(Into::into)
+    }
+
+    /// Removes the empty directory `name`.
+    pub fn remove_dir(&self, name: impl AsRef<Path>) -> io::Result<()> {
+        rustix::fs::unlinkat(&self.fd, name.as_ref(), AtFlags::REMOVEDIR).map_err(Into::into)
+    }
+
     /// The file descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// The mtime in `stat`; `None` if it does not fit a `SystemTime`.
+// `st_mtime` and `st_mtime_nsec` have different types across targets.
+#[allow(clippy::unnecessary_cast)]
+fn mtime(stat: &rustix::fs::Stat) -> Option<SystemTime> {
+    let nanos = Duration::from_nanos(stat.st_mtime_nsec as u64);
+    let secs = stat.st_mtime as i64;
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64) + nanos)
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(secs.unsigned_abs()))
+            .and_then(|t| t.checked_add(nanos))
     }
 }
 

@@ -136,6 +136,9 @@ pub struct Index {
     pub warnings: Vec<Warning>,
     /// Number of files looked at (link files, blob data files).
     pub files: u64,
+    /// Per blob shard (`blobs/sha256/<xx>/`, by its byte), its mtime as
+    /// read after listing it. Sorted; a shard missing here is unknown.
+    pub shard_times: Vec<(u8, SystemTime)>,
 }
 
 /// Position of a blob in [`Index::blobs`]: four bytes instead of a 32-byte
@@ -154,6 +157,18 @@ impl Index {
     /// The blob with `digest`, if it is in storage.
     pub fn blob(&self, digest: &Digest) -> Option<&Blob> {
         self.blob_id(digest).map(|i| &self.blobs[i as usize])
+    }
+
+    /// Whether no blob directory listed in shard `shard` can have been
+    /// modified after `cutoff`. A blob directory is created with its
+    /// `data` (the registry renames the upload into it) and never written
+    /// again, and creating it updates the shard's mtime; the shard's mtime
+    /// was read after its listing, so it is at least the creation time of
+    /// every blob listed. If it is not after `cutoff`, none of them is.
+    pub fn shard_unchanged_since(&self, shard: u8, cutoff: SystemTime) -> bool {
+        self.shard_times
+            .binary_search_by_key(&shard, |(s, _)| *s)
+            .is_ok_and(|i| self.shard_times[i].1 <= cutoff)
     }
 }
 
@@ -199,7 +214,7 @@ fn build_with(
     };
     let v2 = At::open(layout.v2())?;
     let (blobs, repositories) = rayon::join(|| ctx.blobs(&v2), || ctx.repositories());
-    let (blobs, mut warnings, mut protected) = blobs?;
+    let (blobs, mut warnings, mut protected, shard_times) = blobs?;
     let scan = repositories?;
     protected.extend(scan.protected);
     warnings.extend(scan.warnings);
@@ -209,6 +224,7 @@ fn build_with(
         protected,
         warnings,
         files: files.into_inner(),
+        shard_times,
     })
 }
 
@@ -353,7 +369,8 @@ struct Ctx<'a> {
     progress: &'a Task,
 }
 
-type BlobScan = (Vec<Blob>, Vec<Warning>, DigestSet);
+/// Blobs, warnings, protected digests, and shard mtimes.
+type BlobScan = (Vec<Blob>, Vec<Warning>, DigestSet, Vec<(u8, SystemTime)>);
 
 /// A warning for an entry the registry would not have written there; kept.
 fn odd_entry(path: &Path, kind: Kind, repository: Option<&str>) -> Warning {
@@ -452,12 +469,12 @@ impl Ctx<'_> {
                     _ => Kind::Symlink,
                 };
                 warnings.push(odd_entry(&blobs_path, kind, None));
-                return Ok((Vec::new(), warnings, DigestSet::default()));
+                return Ok((Vec::new(), warnings, DigestSet::default(), Vec::new()));
             }
             other => other?,
         };
         let Some(blobs) = blobs else {
-            return Ok((Vec::new(), warnings, DigestSet::default()));
+            return Ok((Vec::new(), warnings, DigestSet::default(), Vec::new()));
         };
         let mut algorithms = None;
         for entry in blobs.entries()? {
@@ -474,7 +491,7 @@ impl Ctx<'_> {
             }
         }
         let Some(sha256) = algorithms else {
-            return Ok((Vec::new(), warnings, DigestSet::default()));
+            return Ok((Vec::new(), warnings, DigestSet::default(), Vec::new()));
         };
         let mut shards = Vec::new();
         for shard in sha256.entries()? {
@@ -493,13 +510,16 @@ impl Ctx<'_> {
             .collect::<Result<_>>()?;
         let mut blobs = Vec::new();
         let mut protected = DigestSet::default();
-        for (shard_blobs, shard_warnings, shard_protected) in per_shard {
+        let mut shard_times = Vec::new();
+        for (shard_blobs, shard_warnings, shard_protected, times) in per_shard {
             blobs.extend(shard_blobs);
             warnings.extend(shard_warnings);
             protected.extend(shard_protected);
+            shard_times.extend(times);
         }
         blobs.sort_unstable_by_key(|b| b.digest);
-        Ok((blobs, warnings, protected))
+        shard_times.sort_unstable_by_key(|(s, _)| *s);
+        Ok((blobs, warnings, protected, shard_times))
     }
 
     fn shard(&self, sha256: &At, name: &OsString) -> Result<BlobScan> {
@@ -541,7 +561,12 @@ impl Ctx<'_> {
             }
         }
         self.count_files(blobs.len() as u64);
-        Ok((blobs, warnings, protected))
+        // After the listing: every blob listed was created before this.
+        let time = blobs
+            .first()
+            .map(|b| b.digest.shard_byte())
+            .zip(shard.dir.modified_self().ok());
+        Ok((blobs, warnings, protected, time.into_iter().collect()))
     }
 
     /// Finds every repository directory, then reads them in parallel.
@@ -1010,6 +1035,35 @@ mod tests {
         assert_eq!(Blob::new(d, None).data_size(), None);
         assert_eq!(Blob::new(d, None).bytes(), 0);
         assert_eq!(Blob::new(d, Some(7)).data_size(), Some(7));
+    }
+
+    #[test]
+    fn shard_times_bound_every_blob_listed_in_the_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let shards = layout.v2().join(names::BLOBS).join(SHA256);
+        let old = Digest::from_bytes([0xab; 32]);
+        let new = Digest::from_bytes([0xcd; 32]);
+        for digest in [old, new] {
+            let blob = shards.join(digest.shard()).join(digest.hex());
+            fs::create_dir_all(&blob).unwrap();
+            fs::write(blob.join(names::DATA), b"x").unwrap();
+        }
+        let long_ago = SystemTime::now() - std::time::Duration::from_secs(86_400);
+        let old_shard = shards.join(old.shard());
+        fs::File::open(&old_shard)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let index = build(&layout, IndexOptions::default(), &Task::hidden()).unwrap();
+        let cutoff = SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(index.shard_times.len(), 2);
+        assert!(index.shard_unchanged_since(0xab, cutoff));
+        assert!(
+            !index.shard_unchanged_since(0xcd, cutoff),
+            "written just now"
+        );
+        assert!(!index.shard_unchanged_since(0x01, cutoff), "unknown shard");
     }
 
     #[test]

@@ -169,6 +169,41 @@ impl Candidate {
             self.digest,
         )
     }
+
+    /// Whether `self` and `other` are `<hex>` entries of one directory,
+    /// named by their digest: blobs of one shard, or links and revisions of
+    /// one repository (and tag).
+    pub fn shares_parent_with(&self, other: &Candidate) -> bool {
+        self.kind == other.kind
+            && match self.kind {
+                CandidateKind::Blob => self.digest.shard_byte() == other.digest.shard_byte(),
+                CandidateKind::TagIndexEntry
+                | CandidateKind::Manifest
+                | CandidateKind::LayerLink => {
+                    self.repository == other.repository
+                        && self.tag == other.tag
+                        && self.foreign_link.is_none()
+                        && other.foreign_link.is_none()
+                }
+                _ => false,
+            }
+    }
+}
+
+/// `candidates` cut into runs that share a parent directory (see
+/// [`Candidate::shares_parent_with`]): in plan order they come grouped, so
+/// each run can be handled through one open descriptor of its directory,
+/// and the kernel resolves one short name per call instead of a whole path.
+pub fn parent_groups(candidates: &[Candidate]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=candidates.len() {
+        if i == candidates.len() || !candidates[start].shares_parent_with(&candidates[i]) {
+            groups.push(start..i);
+            start = i;
+        }
+    }
+    groups
 }
 
 /// Why something the plan would delete is kept.
@@ -824,6 +859,40 @@ mod tests {
 
     fn d(n: u8) -> Digest {
         Digest::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn parent_groups_split_where_the_directory_changes() {
+        let blob = |first: u8, rest: u8| {
+            let mut bytes = [rest; 32];
+            bytes[0] = first;
+            Candidate::blob(Digest::from_bytes(bytes), None)
+        };
+        let in_repo = |kind, repository, tag, foreign_link| Candidate {
+            kind,
+            repository: Some(repository),
+            tag,
+            foreign_link,
+            ..Candidate::blob(d(9), None)
+        };
+        let candidates = [
+            in_repo(CandidateKind::TagIndexEntry, 0, Some(0), None),
+            in_repo(CandidateKind::TagIndexEntry, 0, Some(0), None),
+            in_repo(CandidateKind::TagIndexEntry, 0, Some(1), None),
+            in_repo(CandidateKind::Manifest, 0, None, None),
+            in_repo(CandidateKind::LayerLink, 0, None, None),
+            in_repo(CandidateKind::LayerLink, 0, None, Some(0)),
+            in_repo(CandidateKind::LayerLink, 1, None, None),
+            in_repo(CandidateKind::LayerLink, 1, None, None),
+            blob(0xab, 1),
+            blob(0xab, 2),
+            blob(0xac, 1),
+        ];
+        assert_eq!(
+            parent_groups(&candidates),
+            vec![0..2, 2..3, 3..4, 4..5, 5..6, 6..8, 8..10, 10..11]
+        );
+        assert!(parent_groups(&[]).is_empty());
     }
 
     /// Repository `r`: tag `t` pushed twice (1 then 2), each image with its own

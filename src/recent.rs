@@ -9,13 +9,15 @@
 //! Cost: only candidates are looked at, one `lstat` each (a blob's
 //! directory, a link's `link` file), relative to their parent directory held
 //! open; live things are never stat'ed, since nothing live is deleted anyway.
+//! Blobs of a shard whose own mtime (read by the index) is older than the
+//! cutoff need no stat at all: blob directories are written once.
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
-use rustix::fs::AtFlags;
 
 use crate::digest::{Digest, SHA256};
 use crate::fs_at::Dir;
@@ -54,15 +56,7 @@ impl Recent {
 /// mtime of `name` below the open directory `dir`, never following a
 /// symbolic link; `None` when it does not exist.
 fn mtime_at(dir: &Dir, name: &str) -> Option<SystemTime> {
-    let stat = rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    let secs = stat.st_mtime as i64;
-    let nanos = Duration::from_nanos(stat.st_mtime_nsec as u64);
-    let base = if secs >= 0 {
-        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64))
-    } else {
-        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
-    };
-    base?.checked_add(nanos)
+    dir.modified(name).ok().flatten()
 }
 
 /// The latest mtime among `paths` that exist, never following a symbolic link.
@@ -71,24 +65,6 @@ fn latest(paths: &[PathBuf]) -> Option<SystemTime> {
         .iter()
         .filter_map(|p| fs::symlink_metadata(p).ok()?.modified().ok())
         .max()
-}
-
-/// Candidates that live in the same directory, statted through one open
-/// descriptor of it: blobs by shard, links and revisions by repository (and
-/// tag). The kernel then resolves one short name per stat, not the ten
-/// components of a path from the root.
-fn same_dir(a: &Candidate, b: &Candidate) -> bool {
-    a.kind == b.kind
-        && match a.kind {
-            CandidateKind::Blob => a.digest.shard() == b.digest.shard(),
-            CandidateKind::TagIndexEntry | CandidateKind::Manifest | CandidateKind::LayerLink => {
-                a.repository == b.repository
-                    && a.tag == b.tag
-                    && a.foreign_link.is_none()
-                    && b.foreign_link.is_none()
-            }
-            _ => false,
-        }
 }
 
 /// When a candidate was last modified:
@@ -107,7 +83,7 @@ fn modified(
     parent: Option<&Dir>,
 ) -> Option<SystemTime> {
     if let Some(parent) = parent {
-        // Grouped by `same_dir`: named by their digest in the open parent.
+        // Grouped by `parent_groups`: named by their digest in the open parent.
         let mut name = candidate.digest.hex();
         if candidate.kind == CandidateKind::Blob {
             return mtime_at(parent, &name);
@@ -174,20 +150,23 @@ pub fn find(
             &plan.candidates[..]
         }
     };
-    let mut groups = Vec::new();
-    let mut start = 0;
-    for i in 1..=candidates.len() {
-        if i == candidates.len() || !same_dir(&candidates[start], &candidates[i]) {
-            groups.push(start..i);
-            start = i;
-        }
-    }
+    let groups = crate::plan::parent_groups(candidates);
+    let unstatted = AtomicU64::new(0);
     let ages: Vec<Option<Duration>> = groups
         .par_iter()
         .flat_map_iter(|range| {
             let group = &candidates[range.clone()];
             let first = &group[0];
+            // Blobs of a shard not modified since the cutoff: none of them
+            // was (see `Index::shard_unchanged_since`), no stat needed.
+            let old_shard = first.kind == CandidateKind::Blob
+                && wanted(first)
+                && index.shard_unchanged_since(first.digest.shard_byte(), cutoff);
+            if old_shard {
+                unstatted.fetch_add(group.len() as u64, Ordering::Relaxed);
+            }
             let parent = match first.kind {
+                _ if old_shard => None,
                 _ if !wanted(first) => None,
                 // Decided from their own times when the plan is built.
                 CandidateKind::TemporaryFile | CandidateKind::Upload => None,
@@ -199,7 +178,8 @@ pub fn find(
                     .and_then(|p| Dir::open(p).ok()),
             };
             group.iter().map(move |candidate| {
-                if !wanted(candidate)
+                if old_shard
+                    || !wanted(candidate)
                     || matches!(
                         candidate.kind,
                         CandidateKind::TemporaryFile | CandidateKind::Upload
@@ -221,7 +201,8 @@ pub fn find(
                 CandidateKind::TemporaryFile | CandidateKind::Upload => 0,
                 _ => 1,
             })
-            .sum(),
+            .sum::<u64>()
+            - unstatted.into_inner(),
         ..Recent::default()
     };
     for (candidate, age) in candidates.iter().zip(ages) {

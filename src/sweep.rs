@@ -31,10 +31,11 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::fs_at::Dir;
 use crate::hygiene::is_temporary_name;
 use crate::index::Index;
 use crate::layout::{self, Layout, names};
-use crate::plan::{Candidate, CandidateKind, Plan, Reclaim};
+use crate::plan::{self, Candidate, CandidateKind, Plan, Reclaim};
 use crate::progress::Progress;
 use crate::trash::{self, Batch};
 
@@ -142,7 +143,7 @@ pub fn sweep(
         } else {
             Vec::new()
         };
-        let one = |candidate: &Candidate, gone: &mut bool| {
+        let one = |candidate: &Candidate, parent: Option<&Dir>, gone: &mut bool| {
             if crashed.load(Ordering::Relaxed) || quit() {
                 return;
             }
@@ -159,7 +160,7 @@ pub fn sweep(
                 task.inc(1);
                 return;
             }
-            match ctx.dispose(candidate) {
+            match ctx.dispose(candidate, parent) {
                 Ok(()) => *gone = true,
                 Err(failure) => failures
                     .lock()
@@ -174,12 +175,22 @@ pub fn sweep(
             candidates
                 .iter()
                 .zip(gone[range].iter_mut())
-                .for_each(|(c, g)| one(c, g));
+                .for_each(|(c, g)| one(c, None, g));
         } else {
-            candidates
-                .par_iter()
-                .zip(gone[range].par_iter_mut())
-                .for_each(|(c, g)| one(c, g));
+            // Entries of one directory go through one descriptor of it.
+            let mut work = Vec::new();
+            let mut rest = &mut gone[range];
+            for group in plan::parent_groups(candidates) {
+                let (head, tail) = rest.split_at_mut(group.len());
+                work.push((&candidates[group], head));
+                rest = tail;
+            }
+            work.into_par_iter().for_each(|(group, gone)| {
+                let parent = ctx.open_parent(group);
+                for (c, g) in group.iter().zip(gone) {
+                    one(c, parent.as_ref(), g);
+                }
+            });
         }
     }
     task.finish();
@@ -286,7 +297,51 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn dispose(&self, candidate: &Candidate) -> Result<(), Failure> {
+    /// The directory a run of candidates sharing it lives in, opened for
+    /// deleting its `<hex>` entries by name; `None` for a lone candidate
+    /// (opening would cost more than it saves), in trash mode, or when it
+    /// cannot be opened (each candidate then goes by its path, and reports
+    /// its own failure).
+    fn open_parent(&self, group: &[Candidate]) -> Option<Dir> {
+        let first = group.first()?;
+        let by_name = matches!(
+            first.kind,
+            CandidateKind::Blob
+                | CandidateKind::Manifest
+                | CandidateKind::LayerLink
+                | CandidateKind::TagIndexEntry
+        ) && first.foreign_link.is_none();
+        if group.len() < 2 || !by_name || !matches!(self.disposal, Disposal::Delete) {
+            return None;
+        }
+        let dir = candidate_dir(self.layout, self.index, self.plan, first);
+        Dir::open(dir.parent()?).ok()
+    }
+
+    /// Deletes `<hex>/link` (or `data`) and `<hex>` below `parent`; whether
+    /// both are gone. Anything else (a schema1 `signatures` directory, a
+    /// stray temporary file, an error) is left to the path-based deletion,
+    /// which handles and reports it.
+    fn delete_by_name(parent: &Dir, candidate: &Candidate) -> bool {
+        let hex = candidate.digest.hex_buf();
+        let hex = hex.as_str();
+        let file = match candidate.kind {
+            CandidateKind::Blob => layout::relative::data(hex),
+            _ => layout::relative::link(hex),
+        };
+        let gone = |result: io::Result<()>| match result {
+            Ok(()) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        };
+        gone(parent.remove_file(file)) && gone(parent.remove_dir(hex))
+    }
+
+    fn dispose(&self, candidate: &Candidate, parent: Option<&Dir>) -> Result<(), Failure> {
+        if let Some(parent) = parent {
+            if Ctx::delete_by_name(parent, candidate) {
+                return Ok(());
+            }
+        }
         let dir = candidate_dir(self.layout, self.index, self.plan, candidate);
         if dir.as_os_str().is_empty() {
             return Err(Failure {
@@ -311,6 +366,11 @@ impl Ctx<'_> {
             CandidateKind::Blob => remove_file(&layout::data_file(dir))?,
             CandidateKind::Manifest => {
                 remove_file(&layout::link_file(dir))?;
+                // Schema1 signatures are rare: looked for only when the
+                // directory does not go without them.
+                if remove_dir(dir).is_ok() {
+                    return Ok(());
+                }
                 remove_tree(&layout::signatures_dir(dir))?;
             }
             CandidateKind::TagIndexEntry | CandidateKind::LayerLink => {
@@ -405,26 +465,26 @@ impl Ctx<'_> {
     /// Removes the directories the sweep emptied, and those the plan found
     /// possibly empty. Returns how many went.
     fn remove_empty_dirs(&self, gone: &[bool], failures: &mut Vec<Failure>) -> u64 {
-        let mut dirs: Vec<PathBuf> = self
-            .plan
-            .candidates
-            .iter()
-            .zip(gone)
-            .filter(|(c, g)| {
-                **g && matches!(
-                    c.kind,
-                    CandidateKind::TagIndexEntry
-                        | CandidateKind::Manifest
-                        | CandidateKind::LayerLink
-                        | CandidateKind::Blob
-                )
-            })
-            .filter_map(|(c, _)| {
-                candidate_dir(self.layout, self.index, self.plan, c)
-                    .parent()
-                    .map(Path::to_path_buf)
-            })
-            .collect();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut previous: Option<&Candidate> = None;
+        for (c, _) in self.plan.candidates.iter().zip(gone).filter(|(c, g)| {
+            **g && matches!(
+                c.kind,
+                CandidateKind::TagIndexEntry
+                    | CandidateKind::Manifest
+                    | CandidateKind::LayerLink
+                    | CandidateKind::Blob
+            )
+        }) {
+            // One path per run of entries of the same directory.
+            if previous.is_some_and(|p| p.shares_parent_with(c)) {
+                continue;
+            }
+            previous = Some(c);
+            if let Some(parent) = candidate_dir(self.layout, self.index, self.plan, c).parent() {
+                dirs.push(parent.to_path_buf());
+            }
+        }
         dirs.extend(self.possibly_empty.iter().cloned());
         dirs.sort_unstable();
         dirs.dedup();

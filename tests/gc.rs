@@ -811,6 +811,45 @@ fn schema1_revision_signature_links_keep_their_signature_blobs() {
     }
 }
 
+/// Revisions of one repository are deleted by name through one descriptor
+/// of their directory; a revision holding schema1 signatures does not go
+/// that way and must still go, with its signatures, by the full path.
+#[test]
+fn several_untagged_signed_schema1_revisions_of_one_repository_go_with_their_signatures() {
+    let mut b = LayoutBuilder::new();
+    let kept = schema1("legacy", "v1", &[&b.layer("kept")], false);
+    b.push("legacy", "v1", &kept);
+    let mut dead = Vec::new();
+    for label in ["a", "b", "c"] {
+        let layer = b.layer(label);
+        let manifest = schema1("legacy", label, &[&layer], false);
+        b.push_untagged("legacy", &manifest);
+        let sig = b.blob_with(
+            "application/json",
+            format!(r#"{{"signatures":[{{"signature":"{label}"}}]}}"#).as_bytes(),
+        );
+        b.link_signature("legacy", &manifest.digest, &sig.digest);
+        dead.push((manifest, sig));
+    }
+    // One without signatures among them: it goes by name.
+    let plain = schema1("legacy", "plain", &[&b.layer("plain")], false);
+    b.push_untagged("legacy", &plain);
+
+    let report = gc_json(b.root(), &["-m"]);
+    assert_exit(&report, 0);
+    assert_no_warnings(&report);
+    let root = b.root();
+    assert_manifest_intact(root, "legacy", &kept);
+    assert_revision_gone(root, "legacy", &plain.digest);
+    for (manifest, sig) in &dead {
+        assert_revision_gone(root, "legacy", &manifest.digest);
+        assert!(!revision_dir(root, "legacy", &manifest.digest).exists());
+        assert_blob_gone(root, &sig.digest);
+    }
+    assert_eq!(report["deleted"]["manifests"], 4, "{report:#}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{report:#}");
+}
+
 #[test]
 fn foreign_layers_missing_from_storage_are_neither_errors_nor_warnings() {
     for m in MODES {

@@ -316,6 +316,34 @@ fn a_recent_layer_link_keeps_its_blob() {
     );
 }
 
+/// A blob written within the window (its directory, and so its shard, are
+/// recent) is kept; orphans in shards nobody wrote to since the cutoff go
+/// without a stat each, and still go.
+#[test]
+fn a_blob_written_within_the_window_is_kept_and_old_orphans_still_go() {
+    let (_d, root) = fixture(true);
+    let data = b"a layer uploaded a minute ago, its manifest not yet pushed";
+    let hex = regsweep::digest::Digest::of_bytes(data).hex();
+    let fresh = blob_dir(&root, &hex);
+    fs::create_dir_all(&fresh).unwrap();
+    fs::write(fresh.join("data"), data).unwrap();
+
+    let (report, out) = gc(&root, &["-y"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(fresh.join("data").exists(), "the fresh blob was deleted");
+    assert!(
+        kept_reasons(&report)
+            .iter()
+            .any(|(k, r)| k == "blob" && r.starts_with("kept: too recent")),
+        "{report:#}"
+    );
+    assert_eq!(
+        n(&report, "deleted", "blobs"),
+        2,
+        "the fixture's orphans: {report:#}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Uploads in progress, stale uploads
 // ---------------------------------------------------------------------------
@@ -809,6 +837,7 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
         delete_untagged: true,
         check_layer_links: false,
         threads: Some(2),
+        delete_threads: Some(4),
         progress: regsweep::progress::Progress::new(false),
         sweep: regsweep::sweep::SweepOptions {
             quit: Some(&QUIT),
