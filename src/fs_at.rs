@@ -180,19 +180,38 @@ impl Dir {
 
     /// Reads the whole file `name` below this directory, up to `limit`
     /// bytes plus one (so the caller sees it was longer), never through a
-    /// symbolic link at the last component.
+    /// symbolic link at the last component. With the right `size_hint`, one
+    /// `read`: a short read of a regular file is its end.
     pub fn read_to_end(
         &self,
         name: impl AsRef<Path>,
         size_hint: usize,
         limit: u64,
     ) -> io::Result<Vec<u8>> {
-        use std::io::Read;
         let fd = self.open_read(name.as_ref())?;
-        let mut bytes = Vec::with_capacity(size_hint + 1);
-        std::fs::File::from(fd)
-            .take(limit + 1)
-            .read_to_end(&mut bytes)?;
+        let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+        let mut bytes = vec![0u8; size_hint.saturating_add(1).min(cap)];
+        let mut len = 0;
+        loop {
+            if len == bytes.len() {
+                if len >= cap {
+                    break;
+                }
+                bytes.resize(len.saturating_mul(2).max(4096).min(cap), 0);
+            }
+            match rustix::io::read(&fd, &mut bytes[len..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    len += n;
+                    if len < bytes.len() {
+                        break;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bytes.truncate(len);
         Ok(bytes)
     }
 
@@ -263,6 +282,25 @@ pub fn is_symlink_error(error: &io::Error) -> bool {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn read_to_end_reads_whole_files_whatever_the_hint_and_stops_past_the_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = Dir::open(root.path()).unwrap();
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for len in [0, 1, 4095, 4096, 4097, 10_000] {
+            fs::write(root.path().join("f"), &content[..len]).unwrap();
+            for hint in [0, len / 2, len, len + 7, 20_000] {
+                let read = dir.read_to_end("f", hint, 1 << 20).unwrap();
+                assert_eq!(read, &content[..len], "len {len}, hint {hint}");
+            }
+            // Over the limit: limit + 1 bytes, so the caller sees it.
+            if len > 100 {
+                assert_eq!(dir.read_to_end("f", len, 100).unwrap().len(), 101);
+                assert_eq!(dir.read_to_end("f", 0, 100).unwrap().len(), 101);
+            }
+        }
+    }
 
     #[test]
     fn open_dir_refuses_symbolic_links() {

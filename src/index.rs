@@ -180,6 +180,11 @@ pub struct IndexOptions {
     /// authoritative), and it is most of the files of a registry: off by
     /// default, on in `verify`.
     pub check_layer_links: bool,
+    /// Leave schema1 signatures (`<revision>/signatures/`) unread: the
+    /// caller reads them with [`read_signatures`] once it knows which
+    /// revisions are schema1 manifests, the only kind that has them. Saves
+    /// one `lstat` per revision.
+    pub defer_signatures: bool,
 }
 
 /// Reads the whole tree under `layout`. Runs on the current rayon pool.
@@ -194,6 +199,7 @@ pub fn build(layout: &Layout, options: IndexOptions, progress: &Task) -> Result<
 pub fn build_checking_links(layout: &Layout, progress: &Task) -> Result<Index> {
     let options = IndexOptions {
         check_layer_links: true,
+        defer_signatures: false,
     };
     build_with(layout, options, true, progress)
 }
@@ -226,6 +232,52 @@ fn build_with(
         files: files.into_inner(),
         shard_times,
     })
+}
+
+/// Reads the schema1 signatures of the revisions `needs` selects, for an
+/// index built with [`IndexOptions::defer_signatures`]. A repository's
+/// revisions directory that cannot be read now is an incomplete index, as
+/// it would have been while building it.
+pub fn read_signatures(
+    layout: &Layout,
+    index: &mut Index,
+    needs: impl Fn(&Digest) -> bool + Sync,
+) -> Result<()> {
+    let files = AtomicU64::new(0);
+    let progress = Task::hidden();
+    let ctx = Ctx {
+        layout,
+        options: IndexOptions::default(),
+        check_tag_index_links: false,
+        files: &files,
+        progress: &progress,
+    };
+    let scans: Vec<RepoScan> = index
+        .repositories
+        .par_iter_mut()
+        .map(|repo| -> Result<RepoScan> {
+            let mut scan = RepoScan::default();
+            let wanted: Vec<usize> = (0..repo.revisions.len())
+                .filter(|&i| needs(&repo.revisions[i].digest))
+                .collect();
+            if wanted.is_empty() {
+                return Ok(scan);
+            }
+            let revisions = At::open(&layout.revisions_dir(&repo.name))?;
+            for i in wanted {
+                let digest = repo.revisions[i].digest;
+                let signatures = ctx.signatures(&revisions, &digest, repo, &mut scan)?;
+                repo.revisions[i].signatures = signatures;
+            }
+            Ok(scan)
+        })
+        .collect::<Result<_>>()?;
+    for scan in scans {
+        index.warnings.extend(scan.warnings);
+        index.protected.extend(scan.protected);
+    }
+    index.files += files.into_inner();
+    Ok(())
 }
 
 /// An open directory and its path, for messages.
@@ -863,7 +915,11 @@ impl Ctx<'_> {
         };
         for digest in digests {
             let linked = self.check_link(&sha256, &digest, &repo.name, scan);
-            let signatures = self.signatures(&sha256, &digest, repo, scan)?;
+            let signatures = if self.options.defer_signatures {
+                Vec::new()
+            } else {
+                self.signatures(&sha256, &digest, repo, scan)?
+            };
             repo.revisions.push(Revision {
                 digest,
                 linked,

@@ -265,8 +265,9 @@ impl Collector {
             let task = progress.spinner("indexing");
             let options = index::IndexOptions {
                 check_layer_links: self.config.check_layer_links,
+                defer_signatures: true,
             };
-            let index = index::build(layout, options, &task)?;
+            let mut index = index::build(layout, options, &task)?;
             task.finish();
             let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
             let temporary_files = if self.config.scan_temporary_files {
@@ -291,6 +292,11 @@ impl Collector {
             let mut dropped = policy::dropped_tags(&decisions, index.repositories.len());
             let task = progress.spinner("marking");
             let loaded = mark::load_all(layout, &index, &task);
+            // Signatures of schema1 revisions, and of any revision whose
+            // manifest is not known to be something else.
+            index::read_signatures(layout, &mut index, |digest| {
+                !matches!(loaded.get(digest), Some(Ok(refs)) if !refs.schema1)
+            })?;
             let delete_untagged = self.config.delete_untagged;
             let mut marking = mark::mark_with_policy(
                 layout,

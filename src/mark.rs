@@ -54,6 +54,8 @@ pub struct Refs {
     pub children: Box<[Digest]>,
     /// The manifest this one is about.
     pub subject: Option<Digest>,
+    /// A Docker schema1 manifest: the only kind with `signatures/`.
+    pub schema1: bool,
 }
 
 /// A manifest as loaded from its blob: its references, or why it could not be read.
@@ -188,6 +190,7 @@ pub fn load(blob_shards: Option<&Dir>, index: &Index, digest: &Digest) -> Loaded
         absent: absent.into(),
         children: manifest.children.into(),
         subject: manifest.subject,
+        schema1: manifest.kind == manifest::ManifestKind::Schema1,
     })
 }
 
