@@ -354,7 +354,13 @@ struct Stats {
     garbage_m_up28: u64,
     /// Manifests upstream 2.8 `-m` reports eligible (untagged incl. children of tagged indexes).
     untagged_up28: u64,
+    /// Untagged top-level pushes: their tag `index/` entries go with them under `-m`.
+    untagged_tag_entries: u64,
+    /// Repository-local `_layers` links to blobs garbage under a correct `-m` (excl. base layers).
+    links_garbage_m: u64,
     base_used: Vec<bool>,
+    /// Per base layer: how many repositories link it in `_layers`.
+    base_links: Vec<u64>,
     base_live_m: Vec<bool>,
     base_live_up28: Vec<bool>,
 }
@@ -363,6 +369,7 @@ impl Stats {
     fn new(b: usize) -> Stats {
         Stats {
             base_used: vec![false; b],
+            base_links: vec![0; b],
             base_live_m: vec![false; b],
             base_live_up28: vec![false; b],
             ..Stats::default()
@@ -383,6 +390,11 @@ impl Stats {
         self.garbage_m += o.garbage_m;
         self.garbage_m_up28 += o.garbage_m_up28;
         self.untagged_up28 += o.untagged_up28;
+        self.untagged_tag_entries += o.untagged_tag_entries;
+        self.links_garbage_m += o.links_garbage_m;
+        for (a, b) in self.base_links.iter_mut().zip(&o.base_links) {
+            *a += b;
+        }
         for (v, ov) in [
             (&mut self.base_used, &o.base_used),
             (&mut self.base_live_m, &o.base_live_m),
@@ -464,6 +476,7 @@ impl RepoGen<'_> {
         self.st.base_used[base] = true;
         if !self.base_linked[base] {
             self.base_linked[base] = true;
+            self.st.base_links[base] += 1;
             let hex = self.bases[base].hex.clone();
             self.layer_link(&hex)?;
         }
@@ -576,6 +589,8 @@ impl RepoGen<'_> {
                         self.st.untagged += 3;
                         self.st.untagged_up28 += 3;
                         self.st.garbage_m += 3 + below;
+                        self.st.links_garbage_m += below;
+                        self.st.untagged_tag_entries += 1;
                         self.st.garbage_m_up28 += 3 + below;
                     }
                     hex
@@ -589,6 +604,8 @@ impl RepoGen<'_> {
                         self.st.untagged += 1;
                         self.st.untagged_up28 += 1;
                         self.st.garbage_m += 1 + img.own_blobs;
+                        self.st.links_garbage_m += img.own_blobs;
+                        self.st.untagged_tag_entries += 1;
                         self.st.garbage_m_up28 += 1 + img.own_blobs;
                     }
                     img.hex
@@ -726,6 +743,10 @@ fn main() -> ExitCode {
     let unused_base = o.base as u64 - count(&st.base_used);
     let dead_base_m = o.base as u64 - count(&st.base_live_m);
     let dead_base_up28 = o.base as u64 - count(&st.base_live_up28);
+    let dead_base_links_m: u64 = (0..o.base)
+        .filter(|&b| !st.base_live_m[b])
+        .map(|b| st.base_links[b])
+        .sum();
     let root = o.out.join("docker/registry/v2");
     println!(
         "synth: wrote {} in {secs:.1} s (seed {})",
@@ -751,7 +772,16 @@ fn main() -> ExitCode {
     println!("base_unused={unused_base}");
     // What a GC should find (blob counts are distinct blobs under blobs/).
     println!("expect_dry_blobs_eligible={}", st.orphans + unused_base);
+    println!("expect_dry_layer_links_eligible={}", st.orphans_linked);
     println!("expect_m_manifests_eligible={}", st.untagged);
+    println!(
+        "expect_m_tag_index_entries_eligible={}",
+        st.untagged_tag_entries
+    );
+    println!(
+        "expect_m_layer_links_eligible={}",
+        st.orphans_linked + st.links_garbage_m + dead_base_links_m
+    );
     println!(
         "expect_m_blobs_eligible={}",
         st.orphans + st.garbage_m + dead_base_m
