@@ -236,30 +236,22 @@ pub fn candidate_dir(
         .repository
         .map(|r| index.repositories[r as usize].name.as_str())
         .unwrap_or_default();
+    let tag = || {
+        candidate
+            .repository
+            .zip(candidate.tag)
+            .map(|(r, t)| {
+                index.repositories[r as usize].tags[t as usize]
+                    .name
+                    .as_str()
+            })
+            .unwrap_or_default()
+    };
     match candidate.kind {
-        CandidateKind::TagIndexEntry => {
-            let tag = candidate
-                .repository
-                .zip(candidate.tag)
-                .map(|(r, t)| {
-                    index.repositories[r as usize].tags[t as usize]
-                        .name
-                        .as_str()
-                })
-                .unwrap_or_default();
-            layout.tag_index_entry_dir(repo, tag, &candidate.digest)
-        }
+        CandidateKind::TagIndexEntry => layout.tag_index_entry_dir(repo, tag(), &candidate.digest),
         CandidateKind::Manifest => layout.revision_dir(repo, &candidate.digest),
         CandidateKind::Tag => {
-            let tag = candidate
-                .repository
-                .zip(candidate.tag)
-                .map(|(r, t)| {
-                    index.repositories[r as usize].tags[t as usize]
-                        .name
-                        .as_str()
-                })
-                .unwrap_or_default();
+            let tag = tag();
             if tag.is_empty() {
                 return PathBuf::new();
             }
