@@ -159,23 +159,7 @@ impl Dir {
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let mut len = 0;
-        while len < buf.len() {
-            match rustix::io::read(&fd, &mut buf[len..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    len += n;
-                    // A short read of a regular file is its end: this saves
-                    // the zero-length read, one syscall in four per link.
-                    if len < buf.len() {
-                        break;
-                    }
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(Some(len))
+        fill(&fd, buf).map(Some)
     }
 
     /// Reads the whole file `name` below this directory, up to `limit`
@@ -191,25 +175,11 @@ impl Dir {
         let fd = self.open_read(name.as_ref())?;
         let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
         let mut bytes = vec![0u8; size_hint.saturating_add(1).min(cap)];
-        let mut len = 0;
-        loop {
-            if len == bytes.len() {
-                if len >= cap {
-                    break;
-                }
-                bytes.resize(len.saturating_mul(2).max(4096).min(cap), 0);
-            }
-            match rustix::io::read(&fd, &mut bytes[len..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    len += n;
-                    if len < bytes.len() {
-                        break;
-                    }
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
+        let mut len = fill(&fd, &mut bytes)?;
+        // A full buffer means the file may be longer.
+        while len == bytes.len() && len < cap {
+            bytes.resize(len.saturating_mul(2).max(4096).min(cap), 0);
+            len += fill(&fd, &mut bytes[len..])?;
         }
         bytes.truncate(len);
         Ok(bytes)
@@ -255,6 +225,27 @@ impl Dir {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// Reads from `fd` into `buf` until it is full or the file ends; returns the
+/// byte count. A short read of a regular file is its end: this saves the
+/// zero-length read, one syscall in four per link.
+fn fill(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    break;
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(len)
 }
 
 /// The mtime in `stat`; `None` if it does not fit a `SystemTime`.

@@ -291,19 +291,13 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// The directory a run of candidates sharing it lives in, opened for
     /// deleting its `<hex>` entries by name; `None` for a lone candidate
-    /// (opening would cost more than it saves), in trash mode, or when it
-    /// cannot be opened (each candidate then goes by its path, and reports
-    /// its own failure).
+    /// (opening would cost more than it saves, and only `<hex>` entries ever
+    /// form longer runs, see [`Candidate::shares_parent_with`]), in trash
+    /// mode, or when it cannot be opened (each candidate then goes by its
+    /// path, and reports its own failure).
     fn open_parent(&self, group: &[Candidate]) -> Option<Dir> {
         let first = group.first()?;
-        let by_name = matches!(
-            first.kind,
-            CandidateKind::Blob
-                | CandidateKind::Manifest
-                | CandidateKind::LayerLink
-                | CandidateKind::TagIndexEntry
-        ) && first.foreign_link.is_none();
-        if group.len() < 2 || !by_name || !matches!(self.disposal, Disposal::Delete) {
+        if group.len() < 2 || !matches!(self.disposal, Disposal::Delete) {
             return None;
         }
         let dir = candidate_dir(self.layout, self.index, self.plan, first);
