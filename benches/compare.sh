@@ -12,7 +12,9 @@
 #   - the walk floor: `find blobs -type f` + `find repositories -type f` in parallel,
 #     and a single `find . -type f`
 #   - the real sweep: regsweep gc -m -y vs docker-registry garbage-collect -m, each on a
-#     fresh `cp -a` copy of the tree (copied, synced and warmed outside the timing)
+#     fresh `cp -a` copy of the tree (copied, synced, warmed and settled outside the
+#     timing), taking turns, and the sweep floor: the files and directories regsweep
+#     removed, removed by 16 parallel `rm`s and `rmdir`s, on a fresh copy too
 # reporting the median wall time of the runs, the ratios against upstream and against
 # the parallel find floor, and the peak RSS (GNU time %M, max over the runs) and RSS
 # bytes per file of the tree. The Markdown report goes to stdout and to
@@ -217,9 +219,55 @@ warm() { # read every directory entry and every file of a tree into the page cac
     find "$1" -type f -exec cat {} + >/dev/null
 }
 
+# The block device holding the workdir, as /proc/diskstats names it.
+DISK=$(basename "$(df --output=source "$WORKDIR" | tail -n 1)")
+disk_stats() { awk -v d="$DISK" '$3 == d { print }' /proc/diskstats 2>/dev/null; }
+
+# Discard requests completed on that disk so far (0 where the kernel does not count them).
+discards() { disk_stats | awk '{ print ($15 == "" ? 0 : $15) }'; }
+
+# Waits (60 s at most) until the disk has nothing in flight and its counters stood still
+# for a second: the copy's writeback must not land in the next timed run.
+settle() {
+    local i prev="" cur
+    [[ -n $(disk_stats) ]] || return 0
+    for ((i = 0; i < 60; i++)); do
+        cur=$(disk_stats | awk '{ print $4, $8, $12, $15 }')
+        if [[ $cur == "$prev" && $(awk '{ print $3 }' <<<"$cur") == 0 ]]; then return 0; fi
+        prev=$cur
+        sleep 1
+    done
+    NOTES+=("the disk did not settle within 60 s after a copy")
+}
+
+# removal_lists TREE SWEPT PREFIX: what a sweep removed, as PREFIX.files (every file),
+# PREFIX.leaves (the directories that held them) and PREFIX.dirs (the other directories,
+# deepest first), paths relative to the storage root.
+removal_lists() {
+    local tree=$1 swept=$2 out=$3
+    comm -23 <(cd "$tree" && find . -type f | LC_ALL=C sort) <(cd "$swept" && find . -type f | LC_ALL=C sort) >"$out.files"
+    comm -23 <(cd "$tree" && find . -type d | LC_ALL=C sort) <(cd "$swept" && find . -type d | LC_ALL=C sort) >"$out.alldirs"
+    sed 's|/[^/]*$||' "$out.files" | LC_ALL=C sort -u | LC_ALL=C comm -12 - "$out.alldirs" >"$out.leaves"
+    LC_ALL=C comm -23 "$out.alldirs" "$out.leaves" | LC_ALL=C sort -r >"$out.dirs"
+}
+
+# The sweep floor, run in a copy: the files, by 16 rm processes at a time, then their
+# directories by 16 rmdir processes, then the directories above them, children first.
+RM_FLOOR='cd "$1" && tr "\n" "\0" <"$2.files" | xargs -0 -r -P 16 -n 2000 rm -f -- &&
+    tr "\n" "\0" <"$2.leaves" | xargs -0 -r -P 16 -n 2000 rmdir -- &&
+    tr "\n" "\0" <"$2.dirs" | xargs -0 -r -n 2000 rmdir --'
+
+# sweep_check ROW SIZE WANT: the files left in the copy, and the discards the run issued.
+sweep_check() {
+    local row=$1 size=$2 want=$3 left issued
+    left=$(find "$copy" -type f | wc -l)
+    issued=$(($(discards) - DISCARDS_BEFORE))
+    CHECK[$row|$size]="files left after the last sweep: $left of ${FILES[$size]} (synth expects $want): $([[ $left == "$want" ]] && echo "as expected" || echo MISMATCH); discard requests during the last run: $issued"
+}
+
 # Results, keyed "row|size": median seconds, peak RSS KiB, status text.
-declare -A MED RSS STATUS
-ROWS=(rs_dry rs_dry_m up_dry up_dry_m find_par find_one rs_sweep up_sweep)
+declare -A MED RSS STATUS TIMES
+ROWS=(rs_dry rs_dry_m up_dry up_dry_m find_par find_one rs_sweep up_sweep rm_floor)
 declare -A LABEL=(
     [rs_dry]='`regsweep gc --dry-run`'
     [rs_dry_m]='`regsweep gc --dry-run -m`'
@@ -229,10 +277,13 @@ declare -A LABEL=(
     [find_one]='`find . -type f` (one process)'
     [rs_sweep]='sweep: `regsweep gc -m -y` (fresh copy)'
     [up_sweep]='sweep: `docker-registry garbage-collect -m` (fresh copy)'
+    [rm_floor]='sweep floor: what regsweep removes, by `xargs -P 16 rm`, then `rmdir` (fresh copy)'
 )
 # Which upstream row a row is compared with ("same mode").
 declare -A VS_UP=([rs_dry]=up_dry [rs_dry_m]=up_dry_m [up_dry]=up_dry [up_dry_m]=up_dry_m
     [rs_sweep]=up_sweep [up_sweep]=up_sweep)
+# Which floor a row is compared with: listing the tree, or removing what regsweep removes.
+declare -A FLOOR_OF=([rs_sweep]=rm_floor [up_sweep]=rm_floor [rm_floor]=rm_floor)
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -240,13 +291,17 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; if (NR % 2) 
 #   OKCODES: space-separated exit codes that count as success; PREP: a function run
 #   before every run (outside the timing) or "-"; SAVE: file for the stdout of an untimed
 #   warm-up run, or "-" for no warm-up run (sweeps: every run needs a fresh copy).
+# Calls for the same row and size add up: the sweeps are measured one run at a time,
+# taking turns, so that a slow spell of the disk falls on every tool alike.
 measure() {
     local row=$1 size=$2 runs=$3 okcodes=$4 prep=$5 save=$6
     shift 7
     local key="$row|$size" errf="$LOGDIR/$row-$size.stderr" rssf="$LOGDIR/$row-$size.rss"
+    [[ ${STATUS[$key]:-} != failed* ]] || return 0
     local -a times=()
-    local peak=0 i t0 t1 rc rss
-    : >"$errf"
+    read -r -a times <<<"${TIMES[$key]:-}"
+    local peak=${RSS[$key]:-0} i t0 t1 rc rss
+    ((${#times[@]})) || : >"$errf"
     note "size $size: ${LABEL[$row]} ($runs runs)"
     if [[ $save != - ]]; then
         rc=0
@@ -275,9 +330,10 @@ measure() {
         [[ $rss =~ ^[0-9]+$ ]] || rss=0
         if ((rss > peak)); then peak=$rss; fi
         times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')")
-        printf '%s\t%s\t%s\t%s\t%s\n' "$size" "$row" "$i" "${times[-1]}" "$rss" >>"$RAW"
-        note "  run $i: ${times[-1]} s, ${rss} KiB"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$size" "$row" "${#times[@]}" "${times[-1]}" "$rss" >>"$RAW"
+        note "  run ${#times[@]}: ${times[-1]} s, ${rss} KiB"
     done
+    TIMES[$key]="${times[*]}"
     MED[$key]=$(printf '%s\n' "${times[@]}" | median)
     RSS[$key]=$peak
     STATUS[$key]=ok
@@ -347,6 +403,8 @@ report() {
         echo "- regsweep: ${REGSWEEP_SRC:-$REGSWEEP_BIN} (HEAD $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo 'none') plus the work tree, built $(date -u -r "$REGSWEEP_BIN" '+%Y-%m-%d %H:%M UTC'))"
     fi
     echo "- warm page cache; times are medians of $RUNS runs ($SWEEP_RUNS for sweeps, each on a fresh \`cp -a\` copy, copied, synced and warmed outside the timing); stdout to /dev/null"
+    echo "- sweeps take turns: a fresh copy, regsweep; a fresh copy, upstream; a fresh copy, the sweep floor; and again; each copy is left to settle (nothing in flight on the disk, its counters still for a second) before the timed run"
+    echo "- vs floor: a read-only row against the parallel \`find\`; a sweep against the sweep floor, which removes the very files and directories regsweep's first sweep removed, with plain \`rm\` and \`rmdir\`, 16 at a time"
     echo "- peak RSS: GNU time %M, highest of the runs; bytes/file = peak RSS / files in the tree"
     echo
     echo "Trees (benches/synth.rs, seed $SEED):"
@@ -358,7 +416,7 @@ report() {
     # Header: one group of columns per size.
     local h="| command |" s="|---|"
     for size in "${SIZE_LIST[@]}"; do
-        h+=" $size: median s | vs upstream | vs find ∥ | peak RSS MiB | RSS B/file |"
+        h+=" $size: median s | vs upstream | vs floor | peak RSS MiB | RSS B/file |"
         s+="---:|---:|---:|---:|---:|"
     done
     echo "$h"
@@ -373,7 +431,8 @@ report() {
                 up=${VS_UP[$row]:-}
                 local vsup="—" vsfind="—"
                 if [[ -n $up && ${STATUS[$up|$size]:-} == ok ]]; then vsup=$(ratio "$med" "${MED[$up|$size]}"); fi
-                if [[ ${STATUS[find_par|$size]:-} == ok ]]; then vsfind=$(ratio "$med" "${MED[find_par|$size]}"); fi
+                local floor=${FLOOR_OF[$row]:-find_par}
+                if [[ ${STATUS[$floor|$size]:-} == ok ]]; then vsfind=$(ratio "$med" "${MED[$floor|$size]}"); fi
                 line+=" $(printf '%.3f' "$med") | $vsup | $vsfind | $(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v k="$rss" -v f="${FILES[$size]}" 'BEGIN { printf "%.0f", k * 1024 / f }') |"
             elif [[ -n ${STATUS[$key]:-} ]]; then
                 any=1
@@ -467,32 +526,42 @@ for size in "${SIZE_LOOP[@]}"; do
     if ((DO_SWEEP)) && [[ -z $SWEEP_SIZES || ",$SWEEP_SIZES," == *",$size,"* ]]; then
         copy=$WORKDIR/copy-r$size
         copy_cfg=$WORKDIR/config-copy-r$size.yml
+        removed=$LOGDIR/removed-r$size
+        rm -f "$removed".*
         write_config "$copy" "$copy_cfg"
         fresh_copy() {
             rm -rf "$copy"
             cp -a "$tree" "$copy"
             sync
             warm "$copy"
+            settle
+            DISCARDS_BEFORE=$(discards)
         }
-        if ((REGSWEEP_OK)); then
-            measure rs_sweep "$size" "$SWEEP_RUNS" "0 1" fresh_copy - -- \
-                "$REGSWEEP_BIN" gc -m -y -q "$copy"
-            if [[ ${STATUS[rs_sweep|$size]:-} == ok ]]; then
-                left=$(find "$copy" -type f | wc -l)
-                want=$((FILES[$size] - $(summary_get "$size" expect_m_blobs_eligible) - $(summary_get "$size" expect_m_manifests_eligible) -
-                    $(summary_get "$size" expect_m_tag_index_entries_eligible) - $(summary_get "$size" expect_m_layer_links_eligible)))
-                CHECK[rs_sweep|$size]="files left after the last sweep: $left of ${FILES[$size]} (synth expects $want): $([[ $left == "$want" ]] && echo "as expected" || echo MISMATCH)"
+        rs_want=$((FILES[$size] - $(summary_get "$size" expect_m_blobs_eligible) - $(summary_get "$size" expect_m_manifests_eligible) -
+            $(summary_get "$size" expect_m_tag_index_entries_eligible) - $(summary_get "$size" expect_m_layer_links_eligible)))
+        # 2.8 removes blobs, revision links and tag index entries, never _layers links.
+        up_want=$((FILES[$size] - $(summary_get "$size" expect_up28_m_blobs_eligible) - $(summary_get "$size" expect_up28_m_manifests_eligible) -
+            $(summary_get "$size" expect_m_tag_index_entries_eligible)))
+        # One run of each in turn, SWEEP_RUNS times.
+        for ((run = 1; run <= SWEEP_RUNS; run++)); do
+            if ((REGSWEEP_OK)); then
+                measure rs_sweep "$size" 1 "0 1" fresh_copy - -- \
+                    "$REGSWEEP_BIN" gc -m -y -q "$copy"
+                if [[ ${STATUS[rs_sweep|$size]:-} == ok ]]; then
+                    sweep_check rs_sweep "$size" "$rs_want"
+                    # The floor removes exactly what this sweep removed.
+                    [[ -s $removed.files ]] || removal_lists "$tree" "$copy" "$removed"
+                fi
             fi
-        fi
-        measure up_sweep "$size" "$SWEEP_RUNS" 0 fresh_copy - -- \
-            "$REGISTRY_BIN" garbage-collect -m "$copy_cfg"
-        if [[ ${STATUS[up_sweep|$size]:-} == ok ]]; then
-            # 2.8 removes blobs, revision links and tag index entries, never _layers links.
-            left=$(find "$copy" -type f | wc -l)
-            want=$((FILES[$size] - $(summary_get "$size" expect_up28_m_blobs_eligible) - $(summary_get "$size" expect_up28_m_manifests_eligible) -
-                $(summary_get "$size" expect_m_tag_index_entries_eligible)))
-            CHECK[up_sweep|$size]="files left after the last sweep: $left of ${FILES[$size]} (synth expects $want): $([[ $left == "$want" ]] && echo "as expected" || echo MISMATCH)"
-        fi
+            measure up_sweep "$size" 1 0 fresh_copy - -- \
+                "$REGISTRY_BIN" garbage-collect -m "$copy_cfg"
+            [[ ${STATUS[up_sweep|$size]:-} != ok ]] || sweep_check up_sweep "$size" "$up_want"
+            if [[ -s $removed.files ]]; then
+                measure rm_floor "$size" 1 0 fresh_copy - -- \
+                    bash -c "$RM_FLOOR" _ "$copy" "$removed"
+                [[ ${STATUS[rm_floor|$size]:-} != ok ]] || sweep_check rm_floor "$size" "$rs_want"
+            fi
+        done
         rm -rf "$copy"
     fi
     write_report
