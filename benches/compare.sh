@@ -138,6 +138,7 @@ SYNTH_BIN=
 build_synth() {
     local exe
     if exe=$(cd "$ROOT" && cargo bench --locked --bench synth --no-run --message-format=json 2>"$LOGDIR/synth-build.log" |
+        grep '"kind":\["bench"\]' | grep '"name":"synth"' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1) && [[ -n $exe && -x $exe ]]; then
         SYNTH_BIN=$exe
         return

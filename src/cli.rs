@@ -180,7 +180,7 @@ pub struct GcArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
-    /// Threads that delete: removing files waits on the filesystem's journal more than on the CPU [default: 16]
+    /// Threads that delete: removing files waits on the disk (discards, the journal) more than on the CPU [default: 64]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub delete_threads: Option<u16>,
 
