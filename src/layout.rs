@@ -84,6 +84,16 @@ impl Layout {
         self.blobs_dir().join(SHA256)
     }
 
+    /// `blobs/sha256/`, opened without following a symbolic link below the
+    /// root; `None` when any part of it cannot be opened.
+    pub fn open_blob_shards(&self) -> Option<crate::fs_at::Dir> {
+        crate::fs_at::Dir::open(&self.v2)
+            .and_then(|v2| v2.open_dir(names::BLOBS))
+            .ok()
+            .flatten()
+            .and_then(|blobs| blobs.open_dir(SHA256).ok().flatten())
+    }
+
     /// `blobs/sha256/<2 hex>/<hex>/`.
     pub fn blob_dir(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();

@@ -152,10 +152,11 @@ pub struct Collector {
 pub const DEFAULT_DELETE_THREADS: usize = 64;
 
 /// A thread pool of its own: `threads` workers, or one per CPU.
-fn thread_pool(threads: Option<usize>) -> Result<ThreadPool> {
+/// A pool of `threads` workers (one per CPU when `None`), named `name-<i>`.
+pub(crate) fn thread_pool(threads: Option<usize>, name: &'static str) -> Result<ThreadPool> {
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    named_thread_pool(threads, "regsweep")
+    named_thread_pool(threads, name)
 }
 
 fn named_thread_pool(threads: usize, name: &'static str) -> Result<ThreadPool> {
@@ -177,7 +178,7 @@ pub fn disk_usage(
     threads: Option<usize>,
     progress: Progress,
 ) -> Result<du::Usage> {
-    thread_pool(threads)?.install(|| {
+    thread_pool(threads, "regsweep")?.install(|| {
         let task = progress.spinner("indexing");
         let index = index::build(layout, index::IndexOptions::default(), &task)?;
         task.finish();
@@ -242,7 +243,7 @@ fn hold_recent_tags(
 impl Collector {
     /// A collector for `config`.
     pub fn new(config: GcConfig) -> Result<Collector> {
-        let pool = thread_pool(config.threads)?;
+        let pool = thread_pool(config.threads, "regsweep")?;
         Ok(Collector { config, pool })
     }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock;
 use crate::error::{Error, Result};
+use crate::warning::{Warning, WarningKind};
 
 /// The lock file's name, in the storage root or the trash directory.
 pub const LOCK_FILE: &str = "regsweep.lock";
@@ -93,6 +94,27 @@ pub fn read(dir: &Path) -> Option<(PathBuf, Result<Holder, String>)> {
             Some((path, holder))
         }
     }
+}
+
+/// A warning when a lock file in `dir` says another run holds the storage:
+/// what `reading` (a dry run, a check) reads may be changing under it.
+pub fn held_warning(dir: &Path, reading: &str) -> Option<Warning> {
+    let (path, holder) = read(dir)?;
+    let who = match holder {
+        Ok(h) => format!(
+            "pid {} on {} since {} ({})",
+            h.pid, h.host, h.started, h.command
+        ),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    Some(Warning::new(
+        WarningKind::LockHeld,
+        path,
+        None,
+        format!(
+            "another regsweep run holds the lock ({who}); the storage may be changing under this {reading}"
+        ),
+    ))
 }
 
 /// A held lock; dropping it removes the file.
@@ -210,6 +232,31 @@ mod tests {
             "{err}"
         );
         assert!(path.exists(), "a stale lock is reported, not taken over");
+    }
+
+    #[test]
+    fn held_warning_names_the_lock_file_its_holder_and_what_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(held_warning(dir.path(), "dry run").is_none());
+        let lock = Lock::acquire(dir.path(), "gc").unwrap();
+        let warning = held_warning(dir.path(), "dry run").unwrap();
+        assert_eq!(warning.kind, WarningKind::LockHeld);
+        assert_eq!(warning.path, dir.path().join(LOCK_FILE));
+        let pid = format!("pid {}", std::process::id());
+        assert!(warning.message.contains(&pid), "{}", warning.message);
+        assert!(
+            warning.message.ends_with("under this dry run"),
+            "{}",
+            warning.message
+        );
+        drop(lock);
+        fs::write(dir.path().join(LOCK_FILE), "not json").unwrap();
+        let warning = held_warning(dir.path(), "check").unwrap();
+        assert!(
+            warning.message.contains("unreadable"),
+            "{}",
+            warning.message
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@ use regsweep::lock::{self, Lock};
 use regsweep::report::TrashRecord;
 use regsweep::sweep::Disposal;
 use regsweep::trash::{self, Trash};
-use regsweep::warning::{Warning, WarningKind};
 use regsweep::{Collector, ExitStatus, Report};
 
 fn main() -> ExitCode {
@@ -119,23 +118,7 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
     let mut locks = Vec::new();
     let mut trash = None;
     if output.dry_run {
-        if let Some((path, holder)) = lock::read(&root) {
-            let who = match holder {
-                Ok(h) => format!(
-                    "pid {} on {} since {} ({})",
-                    h.pid, h.host, h.started, h.command
-                ),
-                Err(e) => format!("unreadable: {e}"),
-            };
-            lock_warning = Some(Warning::new(
-                WarningKind::LockHeld,
-                path,
-                None,
-                format!(
-                    "another regsweep run holds the lock ({who}); the storage may be changing under this dry run"
-                ),
-            ));
-        }
+        lock_warning = lock::held_warning(&root, "dry run");
     } else {
         locks.push(Lock::acquire(&root, "gc")?);
         if let Some(dir) = &output.trash {

@@ -34,10 +34,10 @@
 
 use rayon::prelude::*;
 
-use crate::digest::{Digest, DigestMap, DigestSet, SHA256};
+use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::fs_at::Dir;
 use crate::index::{BlobId, Index, Repository, Tag};
-use crate::layout::{Layout, names, relative};
+use crate::layout::{Layout, relative};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::progress::Task;
 use crate::warning::{Warning, WarningKind};
@@ -194,15 +194,6 @@ pub fn load(blob_shards: Option<&Dir>, index: &Index, digest: &Digest) -> Loaded
     })
 }
 
-/// Opens `blobs/sha256/` without following a symbolic link below the root.
-fn open_blob_shards(layout: &Layout) -> Option<Dir> {
-    Dir::open(layout.v2())
-        .and_then(|v2| v2.open_dir(names::BLOBS))
-        .ok()
-        .flatten()
-        .and_then(|blobs| blobs.open_dir(SHA256).ok().flatten())
-}
-
 /// Manifests a repository holds or points at, before following children.
 fn repository_scope(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
     let revisions = repo.revisions.iter().filter(|r| r.linked).map(|r| r.digest);
@@ -228,7 +219,7 @@ fn tag_roots_of<'a>(tags: impl Iterator<Item = &'a Tag> + 'a) -> impl Iterator<I
 
 /// Loads every manifest any repository holds or reaches, in parallel.
 pub fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded> {
-    let blob_shards = open_blob_shards(layout);
+    let blob_shards = layout.open_blob_shards();
     let mut wanted: DigestSet = index
         .repositories
         .iter()

@@ -28,16 +28,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rayon::ThreadPoolBuilder;
 use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::{Digest, DigestMap, DigestSet, SHA256};
-use crate::error::{Error, Result};
+use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::error::Result;
 use crate::fs_at::{Dir, is_symlink_error};
 use crate::index::{self, Index, Repository};
-use crate::layout::{Layout, link_file, names, relative};
+use crate::layout::{Layout, link_file, relative};
 use crate::lock;
 use crate::mark::{self, Loaded};
 use crate::progress::Progress;
@@ -211,18 +210,7 @@ pub struct Verification {
 
 /// Runs the checks in a thread pool of its own.
 pub fn verify(config: &VerifyConfig) -> Result<Verification> {
-    let threads = config
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let pool = ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("regsweep-verify-{i}"))
-        .build()
-        .map_err(|e| Error::ThreadPool {
-            threads,
-            reason: e.to_string(),
-        })?;
-    pool.install(|| run(config))
+    crate::thread_pool(config.threads, "regsweep-verify")?.install(|| run(config))
 }
 
 fn run(config: &VerifyConfig) -> Result<Verification> {
@@ -313,22 +301,7 @@ fn run(config: &VerifyConfig) -> Result<Verification> {
 /// A lock file means a `gc` is running (or was killed): what is read may be
 /// changing.
 fn lock_problem(layout: &Layout) -> Option<Problem> {
-    let (path, holder) = lock::read(layout.root())?;
-    let who = match holder {
-        Ok(h) => format!(
-            "pid {} on {} since {} ({})",
-            h.pid, h.host, h.started, h.command
-        ),
-        Err(e) => format!("unreadable: {e}"),
-    };
-    Some(Problem::from_warning(Warning::new(
-        WarningKind::LockHeld,
-        path,
-        None,
-        format!(
-            "another regsweep run holds the lock ({who}); the storage may be changing under this check"
-        ),
-    )))
+    lock::held_warning(layout.root(), "check").map(Problem::from_warning)
 }
 
 /// How a manifest was reached within a repository.
@@ -476,15 +449,6 @@ fn describe_reach(repository: &str, digest: &Digest, how: &Reach) -> String {
     text
 }
 
-/// Opens `blobs/sha256/` without following a symbolic link below the root.
-fn open_blob_shards(layout: &Layout) -> Option<Dir> {
-    Dir::open(layout.v2())
-        .and_then(|v2| v2.open_dir(names::BLOBS))
-        .ok()
-        .flatten()
-        .and_then(|blobs| blobs.open_dir(SHA256).ok().flatten())
-}
-
 /// Hashes every blob with data, in parallel on the current pool. Returns the
 /// pass's figures and a problem per blob whose data is bad.
 fn check_digests(
@@ -492,7 +456,7 @@ fn check_digests(
     index: &Index,
     progress: bool,
 ) -> (DigestCheck, DigestMap<Problem>) {
-    let shards = open_blob_shards(layout);
+    let shards = layout.open_blob_shards();
     let total: u64 = index.blobs.iter().map(|b| b.bytes()).sum();
     let bar = byte_bar(progress, total);
     let bytes = AtomicU64::new(0);
