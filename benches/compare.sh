@@ -12,7 +12,7 @@
 #   - the walk floor: `find blobs -type f` + `find repositories -type f` in parallel,
 #     and a single `find . -type f`
 #   - the real sweep: regsweep gc -m -y vs docker-registry garbage-collect -m, each on a
-#     fresh `cp -a` copy of the tree (copied, synced, warmed and settled outside the
+#     fresh copy of the tree (copied, synced, warmed and settled outside the
 #     timing), taking turns, and the sweep floor: the files and directories regsweep
 #     removed, removed by 16 parallel `rm`s and `rmdir`s, on a fresh copy too
 # reporting the median wall time of the runs, the ratios against upstream and against
@@ -220,9 +220,42 @@ warm() { # read every directory entry and every file of a tree into the page cac
     find "$1" -type f -exec cat {} + >/dev/null
 }
 
+# copy_tree SRC DST: DST becomes a copy of SRC with every mode and mtime (directories'
+# too: --min-age reads them). Two tar pipes, blobs and the rest side by side: creating
+# entries costs the kernel more than reading them, and GNU tar is faster at it than cp -a,
+# which also copies extended attributes the storage has none of.
+copy_tree() {
+    local src=$1 dst=$2 blobs=docker/registry/v2/blobs
+    mkdir "$dst"
+    if [[ -d $src/$blobs ]]; then
+        tar -C "$src" -cf - "./$blobs" | tar -C "$dst" -xpf - &
+        tar -C "$src" --exclude="./$blobs" -cf - . | tar -C "$dst" -xpf -
+        wait $!
+    else
+        tar -C "$src" -cf - . | tar -C "$dst" -xpf -
+    fi
+    touch -r "$src" "$dst"
+}
+
 # The block device holding the workdir, as /proc/diskstats names it.
 DISK=$(basename "$(df --output=source "$WORKDIR" | tail -n 1)")
 disk_stats() { awk -v d="$DISK" '$3 == d { print }' /proc/diskstats 2>/dev/null; }
+
+# The work directory's filesystem, device, mount options and (ext4) whether it has a
+# journal: what a sweep's time depends on most.
+filesystem_line() {
+    local source fstype options journal=""
+    read -r source fstype options < <(findmnt -no SOURCE,FSTYPE,OPTIONS -T "$WORKDIR")
+    if [[ $fstype == ext4 && -d /proc/fs/ext4/${source##*/} ]]; then
+        # jbd2 lists a journal per journaled device.
+        if compgen -G "/proc/fs/jbd2/${source##*/}-*" >/dev/null; then
+            journal="; with a journal"
+        else
+            journal="; without a journal"
+        fi
+    fi
+    echo "$fstype on $source ($WORKDIR), mounted $options$journal"
+}
 
 # Discard requests completed on that disk so far (0 where the kernel does not count them).
 discards() { disk_stats | awk '{ print ($15 == "" ? 0 : $15) }'; }
@@ -258,11 +291,12 @@ RM_FLOOR='cd "$1" && tr "\n" "\0" <"$2.files" | xargs -0 -r -P 16 -n 2000 rm -f 
     tr "\n" "\0" <"$2.leaves" | xargs -0 -r -P 16 -n 2000 rmdir -- &&
     tr "\n" "\0" <"$2.dirs" | xargs -0 -r -n 2000 rmdir --'
 
-# sweep_check ROW SIZE WANT: the files left in the copy, and the discards the run issued.
+# sweep_check ROW SIZE WANT COPY DISCARDS_BEFORE: the files left in the swept COPY, and
+# the discards issued since the disk's count was DISCARDS_BEFORE.
 sweep_check() {
-    local row=$1 size=$2 want=$3 left issued
+    local row=$1 size=$2 want=$3 copy=$4 before=$5 left issued
     left=$(find "$copy" -type f | wc -l)
-    issued=$(($(discards) - DISCARDS_BEFORE))
+    issued=$(($(discards) - before))
     CHECK[$row|$size]="files left after the last sweep: $left of ${FILES[$size]} (synth expects $want): $([[ $left == "$want" ]] && echo "as expected" || echo MISMATCH); discard requests during the last run: $issued"
 }
 
@@ -397,13 +431,13 @@ report() {
         "on $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
     echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
-    echo "- filesystem: $(df -T "$WORKDIR" | awk 'NR == 2 { print $2 }') ($WORKDIR)"
+    echo "- filesystem: $(filesystem_line)"
     echo "- load average at start / end: $LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- upstream: $("$REGISTRY_BIN" --version 2>&1 | head -n 1)"
     if ((REGSWEEP_OK)); then
         echo "- regsweep: ${REGSWEEP_SRC:-$REGSWEEP_BIN} (HEAD $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo 'none') plus the work tree, built $(date -u -r "$REGSWEEP_BIN" '+%Y-%m-%d %H:%M UTC'))"
     fi
-    echo "- warm page cache; times are medians of $RUNS runs ($SWEEP_RUNS for sweeps, each on a fresh \`cp -a\` copy, copied, synced and warmed outside the timing); stdout to /dev/null"
+    echo "- warm page cache; times are medians of $RUNS runs ($SWEEP_RUNS for sweeps, each on a fresh copy, copied, synced and warmed outside the timing); stdout to /dev/null"
     echo "- sweeps take turns: a fresh copy, regsweep; a fresh copy, upstream; a fresh copy, the sweep floor; and again; each copy is left to settle (nothing in flight on the disk, its counters still for a second) before the timed run"
     echo "- vs floor: a read-only row against the parallel \`find\`; a sweep against the sweep floor, which removes the very files and directories regsweep's first sweep removed, with plain \`rm\` and \`rmdir\`, 16 at a time"
     echo "- peak RSS: GNU time %M, highest of the runs; bytes/file = peak RSS / files in the tree"
@@ -532,7 +566,7 @@ for size in "${SIZE_LOOP[@]}"; do
         write_config "$copy" "$copy_cfg"
         fresh_copy() {
             rm -rf "$copy"
-            cp -a "$tree" "$copy"
+            copy_tree "$tree" "$copy"
             sync
             warm "$copy"
             settle
@@ -549,18 +583,18 @@ for size in "${SIZE_LOOP[@]}"; do
                 measure rs_sweep "$size" 1 "0 1" fresh_copy - -- \
                     "$REGSWEEP_BIN" gc -m -y -q "$copy"
                 if [[ ${STATUS[rs_sweep|$size]:-} == ok ]]; then
-                    sweep_check rs_sweep "$size" "$rs_want"
+                    sweep_check rs_sweep "$size" "$rs_want" "$copy" "$DISCARDS_BEFORE"
                     # The floor removes exactly what this sweep removed.
                     [[ -s $removed.files ]] || removal_lists "$tree" "$copy" "$removed"
                 fi
             fi
             measure up_sweep "$size" 1 0 fresh_copy - -- \
                 "$REGISTRY_BIN" garbage-collect -m "$copy_cfg"
-            [[ ${STATUS[up_sweep|$size]:-} != ok ]] || sweep_check up_sweep "$size" "$up_want"
+            [[ ${STATUS[up_sweep|$size]:-} != ok ]] || sweep_check up_sweep "$size" "$up_want" "$copy" "$DISCARDS_BEFORE"
             if [[ -s $removed.files ]]; then
                 measure rm_floor "$size" 1 0 fresh_copy - -- \
                     bash -c "$RM_FLOOR" _ "$copy" "$removed"
-                [[ ${STATUS[rm_floor|$size]:-} != ok ]] || sweep_check rm_floor "$size" "$rs_want"
+                [[ ${STATUS[rm_floor|$size]:-} != ok ]] || sweep_check rm_floor "$size" "$rs_want" "$copy" "$DISCARDS_BEFORE"
             fi
         done
         rm -rf "$copy"
