@@ -225,7 +225,7 @@ warm() { # read every directory entry and every file of a tree into the page cac
 # entries costs the kernel more than reading them, and GNU tar is faster at it than cp -a,
 # which also copies extended attributes the storage has none of.
 copy_tree() {
-    local src=$1 dst=$2 blobs=docker/registry/v2/blobs
+    local src=$1 dst=$2 blobs=docker/registry/v2/blobs dir
     mkdir "$dst"
     if [[ -d $src/$blobs ]]; then
         tar -C "$src" -cf - "./$blobs" | tar -C "$dst" -xpf - &
@@ -234,7 +234,10 @@ copy_tree() {
     else
         tar -C "$src" -cf - . | tar -C "$dst" -xpf -
     fi
-    touch -r "$src" "$dst"
+    # Whichever pipe finished last may have touched the directories both wrote into.
+    for dir in . docker docker/registry docker/registry/v2; do
+        [[ ! -d $src/$dir ]] || touch -r "$src/$dir" "$dst/$dir"
+    done
 }
 
 # The block device holding the workdir, as /proc/diskstats names it.
@@ -246,9 +249,9 @@ disk_stats() { awk -v d="$DISK" '$3 == d { print }' /proc/diskstats 2>/dev/null;
 filesystem_line() {
     local source fstype options journal=""
     read -r source fstype options < <(findmnt -no SOURCE,FSTYPE,OPTIONS -T "$WORKDIR")
-    if [[ $fstype == ext4 && -d /proc/fs/ext4/${source##*/} ]]; then
+    if [[ $fstype == ext4 && -d /proc/fs/ext4/$DISK ]]; then
         # jbd2 lists a journal per journaled device.
-        if compgen -G "/proc/fs/jbd2/${source##*/}-*" >/dev/null; then
+        if compgen -G "/proc/fs/jbd2/$DISK-*" >/dev/null; then
             journal="; with a journal"
         else
             journal="; without a journal"

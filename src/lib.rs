@@ -151,8 +151,8 @@ pub struct Collector {
 /// 29-30 s where 16 took 34-53 s, and on a fast one they were even.
 pub const DEFAULT_DELETE_THREADS: usize = 64;
 
-/// A thread pool of its own: `threads` workers, or one per CPU.
-/// A pool of `threads` workers (one per CPU when `None`), named `name-<i>`.
+/// A thread pool of its own: `threads` workers (one per CPU when `None`),
+/// named `name-<i>`.
 pub(crate) fn thread_pool(threads: Option<usize>, name: &'static str) -> Result<ThreadPool> {
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
