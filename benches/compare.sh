@@ -228,6 +228,11 @@ copy_tree() {
     local src=$1 dst=$2 blobs=docker/registry/v2/blobs dir
     mkdir "$dst"
     if [[ -d $src/$blobs ]]; then
+        # The parents exist before either pipe starts: the blobs pipe would
+        # otherwise create them while the other extracts them, and that race
+        # once failed a 600k-file copy ("Cannot mkdir: No such file or
+        # directory"). Their times are set from the source below.
+        mkdir -p "$dst/${blobs%/*}"
         tar -C "$src" -cf - "./$blobs" | tar -C "$dst" -xpf - &
         tar -C "$src" --exclude="./$blobs" -cf - . | tar -C "$dst" -xpf -
         wait $!
