@@ -10,7 +10,7 @@
 # fills. mkfs.ext4 runs with its defaults but for the inode count (-N
 # 8000000): compare.sh keeps a tree and a fresh copy of it side by side, about
 # 2.4M inodes at 4,000 repositories, more than the default ratio gives.
-# Needs root (mount, losetup). Then, e.g.:
+# Needs root (mount -o loop). Then, e.g.:
 #
 #   benches/compare.sh --workdir MOUNTPOINT/bench ...
 set -euo pipefail
