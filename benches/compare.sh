@@ -15,9 +15,11 @@
 #     fresh copy of the tree (copied, synced, warmed and settled outside the
 #     timing), taking turns, and the sweep floor: the files and directories regsweep
 #     removed, removed by 16 parallel `rm`s and `rmdir`s, on a fresh copy too
-# reporting the median wall time of the runs, the ratios against upstream and against
-# the parallel find floor, and the peak RSS (GNU time %M, max over the runs) and RSS
-# bytes per file of the tree. The Markdown report goes to stdout and to
+# reporting the median wall time of the runs, the median CPU time (user + system, the
+# command's and its children's), the ratios against upstream and against the parallel
+# find floor, and the peak RSS (GNU time %M, max over the runs) and RSS bytes per file
+# of the tree. For each sweep it also reports the bound the CPU time sets: on this many
+# CPUs, a sweep that needs C s of CPU cannot take less than C / CPUs of wall time. The Markdown report goes to stdout and to
 # benches/results/latest.md (raw runs: benches/results/latest.tsv).
 #
 # A command that fails (e.g. regsweep while it is under construction) is reported as
@@ -248,6 +250,12 @@ copy_tree() {
 # The block device holding the workdir, as /proc/diskstats names it.
 DISK=$(basename "$(df --output=source "$WORKDIR" | tail -n 1)")
 disk_stats() { awk -v d="$DISK" '$3 == d { print }' /proc/diskstats 2>/dev/null; }
+# For a loop device, the disk under its backing file: a copy's writeback goes on there
+# after the loop device itself is quiet, and costs the CPU a timed run needs.
+BACKING_DISK=
+if [[ -r /sys/block/$DISK/loop/backing_file ]]; then
+    BACKING_DISK=$(basename "$(df --output=source "$(cat "/sys/block/$DISK/loop/backing_file")" 2>/dev/null | tail -n 1)")
+fi
 
 # The work directory's filesystem, device, mount options and (ext4) whether it has a
 # journal: what a sweep's time depends on most.
@@ -268,14 +276,15 @@ filesystem_line() {
 # Discard requests completed on that disk so far (0 where the kernel does not count them).
 discards() { disk_stats | awk '{ print ($15 == "" ? 0 : $15) }'; }
 
-# Waits (60 s at most) until the disk has nothing in flight and its counters stood still
-# for a second: the copy's writeback must not land in the next timed run.
+# Waits (60 s at most) until the disk (and, under a loop device, the disk holding its
+# backing file) has nothing in flight and its counters stood still for a second: the
+# copy's writeback must not land in the next timed run.
 settle() {
     local i prev="" cur
     [[ -n $(disk_stats) ]] || return 0
     for ((i = 0; i < 60; i++)); do
-        cur=$(disk_stats | awk '{ print $4, $8, $12, $15 }')
-        if [[ $cur == "$prev" && $(awk '{ print $3 }' <<<"$cur") == 0 ]]; then return 0; fi
+        cur=$(awk -v d="$DISK" -v b="$BACKING_DISK" '$3 == d || $3 == b { print $4, $8, $12, $15 }' /proc/diskstats)
+        if [[ $cur == "$prev" && -z $(awk '$3 != 0' <<<"$cur") ]]; then return 0; fi
         prev=$cur
         sleep 1
     done
@@ -308,8 +317,9 @@ sweep_check() {
     CHECK[$row|$size]="files left after the last sweep: $left of ${FILES[$size]} (synth expects $want): $([[ $left == "$want" ]] && echo "as expected" || echo MISMATCH); discard requests during the last run: $issued"
 }
 
-# Results, keyed "row|size": median seconds, peak RSS KiB, status text.
-declare -A MED RSS STATUS TIMES
+# Results, keyed "row|size": median seconds, median CPU seconds, peak RSS KiB, status
+# text; the runs' seconds and CPU seconds.
+declare -A MED CPU RSS STATUS TIMES CPUS
 ROWS=(rs_dry rs_dry_m up_dry up_dry_m find_par find_one rs_sweep up_sweep rm_floor)
 declare -A LABEL=(
     [rs_dry]='`regsweep gc --dry-run`'
@@ -341,9 +351,10 @@ measure() {
     shift 7
     local key="$row|$size" errf="$LOGDIR/$row-$size.stderr" rssf="$LOGDIR/$row-$size.rss"
     [[ ${STATUS[$key]:-} != failed* ]] || return 0
-    local -a times=()
+    local -a times=() cpus=()
     read -r -a times <<<"${TIMES[$key]:-}"
-    local peak=${RSS[$key]:-0} i t0 t1 rc rss
+    read -r -a cpus <<<"${CPUS[$key]:-}"
+    local peak=${RSS[$key]:-0} i t0 t1 rc rss cpu
     ((${#times[@]})) || : >"$errf"
     note "size $size: ${LABEL[$row]} ($runs runs)"
     if [[ $save != - ]]; then
@@ -361,7 +372,7 @@ measure() {
         [[ $prep == - ]] || "$prep"
         rc=0
         t0=$(date +%s.%N)
-        "$TIME_BIN" -f %M -o "$rssf" "$@" >/dev/null 2>>"$errf" || rc=$?
+        "$TIME_BIN" -f '%M %U %S' -o "$rssf" "$@" >/dev/null 2>>"$errf" || rc=$?
         t1=$(date +%s.%N)
         if [[ " $okcodes " != *" $rc "* ]]; then
             STATUS[$key]="failed (exit $rc)"
@@ -369,15 +380,18 @@ measure() {
             note "  run $i failed (exit $rc), skipped; stderr in $errf"
             return 0
         fi
-        rss=$(tail -n 1 "$rssf")
+        read -r rss cpu < <(tail -n 1 "$rssf" | awk '{ printf "%s %.2f\n", $1, $2 + $3 }')
         [[ $rss =~ ^[0-9]+$ ]] || rss=0
         if ((rss > peak)); then peak=$rss; fi
         times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')")
-        printf '%s\t%s\t%s\t%s\t%s\n' "$size" "$row" "${#times[@]}" "${times[-1]}" "$rss" >>"$RAW"
-        note "  run ${#times[@]}: ${times[-1]} s, ${rss} KiB"
+        cpus+=("$cpu")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$row" "${#times[@]}" "${times[-1]}" "$rss" "$cpu" >>"$RAW"
+        note "  run ${#times[@]}: ${times[-1]} s, $cpu s CPU, ${rss} KiB"
     done
     TIMES[$key]="${times[*]}"
+    CPUS[$key]="${cpus[*]}"
     MED[$key]=$(printf '%s\n' "${times[@]}" | median)
+    CPU[$key]=$(printf '%s\n' "${cpus[@]}" | median)
     RSS[$key]=$peak
     STATUS[$key]=ok
 }
@@ -431,6 +445,26 @@ write_report() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
 
+# What the CPU time of regsweep's sweep allows at best on this machine's CPUs, against
+# upstream's median sweep: the work is the kernel's (unlink and rmdir), so no amount of
+# parallelism takes the sweep below its CPU time divided by the CPUs.
+sweep_bounds() {
+    local size cpus any=0 c u
+    cpus=$(nproc)
+    for size in "${SIZE_LIST[@]}"; do
+        [[ ${STATUS[rs_sweep|$size]:-} == ok && -n ${CPU[rs_sweep|$size]:-} ]] || continue
+        ((any)) || { echo "Sweep CPU bound:"; echo; any=1; }
+        c=${CPU[rs_sweep|$size]}
+        local line="- size $size: regsweep's sweep used $c s of CPU (user + system, median) in $(printf '%.3f' "${MED[rs_sweep|$size]}") s; on $cpus CPUs it cannot take less than $(awk -v c="$c" -v n="$cpus" 'BEGIN { printf "%.2f", c / n }') s"
+        if [[ ${STATUS[up_sweep|$size]:-} == ok ]]; then
+            u=${MED[up_sweep|$size]}
+            line+=", at best $(awk -v u="$u" -v c="$c" -v n="$cpus" 'BEGIN { printf "%.2f", u / (c / n) }') times faster than upstream's $(printf '%.3f' "$u") s (measured: $(awk -v u="$u" -v r="${MED[rs_sweep|$size]}" 'BEGIN { printf "%.2f", u / r }') times; upstream used ${CPU[up_sweep|$size]:-?} s of CPU)"
+        fi
+        echo "$line"
+    done
+    ((any == 0)) || echo
+}
+
 report() {
     local size row key up
     echo "# regsweep vs upstream garbage-collect"
@@ -448,6 +482,7 @@ report() {
     echo "- warm page cache; times are medians of $RUNS runs ($SWEEP_RUNS for sweeps, each on a fresh copy, copied, synced and warmed outside the timing); stdout to /dev/null"
     echo "- sweeps take turns: a fresh copy, regsweep; a fresh copy, upstream; a fresh copy, the sweep floor; and again; each copy is left to settle (nothing in flight on the disk, its counters still for a second) before the timed run"
     echo "- vs floor: a read-only row against the parallel \`find\`; a sweep against the sweep floor, which removes the very files and directories regsweep's first sweep removed, with plain \`rm\` and \`rmdir\`, 16 at a time"
+    echo "- CPU s: user + system time of the command and its children (GNU time %U + %S), median of the runs"
     echo "- peak RSS: GNU time %M, highest of the runs; bytes/file = peak RSS / files in the tree"
     echo
     echo "Trees (benches/synth.rs, seed $SEED):"
@@ -459,8 +494,8 @@ report() {
     # Header: one group of columns per size.
     local h="| command |" s="|---|"
     for size in "${SIZE_LIST[@]}"; do
-        h+=" $size: median s | vs upstream | vs floor | peak RSS MiB | RSS B/file |"
-        s+="---:|---:|---:|---:|---:|"
+        h+=" $size: median s | CPU s | vs upstream | vs floor | peak RSS MiB | RSS B/file |"
+        s+="---:|---:|---:|---:|---:|---:|"
     done
     echo "$h"
     echo "$s"
@@ -476,17 +511,18 @@ report() {
                 if [[ -n $up && ${STATUS[$up|$size]:-} == ok ]]; then vsup=$(ratio "$med" "${MED[$up|$size]}"); fi
                 local floor=${FLOOR_OF[$row]:-find_par}
                 if [[ ${STATUS[$floor|$size]:-} == ok ]]; then vsfind=$(ratio "$med" "${MED[$floor|$size]}"); fi
-                line+=" $(printf '%.3f' "$med") | $vsup | $vsfind | $(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v k="$rss" -v f="${FILES[$size]}" 'BEGIN { printf "%.0f", k * 1024 / f }') |"
+                line+=" $(printf '%.3f' "$med") | ${CPU[$key]:-—} | $vsup | $vsfind | $(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v k="$rss" -v f="${FILES[$size]}" 'BEGIN { printf "%.0f", k * 1024 / f }') |"
             elif [[ -n ${STATUS[$key]:-} ]]; then
                 any=1
-                line+=" ${STATUS[$key]} | | | | |"
+                line+=" ${STATUS[$key]} | | | | | |"
             else
-                line+=" not run | | | | |"
+                line+=" not run | | | | | |"
             fi
         done
         if ((any)); then echo "$line"; fi
     done
     echo
+    sweep_bounds
     if ((${#CHECK[@]})); then
         echo "Checks:"
         echo
@@ -523,6 +559,9 @@ if ((REPORT_ONLY)); then
             times=$(awk -F'\t' -v s="$size" -v r="$row" '$1 == s && $2 == r { print $4 }' "$RAW")
             [[ -n $times ]] || continue
             MED[$row|$size]=$(median <<<"$times")
+            # Raw runs of older reports have no CPU column.
+            cpu_times=$(awk -F'\t' -v s="$size" -v r="$row" '$1 == s && $2 == r && $6 != "" { print $6 }' "$RAW")
+            if [[ -n $cpu_times ]]; then CPU[$row|$size]=$(median <<<"$cpu_times"); fi
             RSS[$row|$size]=$(awk -F'\t' -v s="$size" -v r="$row" '$1 == s && $2 == r && $5 > m { m = $5 } END { print m + 0 }' "$RAW")
             STATUS[$row|$size]=ok
             if [[ $row == rs_* ]]; then REGSWEEP_OK=1; fi
@@ -532,7 +571,7 @@ if ((REPORT_ONLY)); then
     NOTES+=("report rebuilt with --report-only from $RAW; checks of the sweeps and notes of the original run are not kept")
 fi
 
-((REPORT_ONLY)) || printf 'size\trow\trun\tseconds\tmaxrss_kib\n' >"$RAW"
+((REPORT_ONLY)) || printf 'size\trow\trun\tseconds\tmaxrss_kib\tcpu_s\n' >"$RAW"
 ((REPORT_ONLY)) && SIZE_LOOP=() || SIZE_LOOP=("${SIZE_LIST[@]}")
 
 for size in "${SIZE_LOOP[@]}"; do
