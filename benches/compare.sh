@@ -270,7 +270,11 @@ filesystem_line() {
             journal="; without a journal"
         fi
     fi
-    echo "$fstype on $source ($WORKDIR), mounted $options$journal"
+    local loop=""
+    if [[ -r /sys/block/$DISK/loop/backing_file ]]; then
+        loop="; a loop device on $(cat "/sys/block/$DISK/loop/backing_file") (on $BACKING_DISK), direct I/O $([[ $(cat "/sys/block/$DISK/loop/dio" 2>/dev/null) == 1 ]] && echo on || echo off)"
+    fi
+    echo "$fstype on $source ($WORKDIR), mounted $options$journal$loop"
 }
 
 # Discard requests completed on that disk so far (0 where the kernel does not count them).
