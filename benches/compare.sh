@@ -481,7 +481,10 @@ report() {
     echo "- load average at start / end: $LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- upstream: $("$REGISTRY_BIN" --version 2>&1 | head -n 1)"
     if ((REGSWEEP_OK)); then
-        echo "- regsweep: ${REGSWEEP_SRC:-$REGSWEEP_BIN} (HEAD $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo 'none') plus the work tree, built $(date -u -r "$REGSWEEP_BIN" '+%Y-%m-%d %H:%M UTC'))"
+        # Only changes to what the binary is built from make it differ from HEAD.
+        local changes="as committed"
+        [[ -z $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] || changes="plus uncommitted changes to src/ or Cargo.*"
+        echo "- regsweep: ${REGSWEEP_SRC:-$REGSWEEP_BIN} (HEAD $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo 'none') $changes, built $(date -u -r "$REGSWEEP_BIN" '+%Y-%m-%d %H:%M UTC'))"
     fi
     echo "- warm page cache; times are medians of $RUNS runs ($SWEEP_RUNS for sweeps, each on a fresh copy, copied, synced and warmed outside the timing); stdout to /dev/null"
     echo "- sweeps take turns: a fresh copy, regsweep; a fresh copy, upstream; a fresh copy, the sweep floor; and again; each copy is left to settle (nothing in flight on the disk, its counters still for a second) before the timed run"
