@@ -252,9 +252,10 @@ DISK=$(basename "$(df --output=source "$WORKDIR" | tail -n 1)")
 disk_stats() { awk -v d="$DISK" '$3 == d { print }' /proc/diskstats 2>/dev/null; }
 # For a loop device, the disk under its backing file: a copy's writeback goes on there
 # after the loop device itself is quiet, and costs the CPU a timed run needs.
-BACKING_DISK=
+BACKING_FILE= BACKING_DISK=
 if [[ -r /sys/block/$DISK/loop/backing_file ]]; then
-    BACKING_DISK=$(basename "$(df --output=source "$(cat "/sys/block/$DISK/loop/backing_file")" 2>/dev/null | tail -n 1)")
+    BACKING_FILE=$(cat "/sys/block/$DISK/loop/backing_file")
+    BACKING_DISK=$(basename "$(df --output=source "$BACKING_FILE" 2>/dev/null | tail -n 1)")
 fi
 
 # The work directory's filesystem, device, mount options and (ext4) whether it has a
@@ -271,8 +272,8 @@ filesystem_line() {
         fi
     fi
     local loop=""
-    if [[ -r /sys/block/$DISK/loop/backing_file ]]; then
-        loop="; a loop device on $(cat "/sys/block/$DISK/loop/backing_file") (on $BACKING_DISK), direct I/O $([[ $(cat "/sys/block/$DISK/loop/dio" 2>/dev/null) == 1 ]] && echo on || echo off)"
+    if [[ -n $BACKING_FILE ]]; then
+        loop="; a loop device on $BACKING_FILE (on $BACKING_DISK), direct I/O $([[ $(cat "/sys/block/$DISK/loop/dio" 2>/dev/null) == 1 ]] && echo on || echo off)"
     fi
     echo "$fstype on $source ($WORKDIR), mounted $options$journal$loop"
 }

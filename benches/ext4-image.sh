@@ -39,10 +39,10 @@ else
     mkdir -p "$mountpoint"
     mount -o loop "$image" "$mountpoint" || die "cannot mount $image on $mountpoint (root needed)"
 fi
+findmnt -n -o SOURCE,TARGET,FSTYPE,OPTIONS "$mountpoint"
 device=$(findmnt -n -o SOURCE "$mountpoint")
 if [[ $device == /dev/loop* ]]; then
     losetup --direct-io=on "$device" ||
         die "cannot turn on direct I/O for $device (does the filesystem holding $image support O_DIRECT?)"
+    losetup -n -O NAME,BACK-FILE,DIO "$device"
 fi
-findmnt -n -o SOURCE,TARGET,FSTYPE,OPTIONS "$mountpoint"
-[[ $device != /dev/loop* ]] || losetup -n -O NAME,BACK-FILE,DIO "$device"
