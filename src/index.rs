@@ -102,7 +102,8 @@ impl ForeignLink {
     }
 }
 
-/// A repository: a directory under `repositories/` with `_manifests` or `_layers`.
+/// A repository: a directory under `repositories/` with `_manifests`,
+/// `_layers` or `_uploads`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Repository {
     /// The name, `/`-separated.
@@ -490,6 +491,13 @@ fn tag_current(tag_dir: &At) -> (LinkContent, PathBuf, bool) {
     }
 }
 
+/// Whether a directory holding `name` is a repository. A first push into a
+/// new repository creates `_uploads/<uuid>/` before anything else: that
+/// repository exists, with an upload in progress.
+fn is_repository_metadata(name: &str) -> bool {
+    name == names::MANIFESTS || name == names::LAYERS || name == names::UPLOADS
+}
+
 /// A symbolic link where the registry writes a directory that holds
 /// manifests or repositories: regsweep does not follow it, and without what
 /// is behind it a sweep could delete blobs it references.
@@ -654,7 +662,7 @@ impl Ctx<'_> {
             if !entry.file_type().is_dir() {
                 // A file where the registry writes `_manifests` or `_layers`
                 // still marks a repository: reading it reports the damage.
-                if name == names::MANIFESTS || name == names::LAYERS {
+                if is_repository_metadata(&name) {
                     if let Some(parent) = entry.path().parent() {
                         found.push(parent.to_path_buf());
                     }
@@ -663,7 +671,7 @@ impl Ctx<'_> {
             }
             if name.starts_with(names::METADATA_PREFIX) {
                 // Registry metadata, never a nested repository.
-                if name == names::MANIFESTS || name == names::LAYERS {
+                if is_repository_metadata(&name) {
                     if let Some(parent) = entry.path().parent() {
                         found.push(parent.to_path_buf());
                     }

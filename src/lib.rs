@@ -19,6 +19,9 @@
 //! while [`protect`]ed references are roots whatever the policy says.
 //! [`du`] reads the same index and marking to show where the bytes are.
 //!
+//! Before deleting, a [`recheck`] looks again at what the plan depends on and
+//! stops the sweep if the registry took writes since the index began.
+//!
 //! Around the pipeline: a [`lock`] file keeps two runs apart, [`hygiene`]
 //! finds uploads in progress (a sweep refuses while the registry takes
 //! pushes), stale uploads, stray temporary files and empty directories.
@@ -45,6 +48,7 @@ pub mod policy;
 pub mod progress;
 pub mod protect;
 pub mod recent;
+pub mod recheck;
 pub mod report;
 pub mod sweep;
 pub mod target;
@@ -501,8 +505,16 @@ impl Collector {
     /// Deletes what `planned` lists, or moves it into `disposal`'s batch.
     /// `clean_up` also removes the empty directories earlier runs left
     /// (a `--trash` run with nothing to move has no journal to record them
-    /// in, and leaves them).
-    pub fn sweep(&self, planned: &Planned, disposal: Disposal, clean_up: bool) -> SweepOutcome {
+    /// in, and leaves them). `index_began` is when the index began, on the
+    /// storage's own clock (the lock file's time): anything the plan depends
+    /// on modified since stops the sweep (see [`recheck`]).
+    pub fn sweep(
+        &self,
+        planned: &Planned,
+        disposal: Disposal,
+        clean_up: bool,
+        index_began: SystemTime,
+    ) -> SweepOutcome {
         let threads = self.config.delete_threads.unwrap_or(DEFAULT_DELETE_THREADS);
         // Without threads of its own (the system refused them), the sweep
         // runs in the workers' pool: slower, never skipped.
@@ -517,6 +529,12 @@ impl Collector {
                 cutoff: planned.cutoff,
                 ..self.config.sweep
             };
+            let recheck = recheck::Recheck::new(
+                &self.config.layout,
+                &planned.index,
+                &planned.plan,
+                index_began,
+            );
             sweep::sweep(
                 &self.config.layout,
                 &planned.index,
@@ -524,6 +542,7 @@ impl Collector {
                 options,
                 disposal,
                 &possibly_empty,
+                Some(&recheck),
                 self.config.progress,
             )
         })

@@ -129,6 +129,13 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             trash = Some(prepared);
         }
     }
+    // The lock file was written just now, on the storage's own clock:
+    // anything modified since, the plan has not seen.
+    let index_began = locks
+        .first()
+        .and_then(|l| std::fs::symlink_metadata(l.path()).ok())
+        .and_then(|m| m.modified().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now() - std::time::Duration::from_secs(1));
     if !output.dry_run {
         // A dry run changes nothing: Ctrl-C just ends it.
         handle_ctrl_c(locks.iter().map(|l| l.path().to_path_buf()).collect());
@@ -163,7 +170,7 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
         };
         let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
         let clean_up = trash.is_none() || batch.is_some();
-        Some(collector.sweep(&planned, disposal, clean_up))
+        Some(collector.sweep(&planned, disposal, clean_up, index_began))
     };
 
     let trash_record = batch
@@ -185,7 +192,18 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             failure.message
         );
     }
-    if report.interrupted {
+    if let Some(change) = &report.registry_changed {
+        eprintln!(
+            "regsweep: error: {change}: the registry is taking writes, and the plan may no longer hold. Make it read-only (storage.maintenance.readonly.enabled: true in its config.yml, then restart it) or stop it, then run regsweep again"
+        );
+        if report.deleted == regsweep::plan::Reclaim::default() {
+            eprintln!("regsweep: nothing was deleted");
+        } else {
+            eprintln!(
+                "regsweep: the sweep stopped there; what it deleted before leaves a consistent registry"
+            );
+        }
+    } else if report.interrupted {
         eprintln!("regsweep: interrupted: the sweep stopped before the end of its plan");
     }
     let mut stdout = buffered_stdout();

@@ -70,6 +70,17 @@ impl CandidateKind {
         }
     }
 
+    /// Whether a sweep looks again, before deleting candidates of this
+    /// kind, at what the plan depends on (see [`crate::recheck`]). Stray
+    /// temporary files are no content, and repositories are checked one by
+    /// one, right before each goes.
+    pub fn rechecked(&self) -> bool {
+        !matches!(
+            self,
+            CandidateKind::TemporaryFile | CandidateKind::Repository
+        )
+    }
+
     /// Whether candidates of this kind are named by a digest.
     pub fn has_digest(&self) -> bool {
         !matches!(

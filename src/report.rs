@@ -50,7 +50,8 @@ pub enum ExitStatus {
     /// Finished, but something was kept because it could not be read, or
     /// something could not be deleted, or the sweep was interrupted.
     Warnings = 1,
-    /// Refused or failed before deleting anything.
+    /// Refused or failed before deleting anything, or a sweep stopped
+    /// because the registry took writes while it ran.
     Failed = 2,
 }
 
@@ -242,6 +243,9 @@ pub struct Report<'a> {
     pub failures: Vec<Failure>,
     /// The sweep stopped before the end of the plan.
     pub interrupted: bool,
+    /// What changed in the tree since the index began, when that stopped
+    /// the sweep (the registry is taking writes); `null` otherwise.
+    pub registry_changed: Option<String>,
     /// The process exit code.
     pub exit_code: ExitStatus,
     /// `--min-age`, as given (`1h`).
@@ -277,6 +281,10 @@ impl<'a> Report<'a> {
         run: RunInfo,
     ) -> Report<'a> {
         let dry_run = outcome.is_none();
+        let registry_changed = outcome
+            .as_ref()
+            .and_then(|o| o.changed.as_ref())
+            .map(ToString::to_string);
         let (after, deleted, failures, interrupted, empty_directories_removed) = match outcome {
             Some(o) => {
                 let mut deleted = o.deleted;
@@ -297,7 +305,9 @@ impl<'a> Report<'a> {
                 0,
             ),
         };
-        let exit_code = if warnings.is_empty() && failures.is_empty() && !interrupted {
+        let exit_code = if registry_changed.is_some() {
+            ExitStatus::Failed
+        } else if warnings.is_empty() && failures.is_empty() && !interrupted {
             ExitStatus::Success
         } else {
             ExitStatus::Warnings
@@ -316,6 +326,7 @@ impl<'a> Report<'a> {
             warnings,
             failures,
             interrupted,
+            registry_changed,
             exit_code,
             min_age: run.min_age.to_string(),
             min_age_seconds: run.min_age.as_secs(),
@@ -538,7 +549,12 @@ impl<'a> Report<'a> {
                     )
                 )?;
             }
-            if self.interrupted {
+            if let Some(change) = &self.registry_changed {
+                writeln!(
+                    out,
+                    "The sweep stopped: {change}, so the registry is taking writes. What was deleted leaves it consistent; make it read-only (storage.maintenance.readonly.enabled: true, then restart it) or stop it, and run regsweep again."
+                )?;
+            } else if self.interrupted {
                 writeln!(
                     out,
                     "The sweep was interrupted; the registry is consistent, and a re-run finishes it."

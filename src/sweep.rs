@@ -13,6 +13,15 @@
 //! With a trash batch, a candidate's directory moves as a whole, with one
 //! `rename(2)`, journaled first (see [`crate::trash`]).
 //!
+//! What could not be removed stays a root for the rest of the run: a
+//! revision (or a tag) that stays keeps the blobs and layer links its
+//! manifest reaches, a layer link that stays keeps its blob, and a manifest
+//! that cannot be read then keeps every blob and the repository's links.
+//!
+//! With a [`Recheck`], everything the plan depends on is checked for changes
+//! since the index began before the first deletion and again before each
+//! kind; a change stops the sweep there (the registry is taking writes).
+//!
 //! A quit flag (the first Ctrl-C) is checked before each candidate: the
 //! sweep stops between two deletions and reports what it did. At the end,
 //! the directories the sweep emptied (blob shards, `<alg>/` directories of
@@ -31,12 +40,14 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::digest::{Digest, DigestMap};
 use crate::fs_at::Dir;
 use crate::hygiene::is_temporary_name;
 use crate::index::Index;
 use crate::layout::{self, Layout, names};
 use crate::plan::{self, Candidate, CandidateKind, Plan, Reclaim};
 use crate::progress::Progress;
+use crate::recheck::{Change, Recheck};
 use crate::trash::{self, Batch};
 
 /// Something the sweep could not delete.
@@ -64,6 +75,8 @@ pub struct SweepOutcome {
     pub empty_directories: u64,
     /// Stray temporary files found in, and removed with, deleted directories.
     pub temporary_files: u64,
+    /// The sweep stopped because the tree changed since the index began.
+    pub changed: Option<Change>,
 }
 
 /// How to sweep.
@@ -97,6 +110,7 @@ pub fn sweep(
     options: SweepOptions,
     disposal: Disposal,
     possibly_empty: &[PathBuf],
+    recheck: Option<&Recheck>,
     progress: Progress,
 ) -> SweepOutcome {
     let task = progress.bar(plan.candidates.len() as u64, "deleting");
@@ -105,6 +119,10 @@ pub fn sweep(
     let started = AtomicU64::new(0);
     let temporary = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
+    // Candidates (by plan position) that could not be removed.
+    let failed = Mutex::new(Vec::new());
+    let mut held = Held::default();
+    let mut changed = None;
     let mut gone = vec![false; plan.candidates.len()];
     let mut offset = 0;
     let ctx = Ctx {
@@ -114,6 +132,7 @@ pub fn sweep(
         disposal,
         cutoff: options.cutoff,
         temporary: &temporary,
+        partial_bytes: AtomicU64::new(0),
         possibly_empty,
         listed_temporary: plan
             .candidates
@@ -131,6 +150,22 @@ pub fn sweep(
             .count();
         let range = offset..offset + count;
         offset += count;
+        if count == 0 {
+            continue;
+        }
+        if let Some(recheck) = recheck.filter(|_| kind.rechecked()) {
+            if crashed.load(Ordering::Relaxed) || quit() {
+                break;
+            }
+            if let Some(change) = recheck.check_all() {
+                changed = Some(change);
+                break;
+            }
+        }
+        if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) {
+            let failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+            held = Held::after_failures(layout, index, plan, &failed);
+        }
         // A repository goes only if everything else of it went.
         let incomplete: Vec<bool> = if kind == CandidateKind::Repository {
             let mut incomplete = vec![false; index.repositories.len()];
@@ -143,7 +178,7 @@ pub fn sweep(
         } else {
             Vec::new()
         };
-        let one = |candidate: &Candidate, parent: Option<&Dir>, gone: &mut bool| {
+        let one = |i: usize, candidate: &Candidate, parent: Option<&Dir>, gone: &mut bool| {
             if crashed.load(Ordering::Relaxed) || quit() {
                 return;
             }
@@ -160,35 +195,75 @@ pub fn sweep(
                 task.inc(1);
                 return;
             }
-            match ctx.dispose(candidate, parent) {
+            let result = match held.keeps(candidate) {
+                Some(why) => Err(Failure {
+                    path: candidate_dir(layout, index, plan, candidate),
+                    message: why,
+                }),
+                None if kind == CandidateKind::Repository => {
+                    let r = candidate.repository.unwrap_or_default();
+                    match recheck.and_then(|g| g.check_repository(r)) {
+                        Some(change) => Err(Failure {
+                            path: candidate_dir(layout, index, plan, candidate),
+                            message: format!("kept: {change} (the registry is taking writes)"),
+                        }),
+                        None => ctx.dispose(candidate, parent),
+                    }
+                }
+                None if kind == CandidateKind::Upload => {
+                    let dir = candidate_dir(layout, index, plan, candidate);
+                    match recheck.and_then(|g| g.check_tree(&dir)) {
+                        Some(change) => Err(Failure {
+                            path: dir,
+                            message: format!("kept: {change} (the upload is active again)"),
+                        }),
+                        None => ctx.dispose(candidate, parent),
+                    }
+                }
+                None => ctx.dispose(candidate, parent),
+            };
+            match result {
                 Ok(()) => *gone = true,
-                Err(failure) => failures
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push(failure),
+                Err(failure) => {
+                    failed.lock().unwrap_or_else(|p| p.into_inner()).push(i);
+                    failures
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push(failure)
+                }
             }
             task.inc(1);
         };
+        let start = range.start;
         let candidates = &plan.candidates[range.clone()];
         if kind == CandidateKind::Repository {
             // Nested repositories before their parents: one at a time.
-            candidates
-                .iter()
-                .zip(gone[range].iter_mut())
-                .for_each(|(c, g)| one(c, None, g));
+            for (i, (c, g)) in candidates.iter().zip(gone[range].iter_mut()).enumerate() {
+                one(start + i, c, None, g);
+                if let (Some(recheck), true, Some(r)) = (recheck, *g, c.repository) {
+                    recheck.removed_by_sweep(r);
+                }
+            }
         } else {
             // Entries of one directory go through one descriptor of it.
             let mut work = Vec::new();
             let mut rest = &mut gone[range];
             for group in plan::parent_groups(candidates) {
                 let (head, tail) = rest.split_at_mut(group.len());
-                work.push((&candidates[group], head));
+                work.push((start + group.start, &candidates[group], head));
                 rest = tail;
             }
-            work.into_par_iter().for_each(|(group, gone)| {
+            work.into_par_iter().for_each(|(first, group, gone)| {
                 let parent = ctx.open_parent(group);
-                for (c, g) in group.iter().zip(gone) {
-                    one(c, parent.as_ref(), g);
+                for (i, (c, g)) in group.iter().zip(gone).enumerate() {
+                    one(first + i, c, parent.as_ref(), g);
+                }
+                // The directory changed under the recheck's eyes: by this sweep itself.
+                if let (Some(recheck), Some(c)) = (recheck, group.first()) {
+                    let dir = candidate_dir(layout, index, plan, c);
+                    if let (Some(r), Some(parent)) = (c.repository, dir.parent()) {
+                        recheck.modified_by_sweep(r, kind, parent);
+                    }
                 }
             });
         }
@@ -196,7 +271,9 @@ pub fn sweep(
     task.finish();
     let crashed = crashed.into_inner();
     let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-    let empty_directories = if crashed {
+    // After a change, the registry is taking writes: its directories are
+    // left as they are.
+    let empty_directories = if crashed || changed.is_some() {
         0
     } else {
         ctx.remove_empty_dirs(&gone, &mut failures)
@@ -205,7 +282,9 @@ pub fn sweep(
     for (candidate, _) in plan.candidates.iter().zip(&gone).filter(|(_, g)| **g) {
         deleted.add(candidate);
     }
-    let interrupted = crashed || quit() && gone.iter().any(|g| !g);
+    // Blobs whose data went but whose directory stayed freed their bytes.
+    deleted.bytes += ctx.partial_bytes.load(Ordering::Relaxed);
+    let interrupted = crashed || changed.is_some() || quit() && gone.iter().any(|g| !g);
     if let Disposal::Trash(batch) = disposal {
         if !crashed {
             let moved = gone.iter().filter(|g| **g).count() as u64;
@@ -222,6 +301,110 @@ pub fn sweep(
         interrupted,
         empty_directories,
         temporary_files: temporary.into_inner(),
+        changed,
+    }
+}
+
+/// What the failures of a sweep so far keep for the rest of it.
+#[derive(Default)]
+struct Held {
+    /// Layer links (repository, digest), with the path that keeps them.
+    links: std::collections::HashMap<(u32, Digest), PathBuf>,
+    /// Repositories all of whose links stay.
+    repositories: std::collections::HashMap<u32, PathBuf>,
+    /// Blobs that stay.
+    blobs: DigestMap<PathBuf>,
+    /// Every blob stays: a manifest that stays could not be read.
+    all_blobs: Option<PathBuf>,
+}
+
+impl Held {
+    /// What the candidates at positions `failed` keep: a revision or a tag
+    /// that stays keeps the blobs and links of every manifest it reaches (and
+    /// its schema1 signatures); a layer link that stays keeps its blob.
+    fn after_failures(layout: &Layout, index: &Index, plan: &Plan, failed: &[usize]) -> Held {
+        let mut held = Held::default();
+        if failed.is_empty() {
+            return held;
+        }
+        let blob_shards = layout.open_blob_shards();
+        for &i in failed {
+            let candidate = &plan.candidates[i];
+            let path = candidate_dir(layout, index, plan, candidate);
+            let Some(r) = candidate.repository else {
+                continue;
+            };
+            let repo = &index.repositories[r as usize];
+            let roots: Vec<Digest> = match candidate.kind {
+                CandidateKind::Manifest => vec![candidate.digest],
+                CandidateKind::Tag => {
+                    let tag = candidate.tag.and_then(|t| repo.tags.get(t as usize));
+                    match tag {
+                        Some(tag) if tag.current.is_some() => tag.current.into_iter().collect(),
+                        Some(tag) => tag.history.clone(),
+                        None => Vec::new(),
+                    }
+                }
+                CandidateKind::LayerLink => {
+                    held.blobs.entry(candidate.digest).or_insert(path);
+                    continue;
+                }
+                _ => continue,
+            };
+            let mut seen = crate::digest::DigestSet::default();
+            let mut stack = roots;
+            while let Some(manifest) = stack.pop() {
+                if !seen.insert(manifest) {
+                    continue;
+                }
+                let mut keep = vec![manifest];
+                match crate::mark::load(blob_shards.as_ref(), index, &manifest) {
+                    Ok(refs) => {
+                        keep.extend(
+                            refs.stored
+                                .iter()
+                                .map(|id| index.blobs[*id as usize].digest),
+                        );
+                        keep.extend(refs.absent.iter().map(|(d, _)| *d));
+                        stack.extend(refs.children.iter().copied());
+                    }
+                    Err(_) => {
+                        held.repositories.entry(r).or_insert_with(|| path.clone());
+                        held.all_blobs.get_or_insert_with(|| path.clone());
+                    }
+                }
+                if let Ok(at) = repo.revisions.binary_search_by_key(&manifest, |v| v.digest) {
+                    keep.extend(repo.revisions[at].signatures.iter().copied());
+                }
+                for digest in keep {
+                    held.links
+                        .entry((r, digest))
+                        .or_insert_with(|| path.clone());
+                    held.blobs.entry(digest).or_insert_with(|| path.clone());
+                }
+            }
+        }
+        held
+    }
+
+    /// Why `candidate` stays, when a failure keeps it.
+    fn keeps(&self, candidate: &Candidate) -> Option<String> {
+        let by = match candidate.kind {
+            CandidateKind::LayerLink => candidate.repository.and_then(|r| {
+                self.repositories
+                    .get(&r)
+                    .or_else(|| self.links.get(&(r, candidate.digest)))
+            }),
+            CandidateKind::Blob => self
+                .all_blobs
+                .as_ref()
+                .or_else(|| self.blobs.get(&candidate.digest)),
+            _ => None,
+        }?;
+        Some(format!(
+            "kept: {} could not be removed and still references it",
+            by.display()
+        ))
     }
 }
 
@@ -282,6 +465,8 @@ struct Ctx<'a> {
     disposal: Disposal<'a>,
     cutoff: Option<SystemTime>,
     temporary: &'a AtomicU64,
+    /// Bytes of blobs whose data went but whose directory stayed.
+    partial_bytes: AtomicU64,
     possibly_empty: &'a [PathBuf],
     /// Temporary files that are candidates of their own: not counted again
     /// when they go with their directory.
@@ -349,7 +534,15 @@ impl Ctx<'_> {
 
     fn delete(&self, candidate: &Candidate, dir: &Path) -> Result<(), Failure> {
         match candidate.kind {
-            CandidateKind::Blob => remove_file(&layout::data_file(dir))?,
+            CandidateKind::Blob => {
+                remove_file(&layout::data_file(dir))?;
+                let result = self.remove_link_dir(dir);
+                if result.is_err() {
+                    self.partial_bytes
+                        .fetch_add(candidate.bytes.unwrap_or(0), Ordering::Relaxed);
+                }
+                return result;
+            }
             CandidateKind::Manifest => {
                 remove_file(&layout::link_file(dir))?;
                 // Schema1 signatures are rare: looked for only when the
@@ -368,6 +561,12 @@ impl Ctx<'_> {
             CandidateKind::Upload => return remove_tree(dir),
             CandidateKind::Repository => unreachable!("handled by remove_repository"),
         }
+        self.remove_link_dir(dir)
+    }
+
+    /// Removes a `<hex>` directory emptied of its file, and its stray
+    /// temporary files old enough to go.
+    fn remove_link_dir(&self, dir: &Path) -> Result<(), Failure> {
         match remove_dir(dir) {
             Err(failure) if self.clear_temporary_files(dir) => remove_dir(dir).map_err(|_| failure),
             other => other,

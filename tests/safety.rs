@@ -853,7 +853,12 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
     assert!(!planned.plan.candidates.is_empty());
-    let outcome = collector.sweep(&planned, regsweep::sweep::Disposal::Delete, true);
+    let outcome = collector.sweep(
+        &planned,
+        regsweep::sweep::Disposal::Delete,
+        true,
+        planned.now,
+    );
     assert!(outcome.interrupted);
     assert!(outcome.gone.iter().all(|g| !g));
     let report = collector.report(&planned, Some(outcome), None);
