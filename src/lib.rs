@@ -541,8 +541,10 @@ impl Collector {
                 &planned.plan,
                 options,
                 disposal,
-                &possibly_empty,
-                Some(&recheck),
+                sweep::Surroundings {
+                    possibly_empty: &possibly_empty,
+                    recheck: Some(&recheck),
+                },
                 self.config.progress,
             )
         })

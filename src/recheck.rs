@@ -360,8 +360,8 @@ mod tests {
 
     #[test]
     fn a_retag_a_new_revision_a_new_upload_or_a_new_repository_is_a_change() {
-        let repo = "ns/app";
-        let cases: [(&str, fn(&Layout)); 5] = [
+        type Write = fn(&Layout);
+        let cases: [(&str, Write); 5] = [
             ("current link rewritten", |l| {
                 fs::write(l.tag_current_link("ns/app", "t"), b"y").unwrap()
             }),
@@ -389,7 +389,6 @@ mod tests {
                 found.unwrap().path.starts_with(layout.repositories_dir()),
                 "{what}"
             );
-            let _ = repo;
         }
     }
 

@@ -101,6 +101,16 @@ pub enum Disposal<'a> {
     Trash(&'a Batch),
 }
 
+/// What a sweep looks at besides its plan.
+#[derive(Clone, Copy, Default)]
+pub struct Surroundings<'a> {
+    /// Directories earlier runs may have left empty: removed at the end
+    /// when they are.
+    pub possibly_empty: &'a [PathBuf],
+    /// Looks again, before each kind, at what the plan depends on.
+    pub recheck: Option<&'a Recheck<'a>>,
+}
+
 /// Deletes (or moves to the trash) the plan's candidates. Runs on the
 /// current rayon pool.
 pub fn sweep(
@@ -109,10 +119,13 @@ pub fn sweep(
     plan: &Plan,
     options: SweepOptions,
     disposal: Disposal,
-    possibly_empty: &[PathBuf],
-    recheck: Option<&Recheck>,
+    around: Surroundings,
     progress: Progress,
 ) -> SweepOutcome {
+    let Surroundings {
+        possibly_empty,
+        recheck,
+    } = around;
     let task = progress.bar(plan.candidates.len() as u64, "deleting");
     let crashed = AtomicBool::new(false);
     let quit = || options.quit.is_some_and(|q| q.load(Ordering::Relaxed));
