@@ -9,6 +9,7 @@
 //! [`bounded`]: a time limit and an address-space limit on the child.
 
 mod layout_support;
+mod registry_support;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -300,6 +301,53 @@ fn restore_skips_the_history_of_a_tag_deleted_since_the_sweep() {
     assert!(err.contains("tag `v1` of `app` no longer exists"), "{err}");
     // The rest comes back: the revision, its blobs and links.
     assert_manifest_intact(b.root(), "app", &old);
+}
+
+/// The real registry lists a tag directory that has history entries and no
+/// `current/link`, and does not serve it: restoring the history of a tag
+/// deleted since the sweep must not make such a tag.
+#[test]
+fn restore_after_a_tag_was_deleted_makes_no_tag_the_real_registry_lists() {
+    use registry_support::oci::Layout as OciLayout;
+    use registry_support::skopeo::{Format, push};
+    if !registry_support::require_tools() {
+        return;
+    }
+    let mut reg = registry_support::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut layout = OciLayout::new(&dir.path().join("layout"));
+    let mut image = |label: &str| {
+        let layer = layout.layer(label);
+        let image = layout.image(&[&layer], "amd64");
+        layout.tag(label, &image.manifest);
+        image
+    };
+    let (old, new) = (image("old"), image("new"));
+    push(&reg, &layout, "old", "app", "v1", Format::Oci);
+    push(&reg, &layout, "new", "app", "v1", Format::Oci);
+    reg.stop();
+    let trash = dir.path().join("trash");
+    sweep_into(reg.root(), &trash);
+    reg.restart();
+    // Deleting the manifest the tag points at deletes the tag.
+    assert_eq!(reg.delete_manifest("app", &new.digest()), 202);
+    reg.stop();
+
+    let out = regsweep(["restore", s(&trash)]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    reg.restart();
+    let mut reply = registry_support::http::agent(Duration::from_secs(30))
+        .get(reg.url("/v2/app/tags/list"))
+        .call()
+        .expect("GET tags/list");
+    let tags = reply.body_mut().read_to_string().unwrap_or_default();
+    assert!(
+        !tags.contains("v1"),
+        "the registry lists a phantom tag: {tags}"
+    );
+    assert_eq!(reg.manifest_status("app", "v1"), 404);
+    // What did come back is served.
+    assert_eq!(reg.manifest_status("app", &old.digest()), 200);
 }
 
 #[test]
