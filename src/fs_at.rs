@@ -221,10 +221,62 @@ impl Dir {
         rustix::fs::unlinkat(&self.fd, name.as_ref(), AtFlags::REMOVEDIR).map_err(Into::into)
     }
 
+    /// Creates the directory `name` (mode 0777 less the umask, as
+    /// `mkdir(1)`).
+    pub fn create_dir(&self, name: impl AsRef<Path>) -> io::Result<()> {
+        rustix::fs::mkdirat(&self.fd, name.as_ref(), Mode::from_raw_mode(0o777)).map_err(Into::into)
+    }
+
+    /// Renames `name` to `to_name` in `to`, never replacing anything there
+    /// (`RENAME_NOREPLACE`; on a filesystem without it, a check then a
+    /// rename). Neither name is followed if it is a symbolic link.
+    pub fn rename_noreplace(&self, name: &str, to: &Dir, to_name: &str) -> io::Result<()> {
+        use rustix::fs::{RenameFlags, renameat, renameat_with};
+        match renameat_with(&self.fd, name, &to.fd, to_name, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                if to.stat(to_name)?.is_some() {
+                    return Err(io::ErrorKind::AlreadyExists.into());
+                }
+                renameat(&self.fd, name, &to.fd, to_name).map_err(Into::into)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The file descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// Opens the file at `path` for reading only if it is a regular file: never
+/// through a symbolic link at its last component, and without waiting on a
+/// FIFO (`O_NONBLOCK`), then checked with `fstat`. A link, a FIFO or a device
+/// is an `InvalidInput` error saying what it is.
+pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => return Err(not_regular("a symbolic link (not followed)")),
+        Err(e) => return Err(e.into()),
+    };
+    let what = match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
+        FileType::RegularFile => return Ok(fd.into()),
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        _ => "not a file",
+    };
+    Err(not_regular(what))
+}
+
+fn not_regular(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file: {what}"),
+    )
 }
 
 /// Reads from `fd` into `buf` until it is full or the file ends; returns the

@@ -9,7 +9,7 @@
 //! a stale lock means an earlier run was killed and the operator should know.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -83,17 +83,38 @@ pub fn process_exists(pid: u32) -> bool {
     )
 }
 
-/// What a lock file says, if there is one in `dir`.
+/// A lock file holds one JSON line of a few hundred bytes; reading stops
+/// past this.
+const MAX_LOCK_FILE: u64 = 4096;
+
+/// What a lock file says, if there is one in `dir`. Only a regular file is
+/// read, and only its first [`MAX_LOCK_FILE`] bytes: the name may be a FIFO
+/// (which would block), or a link to `/dev/zero` (which never ends).
 pub fn read(dir: &Path) -> Option<(PathBuf, Result<Holder, String>)> {
     let path = dir.join(LOCK_FILE);
-    match fs::read_to_string(&path) {
+    match read_bounded(&path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => Some((path, Err(e.to_string()))),
         Ok(text) => {
-            let holder = serde_json::from_str(text.trim()).map_err(|e| e.to_string());
+            let holder = serde_json::from_slice(text.trim_ascii()).map_err(|e| e.to_string());
             Some((path, holder))
         }
     }
+}
+
+/// The lock file at `path`, if it is a regular file of at most
+/// [`MAX_LOCK_FILE`] bytes.
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    let file = crate::fs_at::open_regular(path)?;
+    let mut text = Vec::new();
+    file.take(MAX_LOCK_FILE + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_LOCK_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than {MAX_LOCK_FILE} bytes: not a regsweep lock file"),
+        ));
+    }
+    Ok(text)
 }
 
 /// A warning when a lock file in `dir` says another run holds the storage:
@@ -165,6 +186,9 @@ fn held(path: &Path) -> Error {
     let dir = path.parent().unwrap_or(path);
     let reason = match read(dir) {
         None => "the lock file vanished while being read; try again".to_owned(),
+        Some((_, Err(e))) if is_not_regular(path) => format!(
+            "{e}; regsweep's lock is a regular file it creates itself: if nothing else uses this name, remove it with: {clear}"
+        ),
         Some((_, Err(e))) => format!(
             "the lock file cannot be read ({e}); if no regsweep runs on this directory, clear it with: {clear}"
         ),
@@ -183,12 +207,17 @@ fn held(path: &Path) -> Error {
     }
 }
 
+/// Whether `path` exists and is something other than a regular file.
+fn is_not_regular(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| !m.is_file())
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
         // Remove only a lock that is still ours.
-        let ours = fs::read_to_string(&self.path)
+        let ours = read_bounded(&self.path)
             .ok()
-            .and_then(|t| serde_json::from_str::<Holder>(t.trim()).ok())
+            .and_then(|t| serde_json::from_slice::<Holder>(t.trim_ascii()).ok())
             .is_some_and(|h| h == self.holder);
         if ours {
             let _ = fs::remove_file(&self.path);
@@ -257,6 +286,45 @@ mod tests {
             "{}",
             warning.message
         );
+    }
+
+    #[test]
+    fn a_lock_path_that_is_not_a_regular_file_is_refused_without_reading_it() {
+        // FIFOs and devices are in tests/outside_root.rs, where a regression
+        // times out instead of hanging or filling memory.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(
+            &elsewhere,
+            serde_json::to_string(&Holder::this_process("gc")).unwrap(),
+        )
+        .unwrap();
+        for target in [elsewhere.as_path(), dir.path()] {
+            std::os::unix::fs::symlink(target, &path).unwrap();
+            let err = Lock::acquire(dir.path(), "gc").unwrap_err();
+            assert!(matches!(err, Error::Lock { .. }), "{err}");
+            let err = err.to_string();
+            assert!(err.starts_with(&path.display().to_string()), "{err}");
+            assert!(
+                err.contains("not a regular file: a symbolic link") && err.contains("rm -- "),
+                "{err}"
+            );
+            let warning = held_warning(dir.path(), "dry run").unwrap();
+            assert!(
+                warning.message.contains("symbolic link"),
+                "{}",
+                warning.message
+            );
+            fs::remove_file(&path).unwrap();
+        }
+        fs::create_dir(&path).unwrap();
+        let err = Lock::acquire(dir.path(), "gc").unwrap_err().to_string();
+        assert!(err.contains("not a regular file: a directory"), "{err}");
+        fs::remove_dir(&path).unwrap();
+        fs::write(&path, vec![b' '; 1 << 20]).unwrap();
+        let err = Lock::acquire(dir.path(), "gc").unwrap_err().to_string();
+        assert!(err.contains("longer than 4096 bytes"), "{err}");
     }
 
     #[test]

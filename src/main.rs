@@ -38,12 +38,13 @@ fn main() -> ExitCode {
                         outcome.kept.len()
                     );
                 }
-                ExitStatus::Success
+                report_problems(&outcome.problems)
             }),
         ),
         Command::Trash(TrashCommand::List(args)) => {
-            report_result(trash::batches(&args.dir).map(|batches| {
-                for b in batches {
+            report_result(trash::scan(&args.dir).map(|scan| {
+                let mut problems = scan.unreadable;
+                for b in scan.batches {
                     println!(
                         "{}\t{}\t{} moves\t{}",
                         b.header.batch,
@@ -51,8 +52,9 @@ fn main() -> ExitCode {
                         b.moves(),
                         b.header.storage_root.display()
                     );
+                    problems.extend(b.problem_reports());
                 }
-                ExitStatus::Success
+                report_problems(&problems)
             }))
         }
     };
@@ -65,6 +67,18 @@ fn report_result(result: regsweep::Result<ExitStatus>) -> ExitStatus {
         eprintln!("regsweep: error: {e}");
         ExitStatus::Failed
     })
+}
+
+/// Prints each `path: problem` on stderr: exit 1 if there is any.
+fn report_problems(problems: &[(std::path::PathBuf, String)]) -> ExitStatus {
+    for (path, message) in problems {
+        eprintln!("regsweep: {}: {message}", path.display());
+    }
+    if problems.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Warnings
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) {

@@ -118,6 +118,7 @@ pub fn storage_root(root: &Path) -> Result<Layout> {
         reason,
     };
     let root = fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+    refuse_linked_v2(&root)?;
     let layout = Layout::new(&root);
     match fs::metadata(layout.v2()) {
         Ok(meta) if meta.is_dir() => Ok(layout),
@@ -142,6 +143,59 @@ pub fn storage_root(root: &Path) -> Result<Layout> {
                 V2_SUFFIX.join("/")
             )))
         }
+    }
+}
+
+/// Refuses a symbolic link at `docker`, `docker/registry` or
+/// `docker/registry/v2` below the (canonical) `root`. Everything below is
+/// read and deleted without following links; a link here would send the
+/// sweep, the lock and the trash's checks into another tree, so the operator
+/// passes the storage root the link leads to instead.
+fn refuse_linked_v2(root: &Path) -> Result<()> {
+    let mut dir = root.to_path_buf();
+    for name in V2_SUFFIX {
+        dir.push(name);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::NotStorage {
+                    reason: linked_v2_reason(root),
+                    path: dir,
+                });
+            }
+            Ok(_) => {}
+            // What is missing is said by the caller.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Why a link on the way to `root`'s `docker/registry/v2` is
+/// refused, and what to pass instead.
+fn linked_v2_reason(root: &Path) -> String {
+    let v2 = V2_SUFFIX.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+    let suffix = V2_SUFFIX.join("/");
+    let lead = format!(
+        "a symbolic link on the way to `{suffix}`; regsweep follows no link inside the storage"
+    );
+    let Ok(resolved) = fs::canonicalize(&v2) else {
+        return format!("{lead}, and this one leads nowhere readable");
+    };
+    let names: Vec<&std::ffi::OsStr> = resolved.iter().collect();
+    let holds_v2 = names.len() > V2_SUFFIX.len()
+        && names[names.len() - V2_SUFFIX.len()..]
+            .iter()
+            .zip(V2_SUFFIX)
+            .all(|(a, b)| *a == b);
+    match resolved.ancestors().nth(V2_SUFFIX.len()) {
+        Some(storage) if holds_v2 => format!(
+            "{lead}: pass the storage root it resolves to instead: {}",
+            storage.display()
+        ),
+        _ => format!(
+            "{lead}; it resolves to {}, which is not the `{suffix}` of any storage root: pass a directory whose `{suffix}` is a real directory",
+            resolved.display()
+        ),
     }
 }
 
@@ -234,5 +288,44 @@ mod tests {
         );
         fs::create_dir_all(dir.path().join("docker/registry/v2")).unwrap();
         assert!(storage_root(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn links_at_docker_registry_or_v2_are_refused_naming_the_root_to_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir_all(real.join("docker/registry/v2")).unwrap();
+        let real = fs::canonicalize(&real).unwrap();
+        let linked = dir.path().join("linked");
+        for (depth, name) in V2_SUFFIX.iter().enumerate() {
+            let _ = fs::remove_dir_all(&linked);
+            let above: PathBuf = V2_SUFFIX[..depth].iter().collect();
+            fs::create_dir_all(linked.join(&above)).unwrap();
+            let link = linked.join(&above).join(name);
+            std::os::unix::fs::symlink(real.join(&above).join(name), &link).unwrap();
+            let err = storage_root(&linked).unwrap_err();
+            let link = fs::canonicalize(&linked).unwrap().join(&above).join(name);
+            assert!(
+                matches!(&err, Error::NotStorage { path, .. } if *path == link),
+                "{err}"
+            );
+            let err = err.to_string();
+            assert!(
+                err.ends_with(&format!("resolves to instead: {}", real.display())),
+                "{err}"
+            );
+        }
+        // A link to a `v2` that is not at `docker/registry/v2` of anything.
+        let _ = fs::remove_dir_all(&linked);
+        fs::create_dir_all(linked.join("docker/registry")).unwrap();
+        fs::create_dir(dir.path().join("lone")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("lone"), linked.join("docker/registry/v2"))
+            .unwrap();
+        let err = storage_root(&linked).unwrap_err().to_string();
+        assert!(err.contains("not the `docker/registry/v2` of any"), "{err}");
+        // TARGET itself may be a link.
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        assert_eq!(storage_root(&alias).unwrap().root(), real);
     }
 }

@@ -20,6 +20,15 @@
 //! consistent at every step. It recreates the directories the sweep removed
 //! and refuses to overwrite anything: if a path exists again in the registry
 //! it stops before moving anything; each rename is `RENAME_NOREPLACE`.
+//!
+//! Restore trusts no journal to stay inside the storage: a batch goes back
+//! only into the storage root its header names when that is a storage root
+//! now, at the same canonical path, on the batch's filesystem; every path
+//! must be a plain relative path below that root's `docker/registry/v2`;
+//! both trees are walked one directory at a time without following a link.
+//! What would come back under a tag or a repository deleted since the sweep
+//! stays in the batch. Each of these, and each bad journal line, is reported
+//! on its own: the other entries and batches are restored.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -36,8 +45,10 @@ use walkdir::WalkDir;
 use crate::clock;
 use crate::duration::Age;
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::fs_at::{self, Dir};
+use crate::layout::{Layout, V2_SUFFIX, names};
 use crate::lock::{self, Lock};
+use crate::target;
 
 /// The journal of a batch.
 pub const JOURNAL: &str = "journal.jsonl";
@@ -336,6 +347,29 @@ impl Batch {
     }
 }
 
+/// A journal line longer than this is none regsweep wrote (an entry holds
+/// one path below the storage root, JSON-escaped): it is reported, never
+/// read into memory.
+pub const MAX_JOURNAL_LINE: usize = 64 * 1024;
+
+/// An entry of a journal and its line number (the header is line 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalLine {
+    /// Its line number.
+    pub line: usize,
+    /// What it says.
+    pub entry: Entry,
+}
+
+/// A journal line that is not a whole entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineProblem {
+    /// Its line number.
+    pub line: usize,
+    /// What is wrong, and what it means for the restore.
+    pub message: String,
+}
+
 /// A batch found in a trash directory.
 #[derive(Debug, Clone)]
 pub struct BatchInfo {
@@ -343,8 +377,10 @@ pub struct BatchInfo {
     pub dir: PathBuf,
     /// Its header.
     pub header: Header,
-    /// Its entries, in journal order (a torn last line is dropped).
-    pub entries: Vec<Entry>,
+    /// Its whole entries, in journal order (a torn last line is dropped).
+    pub entries: Vec<JournalLine>,
+    /// Lines in the middle that are not whole entries.
+    pub problems: Vec<LineProblem>,
 }
 
 impl BatchInfo {
@@ -357,68 +393,192 @@ impl BatchInfo {
     pub fn moves(&self) -> usize {
         self.entries
             .iter()
-            .filter(|e| matches!(e, Entry::Move { .. }))
+            .filter(|e| matches!(e.entry, Entry::Move { .. }))
             .count()
+    }
+
+    /// The journal file.
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join(JOURNAL)
+    }
+
+    /// Each bad line as the journal's path and `line N: ...`.
+    pub fn problem_reports(&self) -> Vec<(PathBuf, String)> {
+        self.problems
+            .iter()
+            .map(|p| (self.journal(), format!("line {}: {}", p.line, p.message)))
+            .collect()
     }
 }
 
+/// A line as [`next_line`] read it.
+enum RawLine {
+    /// In the buffer; whether a newline ended it.
+    Text { terminated: bool },
+    /// Longer than [`MAX_JOURNAL_LINE`]: skipped, `len` bytes.
+    TooLong { len: u64 },
+}
+
+/// Reads the next line into `buf`, without its newline and never more than
+/// [`MAX_JOURNAL_LINE`] bytes of it. `None` at the end of the file.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<RawLine>> {
+    buf.clear();
+    let mut len = 0u64;
+    let mut too_long = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let end = available.iter().position(|&b| b == b'\n');
+        if available.is_empty() && len == 0 {
+            return Ok(None);
+        }
+        let chunk = &available[..end.unwrap_or(available.len())];
+        let at_end = available.is_empty();
+        len += chunk.len() as u64;
+        if !too_long && buf.len() + chunk.len() <= MAX_JOURNAL_LINE {
+            buf.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            buf.clear();
+        }
+        let consumed = chunk.len() + usize::from(end.is_some());
+        reader.consume(consumed);
+        if end.is_some() || at_end {
+            return Ok(Some(if too_long {
+                RawLine::TooLong { len }
+            } else {
+                RawLine::Text {
+                    terminated: end.is_some(),
+                }
+            }));
+        }
+    }
+}
+
+/// The whole entry at the end of a line that begins with a torn one: a
+/// write cut short (a full disk) leaves part of a line without its newline,
+/// and the next write, once there is space again, appends a whole line to it.
+fn whole_entry_after_torn_one(line: &[u8]) -> Option<Entry> {
+    const START: &[u8] = b"{\"op\":";
+    (1..line.len())
+        .filter(|&i| line[i..].starts_with(START))
+        .find_map(|i| serde_json::from_slice(&line[i..]).ok())
+}
+
 /// Reads a batch directory; `None` if it is not one (no journal, or a
-/// journal without a header).
+/// journal whose header was never written whole: that run moved nothing).
+/// A journal that is not a regular file, or whose first line is not a
+/// header, is an error; a bad line further on is one of the batch's
+/// [`BatchInfo::problems`], and the lines after it are read on.
 pub fn read_batch(dir: &Path) -> Result<Option<BatchInfo>> {
     let path = dir.join(JOURNAL);
-    let file = match File::open(&path) {
+    let unreadable = |reason: String| Error::Trash {
+        path: path.clone(),
+        reason: format!("{reason}; nothing of this batch is restored, listed or deleted"),
+    };
+    let file = match fs_at::open_regular(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&path, e)),
+        Err(e) => return Err(unreadable(format!("cannot read the journal: {e}"))),
     };
-    let mut lines = BufReader::new(file).lines();
-    let header: Header = match lines.next() {
-        Some(Ok(line)) => match serde_json::from_str(&line) {
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut read_line = |buf: &mut Vec<u8>| {
+        next_line(&mut reader, buf).map_err(|e| unreadable(format!("cannot read the journal: {e}")))
+    };
+    let header: Header = match read_line(&mut buf)? {
+        None => return Ok(None),
+        Some(RawLine::Text { terminated }) => match serde_json::from_slice(&buf) {
             Ok(header) => header,
-            Err(_) => return Ok(None),
+            Err(_) if !terminated => return Ok(None),
+            Err(e) => {
+                return Err(unreadable(format!(
+                    "line 1 is not a journal header ({e}); look at what {} holds before deleting it by hand",
+                    dir.display()
+                )));
+            }
         },
-        _ => return Ok(None),
+        Some(RawLine::TooLong { len }) => {
+            return Err(unreadable(format!(
+                "line 1 is {len} bytes long, not a journal header; look at what {} holds before deleting it by hand",
+                dir.display()
+            )));
+        }
     };
+    let kept = format!(
+        "anything it recorded stays in {}, which is kept in the trash",
+        dir.display()
+    );
     let mut entries = Vec::new();
-    let mut torn = None;
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(|e| Error::io(&path, e))?;
-        if let Some(bad) = torn.take() {
-            // Only the last line may be torn (a crash mid-write).
-            return Err(Error::Trash {
-                path: path.clone(),
-                reason: format!("journal line {} is not valid: {bad}", i + 1),
-            });
-        }
-        match serde_json::from_str::<Entry>(&line) {
-            Ok(entry) => entries.push(entry),
-            Err(e) => torn = Some(e.to_string()),
-        }
+    let mut problems = Vec::new();
+    let mut line = 1;
+    while let Some(raw) = read_line(&mut buf)? {
+        line += 1;
+        let message = match raw {
+            RawLine::TooLong { len } => format!(
+                "{len} bytes long, longer than any entry ({MAX_JOURNAL_LINE} bytes at most): not read; {kept}"
+            ),
+            RawLine::Text { terminated } => match serde_json::from_slice::<Entry>(&buf) {
+                Ok(entry) => {
+                    entries.push(JournalLine { line, entry });
+                    continue;
+                }
+                // A run killed mid-line: a move is journaled before it is
+                // made, so that one never happened.
+                Err(_) if !terminated => continue,
+                Err(e) => match whole_entry_after_torn_one(&buf) {
+                    Some(entry) => {
+                        entries.push(JournalLine { line, entry });
+                        "begins with an entry cut short (a write that failed, e.g. on a full disk), then goes on with a whole one, which is restored; the cut entry was a move not yet made (moves are journaled first, so nothing of it is in the batch) or an emptied directory, which is not recreated".to_owned()
+                    }
+                    None => format!("not a journal entry ({e}); {kept}"),
+                },
+            },
+        };
+        problems.push(LineProblem { line, message });
     }
     Ok(Some(BatchInfo {
         dir: dir.to_path_buf(),
         header,
         entries,
+        problems,
     }))
 }
 
-/// Every batch in `trash`, newest first.
-pub fn batches(trash: &Path) -> Result<Vec<BatchInfo>> {
-    let mut found = Vec::new();
+/// The batches of a trash directory, and those that cannot be read.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Every batch that can be read, newest first.
+    pub batches: Vec<BatchInfo>,
+    /// Journals that cannot be read: the path and why.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Every batch in `trash`, newest first; a journal that cannot be read is
+/// reported in [`Scan::unreadable`] and the other batches are read on.
+pub fn scan(trash: &Path) -> Result<Scan> {
+    let mut scan = Scan::default();
     for entry in fs::read_dir(trash).map_err(|e| Error::io(trash, e))? {
         let entry = entry.map_err(|e| Error::io(trash, e))?;
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        if let Some(batch) = read_batch(&entry.path())? {
-            found.push(batch);
+        match read_batch(&entry.path()) {
+            Ok(Some(batch)) => scan.batches.push(batch),
+            Ok(None) => {}
+            Err(Error::Trash { path, reason }) => scan.unreadable.push((path, reason)),
+            Err(e) => scan.unreadable.push((entry.path(), e.to_string())),
         }
     }
-    found.sort_by(|a, b| {
+    scan.batches.sort_by(|a, b| {
         (b.header.started.as_str(), b.header.batch.as_str())
             .cmp(&(a.header.started.as_str(), a.header.batch.as_str()))
     });
-    Ok(found)
+    scan.unreadable.sort();
+    Ok(scan)
 }
 
 /// What a restore did.
@@ -433,16 +593,350 @@ pub struct RestoreOutcome {
     /// Journaled moves whose source was not in the batch (never moved by
     /// an interrupted run, or already restored).
     pub skipped: u64,
-    /// What could not be moved back: path and reason.
+    /// What was not moved back: path and reason. A batch with any stays in
+    /// the trash.
     pub failures: Vec<(PathBuf, String)>,
     /// Stopped by Ctrl-C between two moves: run `restore` again to finish.
     pub interrupted: bool,
 }
 
+/// The components below `docker/registry/v2` of a journaled path, if it is
+/// a plain relative path below `blobs/` or `repositories/` there, the only
+/// places a sweep moves anything from; otherwise what is wrong with it.
+fn journal_path(path: &Path) -> Result<Vec<String>, String> {
+    let text = path.to_str().ok_or("is not UTF-8")?;
+    if text.starts_with('/') {
+        return Err("is an absolute path".into());
+    }
+    let parts: Vec<&str> = text.split('/').collect();
+    for part in &parts {
+        match *part {
+            "" => return Err("has an empty component".into()),
+            "." => return Err("has a `.` component".into()),
+            ".." => return Err("has a `..` component".into()),
+            p if p.contains('\0') => return Err("has a NUL byte".into()),
+            _ => {}
+        }
+    }
+    let below = parts
+        .strip_prefix(V2_SUFFIX.as_slice())
+        .filter(|below| below.len() >= 2 && [names::BLOBS, names::REPOSITORIES].contains(&below[0]))
+        .ok_or_else(|| {
+            format!(
+                "is not below `{0}/{1}` or `{0}/{2}`",
+                V2_SUFFIX.join("/"),
+                names::BLOBS,
+                names::REPOSITORIES
+            )
+        })?;
+    Ok(below.iter().map(|s| (*s).to_owned()).collect())
+}
+
+/// What must exist in the storage for a restored path to mean anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Needs {
+    /// Nothing: a blob, a directory above a repository's metadata, or a
+    /// repository's metadata directory itself (the repository comes back
+    /// with it, as a whole).
+    Nothing,
+    /// The repository (its `_manifests` or `_layers`: registry 2.8 lists a
+    /// repository by its `_layers`, later ones by `_manifests`).
+    Repository(Vec<String>),
+    /// The tag's `current/link`: a tag directory without one lists in the
+    /// tag list and does not pull.
+    Tag(Vec<String>, String),
+}
+
+/// What the path `below` (components below `docker/registry/v2`) needs;
+/// `is_move` for a move (a whole tag directory needs its repository only),
+/// else a recreated directory.
+fn needs_of(below: &[String], is_move: bool) -> Result<Needs, String> {
+    if below[0] == names::BLOBS {
+        return Ok(Needs::Nothing);
+    }
+    let rest = &below[1..];
+    let Some(meta) = rest
+        .iter()
+        .position(|c| c.starts_with(names::METADATA_PREFIX))
+    else {
+        return Ok(Needs::Nothing);
+    };
+    if meta == 0 {
+        return Err(format!("names no repository before `{}`", rest[0]));
+    }
+    let repository = rest[..meta].to_vec();
+    let after = &rest[meta + 1..];
+    if after.is_empty() {
+        return Ok(Needs::Nothing);
+    }
+    // Below a tag's directory, or that directory recreated empty.
+    let in_tag = rest[meta] == names::MANIFESTS && after[0] == names::TAGS && after.len() >= 2;
+    if in_tag && (after.len() > 2 || !is_move) {
+        return Ok(Needs::Tag(repository, after[1].clone()));
+    }
+    Ok(Needs::Repository(repository))
+}
+
+/// Opens the directory `components` below `base`, one at a time, never
+/// through a symbolic link. `Ok(None)` when one does not exist.
+fn open_below(base: &Dir, components: &[String]) -> io::Result<Option<Dir>> {
+    let mut dir: Option<Dir> = None;
+    for (i, name) in components.iter().enumerate() {
+        let parent = dir.as_ref().unwrap_or(base);
+        match parent.open_dir(name) {
+            Ok(Some(next)) => dir = Some(next),
+            Ok(None) => return Ok(None),
+            Err(e) if fs_at::is_symlink_error(&e) => {
+                return Err(not_a_directory(&components[..=i]));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match dir {
+        Some(dir) => Ok(Some(dir)),
+        None => base.open_dir("."),
+    }
+}
+
+/// Opens the directory `components` below `base`, creating what is missing,
+/// never through a symbolic link.
+fn make_below(base: &Dir, components: &[String]) -> io::Result<Dir> {
+    let mut dir: Option<Dir> = None;
+    for (i, name) in components.iter().enumerate() {
+        let parent = dir.as_ref().unwrap_or(base);
+        let opened = match parent.open_dir(name) {
+            Ok(None) => match parent.create_dir(name) {
+                Ok(()) => parent.open_dir(name),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => parent.open_dir(name),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        match opened {
+            Ok(Some(next)) => dir = Some(next),
+            Ok(None) => return Err(io::ErrorKind::NotFound.into()),
+            Err(e) if fs_at::is_symlink_error(&e) => {
+                return Err(not_a_directory(&components[..=i]));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match dir {
+        Some(dir) => Ok(dir),
+        None => base
+            .open_dir(".")?
+            .ok_or_else(|| io::ErrorKind::NotFound.into()),
+    }
+}
+
+fn not_a_directory(components: &[String]) -> io::Error {
+    io::Error::other(format!(
+        "`{}` is a symbolic link or not a directory: not followed",
+        components.join("/")
+    ))
+}
+
+/// `docker/registry/v2` below the directory `root`, opened without
+/// following a link; `None` when it does not exist.
+fn open_v2(root: &Path) -> io::Result<Option<Dir>> {
+    let suffix: Vec<String> = V2_SUFFIX.iter().map(|s| (*s).to_owned()).collect();
+    open_below(&Dir::open(root)?, &suffix)
+}
+
+/// Whether what `needs` names exists now, below the storage's `v2`; if not,
+/// why the path is not brought back.
+fn check_needs(v2: &Dir, needs: &Needs) -> Result<(), String> {
+    let repository_dir = |name: &[String]| {
+        let mut path = vec![names::REPOSITORIES.to_owned()];
+        path.extend(name.iter().cloned());
+        path
+    };
+    let is = |dir: &Dir, name: &str, kind: fs_at::Kind| {
+        dir.stat(name)
+            .ok()
+            .flatten()
+            .is_some_and(|(k, _)| k == kind)
+    };
+    match needs {
+        Needs::Nothing => Ok(()),
+        Needs::Repository(name) => {
+            let exists = open_below(v2, &repository_dir(name))
+                .ok()
+                .flatten()
+                .is_some_and(|repo| {
+                    is(&repo, names::MANIFESTS, fs_at::Kind::Dir)
+                        || is(&repo, names::LAYERS, fs_at::Kind::Dir)
+                });
+            exists.then_some(()).ok_or_else(|| {
+                format!(
+                    "repository `{}` no longer exists (no `_manifests` or `_layers`: deleted since the sweep?): not brought back, which would recreate part of it; it stays in the batch",
+                    name.join("/")
+                )
+            })
+        }
+        Needs::Tag(name, tag) => {
+            let mut current = repository_dir(name);
+            current.extend([names::MANIFESTS, names::TAGS, tag, names::CURRENT].map(str::to_owned));
+            let exists = open_below(v2, &current)
+                .ok()
+                .flatten()
+                .is_some_and(|dir| is(&dir, names::LINK, fs_at::Kind::File));
+            exists.then_some(()).ok_or_else(|| {
+                format!(
+                    "tag `{tag}` of `{}` no longer exists (no `current/link`: deleted since the sweep?): its history is not brought back, which would make a tag that lists and does not pull; it stays in the batch",
+                    name.join("/")
+                )
+            })
+        }
+    }
+}
+
+/// The storage a batch goes back into: the one its header names, if that is
+/// a storage root now (a real `docker/registry/v2`, no link on the way to
+/// it), the same path it was at the sweep (a sweep records its canonical
+/// root: a path that resolves elsewhere now leads to other data), not inside
+/// the trash, and on the batch's filesystem (a batch is made by renames, so
+/// it can only have come from there). A journal naming any other directory
+/// would move the batch's files into it.
+fn batch_storage(batch: &BatchInfo, trash: &Path) -> Result<Layout, String> {
+    let recorded = &batch.header.storage_root;
+    let refused = |why: String| format!("{why}; nothing of this batch was restored");
+    if !recorded.is_absolute() {
+        return Err(refused(format!(
+            "the journal's storage_root `{}` is not an absolute path",
+            recorded.display()
+        )));
+    }
+    let layout = target::storage_root(recorded).map_err(|e| {
+        refused(format!(
+            "the storage the journal names cannot take the batch back ({e})"
+        ))
+    })?;
+    if layout.root() != recorded {
+        return Err(refused(format!(
+            "the journal's storage_root {} resolves to {} now (a symbolic link on the way?); a batch goes back only into the storage it came from",
+            recorded.display(),
+            layout.root().display()
+        )));
+    }
+    if layout.root().starts_with(trash) && layout.root() != trash {
+        return Err(refused(format!(
+            "the journal's storage_root {} is inside the trash directory",
+            recorded.display()
+        )));
+    }
+    let device = |path: &Path| fs::symlink_metadata(path).map(|m| m.dev());
+    match (device(&batch.dir), device(layout.v2())) {
+        (Ok(batch_dev), Ok(storage_dev)) if batch_dev == storage_dev => Ok(layout),
+        (Ok(_), Ok(_)) => Err(refused(format!(
+            "the batch is not on the filesystem of {}, so it cannot have come from there",
+            layout.v2().display()
+        ))),
+        (Err(e), _) | (_, Err(e)) => Err(refused(e.to_string())),
+    }
+}
+
+/// One step of a restore, in restore order.
+struct Step {
+    /// Its journal line.
+    line: usize,
+    /// Below `docker/registry/v2`.
+    below: Vec<String>,
+    /// A move back (else a directory to recreate).
+    is_move: bool,
+    needs: Needs,
+}
+
+/// A batch checked for restoring.
+struct BatchPlan<'a> {
+    batch: &'a BatchInfo,
+    layout: Layout,
+    /// The storage's `docker/registry/v2`.
+    v2: Dir,
+    /// The batch's `docker/registry/v2`, if anything was moved into it.
+    source: Option<Dir>,
+    steps: Vec<Step>,
+    /// Bad lines and refused entries.
+    reported: Vec<(PathBuf, String)>,
+}
+
+impl BatchPlan<'_> {
+    fn target(&self, below: &[String]) -> PathBuf {
+        below
+            .iter()
+            .fold(self.layout.v2().to_path_buf(), |p, c| p.join(c))
+    }
+
+    /// The open parent (in the batch) of a move's source, if the source is
+    /// there.
+    fn source_of(&self, below: &[String]) -> Option<Dir> {
+        let (name, parent) = below.split_last()?;
+        let dir = open_below(self.source.as_ref()?, parent).ok().flatten()?;
+        dir.stat(name).ok().flatten().map(|_| dir)
+    }
+}
+
+/// Checks `batch` for restoring into its storage: every path, what each
+/// needs. `Err` when the batch cannot go back at all.
+fn plan_batch<'a>(batch: &'a BatchInfo, trash: &Path) -> Result<BatchPlan<'a>, String> {
+    let layout = batch_storage(batch, trash)?;
+    let v2 = open_v2(layout.root())
+        .and_then(|v2| v2.ok_or_else(|| io::ErrorKind::NotFound.into()))
+        .map_err(|e| {
+            format!(
+                "{}: {e}; nothing of this batch was restored",
+                layout.v2().display()
+            )
+        })?;
+    let source = open_v2(&batch.dir).map_err(|e| {
+        format!(
+            "{}: {e}; nothing of this batch was restored",
+            batch.dir.display()
+        )
+    })?;
+    let mut reported = batch.problem_reports();
+    let mut steps = Vec::new();
+    for JournalLine { line, entry } in batch.entries.iter().rev() {
+        let (path, is_move) = match entry {
+            Entry::Move { path, .. } => (path, true),
+            Entry::Rmdir { path } => (path, false),
+            Entry::End { .. } => continue,
+        };
+        match journal_path(path).and_then(|below| Ok((needs_of(&below, is_move)?, below))) {
+            Ok((needs, below)) => steps.push(Step {
+                line: *line,
+                below,
+                is_move,
+                needs,
+            }),
+            Err(why) => reported.push((
+                batch.journal(),
+                format!(
+                    "line {line}: the path `{}` {why}: refused, nothing moved (regsweep restores only below the storage root's `{}`)",
+                    path.display(),
+                    V2_SUFFIX.join("/")
+                ),
+            )),
+        }
+    }
+    Ok(BatchPlan {
+        batch,
+        layout,
+        v2,
+        source,
+        steps,
+        reported,
+    })
+}
+
 /// Moves everything of the batches of `trash` (or of the batch `only`) back
 /// into the storage they came from, newest batch first, each in the reverse
 /// of its journal. Refuses, moving nothing, if anything to restore exists
-/// again in the registry.
+/// again in the registry. A batch that cannot go back (its journal, its
+/// storage), an entry whose path is not a plain path below the storage's
+/// `docker/registry/v2`, and what would come back under a tag or a
+/// repository deleted since the sweep are reported in
+/// [`RestoreOutcome::failures`] and left in the trash; the rest is restored.
 pub fn restore(
     trash: &Path,
     only: Option<&str>,
@@ -450,48 +944,55 @@ pub fn restore(
 ) -> Result<RestoreOutcome> {
     let trash = fs::canonicalize(trash).map_err(|e| Error::io(trash, e))?;
     let _trash_lock = Lock::acquire(&trash, "restore")?;
-    let mut selected = batches(&trash)?;
+    let Scan {
+        batches: mut selected,
+        mut unreadable,
+    } = scan(&trash)?;
     if let Some(name) = only {
         selected.retain(|b| b.header.batch == name);
-        if selected.is_empty() {
+        unreadable.retain(|(path, _)| path.starts_with(trash.join(name)));
+        if selected.is_empty() && unreadable.is_empty() {
             return Err(Error::Trash {
                 path: trash.join(name),
                 reason: "no such batch in the trash (see `regsweep trash list`)".into(),
             });
         }
     }
-    let mut roots: Vec<PathBuf> = selected
-        .iter()
-        .map(|b| b.header.storage_root.clone())
-        .collect();
-    roots.sort();
-    roots.dedup();
+    let mut outcome = RestoreOutcome {
+        failures: unreadable,
+        ..RestoreOutcome::default()
+    };
+    let mut plans = Vec::new();
     let mut locks = Vec::new();
-    for root in &roots {
-        if !root.is_dir() {
-            return Err(Error::Restore {
-                path: root.clone(),
-                reason: "the storage root the batch came from does not exist".into(),
-            });
-        }
-        if *root != trash {
-            locks.push(Lock::acquire(root, "restore")?);
+    let mut locked = HashSet::new();
+    for batch in &selected {
+        match plan_batch(batch, &trash) {
+            Ok(plan) => {
+                let root = plan.layout.root().to_path_buf();
+                if root != trash && locked.insert(root.clone()) {
+                    locks.push(Lock::acquire(&root, "restore")?);
+                }
+                plans.push(plan);
+            }
+            Err(reason) => outcome.failures.push((batch.journal(), reason)),
         }
     }
 
     // Check everything before moving anything.
     let mut targets = HashSet::new();
     let mut in_the_way = Vec::new();
-    for batch in &selected {
-        for entry in batch.entries.iter().rev() {
-            let Entry::Move { path, .. } = entry else {
-                continue;
-            };
-            if fs::symlink_metadata(batch.dir.join(path)).is_err() {
+    for plan in &plans {
+        for step in plan.steps.iter().filter(|s| s.is_move) {
+            if plan.source_of(&step.below).is_none() {
                 continue;
             }
-            let target = batch.header.storage_root.join(path);
-            if fs::symlink_metadata(&target).is_ok() || !targets.insert(target.clone()) {
+            let target = plan.target(&step.below);
+            let (name, parent) = step.below.split_last().unwrap_or((&step.below[0], &[]));
+            let exists = open_below(&plan.v2, parent)
+                .ok()
+                .flatten()
+                .is_some_and(|dir| dir.stat(name).ok().flatten().is_some());
+            if exists || !targets.insert(target.clone()) {
                 in_the_way.push(target);
             }
         }
@@ -510,46 +1011,49 @@ pub fn restore(
         });
     }
 
-    let mut outcome = RestoreOutcome::default();
-    for batch in &selected {
+    for plan in &plans {
         let failures_before = outcome.failures.len();
-        let root = &batch.header.storage_root;
-        for entry in batch.entries.iter().rev() {
+        outcome.failures.extend(plan.reported.iter().cloned());
+        for step in &plan.steps {
             if quit.is_some_and(|q| q.load(Ordering::Relaxed)) {
                 outcome.interrupted = true;
                 return Ok(outcome);
             }
-            match entry {
-                Entry::Move { path, .. } => {
-                    let source = batch.dir.join(path);
-                    if fs::symlink_metadata(&source).is_err() {
-                        outcome.skipped += 1;
-                        continue;
-                    }
-                    let target = root.join(path);
-                    let moved = target
-                        .parent()
-                        .map_or(Ok(()), fs::create_dir_all)
-                        .and_then(|()| rename_noreplace(&source, &target));
-                    match moved {
-                        Ok(()) => outcome.restored += 1,
-                        Err(e) => outcome.failures.push((target, e.to_string())),
-                    }
+            let target = plan.target(&step.below);
+            if step.is_move {
+                let Some(source) = plan.source_of(&step.below) else {
+                    outcome.skipped += 1;
+                    continue;
+                };
+                if let Err(why) = check_needs(&plan.v2, &step.needs) {
+                    outcome
+                        .failures
+                        .push((target, format!("journal line {}: {why}", step.line)));
+                    continue;
                 }
-                Entry::Rmdir { path } => {
-                    let target = root.join(path);
-                    match fs::create_dir_all(&target) {
-                        Ok(()) => outcome.directories += 1,
-                        Err(e) => outcome.failures.push((target, e.to_string())),
-                    }
+                let (name, parent) = step.below.split_last().unwrap_or((&step.below[0], &[]));
+                let moved = make_below(&plan.v2, parent)
+                    .and_then(|dest| source.rename_noreplace(name, &dest, name));
+                match moved {
+                    Ok(()) => outcome.restored += 1,
+                    Err(e) => outcome.failures.push((target, e.to_string())),
                 }
-                Entry::End { .. } => {}
+            } else {
+                // An empty directory under a tag or repository that is gone
+                // would bring back a name without content: left out.
+                if check_needs(&plan.v2, &step.needs).is_err() {
+                    continue;
+                }
+                match make_below(&plan.v2, &step.below) {
+                    Ok(_) => outcome.directories += 1,
+                    Err(e) => outcome.failures.push((target, e.to_string())),
+                }
             }
         }
         if outcome.failures.len() == failures_before {
-            let _ = fs::remove_file(batch.dir.join(JOURNAL));
-            remove_empty_tree(&batch.dir);
-            outcome.batches.push(batch.header.batch.clone());
+            let _ = fs::remove_file(plan.batch.journal());
+            remove_empty_tree(&plan.batch.dir);
+            outcome.batches.push(plan.batch.header.batch.clone());
         }
     }
     drop(locks);
@@ -612,15 +1116,24 @@ pub struct EmptyOutcome {
     pub files: u64,
     /// Bytes of those files.
     pub bytes: u64,
+    /// Batch directories left alone (a journal that cannot be read) or not
+    /// deleted whole: the path and why.
+    pub problems: Vec<(PathBuf, String)>,
 }
 
-/// Deletes the batches of `trash` started more than `older_than` ago.
+/// Deletes the batches of `trash` started more than `older_than` ago. A
+/// batch whose journal cannot be read is kept and reported; the others go
+/// on.
 pub fn empty(trash: &Path, older_than: Age) -> Result<EmptyOutcome> {
     let trash = fs::canonicalize(trash).map_err(|e| Error::io(trash, e))?;
     let _lock = Lock::acquire(&trash, "trash empty")?;
     let now = SystemTime::now();
-    let mut outcome = EmptyOutcome::default();
-    for batch in batches(&trash)? {
+    let scan = scan(&trash)?;
+    let mut outcome = EmptyOutcome {
+        problems: scan.unreadable,
+        ..EmptyOutcome::default()
+    };
+    for batch in scan.batches {
         let old_enough = older_than.is_zero()
             || batch
                 .started()
@@ -629,10 +1142,16 @@ pub fn empty(trash: &Path, older_than: Age) -> Result<EmptyOutcome> {
             outcome.kept.push(batch.header.batch);
             continue;
         }
-        let (files, bytes) = remove_tree(&batch.dir).map_err(|e| Error::io(&batch.dir, e))?;
-        outcome.files += files;
-        outcome.bytes += bytes;
-        outcome.deleted.push(batch.header.batch);
+        match remove_tree(&batch.dir) {
+            Ok((files, bytes)) => {
+                outcome.files += files;
+                outcome.bytes += bytes;
+                outcome.deleted.push(batch.header.batch);
+            }
+            Err(e) => outcome
+                .problems
+                .push((batch.dir, format!("not deleted whole: {e}"))),
+        }
     }
     Ok(outcome)
 }
@@ -679,7 +1198,146 @@ mod tests {
         fs::write(dir.path().join(JOURNAL), text).unwrap();
         let batch = read_batch(dir.path()).unwrap().unwrap();
         assert_eq!(batch.header, header);
-        assert_eq!(batch.entries, vec![moved]);
+        assert_eq!(
+            batch.entries,
+            vec![JournalLine {
+                line: 2,
+                entry: moved
+            }]
+        );
+        assert!(batch.problems.is_empty(), "{:?}", batch.problems);
+    }
+
+    fn header_line() -> String {
+        serde_json::to_string(&Header {
+            regsweep_trash: 1,
+            batch: "b".into(),
+            storage_root: "/s".into(),
+            started: "2024-05-01T12:00:00Z".into(),
+            pid: 1,
+            host: "h".into(),
+        })
+        .unwrap()
+    }
+
+    fn moved(hex: &str) -> Entry {
+        Entry::Move {
+            kind: "blob".into(),
+            path: format!("docker/registry/v2/blobs/sha256/{}/{hex}", &hex[..2]).into(),
+        }
+    }
+
+    #[test]
+    fn a_journal_torn_in_the_middle_keeps_every_whole_entry_and_names_the_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            moved(&"aa".repeat(32)),
+            moved(&"bb".repeat(32)),
+            moved(&"cc".repeat(32)),
+        );
+        let line = |e: &Entry| serde_json::to_string(e).unwrap();
+        // Line 3: a write cut short by a full disk, then the next whole line
+        // appended to it; line 4: garbage; line 5: far too long.
+        let text = format!(
+            "{}\n{}\n{{\"op\":\"move\",\"kind\":\"bl{}\n{{not json\n{}\n{}\n",
+            header_line(),
+            line(&a),
+            line(&b),
+            "x".repeat(MAX_JOURNAL_LINE + 10),
+            line(&c)
+        );
+        fs::write(dir.path().join(JOURNAL), text).unwrap();
+        let batch = read_batch(dir.path()).unwrap().unwrap();
+        let entries: Vec<(usize, Entry)> = batch
+            .entries
+            .iter()
+            .map(|e| (e.line, e.entry.clone()))
+            .collect();
+        assert_eq!(entries, vec![(2, a), (3, b), (6, c)]);
+        let lines: Vec<usize> = batch.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![3, 4, 5], "{:?}", batch.problems);
+        assert!(batch.problems[0].message.contains("cut short"));
+        assert!(batch.problems[1].message.contains("not a journal entry"));
+        assert!(batch.problems[2].message.contains("longer than any entry"));
+        assert!(
+            batch.problems[1]
+                .message
+                .contains(&dir.path().display().to_string()),
+            "says where what it recorded is"
+        );
+    }
+
+    #[test]
+    fn a_journal_that_is_not_a_regular_file_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, format!("{}\n", header_line())).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join(JOURNAL)).unwrap();
+        let err = read_batch(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file: a symbolic link"), "{err}");
+        assert!(err.starts_with(&dir.path().join(JOURNAL).display().to_string()));
+    }
+
+    #[test]
+    fn journal_paths_must_be_plain_and_below_blobs_or_repositories() {
+        let ok = journal_path(Path::new(
+            "docker/registry/v2/repositories/a/b/_layers/sha256/ab",
+        ))
+        .unwrap();
+        assert_eq!(ok[0], "repositories");
+        for (path, why) in [
+            ("/docker/registry/v2/blobs/sha256/ab", "absolute"),
+            ("docker/registry/v2/repositories/../../../../etc", "`..`"),
+            ("docker/registry/v2/./blobs/sha256", "`.`"),
+            ("docker/registry/v2//blobs/sha256", "empty"),
+            ("docker/registry/v2/blobs/sha256/", "empty"),
+            ("docker/registry/v2/blobs", "not below"),
+            ("docker/registry/v3/blobs/sha256", "not below"),
+            ("etc/passwd", "not below"),
+            ("docker/registry/v2/other/x", "not below"),
+        ] {
+            let err = journal_path(Path::new(path)).unwrap_err();
+            assert!(err.contains(why), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn what_a_restored_path_needs_comes_from_the_path() {
+        let below = |p: &str| -> Vec<String> { p.split('/').map(str::to_owned).collect() };
+        let repo = |n: &str| Needs::Repository(below(n));
+        let tag = |n: &str, t: &str| Needs::Tag(below(n), t.into());
+        for (path, is_move, needs) in [
+            ("blobs/sha256/ab/abcd", true, Needs::Nothing),
+            ("repositories/team", false, Needs::Nothing),
+            ("repositories/team/app/_manifests", true, Needs::Nothing),
+            ("repositories/team/app/_layers", false, Needs::Nothing),
+            (
+                "repositories/team/app/_layers/sha256/ab",
+                true,
+                repo("team/app"),
+            ),
+            (
+                "repositories/r/_manifests/revisions/sha256/ab",
+                true,
+                repo("r"),
+            ),
+            ("repositories/r/_uploads/u", true, repo("r")),
+            ("repositories/r/_manifests/tags/v1", true, repo("r")),
+            ("repositories/r/_manifests/tags/v1", false, tag("r", "v1")),
+            (
+                "repositories/r/_manifests/tags/v1/index/sha256/ab",
+                true,
+                tag("r", "v1"),
+            ),
+            (
+                "repositories/r/_manifests/tags/v1/index/sha256",
+                false,
+                tag("r", "v1"),
+            ),
+        ] {
+            assert_eq!(needs_of(&below(path), is_move), Ok(needs), "{path}");
+        }
+        assert!(needs_of(&below("repositories/_layers/sha256"), true).is_err());
     }
 
     #[test]
