@@ -190,7 +190,7 @@ pub fn load(blob_shards: Option<&Dir>, index: &Index, digest: &Digest) -> Loaded
         absent: absent.into(),
         children: manifest.children.into(),
         subject: manifest.subject,
-        schema1: manifest.kind == manifest::ManifestKind::Schema1,
+        schema1: manifest.schema1,
     })
 }
 
