@@ -759,10 +759,10 @@ mod tests {
     #[test]
     fn fields_under_keys_in_any_case_are_references() {
         let json = format!(
-            r#"{{"SchemaVersion":2,"MEDIATYPE":"{}","Config":{},"Layers":[{}],"ſubject":{}}}"#,
+            r#"{{"SchemaVersion":2,"MEDIATYPE":"{}","Config":{},"Layers":[{{"DIGEST":"{}","URLs":["x"]}}],"ſubject":{}}}"#,
             media_types::OCI_MANIFEST,
             descriptor(1),
-            format!(r#"{{"DIGEST":"{}","URLs":["x"]}}"#, d(2)),
+            d(2),
             descriptor(9)
         );
         let m = parse(json.as_bytes()).unwrap();
@@ -830,7 +830,7 @@ mod tests {
         assert!(m.schema1, "schemaVersion 1 is one reading");
         // An empty mediaType is no media type to the registry: an index
         // when it has manifests.
-        let json = format!(r#"{{"schemaVersion":2,"mediaType":"","manifests":[]}}"#);
+        let json = r#"{"schemaVersion":2,"mediaType":"","manifests":[]}"#;
         assert_eq!(parse(json.as_bytes()).unwrap().kind, ManifestKind::Index);
         // One reading the registry cannot follow makes it an error.
         let json = format!(

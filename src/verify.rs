@@ -324,11 +324,14 @@ fn check_repository(
     bad_blobs: &DigestMap<Problem>,
     repo: &Repository,
 ) -> (Vec<Problem>, DigestSet) {
+    // A manifest a revision link names is served through that link: it
+    // needs no link of its own.
     let linked: DigestSet = repo
         .revisions
         .iter()
         .filter(|r| r.linked)
         .map(|r| r.digest)
+        .chain(repo.revision_link_targets.iter().map(|(_, target)| *target))
         .collect();
     let mut reach: BTreeMap<Digest, Reach> = BTreeMap::new();
     let roots = repo
@@ -351,6 +354,7 @@ fn check_repository(
             if let Some(Ok(refs)) = loaded.get(&digest) {
                 stack.extend(refs.children.iter().map(|c| (*c, Some(digest))));
             }
+            stack.extend(mark::link_targets(repo, &digest).map(|target| (target, None)));
         }
     }
 

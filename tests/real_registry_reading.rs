@@ -144,3 +144,101 @@ fn layers_and_children_under_keys_in_another_case_survive_both_sweeps() {
     skopeo::pull_complete(&reg, &format!("{repo}:capital-list"), &must(&child));
     assert_verify_sees_no_broken_tag(&reg);
 }
+
+/// Pushes `image` (written to `layout`) to `repo` through the HTTP API:
+/// blobs, then the manifest under `reference` (a tag or its digest).
+fn push_http(reg: &Registry, layout: &Layout, repo: &str, reference: &str, image: &Image) {
+    upload_blobs(reg, layout, repo, image);
+    let bytes = fs::read(
+        layout
+            .dir
+            .join("blobs/sha256")
+            .join(&image.digest()["sha256:".len()..]),
+    )
+    .unwrap();
+    reg.put_manifest(repo, reference, OCI_MANIFEST, &bytes);
+}
+
+#[test]
+fn a_tag_whose_revision_link_names_another_manifest_still_pulls_after_gc() {
+    if !require_tools() {
+        return;
+    }
+    let (_dir, layout) = layout();
+    let mut reg = Registry::start();
+    let repo = "relinked";
+    let a = layout.image(&[&layout.layer("a")], "amd64");
+    let b = layout.image(&[&layout.layer("b")], "amd64");
+    push_http(&reg, &layout, repo, "t", &a);
+    push_http(&reg, &layout, repo, &b.digest(), &b);
+    // A damaged tree: A's revision link names B.
+    let link = tree::revision_dir(reg.root(), repo, &a.digest()).join("link");
+    fs::write(&link, b.digest()).unwrap();
+    reg.restart();
+    skopeo::pull_complete(&reg, &format!("{repo}:t"), &b.all());
+
+    reg.stop();
+    let report = sweep(&reg, true);
+    let warned = report["warnings"]
+        .as_array()
+        .expect("warnings[]")
+        .iter()
+        .any(|w| {
+            w["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&b.digest()))
+        });
+    assert!(warned, "the mismatch is reported: {report:#}");
+    reg.restart();
+    skopeo::pull_complete(&reg, &format!("{repo}:t"), &b.all());
+    let blobs = tree::blob_set(reg.root());
+    for digest in a.all() {
+        assert!(blobs.contains(&digest), "{digest} of A was deleted");
+    }
+    let verify = gc::regsweep(&["verify", reg.root().to_str().unwrap()]);
+    assert!(
+        verify.stdout.contains(&b.digest()) || verify.stderr.contains(&b.digest()),
+        "verify reports the link: {verify}"
+    );
+}
+
+/// The premise of trusting `_layers` directory names by default: a layer
+/// link whose content names another blob makes the registry send that
+/// blob's bytes, which no client accepts for the digest it asked for. No
+/// pull through such a link works, so deleting the blob it names breaks no
+/// working image.
+#[test]
+fn a_layer_link_naming_another_blob_serves_nothing_a_client_accepts() {
+    if !require_tools() {
+        return;
+    }
+    let (_dir, layout) = layout();
+    let mut reg = Registry::start();
+    let repo = "layer-relinked";
+    let a = layout.image(&[&layout.layer("a")], "amd64");
+    let b = layout.image(&[&layout.layer("b")], "amd64");
+    push_http(&reg, &layout, repo, "a", &a);
+    push_http(&reg, &layout, repo, "b", &b);
+    let link = tree::v2(reg.root())
+        .join("repositories")
+        .join(repo)
+        .join("_layers/sha256")
+        .join(&a.layer(0)["sha256:".len()..])
+        .join("link");
+    fs::write(&link, b.layer(0)).unwrap();
+    reg.restart();
+    let served = reg.get_blob(repo, &a.layer(0));
+    assert_eq!(served.status, 200, "the registry serves the link's content");
+    assert_eq!(
+        sha256_digest(&served.body),
+        b.layer(0),
+        "it sends B's bytes under A's digest"
+    );
+    let pulled = skopeo::try_pull(&reg, &format!("{repo}:a"));
+    assert!(
+        pulled
+            .as_ref()
+            .is_err_and(|e| e.contains("Digest did not match")),
+        "skopeo rejects B's bytes as A: {pulled:?}"
+    );
+}
