@@ -358,6 +358,12 @@ pub enum LinkContent {
     Invalid(String),
 }
 
+/// What the registry does with a layer link whose content is not its path.
+const LAYER_LINK_READ: &str = "the registry serves the blob the content names (if any) under the path's digest, which clients reject as a digest mismatch, so no pull through it works";
+
+/// What the registry does with a tag history link's content.
+const TAG_INDEX_LINK_READ: &str = "the registry never reads a tag history link's content";
+
 /// Link files hold 71 bytes; anything much longer is not a link.
 const MAX_LINK_BYTES: usize = 256;
 
@@ -857,8 +863,16 @@ impl Ctx<'_> {
     }
 
     /// Reads `<hex>/link` below `dir` and reports it if it does not hold
-    /// `digest`. Returns whether the link file exists.
-    fn check_link(&self, dir: &At, digest: &Digest, repo: &str, scan: &mut RepoScan) -> bool {
+    /// `digest`, saying what the registry does with it (`registry_reads`).
+    /// Returns whether the link file exists.
+    fn check_link(
+        &self,
+        dir: &At,
+        digest: &Digest,
+        repo: &str,
+        registry_reads: &str,
+        scan: &mut RepoScan,
+    ) -> bool {
         let name = relative::link(digest.hex());
         let problem = match dir.read_link(&name) {
             LinkContent::Digest(d) if d == *digest => None,
@@ -875,7 +889,7 @@ impl Ctx<'_> {
                 WarningKind::InvalidLink,
                 dir.path.join(name),
                 Some(repo),
-                format!("invalid link: {problem}; using the digest in the path"),
+                format!("invalid link: {problem}; {registry_reads}; regsweep goes by the digest in the path"),
             ));
         }
         true
@@ -947,7 +961,7 @@ impl Ctx<'_> {
             // link file, or with wrong content, is still swept with its blob.
             if self.options.check_layer_links {
                 for digest in &digests {
-                    self.check_link(&sha256, digest, &repo.name, scan);
+                    self.check_link(&sha256, digest, &repo.name, LAYER_LINK_READ, scan);
                 }
             } else {
                 self.count_files(digests.len() as u64);
@@ -1115,7 +1129,7 @@ impl Ctx<'_> {
                     }
                     if self.check_tag_index_links {
                         for digest in &history {
-                            self.check_link(&sha256, digest, &repo.name, scan);
+                            self.check_link(&sha256, digest, &repo.name, TAG_INDEX_LINK_READ, scan);
                         }
                     } else {
                         self.count_files(history.len() as u64);
