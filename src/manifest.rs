@@ -104,6 +104,11 @@ fn go_key_matches(key: &str, name: &str) -> bool {
     if key.len() < name.len() || key.len() > 3 * name.len() {
         return false;
     }
+    // Most keys differ from most names in their first byte.
+    if !key.as_bytes()[0].eq_ignore_ascii_case(&name.as_bytes()[0]) && key.as_bytes()[0].is_ascii()
+    {
+        return false;
+    }
     let mut runes = key.chars();
     for expected in name.bytes() {
         let matches = match runes.next() {
@@ -362,22 +367,31 @@ impl<'de> Visitor<'de> for Descriptor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         let Descriptor(reading, role) = self;
-        // Every `digest` key of the descriptor, duplicates included.
-        let mut digests: Vec<Result<Digest, ManifestError>> = Vec::new();
+        // Every `digest` key of the descriptor, duplicates included; the
+        // first needs no allocation.
+        let mut first: Option<Result<Digest, ManifestError>> = None;
+        let mut more: Vec<Result<Digest, ManifestError>> = Vec::new();
         let mut foreign = false;
         while let Some(field) = map.next_key_seed(Key(DESCRIPTOR_FIELDS))? {
             match field {
-                Some(0) => digests.extend(map.next_value_seed(StrValue(reference))?),
+                Some(0) => {
+                    if let Some(digest) = map.next_value_seed(StrValue(reference))? {
+                        match first {
+                            None => first = Some(digest),
+                            Some(_) => more.push(digest),
+                        }
+                    }
+                }
                 Some(_) => foreign |= map.next_value::<Option<IgnoredAny>>()?.is_some(),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        if digests.is_empty() {
+        if first.is_none() {
             reading.fail(ManifestError::Invalid("a descriptor has no digest".into()));
         }
-        for digest in digests {
+        for digest in first.into_iter().chain(more) {
             match digest {
                 Ok(digest) => reading.add(role, digest, foreign),
                 Err(e) => reading.fail(e),
