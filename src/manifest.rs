@@ -105,9 +105,10 @@ fn go_key_matches(key: &str, name: &str) -> bool {
         return false;
     }
     // Most keys differ from most names in their first byte.
-    if !key.as_bytes()[0].eq_ignore_ascii_case(&name.as_bytes()[0]) && key.as_bytes()[0].is_ascii()
-    {
-        return false;
+    if let (Some(k), Some(n)) = (key.as_bytes().first(), name.as_bytes().first()) {
+        if k.is_ascii() && !k.eq_ignore_ascii_case(n) {
+            return false;
+        }
     }
     let mut runes = key.chars();
     for expected in name.bytes() {

@@ -143,6 +143,17 @@ fn layers_and_children_under_keys_in_another_case_survive_both_sweeps() {
     skopeo::pull_complete(&reg, &format!("{repo}:capital-manifests"), &must(&child));
     skopeo::pull_complete(&reg, &format!("{repo}:capital-list"), &must(&child));
     assert_verify_sees_no_broken_tag(&reg);
+
+    // verify reads "Layers" too: without the layer, the tag is broken.
+    reg.stop();
+    fs::remove_file(tree::blob_data(reg.root(), &odd.layer(0))).unwrap();
+    let run = gc::regsweep(&["verify", "--json", reg.root().to_str().unwrap()]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
+    assert_eq!(
+        report["broken_tags"],
+        json!([{"repository": repo, "tag": "capital-layers"}]),
+        "{report:#}"
+    );
 }
 
 /// Pushes `image` (written to `layout`) to `repo` through the HTTP API:
