@@ -1260,4 +1260,21 @@ mod tests {
         assert!(repo.revisions[0].linked, "kept by its path");
         assert!(!repo.opaque && repo.revision_link_targets.is_empty());
     }
+
+    #[test]
+    fn a_symlinked_revision_link_keeps_the_repository_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let a = Digest::from_bytes([0xa; 32]);
+        let revision = layout.revisions_dir("r").join(a.hex());
+        fs::create_dir_all(&revision).unwrap();
+        fs::create_dir_all(layout.v2().join(names::BLOBS).join(SHA256)).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, Digest::from_bytes([0xb; 32]).to_string()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, revision.join(names::LINK)).unwrap();
+        let index = build(&layout, IndexOptions::default(), &Task::hidden()).unwrap();
+        let repo = &index.repositories[0];
+        assert!(repo.opaque, "the registry follows it");
+        assert_eq!(index.warnings.len(), 1, "{:?}", index.warnings);
+    }
 }

@@ -62,7 +62,7 @@ pub enum ManifestKind {
 /// The references of one manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    /// The kind, as declared or inferred.
+    /// The kind, as the registry reads it (see [`parse`]).
     pub kind: ManifestKind,
     /// Blobs it needs: config, layers, schema1 `fsLayers`, artifact `blobs`.
     pub blobs: Vec<Digest>,

@@ -14,6 +14,8 @@
 //!   link in the repository (the registry answers `manifest unknown`
 //!   otherwise), a blob with data that parses, and every blob it references
 //!   must be in storage with data (foreign layers, with `urls`, need not be).
+//!   A revision link whose content names another manifest is followed to it,
+//!   as the registry serves it.
 //!   A problem found there names the repository, the tags that reach the
 //!   manifest (the images it breaks), the manifest and the missing digest;
 //! - with `--digests`, every blob's data is read in fixed-size chunks (never
