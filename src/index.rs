@@ -2,9 +2,13 @@
 //! manifest revisions, layer links, blobs and uploads.
 //!
 //! The walk trusts directory entry types (no `stat` per directory) and never
-//! descends into a symbolic link. Digests come from path names, which the
-//! registry treats as authoritative; link files are read only to report the
-//! ones that disagree. A directory that cannot be listed stops the run
+//! descends into a symbolic link. Digests come from path names. A manifest
+//! revision link is read for its content too: the registry serves the
+//! manifest the content names, so one that names another manifest keeps both
+//! ([`Repository::revision_link_targets`]). Other links are read only to
+//! report the ones that disagree: the registry never reads a tag history
+//! link's content, and a layer link naming another blob serves bytes no
+//! client accepts for the digest asked (see [`IndexOptions`]). A directory that cannot be listed stops the run
 //! ([`Error::IncompleteIndex`]): a sweep based on a half-read tree could delete
 //! blobs the unread part references. A bad file is a [`Warning`] instead.
 
@@ -114,6 +118,12 @@ pub struct Repository {
     pub foreign_links: Vec<ForeignLink>,
     /// Manifest revisions, sorted by digest.
     pub revisions: Vec<Revision>,
+    /// Revision links whose content names another manifest than their path:
+    /// (path digest, content digest). The registry serves the manifest the
+    /// content names for the path's digest (and for tags on it), so both
+    /// count. Rare: damage or hand edits; kept here rather than in every
+    /// [`Revision`].
+    pub revision_link_targets: Vec<(Digest, Digest)>,
     /// Tags, sorted by name.
     pub tags: Vec<Tag>,
     /// Entries under `_uploads/`.
@@ -177,9 +187,12 @@ impl Index {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IndexOptions {
     /// Open every `_layers` link and report those whose content is invalid
-    /// or disagrees with their path. Deciding never needs it (the path is
-    /// authoritative), and it is most of the files of a registry: off by
-    /// default, on in `verify`.
+    /// or disagrees with their path. Deciding never needs it, and it is most
+    /// of the files of a registry: off by default, on in `verify`. The
+    /// registry serves a layer link's content: one naming blob B under
+    /// digest A sends B's bytes as A, which every client rejects (the digest
+    /// does not match), so no pull through it works and deleting B breaks
+    /// nothing that worked.
     pub check_layer_links: bool,
     /// Leave schema1 signatures (`<revision>/signatures/`) unread: the
     /// caller reads them with [`read_signatures`] once it knows which
@@ -345,6 +358,12 @@ pub enum LinkContent {
     /// Unreadable or not a digest; the reason.
     Invalid(String),
 }
+
+/// What the registry does with a layer link whose content is not its path.
+const LAYER_LINK_READ: &str = "the registry serves the blob the content names (if any) under the path's digest, which clients reject as a digest mismatch, so no pull through it works";
+
+/// What the registry does with a tag history link's content.
+const TAG_INDEX_LINK_READ: &str = "the registry never reads a tag history link's content";
 
 /// Link files hold 71 bytes; anything much longer is not a link.
 const MAX_LINK_BYTES: usize = 256;
@@ -852,8 +871,16 @@ impl Ctx<'_> {
     }
 
     /// Reads `<hex>/link` below `dir` and reports it if it does not hold
-    /// `digest`. Returns whether the link file exists.
-    fn check_link(&self, dir: &At, digest: &Digest, repo: &str, scan: &mut RepoScan) -> bool {
+    /// `digest`, saying what the registry does with it (`registry_reads`).
+    /// Returns whether the link file exists.
+    fn check_link(
+        &self,
+        dir: &At,
+        digest: &Digest,
+        repo: &str,
+        registry_reads: &str,
+        scan: &mut RepoScan,
+    ) -> bool {
         let name = relative::link(digest.hex());
         let problem = match dir.read_link(&name) {
             LinkContent::Digest(d) if d == *digest => None,
@@ -870,9 +897,69 @@ impl Ctx<'_> {
                 WarningKind::InvalidLink,
                 dir.path.join(name),
                 Some(repo),
-                format!("invalid link: {problem}; using the digest in the path"),
+                format!("invalid link: {problem}; {registry_reads}; regsweep goes by the digest in the path"),
             ));
         }
+        true
+    }
+
+    /// Reads the revision link `<hex>/link` below `dir`. The registry serves
+    /// `repo@<digest>` (and every tag on it) from the blob its *content*
+    /// names, so a link naming another manifest makes that one count too
+    /// ([`Repository::revision_link_targets`]). Returns whether the link
+    /// file exists.
+    fn revision_link(
+        &self,
+        dir: &At,
+        digest: &Digest,
+        repo: &mut Repository,
+        scan: &mut RepoScan,
+    ) -> bool {
+        let name = relative::link(digest.hex());
+        let content = dir.read_link(&name);
+        if content != LinkContent::Missing {
+            self.count_files(1);
+        }
+        let problem = match content {
+            LinkContent::Missing => return false,
+            LinkContent::Digest(d) if d == *digest => return true,
+            LinkContent::Digest(target) => {
+                repo.revision_link_targets.push((*digest, target));
+                format!(
+                    "revision link holds {target}, its path says {digest}: the registry serves {target} for {digest}; both are kept with what they reference"
+                )
+            }
+            LinkContent::OtherAlgorithm(text) => {
+                repo.opaque = true;
+                format!(
+                    "revision link holds {text}, its path says {digest}: the registry serves a manifest regsweep cannot follow; the repository is kept whole"
+                )
+            }
+            LinkContent::Invalid(reason)
+                if matches!(dir.dir.stat(&name), Ok(Some((Kind::Symlink, _)))) =>
+            {
+                // The registry's storage driver follows it to a manifest
+                // regsweep does not read.
+                repo.opaque = true;
+                format!(
+                    "invalid revision link: {reason}; the registry would follow it: the repository is kept whole"
+                )
+            }
+            LinkContent::Invalid(reason) => {
+                // The registry cannot parse it and serves nothing through it
+                // (an error for the digest and its tags). Repaired, it would
+                // most likely name its path: keep that manifest.
+                format!(
+                    "invalid revision link: {reason}; the registry cannot serve {digest} through it; kept by the digest in its path"
+                )
+            }
+        };
+        scan.warnings.push(Warning::new(
+            WarningKind::InvalidLink,
+            dir.path.join(name),
+            Some(&repo.name),
+            problem,
+        ));
         true
     }
 
@@ -882,7 +969,7 @@ impl Ctx<'_> {
             // link file, or with wrong content, is still swept with its blob.
             if self.options.check_layer_links {
                 for digest in &digests {
-                    self.check_link(&sha256, digest, &repo.name, scan);
+                    self.check_link(&sha256, digest, &repo.name, LAYER_LINK_READ, scan);
                 }
             } else {
                 self.count_files(digests.len() as u64);
@@ -922,7 +1009,7 @@ impl Ctx<'_> {
             return Ok(());
         };
         for digest in digests {
-            let linked = self.check_link(&sha256, &digest, &repo.name, scan);
+            let linked = self.revision_link(&sha256, &digest, repo, scan);
             let signatures = if self.options.defer_signatures {
                 Vec::new()
             } else {
@@ -934,6 +1021,7 @@ impl Ctx<'_> {
                 signatures,
             });
         }
+        repo.revision_link_targets.sort_unstable();
         Ok(())
     }
 
@@ -1049,7 +1137,7 @@ impl Ctx<'_> {
                     }
                     if self.check_tag_index_links {
                         for digest in &history {
-                            self.check_link(&sha256, digest, &repo.name, scan);
+                            self.check_link(&sha256, digest, &repo.name, TAG_INDEX_LINK_READ, scan);
                         }
                     } else {
                         self.count_files(history.len() as u64);
@@ -1140,5 +1228,61 @@ mod tests {
         assert!(matches!(at.read_link("link"), LinkContent::Invalid(r) if r.contains("symbolic")));
         assert_eq!(at.read_link("absent"), LinkContent::Missing);
         assert!(matches!(at.read_link("target"), LinkContent::Digest(_)));
+    }
+
+    /// A repository `r` with one revision `a` whose link holds `content`.
+    fn relinked(a: &Digest, content: &[u8]) -> Repository {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let revision = layout.revisions_dir("r").join(a.hex());
+        fs::create_dir_all(&revision).unwrap();
+        fs::write(revision.join(names::LINK), content).unwrap();
+        fs::create_dir_all(layout.v2().join(names::BLOBS).join(SHA256)).unwrap();
+        let mut index = build(&layout, IndexOptions::default(), &Task::hidden()).unwrap();
+        assert_eq!(index.warnings.len(), 1, "{:?}", index.warnings);
+        assert_eq!(index.warnings[0].kind, WarningKind::InvalidLink);
+        index.repositories.pop().unwrap()
+    }
+
+    #[test]
+    fn a_revision_link_naming_another_manifest_keeps_both() {
+        let a = Digest::from_bytes([0xa; 32]);
+        let b = Digest::from_bytes([0xb; 32]);
+        let repo = relinked(&a, b.to_string().as_bytes());
+        assert_eq!(repo.revision_link_targets, vec![(a, b)]);
+        assert!(repo.revisions[0].linked && !repo.opaque);
+    }
+
+    #[test]
+    fn a_revision_link_under_another_algorithm_keeps_the_repository_whole() {
+        let a = Digest::from_bytes([0xa; 32]);
+        let repo = relinked(&a, format!("sha512:{}", "c".repeat(128)).as_bytes());
+        assert!(repo.opaque);
+        assert!(repo.revision_link_targets.is_empty());
+    }
+
+    #[test]
+    fn a_garbage_revision_link_keeps_the_manifest_its_path_names() {
+        let a = Digest::from_bytes([0xa; 32]);
+        let repo = relinked(&a, b"garbage");
+        assert!(repo.revisions[0].linked, "kept by its path");
+        assert!(!repo.opaque && repo.revision_link_targets.is_empty());
+    }
+
+    #[test]
+    fn a_symlinked_revision_link_keeps_the_repository_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let a = Digest::from_bytes([0xa; 32]);
+        let revision = layout.revisions_dir("r").join(a.hex());
+        fs::create_dir_all(&revision).unwrap();
+        fs::create_dir_all(layout.v2().join(names::BLOBS).join(SHA256)).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, Digest::from_bytes([0xb; 32]).to_string()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, revision.join(names::LINK)).unwrap();
+        let index = build(&layout, IndexOptions::default(), &Task::hidden()).unwrap();
+        let repo = &index.repositories[0];
+        assert!(repo.opaque, "the registry follows it");
+        assert_eq!(index.warnings.len(), 1, "{:?}", index.warnings);
     }
 }

@@ -6,7 +6,10 @@
 //! manifests are being deleted, every manifest revision. From the roots,
 //! liveness flows through index children, recursively. When untagged
 //! manifests are deleted, a manifest whose `subject` is live in the same
-//! repository is live too (signatures and SBOMs follow their image).
+//! repository is live too (signatures and SBOMs follow their image). A
+//! revision link whose content names another manifest than its path makes
+//! that manifest live with the one the path names: the registry serves it
+//! in its place.
 //!
 //! A blob is live when a live manifest of any repository is it, or references
 //! it (config, layers, schema1 `fsLayers`, artifact `blobs`), or is a schema1
@@ -190,14 +193,32 @@ pub fn load(blob_shards: Option<&Dir>, index: &Index, digest: &Digest) -> Loaded
         absent: absent.into(),
         children: manifest.children.into(),
         subject: manifest.subject,
-        schema1: manifest.kind == manifest::ManifestKind::Schema1,
+        schema1: manifest.schema1,
     })
 }
 
-/// Manifests a repository holds or points at, before following children.
+/// Manifests a repository holds or points at, before following children:
+/// linked revisions, what revision links name when that is another
+/// manifest, and tag roots.
 fn repository_scope(repo: &Repository) -> impl Iterator<Item = Digest> + '_ {
     let revisions = repo.revisions.iter().filter(|r| r.linked).map(|r| r.digest);
-    revisions.chain(tag_roots(repo))
+    let targets = repo.revision_link_targets.iter().map(|(_, target)| *target);
+    revisions.chain(targets).chain(tag_roots(repo))
+}
+
+/// What the revision link of `digest` names when that is another manifest:
+/// the registry serves it for `digest`, so it is live whenever `digest` is.
+pub fn link_targets<'a>(
+    repo: &'a Repository,
+    digest: &Digest,
+) -> impl Iterator<Item = Digest> + 'a {
+    let targets = &repo.revision_link_targets;
+    let start = targets.partition_point(|(path, _)| path < digest);
+    let digest = *digest;
+    targets[start..]
+        .iter()
+        .take_while(move |(path, _)| *path == digest)
+        .map(|(_, target)| *target)
 }
 
 /// Tag roots: current manifests, and the whole history of a tag whose
@@ -325,10 +346,12 @@ pub fn mark_with_policy(
     }
 }
 
-/// Follows children from `start` within `loaded`; `visit` sees each digest
-/// once and may name more digests to follow.
+/// Follows children, and what revision links of `repo` name, from `start`
+/// within `loaded`; `visit` sees each digest once and may name more digests
+/// to follow.
 fn closure(
     start: impl IntoIterator<Item = Digest>,
+    repo: &Repository,
     loaded: &DigestMap<Loaded>,
     mut visit: impl FnMut(&Digest, Option<&Loaded>) -> Vec<Digest>,
 ) -> DigestSet {
@@ -342,6 +365,7 @@ fn closure(
         if let Some(Ok(refs)) = entry {
             stack.extend(refs.children.iter().copied());
         }
+        stack.extend(link_targets(repo, &digest));
         stack.extend(visit(&digest, entry));
     }
     seen
@@ -356,7 +380,7 @@ fn mark_repository(
     dropped: &[u32],
 ) -> (RepositoryMark, Vec<Warning>) {
     let mut warnings = Vec::new();
-    let reach = closure(repository_scope(repo), loaded, |digest, entry| {
+    let reach = closure(repository_scope(repo), repo, loaded, |digest, entry| {
         if let Some(Err(reason)) = entry {
             warnings.push(Warning::new(
                 WarningKind::UnreadableManifest,
@@ -416,7 +440,7 @@ fn mark_repository(
             let tag = &repo.tags[*ti as usize];
             tag.current.into_iter().chain(tag.history.iter().copied())
         });
-        closure(held, loaded, |digest, _| {
+        closure(held, repo, loaded, |digest, _| {
             referrers_of.get(digest).cloned().unwrap_or_default()
         })
     };
@@ -428,7 +452,7 @@ fn mark_repository(
             referrers.entry(subject).or_default().push(revision.digest);
         }
     }
-    let live = closure(roots, loaded, |digest, _| {
+    let live = closure(roots, repo, loaded, |digest, _| {
         referrers.get(digest).cloned().unwrap_or_default()
     });
     (
@@ -835,5 +859,32 @@ mod tests {
         idx.protected.insert(d(26));
         let m = run(&idx, vec![(1, image(&idx, &[11]))], true);
         assert!(live(&m, &idx, 25) && live(&m, &idx, 26));
+    }
+
+    #[test]
+    fn a_revision_link_naming_another_manifest_makes_it_live_with_the_path() {
+        // Tag t → 1, whose revision link names 2 (an index over 3); 4 is
+        // linked to 5 but untagged.
+        let mut r = repo("r", &[1, 4], &[("t", Some(1), &[1])]);
+        r.revision_link_targets = vec![(d(1), d(2)), (d(4), d(5))];
+        let idx = index(vec![r]);
+        let loaded = vec![
+            (1, image(&idx, &[11])),
+            (2, list(&[3])),
+            (3, image(&idx, &[13])),
+            (4, image(&idx, &[14])),
+            (5, image(&idx, &[15])),
+        ];
+        let m = run(&idx, loaded.clone(), true);
+        for n in [1, 2, 3, 11, 13] {
+            assert!(live(&m, &idx, n), "{n} is served for tag t");
+        }
+        for n in [4, 5, 14, 15] {
+            assert!(!live(&m, &idx, n), "{n} is untagged");
+        }
+        let m = run(&idx, loaded, false);
+        assert!(live(&m, &idx, 5) && live(&m, &idx, 15), "without -m");
+        let scope: Vec<Digest> = repository_scope(&idx.repositories[0]).collect();
+        assert!(scope.contains(&d(2)) && scope.contains(&d(5)), "loaded");
     }
 }

@@ -14,6 +14,8 @@
 //!   link in the repository (the registry answers `manifest unknown`
 //!   otherwise), a blob with data that parses, and every blob it references
 //!   must be in storage with data (foreign layers, with `urls`, need not be).
+//!   A revision link whose content names another manifest is followed to it,
+//!   as the registry serves it.
 //!   A problem found there names the repository, the tags that reach the
 //!   manifest (the images it breaks), the manifest and the missing digest;
 //! - with `--digests`, every blob's data is read in fixed-size chunks (never
@@ -324,11 +326,14 @@ fn check_repository(
     bad_blobs: &DigestMap<Problem>,
     repo: &Repository,
 ) -> (Vec<Problem>, DigestSet) {
+    // A manifest a revision link names is served through that link: it
+    // needs no link of its own.
     let linked: DigestSet = repo
         .revisions
         .iter()
         .filter(|r| r.linked)
         .map(|r| r.digest)
+        .chain(repo.revision_link_targets.iter().map(|(_, target)| *target))
         .collect();
     let mut reach: BTreeMap<Digest, Reach> = BTreeMap::new();
     let roots = repo
@@ -351,6 +356,7 @@ fn check_repository(
             if let Some(Ok(refs)) = loaded.get(&digest) {
                 stack.extend(refs.children.iter().map(|c| (*c, Some(digest))));
             }
+            stack.extend(mark::link_targets(repo, &digest).map(|target| (target, None)));
         }
     }
 

@@ -206,6 +206,52 @@ fn manifest_json(noise: Noise) -> impl Strategy<Value = Value> {
         )
 }
 
+/// Writes `value` as JSON with every object key spelled otherwise in a way
+/// Go's `encoding/json` matches to the same field: ASCII letters in either
+/// case, `s` as `ſ` (U+017F) and `k` as the Kelvin sign (U+212A), chosen
+/// by the bits of `seed`.
+fn write_respelled(value: &Value, seed: &mut u64, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let mut spelled = String::new();
+                for c in key.chars() {
+                    *seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let pick = (*seed >> 33) % 4;
+                    spelled.push(match (c.to_ascii_lowercase(), pick) {
+                        ('s', 0) => '\u{17f}',
+                        ('k', 0) => '\u{212a}',
+                        (_, 1) => c.to_ascii_uppercase(),
+                        (_, 2) => c.to_ascii_lowercase(),
+                        _ => c,
+                    });
+                }
+                out.push_str(&serde_json::to_string(&spelled).unwrap());
+                out.push(':');
+                write_respelled(v, seed, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_respelled(v, seed, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap()),
+    }
+}
+
 fn valid_image(layers: &[[u8; 32]]) -> Vec<u8> {
     let layers: Vec<Value> = layers
         .iter()
@@ -252,11 +298,8 @@ proptest! {
                 };
                 list.iter()
                     .map(|d| {
-                        // serde also takes a struct from an array of its fields in order.
-                        let (digest, urls) = match d {
-                            Value::Array(fields) => (&fields[0], fields.get(1)),
-                            _ => (&d[field], d.get("urls")),
-                        };
+                        // Go's reader, like regsweep's, takes no struct from an array.
+                        let (digest, urls) = (&d[field], d.get("urls"));
                         let text = digest.as_str().expect("accepted digest is a string");
                         let foreign = urls.is_some_and(|u| !u.is_null());
                         (Digest::parse(text).expect("accepted digest is sha256"), foreign)
@@ -274,11 +317,27 @@ proptest! {
             blobs.extend(digests("fsLayers", "blobSum").into_iter().map(|(d, _)| d));
             blobs.sort_unstable();
             blobs.dedup();
+            foreign.sort_unstable();
+            foreign.dedup();
             prop_assert_eq!(&parsed.blobs, &blobs);
             prop_assert_eq!(&parsed.foreign, &foreign);
             let children: Vec<Digest> = digests("manifests", "digest").into_iter().map(|(d, _)| d).collect();
             prop_assert_eq!(&parsed.children, &children);
             prop_assert_eq!(parsed.subject, digests("subject", "digest").first().map(|(d, _)| *d));
+        }
+    }
+
+    #[test]
+    fn keys_spelled_in_any_case_read_the_same(value in manifest_json(NEAR_VALID), seed in any::<u64>()) {
+        let plain = parse_checked(&serde_json::to_vec(&value).unwrap());
+        let mut seed = seed;
+        let mut respelled = String::new();
+        write_respelled(&value, &mut seed, &mut respelled);
+        let odd = parse_checked(respelled.as_bytes());
+        match (plain, odd) {
+            (Ok(plain), Ok(odd)) => prop_assert_eq!(plain, odd),
+            (Err(_), Err(_)) => {}
+            (plain, odd) => prop_assert!(false, "{:?} vs {:?} for {}", plain, odd, respelled),
         }
     }
 
