@@ -78,8 +78,22 @@ pub struct DuArgs {
     pub delete_untagged: bool,
 
     /// Worker threads [default: one per CPU]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
+}
+
+/// The most threads `--threads` and `--delete-threads` start: more only
+/// contend for the same disk and CPUs (and each costs a stack).
+pub const MAX_THREADS: u16 = 1024;
+
+fn parse_threads(text: &str) -> Result<u16, String> {
+    match text.parse::<u64>() {
+        Ok(n) if (1..=u64::from(MAX_THREADS)).contains(&n) => Ok(n as u16),
+        Ok(_) => Err(format!("`{text}` threads: between 1 and {MAX_THREADS}")),
+        Err(_) => Err(format!(
+            "`{text}` is not a number of threads (between 1 and {MAX_THREADS})"
+        )),
+    }
 }
 
 fn parse_price(text: &str) -> Result<f64, String> {
@@ -108,7 +122,7 @@ pub struct VerifyArgs {
     pub quiet: bool,
 
     /// Worker threads [default: one per CPU]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 }
 
@@ -177,11 +191,11 @@ pub struct GcArgs {
     pub yes: bool,
 
     /// Worker threads [default: one per CPU]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 
     /// Threads that delete: removing files waits on the disk (discards, the journal) more than on the CPU [default: 64]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub delete_threads: Option<u16>,
 
     /// Keep blobs, links and manifest revisions modified more recently than this (a recent revision keeps what it references); 0 to collect everything now
@@ -385,6 +399,22 @@ mod tests {
         assert!(Cli::try_parse_from(["regsweep", "gc", "-v", "-q", "x"]).is_err());
         assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "0", "x"]).is_err());
         assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "3", "x"]).is_ok());
+        assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "1024", "x"]).is_ok());
+        for (flag, many) in [
+            ("--threads", "1025"),
+            ("--threads", "65535"),
+            ("--delete-threads", "65535"),
+            ("--delete-threads", "99999999999999999999"),
+        ] {
+            for command in ["gc", "du", "verify"] {
+                if command != "gc" && flag == "--delete-threads" {
+                    continue;
+                }
+                let err = Cli::try_parse_from(["regsweep", command, flag, many, "x"]).unwrap_err();
+                assert!(err.to_string().contains("between 1 and 1024"), "{err}");
+            }
+        }
+        assert!(Cli::try_parse_from(["regsweep", "gc", "--delete-threads", "0", "x"]).is_err());
         assert!(Cli::try_parse_from(["regsweep", "gc"]).is_err());
     }
 
@@ -407,6 +437,18 @@ mod tests {
             "a harness default is overridable"
         );
         assert!(Cli::try_parse_from(["regsweep", "gc", "--min-age", "1y", "x"]).is_err());
+        for too_long in ["200000000000000d", "36501d"] {
+            for flag in ["--min-age", "--older-than", "--purge-uploads-older-than"] {
+                assert!(
+                    Cli::try_parse_from(["regsweep", "gc", flag, too_long, "x"]).is_err(),
+                    "{flag} {too_long}"
+                );
+            }
+            assert!(
+                Cli::try_parse_from(["regsweep", "trash", "empty", "--older-than", too_long, "t"])
+                    .is_err()
+            );
+        }
         let all = gc(&[
             "--trash",
             "/srv/trash",

@@ -257,9 +257,10 @@ impl Collector {
         let layout = &self.config.layout;
         let progress = self.config.progress;
         let now = SystemTime::now();
+        // A minimum age reaching back before any representable time keeps
+        // everything; it never means "no minimum age".
         let cutoff = (!self.config.min_age.is_zero())
-            .then(|| now.checked_sub(self.config.min_age.duration()))
-            .flatten();
+            .then(|| clock::cutoff(now, self.config.min_age.duration()));
         let purge_uploads_before = self
             .config
             .purge_uploads_older_than
