@@ -273,6 +273,14 @@ impl Collector {
             };
             let mut index = index::build(layout, options, &task)?;
             task.finish();
+            // A keep pattern that keeps nothing it was meant to is refused
+            // here, before anything is decided.
+            let pattern_warnings = match &self.config.policy {
+                Some(policy) => policy
+                    .check_patterns(&index, &layout.repositories_dir())
+                    .map_err(Error::Policy)?,
+                None => Vec::new(),
+            };
             let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
             let temporary_files = if self.config.scan_temporary_files {
                 hygiene::scan_temporary_files(layout, &index)
@@ -426,6 +434,7 @@ impl Collector {
             let mut warnings = index.warnings.clone();
             warnings.extend(marking.warnings);
             warnings.extend(upload_warnings);
+            warnings.extend(pattern_warnings);
             if let Some(report) = &policy_report {
                 for repo in &report.repositories {
                     let Some(refused) = &repo.refused else {
