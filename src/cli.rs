@@ -77,7 +77,7 @@ pub struct DuArgs {
     #[arg(short = 'm', long)]
     pub delete_untagged: bool,
 
-    /// Worker threads [default: one per CPU]
+    /// Worker threads, 1 to 1024 [default: one per CPU]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 }
@@ -89,9 +89,9 @@ pub const MAX_THREADS: u16 = 1024;
 fn parse_threads(text: &str) -> Result<u16, String> {
     match text.parse::<u64>() {
         Ok(n) if (1..=u64::from(MAX_THREADS)).contains(&n) => Ok(n as u16),
-        Ok(_) => Err(format!("`{text}` threads: between 1 and {MAX_THREADS}")),
+        Ok(_) => Err(format!("between 1 and {MAX_THREADS} threads")),
         Err(_) => Err(format!(
-            "`{text}` is not a number of threads (between 1 and {MAX_THREADS})"
+            "not a number (between 1 and {MAX_THREADS} threads)"
         )),
     }
 }
@@ -121,7 +121,7 @@ pub struct VerifyArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Worker threads [default: one per CPU]
+    /// Worker threads, 1 to 1024 [default: one per CPU]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 }
@@ -190,11 +190,11 @@ pub struct GcArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
-    /// Worker threads [default: one per CPU]
+    /// Worker threads, 1 to 1024 [default: one per CPU]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 
-    /// Threads that delete: removing files waits on the disk (discards, the journal) more than on the CPU [default: 64]
+    /// Threads that delete, 1 to 1024: removing files waits on the disk (discards, the journal) more than on the CPU [default: 64]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub delete_threads: Option<u16>,
 

@@ -116,7 +116,8 @@ pub struct Planned {
     pub uploads: Vec<Upload>,
     /// When the run started: ages are measured from here.
     pub now: SystemTime,
-    /// `now - min_age`, unless the minimum age is zero.
+    /// `now - min_age` (the earliest representable time when that is
+    /// earlier), unless the minimum age is zero.
     pub cutoff: Option<SystemTime>,
     /// Paths stat'ed for `--min-age`.
     pub stats: u64,
