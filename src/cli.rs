@@ -77,9 +77,23 @@ pub struct DuArgs {
     #[arg(short = 'm', long)]
     pub delete_untagged: bool,
 
-    /// Worker threads [default: one per CPU]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Worker threads, 1 to 1024 [default: one per CPU]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
+}
+
+/// The most threads `--threads` and `--delete-threads` start: more only
+/// contend for the same disk and CPUs (and each costs a stack).
+pub const MAX_THREADS: u16 = 1024;
+
+fn parse_threads(text: &str) -> Result<u16, String> {
+    match text.parse::<u64>() {
+        Ok(n) if (1..=u64::from(MAX_THREADS)).contains(&n) => Ok(n as u16),
+        Ok(_) => Err(format!("between 1 and {MAX_THREADS} threads")),
+        Err(_) => Err(format!(
+            "not a number (between 1 and {MAX_THREADS} threads)"
+        )),
+    }
 }
 
 fn parse_price(text: &str) -> Result<f64, String> {
@@ -107,8 +121,8 @@ pub struct VerifyArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Worker threads [default: one per CPU]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Worker threads, 1 to 1024 [default: one per CPU]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 }
 
@@ -176,12 +190,12 @@ pub struct GcArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
-    /// Worker threads [default: one per CPU]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Worker threads, 1 to 1024 [default: one per CPU]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 
-    /// Threads that delete: removing files waits on the disk (discards, the journal) more than on the CPU [default: 64]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Threads that delete, 1 to 1024: removing files waits on the disk (discards, the journal) more than on the CPU [default: 64]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub delete_threads: Option<u16>,
 
     /// Keep blobs, links and manifest revisions modified more recently than this (a recent revision keeps what it references); 0 to collect everything now
@@ -385,6 +399,22 @@ mod tests {
         assert!(Cli::try_parse_from(["regsweep", "gc", "-v", "-q", "x"]).is_err());
         assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "0", "x"]).is_err());
         assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "3", "x"]).is_ok());
+        assert!(Cli::try_parse_from(["regsweep", "gc", "--threads", "1024", "x"]).is_ok());
+        for (flag, many) in [
+            ("--threads", "1025"),
+            ("--threads", "65535"),
+            ("--delete-threads", "65535"),
+            ("--delete-threads", "99999999999999999999"),
+        ] {
+            for command in ["gc", "du", "verify"] {
+                if command != "gc" && flag == "--delete-threads" {
+                    continue;
+                }
+                let err = Cli::try_parse_from(["regsweep", command, flag, many, "x"]).unwrap_err();
+                assert!(err.to_string().contains("between 1 and 1024"), "{err}");
+            }
+        }
+        assert!(Cli::try_parse_from(["regsweep", "gc", "--delete-threads", "0", "x"]).is_err());
         assert!(Cli::try_parse_from(["regsweep", "gc"]).is_err());
     }
 
@@ -407,6 +437,18 @@ mod tests {
             "a harness default is overridable"
         );
         assert!(Cli::try_parse_from(["regsweep", "gc", "--min-age", "1y", "x"]).is_err());
+        for too_long in ["200000000000000d", "36501d"] {
+            for flag in ["--min-age", "--older-than", "--purge-uploads-older-than"] {
+                assert!(
+                    Cli::try_parse_from(["regsweep", "gc", flag, too_long, "x"]).is_err(),
+                    "{flag} {too_long}"
+                );
+            }
+            assert!(
+                Cli::try_parse_from(["regsweep", "trash", "empty", "--older-than", too_long, "t"])
+                    .is_err()
+            );
+        }
         let all = gc(&[
             "--trash",
             "/srv/trash",

@@ -125,9 +125,43 @@ pub fn age(now: SystemTime, t: SystemTime) -> Duration {
     now.duration_since(t).unwrap_or_default()
 }
 
+/// `now - age`: the time before which something is `age` old. An age
+/// reaching back past the earliest time the system can represent gives that
+/// earliest time, never "no cutoff": nothing is then old enough.
+pub fn cutoff(now: SystemTime, age: Duration) -> SystemTime {
+    now.checked_sub(age).unwrap_or_else(|| {
+        // Halve the step until it fits: the earliest time is platform-defined.
+        let mut earliest = now;
+        let mut step = age;
+        while !step.is_zero() {
+            match earliest.checked_sub(step) {
+                Some(t) => earliest = t,
+                None => step /= 2,
+            }
+        }
+        earliest
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cutoff_too_far_back_is_the_earliest_time_not_none() {
+        let now = SystemTime::now();
+        assert_eq!(
+            cutoff(now, Duration::from_secs(3600)),
+            now - Duration::from_secs(3600)
+        );
+        let far = cutoff(now, Duration::MAX);
+        assert!(far < UNIX_EPOCH, "{far:?}");
+        let files_of_1970 = UNIX_EPOCH;
+        assert!(
+            files_of_1970 > far,
+            "anything a filesystem holds is more recent: kept"
+        );
+    }
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)

@@ -25,6 +25,10 @@ impl Age {
     /// No duration at all: everything is old enough.
     pub const ZERO: Age = Age(Duration::ZERO);
 
+    /// The longest duration read: 100 years (`36500d`). Longer ones are
+    /// refused rather than left to wrap or overflow a time computation.
+    pub const MAX: Age = Age(Duration::from_secs(36_500 * 86_400));
+
     /// `secs` seconds.
     pub const fn from_secs(secs: u64) -> Age {
         Age(Duration::from_secs(secs))
@@ -76,7 +80,9 @@ impl FromStr for Age {
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err("expected a whole number followed by one unit"));
         }
-        let n: u64 = number.parse().map_err(|_| err("number too large"))?;
+        let n: u64 = number
+            .parse()
+            .map_err(|_| err("too large: at most 36500d (100 years)"))?;
         let seconds = match unit {
             None if n == 0 => 0,
             None => return Err(err("a unit is required: s, m, h, d or w")),
@@ -85,7 +91,9 @@ impl FromStr for Age {
                     .iter()
                     .find(|(u, _)| *u == unit)
                     .ok_or_else(|| err("unknown unit; use s, m, h, d or w"))?;
-                n.checked_mul(*factor).ok_or_else(|| err("too large"))?
+                n.checked_mul(*factor)
+                    .filter(|secs| *secs <= Age::MAX.as_secs())
+                    .ok_or_else(|| err("too large: at most 36500d (100 years)"))?
             }
         };
         Ok(Age::from_secs(seconds))
@@ -153,6 +161,11 @@ mod tests {
         }
         assert!(parse("99999999999999999999d").is_err());
         assert!(parse("9999999999999999w").is_err(), "overflow");
+        assert_eq!(parse("36500d"), Ok(Age::MAX.as_secs()));
+        for too_long in ["36501d", "5215w", "200000000000000d", "3153600001s"] {
+            let message = parse(too_long).unwrap_err().to_string();
+            assert!(message.contains("at most 36500d"), "{too_long}: {message}");
+        }
         let message = parse("1y").unwrap_err().to_string();
         assert!(
             message.contains("\"1y\"") && message.contains("90d"),

@@ -120,7 +120,8 @@ pub struct Planned {
     pub uploads: Vec<Upload>,
     /// When the run started: ages are measured from here.
     pub now: SystemTime,
-    /// `now - min_age`, unless the minimum age is zero.
+    /// `now - min_age` (the earliest representable time when that is
+    /// earlier), unless the minimum age is zero.
     pub cutoff: Option<SystemTime>,
     /// Paths stat'ed for `--min-age`.
     pub stats: u64,
@@ -261,9 +262,10 @@ impl Collector {
         let layout = &self.config.layout;
         let progress = self.config.progress;
         let now = SystemTime::now();
+        // A minimum age reaching back before any representable time keeps
+        // everything; it never means "no minimum age".
         let cutoff = (!self.config.min_age.is_zero())
-            .then(|| now.checked_sub(self.config.min_age.duration()))
-            .flatten();
+            .then(|| clock::cutoff(now, self.config.min_age.duration()));
         let purge_uploads_before = self
             .config
             .purge_uploads_older_than
@@ -276,6 +278,14 @@ impl Collector {
             };
             let mut index = index::build(layout, options, &task)?;
             task.finish();
+            // A keep pattern that keeps nothing it was meant to is refused
+            // here, before anything is decided.
+            let pattern_warnings = match &self.config.policy {
+                Some(policy) => policy
+                    .check_patterns(&index, &layout.repositories_dir())
+                    .map_err(Error::Policy)?,
+                None => Vec::new(),
+            };
             let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
             let temporary_files = if self.config.scan_temporary_files {
                 hygiene::scan_temporary_files(layout, &index)
@@ -429,6 +439,7 @@ impl Collector {
             let mut warnings = index.warnings.clone();
             warnings.extend(marking.warnings);
             warnings.extend(upload_warnings);
+            warnings.extend(pattern_warnings);
             if let Some(report) = &policy_report {
                 for repo in &report.repositories {
                     let Some(refused) = &repo.refused else {

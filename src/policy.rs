@@ -45,6 +45,7 @@ use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::duration::Age;
 use crate::index::{BlobId, Index, Tag};
 use crate::mark::{Loaded, Refs};
+use crate::warning::{Warning, WarningKind};
 
 /// The tag that is kept unless a policy file says `"keep_latest": false`.
 pub const LATEST: &str = "latest";
@@ -235,6 +236,25 @@ pub enum PolicyError {
         at: String,
         /// What is wrong.
         message: String,
+    },
+    /// A keep pattern matches no tag whole, though it matches some as a
+    /// search: it would keep none of the tags it was meant to keep.
+    #[error(
+        "{at}: `{pattern}` matches no tag whole (tag patterns must match the whole tag), \
+         but as a search it matches {}: {}; to keep those, write `{suggestion}`; nothing deleted",
+        plural(tags.len(), "tag"),
+        examples(tags)
+    )]
+    KeepMatchesNothingWhole {
+        /// The flag (`--keep-tags`), or the policy file and rule
+        /// (`policy.json: rules[1].tags`).
+        at: String,
+        /// The pattern as written.
+        pattern: String,
+        /// The tags it matches as a search, sorted.
+        tags: Vec<String>,
+        /// A pattern that matches those tags whole.
+        suggestion: String,
     },
     /// The policy flags cannot be used as given.
     #[error("{flag}: {message}")]
@@ -468,6 +488,66 @@ impl Policy {
     pub fn covers(&self, name: &str) -> bool {
         (self.scope.is_empty() || self.scope.iter().any(|p| p.matches(name)))
             && self.rules.iter().any(|r| r.applies_to(name))
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
+}
+
+/// Up to ten names, then how many more.
+fn examples(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text: Vec<String> = names.iter().take(SHOWN).cloned().collect();
+    if names.len() > SHOWN {
+        text.push(format!("and {} more", names.len() - SHOWN));
+    }
+    text.join(", ")
+}
+
+impl TagPattern {
+    /// The tags among `tags` that this pattern matches as a search, not
+    /// whole (`^v1\.` in `v1.0`), sorted and without repeats.
+    fn search_matches<'t>(&self, tags: impl Iterator<Item = &'t str>) -> Vec<String> {
+        // The source compiled when anchored, so it compiles unanchored.
+        let Ok(search) = Regex::new(&self.source) else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = tags
+            .filter(|t| search.is_match(t))
+            .map(str::to_owned)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// A pattern that matches whole what this one matches as a search:
+    /// `^v1\.` gives `^v1\..*`, `rc` gives `.*rc.*`; checked against `tags`
+    /// (what it must match) and `others` (what it must not), falling back to
+    /// `.*(?:PATTERN).*`, which is the search itself.
+    fn whole_match_suggestion(&self, tags: &[String], others: &[&str]) -> String {
+        let source = self.source.as_str();
+        let anchored_start = source.starts_with('^');
+        let anchored_end = source.ends_with('$') && !source.ends_with("\\$");
+        let simple = format!(
+            "{}{source}{}",
+            if anchored_start { "" } else { ".*" },
+            if anchored_end { "" } else { ".*" }
+        );
+        let means_the_search = TagPattern::new(&simple).is_ok_and(|p| {
+            !source.contains('|')
+                && tags.iter().all(|t| p.matches(t))
+                && !others.iter().any(|t| p.matches(t))
+        });
+        if means_the_search {
+            simple
+        } else {
+            format!(".*(?:{source}).*")
+        }
     }
 }
 
@@ -873,6 +953,108 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Checks the patterns against the indexed storage, before anything is
+    /// decided. A keep pattern that matches no tag whole but some as a search
+    /// (`--keep-tags '^v1\.'` for `v1.0`) is refused: it was meant to keep
+    /// those tags and would keep none. A tag pattern or repository glob that
+    /// matches nothing is a warning, named at `repositories_dir` for the
+    /// flags and at the policy file for its rules.
+    pub fn check_patterns(
+        &self,
+        index: &Index,
+        repositories_dir: &Path,
+    ) -> Result<Vec<Warning>, PolicyError> {
+        let names: Vec<&str> = index.repositories.iter().map(|r| r.name.as_str()).collect();
+        let in_scope =
+            |name: &str| self.scope.is_empty() || self.scope.iter().any(|p| p.matches(name));
+        let warn_at = self.source.as_deref().unwrap_or(repositories_dir);
+        let warn = |message: String| {
+            Warning::new(WarningKind::PolicyPatternUnmatched, warn_at, None, message)
+        };
+        let mut warnings = Vec::new();
+        let mut refusal = None;
+        for glob in &self.scope {
+            if !names.iter().any(|n| glob.matches(n)) {
+                warnings.push(warn(format!(
+                    "--repos `{}` matches no repository; the policy deletes nothing there",
+                    glob.as_str()
+                )));
+            }
+        }
+        for rule in &self.rules {
+            let at = match &self.source {
+                Some(path) => format!("{}: {}", path.display(), rule.label()),
+                None if rule.action == Action::Keep => "--keep-tags".to_owned(),
+                None => "--delete-tags".to_owned(),
+            };
+            for glob in &rule.repositories {
+                if !names.iter().any(|n| in_scope(n) && glob.matches(n)) {
+                    warnings.push(warn(format!(
+                        "{at}: repositories `{}` matches no repository{}",
+                        glob.as_str(),
+                        if self.scope.is_empty() {
+                            ""
+                        } else {
+                            " within --repos"
+                        }
+                    )));
+                }
+            }
+            let Some(pattern) = &rule.tags else {
+                continue;
+            };
+            let tags: Vec<&str> = index
+                .repositories
+                .iter()
+                .filter(|r| in_scope(&r.name) && rule.applies_to(&r.name))
+                .flat_map(|r| r.tags.iter().map(|t| t.name.as_str()))
+                .collect();
+            if tags.iter().any(|t| pattern.matches(t)) {
+                continue;
+            }
+            let found = pattern.search_matches(tags.iter().copied());
+            if found.is_empty() {
+                warnings.push(warn(format!(
+                    "{at}: `{}` matches no tag{}",
+                    pattern.as_str(),
+                    if tags.is_empty() {
+                        " (no repository it applies to has tags)"
+                    } else {
+                        ""
+                    }
+                )));
+                continue;
+            }
+            let others: Vec<&str> = tags
+                .iter()
+                .copied()
+                .filter(|t| found.binary_search_by(|f| f.as_str().cmp(t)).is_err())
+                .collect();
+            let suggestion = pattern.whole_match_suggestion(&found, &others);
+            if rule.action == Action::Keep {
+                refusal.get_or_insert(PolicyError::KeepMatchesNothingWhole {
+                    at,
+                    pattern: pattern.as_str().to_owned(),
+                    tags: found,
+                    suggestion,
+                });
+                continue;
+            }
+            warnings.push(warn(format!(
+                "{at}: `{}` matches no tag whole (tag patterns must match the whole tag), so it deletes nothing; as a search it matches {}: {}; the pattern for those is `{suggestion}`",
+                pattern.as_str(),
+                plural(found.len(), "tag"),
+                examples(&found)
+            )));
+        }
+        match refusal {
+            Some(refusal) => Err(refusal),
+            None => Ok(warnings),
+        }
+    }
+}
+
 /// Per repository, the sorted indices of the tags `decisions` delete, for
 /// [`crate::mark::mark_with_policy`] and [`crate::plan::PlanOptions`].
 pub fn dropped_tags(decisions: &[RepositoryDecision], repositories: usize) -> Vec<Vec<u32>> {
@@ -1256,6 +1438,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn suggested_whole_match_patterns_mean_the_search() {
+        let suggest = |pattern: &str, found: &[&str], others: &[&str]| {
+            let found: Vec<String> = found.iter().map(|t| t.to_string()).collect();
+            TagPattern::new(pattern)
+                .unwrap()
+                .whole_match_suggestion(&found, others)
+        };
+        assert_eq!(suggest(r"^v1\.", &["v1.0"], &["v2.0"]), r"^v1\..*");
+        assert_eq!(suggest("rc", &["1.0-rc1"], &["1.0"]), ".*rc.*");
+        assert_eq!(suggest(r"1\.0$", &["v1.0"], &["v1.0.1"]), r".*1\.0$");
+        assert_eq!(suggest("^a|b$", &["ax", "xb"], &["x"]), ".*(?:^a|b$).*");
+        let found = TagPattern::new(r"^v1\.")
+            .unwrap()
+            .search_matches(["v1.1", "v2.0", "v1.0", "v1.1", "xv1.0"].into_iter());
+        assert_eq!(found, ["v1.0", "v1.1"]);
+    }
     use crate::index::{Blob, Repository, Revision};
 
     const DAY: u64 = 86_400;

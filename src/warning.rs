@@ -33,6 +33,9 @@ pub enum WarningKind {
     /// A retention policy would have deleted every tag of a repository; the
     /// guard kept them all (`--allow-empty-repos` allows it).
     PolicyRefused,
+    /// A retention pattern (a tag regex, a repository glob, `--repos`)
+    /// matches nothing in storage: that part of the policy does nothing.
+    PolicyPatternUnmatched,
     /// A `--protect` reference names a repository, tag or manifest that is
     /// not in storage (nothing to protect there).
     ProtectedNotFound,

@@ -968,3 +968,134 @@ fn du_reports_referenced_exclusive_shared_and_reclaimable_bytes() {
         assert!(text.contains(needle), "{needle:?} missing:\n{text}");
     }
 }
+
+/// Tags v1.0, v1.1, v2.0, v2.1 of `app`, pushed 4, 3, 2 and 1 days ago.
+fn versions() -> LayoutBuilder {
+    let mut b = LayoutBuilder::new();
+    for (tag, days) in [("v1.0", 4), ("v1.1", 3), ("v2.0", 2), ("v2.1", 1)] {
+        let image = b.simple_image(tag, &[]);
+        push_at(&mut b, "app", tag, &image, days);
+    }
+    b
+}
+
+#[test]
+fn a_keep_pattern_that_matches_only_as_a_search_is_refused_with_what_it_means() {
+    let b = versions();
+    let before = snapshot_contents(b.root());
+    for dry_run in [false, true] {
+        let mut args = vec!["gc", "--min-age", "0", "-y"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args.extend(["--keep-last", "1", "--keep-tags", r"^v1\."]);
+        args.push(b.root().to_str().unwrap());
+        let out = regsweep(&args);
+        assert_eq!(code(&out), 2, "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for expected in ["--keep-tags", "v1.0, v1.1", r"`^v1\..*`"] {
+            assert!(stderr.contains(expected), "{expected}: {stderr}");
+        }
+        assert_eq!(snapshot_contents(b.root()), before, "nothing deleted");
+    }
+    // The pattern it suggests keeps them.
+    let report = gc(b.root(), &["--keep-last", "1", "--keep-tags", r"^v1\..*"]);
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert_eq!(tags(b.root(), "app"), set(&["v1.0", "v1.1", "v2.1"]));
+}
+
+#[test]
+fn a_policy_file_keep_rule_that_matches_only_as_a_search_is_refused() {
+    let b = versions();
+    let before = snapshot_contents(b.root());
+    let policy = b.scratch().join("policy.json");
+    fs::write(
+        &policy,
+        r#"{"rules": [{"name": "releases", "tags": "v1", "keep": true}, {"keep_last": 1}]}"#,
+    )
+    .unwrap();
+    let out = regsweep([
+        "gc",
+        "--min-age",
+        "0",
+        "-y",
+        "--policy",
+        policy.to_str().unwrap(),
+        b.root().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in ["policy.json: rules[0] (releases)", "v1.0, v1.1", "`.*v1.*`"] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert_eq!(snapshot_contents(b.root()), before, "nothing deleted");
+}
+
+#[test]
+fn patterns_and_globs_that_match_nothing_are_warnings() {
+    let b = versions();
+    let unmatched = |report: &Value| -> Vec<String> {
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["kind"] == "policy_pattern_unmatched")
+            .map(|w| w["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for args in [
+        vec![
+            "--dry-run",
+            "--delete-tags",
+            "nightly-.*",
+            "--keep-last",
+            "0",
+        ],
+        vec!["--dry-run", "--keep-last", "1", "--keep-tags", "stable"],
+        vec!["--dry-run", "--keep-last", "1", "--repos", "team/**"],
+    ] {
+        let report = gc(b.root(), &args);
+        assert_eq!(report["exit_code"], 1, "{args:?}: {report:#}");
+        let messages = unmatched(&report);
+        assert_eq!(messages.len(), 1, "{args:?}: {messages:?}");
+        let pattern = args[args.len() - 1];
+        let pattern = if pattern == "0" {
+            "nightly-.*"
+        } else {
+            pattern
+        };
+        assert!(
+            messages[0].contains(&format!("`{pattern}`")),
+            "{messages:?}"
+        );
+    }
+    // A delete pattern that matches only as a search deletes nothing, and
+    // says which pattern would.
+    let report = gc(
+        b.root(),
+        &["--dry-run", "--delete-tags", "v2", "--keep-last", "0"],
+    );
+    assert_eq!(report["exit_code"], 1, "{report:#}");
+    let messages = unmatched(&report);
+    assert!(
+        messages.len() == 1 && messages[0].contains("`.*v2.*`"),
+        "{messages:?}"
+    );
+    // A policy file's repository glob that matches nothing.
+    let policy = b.scratch().join("policy.json");
+    fs::write(
+        &policy,
+        r#"{"rules": [{"repositories": "gone/**", "keep": true}, {"keep_last": 2}]}"#,
+    )
+    .unwrap();
+    let report = gc(b.root(), &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(report["exit_code"], 1, "{report:#}");
+    let messages = unmatched(&report);
+    assert!(
+        messages.len() == 1
+            && messages[0].contains("rules[0]")
+            && messages[0].contains("`gone/**`"),
+        "{messages:?}"
+    );
+    assert_eq!(tags(b.root(), "app"), set(&["v2.0", "v2.1"]));
+}

@@ -1,0 +1,54 @@
+//! Numbers from the command line that cannot wrap: a duration too long is
+//! refused, never read as zero, and a minimum age reaching back before any
+//! representable time keeps everything.
+
+mod layout_support;
+
+use std::time::Duration;
+
+use layout_support::*;
+
+#[test]
+fn huge_min_age_is_refused_not_read_as_zero() {
+    let mut b = LayoutBuilder::new();
+    let orphan = b.orphan_blob("o");
+    let root = b.root().to_str().unwrap().to_owned();
+    for args in [
+        vec!["gc", "-y", "--min-age", "200000000000000d", &root],
+        vec!["gc", "-y", "--older-than", "200000000000000d", &root],
+        vec!["gc", "-y", "--threads", "65535", &root],
+        vec!["gc", "-y", "--delete-threads", "65535", &root],
+    ] {
+        let out = regsweep(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", describe(&out));
+        assert_blob_kept(b.root(), &orphan.digest);
+    }
+}
+
+/// A library caller's minimum age too long for the clock keeps everything.
+#[test]
+fn min_age_beyond_the_earliest_time_keeps_everything() {
+    let mut b = LayoutBuilder::new();
+    let orphan = b.orphan_blob("o");
+    let config = regsweep::GcConfig {
+        layout: regsweep::target::storage_root(b.root()).unwrap(),
+        delete_untagged: true,
+        check_layer_links: false,
+        threads: Some(2),
+        delete_threads: Some(2),
+        progress: regsweep::progress::Progress::new(false),
+        sweep: regsweep::sweep::SweepOptions::default(),
+        min_age: regsweep::duration::Age::from(Duration::MAX),
+        purge_uploads_older_than: None,
+        remove_empty_repos: false,
+        scan_temporary_files: false,
+        policy: None,
+        protect: None,
+    };
+    let collector = regsweep::Collector::new(config).unwrap();
+    let planned = collector.plan().unwrap();
+    assert!(planned.cutoff.is_some(), "a minimum age is never dropped");
+    let outcome = collector.sweep(&planned, regsweep::sweep::Disposal::Delete, true);
+    assert!(outcome.gone.iter().all(|g| !g), "nothing is old enough");
+    assert_blob_kept(b.root(), &orphan.digest);
+}
