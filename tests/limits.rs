@@ -48,7 +48,12 @@ fn min_age_beyond_the_earliest_time_keeps_everything() {
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
     assert!(planned.cutoff.is_some(), "a minimum age is never dropped");
-    let outcome = collector.sweep(&planned, regsweep::sweep::Disposal::Delete, true);
+    let outcome = collector.sweep(
+        &planned,
+        regsweep::sweep::Disposal::Delete,
+        true,
+        planned.now,
+    );
     assert!(outcome.gone.iter().all(|g| !g), "nothing is old enough");
     assert_blob_kept(b.root(), &orphan.digest);
 }
