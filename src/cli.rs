@@ -12,6 +12,7 @@ use regsweep::duration::Age;
 use regsweep::policy::PolicyFlags;
 use regsweep::progress::Progress;
 use regsweep::protect::ProtectList;
+use regsweep::report::BlobCache;
 use regsweep::sweep::SweepOptions;
 use regsweep::target::{self, Environment};
 use regsweep::verify::VerifyConfig;
@@ -315,12 +316,20 @@ pub struct Output {
     pub trash: Option<PathBuf>,
     /// Sweep although uploads are in progress.
     pub force: bool,
+    /// The registry's configuration, when TARGET was its `config.yml`.
+    pub registry_config: Option<target::RegistryConfig>,
 }
 
 impl GcArgs {
     /// Resolves the target and builds the configuration.
     pub fn into_config(self) -> regsweep::Result<(GcConfig, Output)> {
-        let layout = target::resolve(&self.target, &Environment::from_process())?;
+        let target::Target {
+            layout,
+            config: registry_config,
+        } = target::resolve_target(&self.target, &Environment::from_process())?;
+        let blob_cache = registry_config.as_ref().map_or(BlobCache::Unknown, |c| {
+            BlobCache::from_config(c.blob_descriptor_cache.as_deref())
+        });
         let stderr_tty = std::io::stderr().is_terminal();
         let output = Output {
             dry_run: self.dry_run,
@@ -330,6 +339,7 @@ impl GcArgs {
             confirm: !self.dry_run && !self.yes && stderr_tty && std::io::stdin().is_terminal(),
             trash: self.trash,
             force: self.force,
+            registry_config,
         };
         let stop_after = std::env::var(STOP_AFTER_ENV)
             .ok()
@@ -369,6 +379,7 @@ impl GcArgs {
             scan_temporary_files: self.scan_temporary_files,
             policy,
             protect,
+            blob_cache,
         };
         Ok((config, output))
     }

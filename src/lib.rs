@@ -105,6 +105,9 @@ pub struct GcConfig {
     pub policy: Option<Policy>,
     /// Images in use: never deleted, whatever the policy says.
     pub protect: Option<ProtectList>,
+    /// The registry's blob descriptor cache, when its configuration was
+    /// read: what the report advises after a sweep.
+    pub blob_cache: report::BlobCache,
 }
 
 /// The index, marked and planned: everything a sweep or a report needs.
@@ -580,6 +583,7 @@ impl Collector {
                 min_age: self.config.min_age,
                 uploads_in_progress: planned.active_uploads().len() as u64,
                 trash,
+                blob_cache: self.config.blob_cache.clone(),
             },
         );
         report.policy = planned.policy.as_ref();

@@ -163,6 +163,11 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
     let outcome = if output.dry_run {
         None
     } else {
+        if let Some(config) = &output.registry_config {
+            if !(output.quiet && config.readonly) {
+                eprintln!("{}", readonly_notice(config));
+            }
+        }
         if output.confirm && !planned.plan.candidates.is_empty() {
             let preview = collector.report(&planned, None, None);
             print_warnings(&preview);
@@ -252,6 +257,21 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
     }
     drop(locks);
     Ok(report.exit_code)
+}
+
+/// Whether the registry's configuration keeps it from taking pushes: said
+/// before the prompt, where a push would race the sweep.
+fn readonly_notice(config: &regsweep::target::RegistryConfig) -> String {
+    let path = config.path.display();
+    if config.readonly {
+        format!(
+            "regsweep: {path}: storage.maintenance.readonly.enabled is true: a registry started with it takes no pushes"
+        )
+    } else {
+        format!(
+            "regsweep: warning: {path}: storage.maintenance.readonly.enabled is not true: a registry running with this configuration takes pushes, and a push during the sweep stops it. Set it to true and restart the registry, or stop the registry, before sweeping"
+        )
+    }
 }
 
 fn restore(args: RestoreArgs) -> ExitStatus {

@@ -211,6 +211,55 @@ pub struct RunInfo {
     pub uploads_in_progress: u64,
     /// The trash batch of a `--trash` run.
     pub trash: Option<TrashRecord>,
+    /// The registry's blob descriptor cache, for the closing advice.
+    pub blob_cache: BlobCache,
+}
+
+/// How the registry remembers blobs between requests, from
+/// `storage.cache.blobdescriptor` in its configuration: what it takes to
+/// make it forget deleted ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BlobCache {
+    /// TARGET was a directory: the configuration was not read.
+    #[default]
+    Unknown,
+    /// No cache configured: every request reads the storage.
+    Disabled,
+    /// `inmemory`: lives in the registry process.
+    InMemory,
+    /// `redis`: lives in redis, across registry restarts.
+    Redis,
+    /// A value the registry does not know (it then caches nothing).
+    Other(String),
+}
+
+impl BlobCache {
+    /// From the configuration's value (`None`: not set).
+    pub fn from_config(value: Option<&str>) -> BlobCache {
+        match value {
+            None | Some("") => BlobCache::Disabled,
+            Some("inmemory") => BlobCache::InMemory,
+            Some("redis") => BlobCache::Redis,
+            Some(other) => BlobCache::Other(other.to_owned()),
+        }
+    }
+
+    /// What to do after deleting blobs.
+    pub fn advice(&self) -> String {
+        const REDIS: &str = "its redis cache still answers for deleted blobs after a restart: delete the registry's keys there (in the database `redis.db` names: `redis-cli -n DB --scan --pattern 'blobs::*'` and `--pattern 'repository::*'`, piped to `xargs -r redis-cli -n DB del`), then restart the registry";
+        match self {
+            BlobCache::Unknown => format!(
+                "Restart the registry so its blob descriptor cache forgets deleted blobs (with storage.cache.blobdescriptor: redis, {}). Give regsweep the registry's config.yml as TARGET for advice that fits its cache.",
+                REDIS.trim_start_matches("its redis cache still answers for deleted blobs after a restart: ")
+            ),
+            BlobCache::InMemory => "Restart the registry: its in-memory blob descriptor cache (storage.cache.blobdescriptor: inmemory) still answers for deleted blobs until then.".into(),
+            BlobCache::Redis => format!("The registry's blob descriptor cache is redis: {REDIS}."),
+            BlobCache::Disabled => "The registry keeps no blob descriptor cache (storage.cache.blobdescriptor is not set): it sees the deletions at once.".into(),
+            BlobCache::Other(value) => format!(
+                "The registry ignores storage.cache.blobdescriptor: {value:?} and caches nothing: it sees the deletions at once."
+            ),
+        }
+    }
 }
 
 /// The whole report of a `gc` run.
@@ -266,6 +315,9 @@ pub struct Report<'a> {
     /// What the retention policy decided: per repository, the tags kept and
     /// deleted with their rules; `null` without a policy.
     pub policy: Option<&'a PolicyReport>,
+    /// The registry's blob descriptor cache (not in JSON).
+    #[serde(skip)]
+    pub blob_cache: BlobCache,
 }
 
 impl<'a> Report<'a> {
@@ -339,6 +391,7 @@ impl<'a> Report<'a> {
             uploads_in_progress: run.uploads_in_progress,
             empty_directories_removed,
             trash: run.trash,
+            blob_cache: run.blob_cache,
             policy: None,
         }
     }
@@ -561,10 +614,7 @@ impl<'a> Report<'a> {
                 )?;
             }
             if !r.is_empty() || !d.is_empty() {
-                writeln!(
-                    out,
-                    "Restart the registry so its blob cache forgets deleted blobs."
-                )?;
+                writeln!(out, "{}", self.blob_cache.advice())?;
             }
         }
         Ok(())

@@ -44,6 +44,7 @@ fn min_age_beyond_the_earliest_time_keeps_everything() {
         scan_temporary_files: false,
         policy: None,
         protect: None,
+        blob_cache: Default::default(),
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();

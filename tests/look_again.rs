@@ -195,6 +195,7 @@ fn a_retag_after_the_plan_stops_the_sweep_before_any_deletion() {
         scan_temporary_files: false,
         policy: None,
         protect: None,
+        blob_cache: Default::default(),
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let index_began = SystemTime::now();
@@ -252,4 +253,63 @@ fn a_first_push_into_a_new_repository_is_an_upload_in_progress() {
     );
     assert_unchanged(b.root(), &before, "refused run");
     assert!(upload.is_dir());
+}
+
+/// `config.yml` for `root` with the given `storage` extras.
+fn config_for(dir: &Path, root: &Path, storage_extra: &str) -> PathBuf {
+    let path = dir.join("config.yml");
+    fs::write(
+        &path,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n{storage_extra}http:\n  addr: 127.0.0.1:5000\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn the_registry_config_says_whether_it_is_read_only_and_how_its_cache_forgets() {
+    let cases = [
+        (
+            "  maintenance:\n    readonly:\n      enabled: true\n  cache:\n    blobdescriptor: inmemory\n",
+            "readonly.enabled is true",
+            "Restart the registry: its in-memory blob descriptor cache",
+        ),
+        (
+            "  cache:\n    blobdescriptor: redis\n",
+            "readonly.enabled is not true",
+            "--pattern 'blobs::*'",
+        ),
+        (
+            "",
+            "readonly.enabled is not true",
+            "keeps no blob descriptor cache",
+        ),
+    ];
+    for (extra, readonly, advice) in cases {
+        let mut b = LayoutBuilder::new();
+        let live = b.simple_image("live", &[]);
+        b.push("app", "v1", &live);
+        let orphan = b.orphan_blob("orphan");
+        let config = config_for(b.scratch(), b.root(), extra);
+        let out = regsweep(["gc", "-y", config.to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stderr.contains(readonly), "{extra:?}: {stderr}");
+        assert!(stdout.contains(advice), "{extra:?}: {stdout}");
+        assert_blob_gone(b.root(), &orphan.digest);
+    }
+    // A directory as TARGET: the cache is unknown, the advice covers both.
+    let mut b = LayoutBuilder::new();
+    b.orphan_blob("orphan");
+    let out = regsweep(["gc", "-y", b.root().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Restart the registry") && stdout.contains("redis"),
+        "{stdout}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("readonly"));
 }

@@ -849,6 +849,7 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
         scan_temporary_files: false,
         policy: None,
         protect: None,
+        blob_cache: Default::default(),
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
