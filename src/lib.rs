@@ -110,6 +110,30 @@ pub struct GcConfig {
     pub blob_cache: report::BlobCache,
 }
 
+impl GcConfig {
+    /// What `regsweep gc` does on `layout` without options: untagged
+    /// manifests kept, `--min-age 1h`, no policy, no protection, a thread
+    /// per CPU, no progress shown.
+    pub fn new(layout: Layout) -> GcConfig {
+        GcConfig {
+            layout,
+            delete_untagged: false,
+            check_layer_links: false,
+            threads: None,
+            delete_threads: None,
+            progress: Progress::new(false),
+            sweep: SweepOptions::default(),
+            min_age: Age::from_secs(3600),
+            purge_uploads_older_than: None,
+            remove_empty_repos: false,
+            scan_temporary_files: false,
+            policy: None,
+            protect: None,
+            blob_cache: report::BlobCache::Unknown,
+        }
+    }
+}
+
 /// The index, marked and planned: everything a sweep or a report needs.
 #[derive(Debug)]
 pub struct Planned {

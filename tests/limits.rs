@@ -31,20 +31,11 @@ fn min_age_beyond_the_earliest_time_keeps_everything() {
     let mut b = LayoutBuilder::new();
     let orphan = b.orphan_blob("o");
     let config = regsweep::GcConfig {
-        layout: regsweep::target::storage_root(b.root()).unwrap(),
         delete_untagged: true,
-        check_layer_links: false,
         threads: Some(2),
         delete_threads: Some(2),
-        progress: regsweep::progress::Progress::new(false),
-        sweep: regsweep::sweep::SweepOptions::default(),
         min_age: regsweep::duration::Age::from(Duration::MAX),
-        purge_uploads_older_than: None,
-        remove_empty_repos: false,
-        scan_temporary_files: false,
-        policy: None,
-        protect: None,
-        blob_cache: Default::default(),
+        ..regsweep::GcConfig::new(regsweep::target::storage_root(b.root()).unwrap())
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();

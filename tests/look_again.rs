@@ -182,20 +182,11 @@ fn a_blob_whose_data_went_but_whose_directory_stayed_counts_its_bytes() {
 fn a_retag_after_the_plan_stops_the_sweep_before_any_deletion() {
     let (mut b, _live, old) = app_with_untagged_image();
     let config = regsweep::GcConfig {
-        layout: regsweep::target::storage_root(b.root()).unwrap(),
         delete_untagged: true,
-        check_layer_links: false,
         threads: Some(2),
         delete_threads: Some(4),
-        progress: regsweep::progress::Progress::new(false),
-        sweep: regsweep::sweep::SweepOptions::default(),
         min_age: regsweep::duration::Age::ZERO,
-        purge_uploads_older_than: None,
-        remove_empty_repos: false,
-        scan_temporary_files: false,
-        policy: None,
-        protect: None,
-        blob_cache: Default::default(),
+        ..regsweep::GcConfig::new(regsweep::target::storage_root(b.root()).unwrap())
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let index_began = SystemTime::now();

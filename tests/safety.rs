@@ -833,23 +833,15 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
     let (_d, root) = fixture(true);
     let before = snapshot(&root);
     let config = regsweep::GcConfig {
-        layout: regsweep::target::storage_root(&root).unwrap(),
         delete_untagged: true,
-        check_layer_links: false,
         threads: Some(2),
         delete_threads: Some(4),
-        progress: regsweep::progress::Progress::new(false),
         sweep: regsweep::sweep::SweepOptions {
             quit: Some(&QUIT),
             ..Default::default()
         },
         min_age: regsweep::duration::Age::ZERO,
-        purge_uploads_older_than: None,
-        remove_empty_repos: false,
-        scan_temporary_files: false,
-        policy: None,
-        protect: None,
-        blob_cache: Default::default(),
+        ..regsweep::GcConfig::new(regsweep::target::storage_root(&root).unwrap())
     };
     let collector = regsweep::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
