@@ -78,7 +78,7 @@ pub struct DuArgs {
     #[arg(short = 'm', long)]
     pub delete_untagged: bool,
 
-    /// Worker threads, 1 to 1024 [default: one per CPU]
+    /// Worker threads, 1 to 1024 [default: one per CPU, at least 32: reading a tree that is not cached waits on the disk, and more requests in flight keep it busy]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 }
@@ -122,7 +122,7 @@ pub struct VerifyArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Worker threads, 1 to 1024 [default: one per CPU]
+    /// Worker threads, 1 to 1024 [default: one per CPU, at least 32: reading a tree that is not cached waits on the disk, and more requests in flight keep it busy]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 }
@@ -191,7 +191,7 @@ pub struct GcArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
-    /// Worker threads, 1 to 1024 [default: one per CPU]
+    /// Worker threads, 1 to 1024 [default: one per CPU, at least 32: reading a tree that is not cached waits on the disk, and more requests in flight keep it busy]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 

@@ -58,7 +58,7 @@ pub struct VerifyConfig {
     pub layout: Layout,
     /// Also hash every blob's data.
     pub digests: bool,
-    /// Worker threads; `None` for one per CPU.
+    /// Worker threads; `None` for [`crate::default_threads`].
     pub threads: Option<usize>,
     /// Progress on stderr (the caller decides: only when it is a terminal).
     pub progress: bool,
