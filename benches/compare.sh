@@ -509,7 +509,7 @@ report() {
     else
         echo "- warm page cache; times are medians of $RUNS runs ($SWEEP_RUNS for sweeps, each on a fresh copy, copied, synced and warmed outside the timing); stdout to /dev/null"
     fi
-    echo "- sweeps take turns: a fresh copy, regsweep; a fresh copy, upstream; a fresh copy, the sweep floor; and again; each copy is left to settle (nothing in flight on the disk, its counters still for a second) before the timed run"
+    echo "- sweeps take turns: a fresh copy, regsweep; a fresh copy, upstream; a fresh copy, the sweep floor; and again; each copy is left to settle (nothing in flight on the disk, its counters still for a second) before the timed run$( ((COLD)) && echo '; cold, the read-only commands take turns run by run too')"
     echo "- vs floor: a read-only row against the parallel \`find\`; a sweep against the sweep floor, which removes the very files and directories regsweep's first sweep removed, with plain \`rm\` and \`rmdir\`, 16 at a time"
     echo "- CPU s: user + system time of the command and its children (GNU time %U + %S), median of the runs"
     echo "- peak RSS: GNU time %M, highest of the runs; bytes/file = peak RSS / files in the tree"
@@ -620,19 +620,30 @@ for size in "${SIZE_LOOP[@]}"; do
         # checks read the JSON report of one more, untimed run.
         "$REGSWEEP_BIN" gc --dry-run --json "$tree" >"$LOGDIR/rs_dry-$size.out" 2>/dev/null || true
         "$REGSWEEP_BIN" gc --dry-run --json -m "$tree" >"$LOGDIR/rs_dry_m-$size.out" 2>/dev/null || true
-        measure rs_dry "$size" "$RUNS" "0 1" - - -- \
-            "$REGSWEEP_BIN" gc --dry-run "$tree"
-        measure rs_dry_m "$size" "$RUNS" "0 1" - - -- \
-            "$REGSWEEP_BIN" gc --dry-run -m "$tree"
     fi
-    measure up_dry "$size" "$RUNS" 0 - "$LOGDIR/up_dry-$size.out" -- \
-        "$REGISTRY_BIN" garbage-collect --dry-run "$cfg"
-    measure up_dry_m "$size" "$RUNS" 0 - "$LOGDIR/up_dry_m-$size.out" -- \
-        "$REGISTRY_BIN" garbage-collect --dry-run -m "$cfg"
-    measure find_par "$size" "$RUNS" 0 - /dev/null -- \
-        bash -c 'cd "$1" && { find blobs -type f >/dev/null & a=$!; find repositories -type f >/dev/null & b=$!; wait $a && wait $b; }' _ "$v2"
-    measure find_one "$size" "$RUNS" 0 - /dev/null -- \
-        bash -c 'cd "$1" && find . -type f' _ "$v2"
+    # Warm, each command's runs follow one another. Cold, the commands take turns run by
+    # run, as the sweeps do: what the disk (and, on a virtual machine, the host's cache
+    # under it) does over time then falls on every command alike.
+    if ((COLD)); then turns=$RUNS per_call=1; else turns=1 per_call=$RUNS; fi
+    for ((turn = 1; turn <= turns; turn++)); do
+        # The untimed first run whose output the checks read: once.
+        up_save=$LOGDIR/up_dry-$size.out up_m_save=$LOGDIR/up_dry_m-$size.out find_save=/dev/null
+        ((turn == 1)) || up_save=- up_m_save=- find_save=-
+        if ((REGSWEEP_OK)); then
+            measure rs_dry "$size" "$per_call" "0 1" - - -- \
+                "$REGSWEEP_BIN" gc --dry-run "$tree"
+            measure rs_dry_m "$size" "$per_call" "0 1" - - -- \
+                "$REGSWEEP_BIN" gc --dry-run -m "$tree"
+        fi
+        measure up_dry "$size" "$per_call" 0 - "$up_save" -- \
+            "$REGISTRY_BIN" garbage-collect --dry-run "$cfg"
+        measure up_dry_m "$size" "$per_call" 0 - "$up_m_save" -- \
+            "$REGISTRY_BIN" garbage-collect --dry-run -m "$cfg"
+        measure find_par "$size" "$per_call" 0 - "$find_save" -- \
+            bash -c 'cd "$1" && { find blobs -type f >/dev/null & a=$!; find repositories -type f >/dev/null & b=$!; wait $a && wait $b; }' _ "$v2"
+        measure find_one "$size" "$per_call" 0 - "$find_save" -- \
+            bash -c 'cd "$1" && find . -type f' _ "$v2"
+    done
 
     output_checks "$size"
 
