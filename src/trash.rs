@@ -1178,14 +1178,7 @@ mod tests {
     #[test]
     fn a_torn_last_journal_line_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let header = Header {
-            regsweep_trash: 1,
-            batch: "b".into(),
-            storage_root: "/s".into(),
-            started: "2024-05-01T12:00:00Z".into(),
-            pid: 1,
-            host: "h".into(),
-        };
+        let header = test_header();
         let moved = Entry::Move {
             kind: "blob".into(),
             path: "docker/registry/v2/blobs/sha256/ab/ab".into(),
@@ -1208,16 +1201,19 @@ mod tests {
         assert!(batch.problems.is_empty(), "{:?}", batch.problems);
     }
 
-    fn header_line() -> String {
-        serde_json::to_string(&Header {
+    fn test_header() -> Header {
+        Header {
             regsweep_trash: 1,
             batch: "b".into(),
             storage_root: "/s".into(),
             started: "2024-05-01T12:00:00Z".into(),
             pid: 1,
             host: "h".into(),
-        })
-        .unwrap()
+        }
+    }
+
+    fn header_line() -> String {
+        serde_json::to_string(&test_header()).unwrap()
     }
 
     fn moved(hex: &str) -> Entry {
