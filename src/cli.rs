@@ -157,7 +157,10 @@ impl VerifyArgs {
     after_help = "Exit codes: 0 success; 1 finished with warnings (something was kept \
                   because it could not be read, could not be deleted, the sweep was \
                   interrupted, or a dry run found uploads in progress); 2 refused or failed, \
-                  nothing deleted (also: uploads in progress without --force, the lock held)."
+                  nothing deleted (also: uploads in progress without --force, the lock held, a \
+                  keep pattern that matches no tag whole), or the registry took writes while the \
+                  sweep ran and it stopped there (what it deleted before leaves a consistent \
+                  registry)."
 )]
 pub struct GcArgs {
     /// Storage root (the directory holding docker/registry/v2) or the registry's config.yml
