@@ -192,18 +192,27 @@ pub const DEFAULT_DELETE_THREADS: usize = 64;
 /// 1.14 s), and 32 cost 13 MiB more.
 pub const MIN_DEFAULT_THREADS: usize = 32;
 
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Reading threads when `--threads` is not given: one per CPU, and at least
 /// [`MIN_DEFAULT_THREADS`].
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .max(MIN_DEFAULT_THREADS)
+    cpus().max(MIN_DEFAULT_THREADS)
 }
 
-/// A thread pool of its own: `threads` workers ([`default_threads`] when
-/// `None`), named `name-<i>`.
+/// A thread pool of its own: `threads` workers, named `name-<i>`. When
+/// `None`, [`default_threads`]; where the system refuses that many (a limit
+/// on processes or on address space: each thread reserves a stack, and the
+/// allocator an arena), one per CPU, which reads as well from the cache.
 pub(crate) fn thread_pool(threads: Option<usize>, name: &'static str) -> Result<ThreadPool> {
-    named_thread_pool(threads.unwrap_or_else(default_threads), name)
+    match threads {
+        Some(threads) => named_thread_pool(threads, name),
+        None => {
+            named_thread_pool(default_threads(), name).or_else(|_| named_thread_pool(cpus(), name))
+        }
+    }
 }
 
 fn named_thread_pool(threads: usize, name: &'static str) -> Result<ThreadPool> {

@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use layout_support::*;
 
 /// Runs `regsweep` with `args`, killed after 20 s or when it maps more than
-/// 1 GiB: a FIFO or `/dev/zero` read as a file makes a test fail, never
-/// hang the suite or exhaust the machine.
+/// 4 GiB: a FIFO or `/dev/zero` read as a file makes a test fail, never
+/// hang the suite or exhaust the machine. (Not less: the reading threads'
+/// allocator arenas reserve 64 MiB of address space each, up to 8 per CPU.)
 fn bounded<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
@@ -40,8 +41,8 @@ where
     unsafe {
         cmd.pre_exec(|| {
             let limit = rustix::process::Rlimit {
-                current: Some(1 << 30),
-                maximum: Some(1 << 30),
+                current: Some(4 << 30),
+                maximum: Some(4 << 30),
             };
             rustix::process::setrlimit(rustix::process::Resource::As, limit)
                 .map_err(std::io::Error::from)
