@@ -57,31 +57,6 @@ impl fmt::Display for Change {
     }
 }
 
-/// A directory of a repository the sweep modifies itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Own {
-    /// `_manifests/tags/`: tags a retention policy deletes.
-    Tags,
-    /// `_manifests/revisions/sha256/`: dead revisions.
-    Revisions,
-    /// `_layers/sha256/`: dead layer links.
-    Layers,
-    /// `_uploads/`: stale uploads.
-    Uploads,
-}
-
-impl Own {
-    fn of(kind: CandidateKind) -> Option<Own> {
-        match kind {
-            CandidateKind::Tag => Some(Own::Tags),
-            CandidateKind::Manifest => Some(Own::Revisions),
-            CandidateKind::LayerLink => Some(Own::Layers),
-            CandidateKind::Upload => Some(Own::Uploads),
-            _ => None,
-        }
-    }
-}
-
 /// Watches what a plan depends on; see the module documentation.
 pub struct Recheck<'a> {
     layout: &'a Layout,
@@ -91,11 +66,9 @@ pub struct Recheck<'a> {
     revisions: Vec<Vec<Digest>>,
     /// `repositories/` and the directories above repositories.
     namespaces: Vec<PathBuf>,
-    /// Per repository and directory, its modification time right after the
-    /// sweep's own last change to it.
-    own: Mutex<HashMap<(u32, Own), SystemTime>>,
-    /// Repositories the sweep removed.
-    removed: Mutex<Vec<u32>>,
+    /// Directories the sweep changed itself, each with its modification
+    /// time right after the sweep's last change to it.
+    own: Mutex<HashMap<PathBuf, SystemTime>>,
 }
 
 impl<'a> Recheck<'a> {
@@ -130,7 +103,6 @@ impl<'a> Recheck<'a> {
             revisions,
             namespaces,
             own: Mutex::new(HashMap::new()),
-            removed: Mutex::new(Vec::new()),
         }
     }
 
@@ -142,15 +114,13 @@ impl<'a> Recheck<'a> {
     /// Checks every repository and the namespace directories; the first
     /// change found (by path order), if any. Runs on the current rayon pool.
     pub fn check_all(&self) -> Option<Change> {
-        let removed = self.removed.lock().map(|r| r.clone()).unwrap_or_default();
         let namespaces = self
             .namespaces
             .par_iter()
-            .filter_map(|dir| self.modified(dir, None))
+            .filter_map(|dir| self.modified(dir))
             .min_by(|a, b| a.path.cmp(&b.path));
         let repositories = (0..self.index.repositories.len() as u32)
             .into_par_iter()
-            .filter(|r| !removed.contains(r))
             .filter_map(|r| self.check_repository(r))
             .min_by(|a, b| a.path.cmp(&b.path));
         namespaces.or(repositories)
@@ -164,28 +134,27 @@ impl<'a> Recheck<'a> {
         let revisions = l.revisions_dir(name);
         let layers = l.layer_links_dir(name);
         let tags = l.tags_dir(name);
-        let dirs: [(PathBuf, Option<Own>); 8] = [
-            (l.repository_dir(name), None),
-            (parent(&tags), None),
-            (tags, Some(Own::Tags)),
-            (parent(&revisions), None),
-            (revisions, Some(Own::Revisions)),
-            (parent(&layers), None),
-            (layers, Some(Own::Layers)),
-            (l.uploads_dir(name), Some(Own::Uploads)),
+        let dirs = [
+            l.repository_dir(name),
+            parent(&tags),
+            tags,
+            parent(&revisions),
+            revisions,
+            parent(&layers),
+            layers,
+            l.uploads_dir(name),
         ];
-        let own = |o: Option<Own>| o.and_then(|o| self.own.lock().ok()?.get(&(r, o)).copied());
         dirs.iter()
-            .find_map(|(dir, o)| self.modified(dir, own(*o)))
+            .find_map(|dir| self.modified(dir))
             .or_else(|| {
                 repo.tags
                     .iter()
-                    .find_map(|t| self.modified(&l.tag_current_link(name, &t.name), None))
+                    .find_map(|t| self.modified(&l.tag_current_link(name, &t.name)))
             })
             .or_else(|| {
                 self.revisions[r as usize]
                     .iter()
-                    .find_map(|d| self.modified(&layout::link_file(&l.revision_dir(name, d)), None))
+                    .find_map(|d| self.modified(&layout::link_file(&l.revision_dir(name, d))))
             })
     }
 
@@ -196,7 +165,7 @@ impl<'a> Recheck<'a> {
             .follow_links(false)
             .into_iter()
             .find_map(|entry| match entry {
-                Ok(entry) => self.modified(entry.path(), None),
+                Ok(entry) => self.modified(entry.path()),
                 Err(e)
                     if e.io_error()
                         .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
@@ -210,33 +179,36 @@ impl<'a> Recheck<'a> {
             })
     }
 
-    /// Records that the sweep just modified the directory that candidates
-    /// of `kind` in repository `r` live in: later checks compare it against
-    /// its time now.
-    pub fn modified_by_sweep(&self, r: u32, kind: CandidateKind, dir: &Path) {
-        let Some(own) = Own::of(kind) else {
-            return;
-        };
+    /// Records that the sweep just changed `dir` (removed entries of it):
+    /// later checks compare it against its time now.
+    pub fn modified_by_sweep(&self, dir: &Path) {
         let time = fs::symlink_metadata(dir).and_then(|m| m.modified());
         // Groups of one directory's entries finish in any order: the latest
         // time any of them saw is the time after the sweep's last change.
         if let (Ok(time), Ok(mut map)) = (time, self.own.lock()) {
-            let latest = map.entry((r, own)).or_insert(time);
+            let latest = map.entry(dir.to_path_buf()).or_insert(time);
             *latest = (*latest).max(time);
         }
     }
 
-    /// Records that the sweep removed repository `r`: it is not checked again.
+    /// Records that the sweep removed repository `r`'s directory and those
+    /// above it it emptied: the directories above what went (a namespace,
+    /// or a repository holding this one) changed by the sweep's hand.
     pub fn removed_by_sweep(&self, r: u32) {
-        if let Ok(mut removed) = self.removed.lock() {
-            removed.push(r);
+        let top = self.layout.repositories_dir();
+        let mut dir = self
+            .layout
+            .repository_dir(&self.index.repositories[r as usize].name);
+        while dir.pop() && dir.starts_with(&top) {
+            self.modified_by_sweep(&dir);
         }
     }
 
-    /// Whether `path` changed: modified after `own` (the sweep's own last
-    /// change) or, without one, after the index began. Gone is no
-    /// change: only something written can make dead content live again.
-    fn modified(&self, path: &Path, own: Option<SystemTime>) -> Option<Change> {
+    /// Whether `path` changed: modified after the sweep's own last change to
+    /// it or, without one, after the index began. Gone is no change: only
+    /// something written can make dead content live again.
+    fn modified(&self, path: &Path) -> Option<Change> {
+        let own = self.own.lock().ok().and_then(|map| map.get(path).copied());
         let time = match fs::symlink_metadata(path).and_then(|m| m.modified()) {
             Ok(time) => time,
             // Nothing there, not even a directory on the way: nothing written.
@@ -400,7 +372,7 @@ mod tests {
         let revision = layout.revision_dir("ns/app", &d(1));
         fs::remove_file(layout::link_file(&revision)).unwrap();
         fs::remove_dir(&revision).unwrap();
-        recheck.modified_by_sweep(0, CandidateKind::Manifest, &layout.revisions_dir("ns/app"));
+        recheck.modified_by_sweep(&layout.revisions_dir("ns/app"));
         assert_eq!(recheck.check_all(), None);
         std::thread::sleep(Duration::from_millis(20));
         write(&layout::link_file(&layout.revision_dir("ns/app", &d(8))));

@@ -304,3 +304,22 @@ fn the_registry_config_says_whether_it_is_read_only_and_how_its_cache_forgets() 
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("readonly"));
 }
+
+/// The sweep's own removal of a nested repository changes its parent's
+/// directory: that is no write of the registry's, and the emptied parent goes
+/// too.
+#[test]
+fn removing_a_nested_empty_repository_does_not_look_like_a_registry_write() {
+    let mut b = LayoutBuilder::new();
+    let live = b.simple_image("live", &[]);
+    b.push("kept", "v1", &live);
+    let parent = b.simple_image("parent", &[]);
+    let child = b.simple_image("child", &[]);
+    b.push_untagged("ns", &parent);
+    b.push_untagged("ns/child", &child);
+    let report = gc_json(b.root(), &["-m", "-y", "--remove-empty-repos"]);
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert_eq!(num(&report, "deleted", "repositories"), 2, "{report:#}");
+    assert!(!repo_dir(b.root(), "ns").exists());
+    assert_manifest_intact(b.root(), "kept", &live);
+}
