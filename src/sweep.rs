@@ -208,31 +208,23 @@ pub fn sweep(
                 task.inc(1);
                 return;
             }
-            let result = match held.keeps(candidate) {
-                Some(why) => Err(Failure {
+            // A repository and an upload are removed whole: each is looked
+            // at again right before.
+            let changed = recheck.and_then(|recheck| match kind {
+                CandidateKind::Repository => candidate
+                    .repository
+                    .and_then(|r| recheck.check_repository(r))
+                    .map(|change| format!("kept: {change} (the registry is taking writes)")),
+                CandidateKind::Upload => recheck
+                    .check_tree(&candidate_dir(layout, index, plan, candidate))
+                    .map(|change| format!("kept: {change} (the upload is active again)")),
+                _ => None,
+            });
+            let result = match held.keeps(candidate).or(changed) {
+                Some(message) => Err(Failure {
                     path: candidate_dir(layout, index, plan, candidate),
-                    message: why,
+                    message,
                 }),
-                None if kind == CandidateKind::Repository => {
-                    let r = candidate.repository.unwrap_or_default();
-                    match recheck.and_then(|g| g.check_repository(r)) {
-                        Some(change) => Err(Failure {
-                            path: candidate_dir(layout, index, plan, candidate),
-                            message: format!("kept: {change} (the registry is taking writes)"),
-                        }),
-                        None => ctx.dispose(candidate, parent),
-                    }
-                }
-                None if kind == CandidateKind::Upload => {
-                    let dir = candidate_dir(layout, index, plan, candidate);
-                    match recheck.and_then(|g| g.check_tree(&dir)) {
-                        Some(change) => Err(Failure {
-                            path: dir,
-                            message: format!("kept: {change} (the upload is active again)"),
-                        }),
-                        None => ctx.dispose(candidate, parent),
-                    }
-                }
                 None => ctx.dispose(candidate, parent),
             };
             match result {
@@ -273,9 +265,8 @@ pub fn sweep(
                 }
                 // The directory changed under the recheck's eyes: by this sweep itself.
                 if let (Some(recheck), Some(c)) = (recheck, group.first()) {
-                    let dir = candidate_dir(layout, index, plan, c);
-                    if let (Some(r), Some(parent)) = (c.repository, dir.parent()) {
-                        recheck.modified_by_sweep(r, kind, parent);
+                    if let Some(parent) = candidate_dir(layout, index, plan, c).parent() {
+                        recheck.modified_by_sweep(parent);
                     }
                 }
             });
@@ -389,6 +380,9 @@ impl Held {
                 if let Ok(at) = repo.revisions.binary_search_by_key(&manifest, |v| v.digest) {
                     keep.extend(repo.revisions[at].signatures.iter().copied());
                 }
+                // The registry serves what a revision link names, as marking
+                // follows it.
+                stack.extend(crate::mark::link_targets(repo, &manifest));
                 for digest in keep {
                     held.links
                         .entry((r, digest))
@@ -740,6 +734,80 @@ fn remove_tree(root: &Path) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::{Blob, Repository, Revision};
+    use crate::plan::Reason;
+
+    /// A failed revision keeps what its manifest references, and what the
+    /// manifest its revision link names references (the registry serves that
+    /// one in its place).
+    #[test]
+    fn a_failed_revision_keeps_what_it_and_its_link_target_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let image = |layer: &Digest| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"digest":"{layer}"}},"layers":[]}}"#
+            )
+        };
+        let (own_layer, target_layer) = (Digest::from_bytes([1; 32]), Digest::from_bytes([2; 32]));
+        let a = image(&own_layer);
+        let b = image(&target_layer);
+        let (a_digest, b_digest) = (
+            Digest::of_bytes(a.as_bytes()),
+            Digest::of_bytes(b.as_bytes()),
+        );
+        let mut blobs = Vec::new();
+        for (digest, bytes) in [
+            (a_digest, a.as_bytes()),
+            (b_digest, b.as_bytes()),
+            (own_layer, b"x".as_slice()),
+            (target_layer, b"y".as_slice()),
+        ] {
+            let path = layout.blob_data(&digest);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, bytes).unwrap();
+            blobs.push(Blob::new(digest, Some(bytes.len() as u64)));
+        }
+        blobs.sort_unstable_by_key(|b| b.digest);
+        let index = Index {
+            blobs,
+            repositories: vec![Repository {
+                name: "r".into(),
+                revisions: vec![Revision {
+                    digest: a_digest,
+                    linked: true,
+                    signatures: Vec::new(),
+                }],
+                revision_link_targets: vec![(a_digest, b_digest)],
+                ..Repository::default()
+            }],
+            ..Index::default()
+        };
+        let plan = Plan {
+            candidates: vec![Candidate {
+                kind: CandidateKind::Manifest,
+                repository: Some(0),
+                reason: Reason::UntaggedManifest,
+                ..Candidate::blob(a_digest, None)
+            }],
+            ..Plan::default()
+        };
+        let held = Held::after_failures(&layout, &index, &plan, &[0]);
+        for digest in [a_digest, b_digest, own_layer, target_layer] {
+            let blob = Candidate::blob(digest, None);
+            assert!(held.keeps(&blob).is_some(), "blob {digest} stays");
+            let link = Candidate {
+                kind: CandidateKind::LayerLink,
+                repository: Some(0),
+                ..blob
+            };
+            assert!(held.keeps(&link).is_some(), "link to {digest} stays");
+        }
+        assert!(
+            held.keeps(&Candidate::blob(Digest::from_bytes([3; 32]), None))
+                .is_none()
+        );
+    }
 
     #[test]
     fn remove_file_treats_already_gone_as_success() {
