@@ -112,8 +112,9 @@ pub struct GcConfig {
 
 impl GcConfig {
     /// What `regsweep gc` does on `layout` without options: untagged
-    /// manifests kept, `--min-age 1h`, no policy, no protection, a thread
-    /// per CPU, no progress shown.
+    /// manifests kept, `--min-age 1h`, no policy, no protection,
+    /// [`default_threads`] readers and [`DEFAULT_DELETE_THREADS`] deleters, no
+    /// progress shown.
     pub fn new(layout: Layout) -> GcConfig {
         GcConfig {
             layout,
