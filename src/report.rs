@@ -246,14 +246,15 @@ impl BlobCache {
 
     /// What to do after deleting blobs.
     pub fn advice(&self) -> String {
-        const REDIS: &str = "its redis cache still answers for deleted blobs after a restart: delete the registry's keys there (in the database `redis.db` names: `redis-cli -n DB --scan --pattern 'blobs::*'` and `--pattern 'repository::*'`, piped to `xargs -r redis-cli -n DB del`), then restart the registry";
+        const REDIS_KEYS: &str = "delete the registry's keys there (in the database `redis.db` names: `redis-cli -n DB --scan --pattern 'blobs::*'` and `--pattern 'repository::*'`, piped to `xargs -r redis-cli -n DB del`), then restart the registry";
         match self {
             BlobCache::Unknown => format!(
-                "Restart the registry so its blob descriptor cache forgets deleted blobs (with storage.cache.blobdescriptor: redis, {}). Give regsweep the registry's config.yml as TARGET for advice that fits its cache.",
-                REDIS.trim_start_matches("its redis cache still answers for deleted blobs after a restart: ")
+                "Restart the registry so its blob descriptor cache forgets deleted blobs (with storage.cache.blobdescriptor: redis, {REDIS_KEYS}). Give regsweep the registry's config.yml as TARGET for advice that fits its cache."
             ),
             BlobCache::InMemory => "Restart the registry: its in-memory blob descriptor cache (storage.cache.blobdescriptor: inmemory) still answers for deleted blobs until then.".into(),
-            BlobCache::Redis => format!("The registry's blob descriptor cache is redis: {REDIS}."),
+            BlobCache::Redis => format!(
+                "The registry's blob descriptor cache is redis: its redis cache still answers for deleted blobs after a restart: {REDIS_KEYS}."
+            ),
             BlobCache::Disabled => "The registry keeps no blob descriptor cache (storage.cache.blobdescriptor is not set): it sees the deletions at once.".into(),
             BlobCache::Other(value) => format!(
                 "The registry ignores storage.cache.blobdescriptor: {value:?} and caches nothing: it sees the deletions at once."
