@@ -144,39 +144,182 @@ impl Reason {
 }
 
 /// One thing to delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A `-m` plan holds one per file it would delete (hundreds of thousands at
+/// 600k files), so the optional indices are `u32`s with a sentinel rather
+/// than `Option<u32>`s, the tag, foreign link and path indices share one
+/// slot (no kind has two of them), and the size is 48 bits: 48 bytes in all,
+/// not 88.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
-    /// What it is.
-    pub kind: CandidateKind,
-    /// Index into [`Index::repositories`], for everything but blobs.
-    pub repository: Option<u32>,
-    /// Index into that repository's tags, for tag index entries.
-    pub tag: Option<u32>,
     /// The digest in its path; for a link under another algorithm, the
     /// sha256 blob it links.
     pub digest: Digest,
-    /// For a layer link under another digest algorithm: index into that
-    /// repository's [`crate::index::Repository::foreign_links`].
-    pub foreign_link: Option<u32>,
+    /// Index into [`Index::repositories`], for everything but blobs.
+    repository: Slot,
+    /// By kind: the tag (tag index entries, tags), the foreign link (layer
+    /// links under another algorithm), the path (uploads, temporary files).
+    slot: Slot,
     /// Blob size, for blobs and layer links; data size for uploads.
-    pub bytes: Option<u64>,
+    bytes_low: u32,
+    bytes_high: u16,
+    /// What it is.
+    pub kind: CandidateKind,
     /// Why it goes.
     pub reason: Reason,
-    /// For uploads and temporary files: index into [`Plan::paths`].
-    pub path: Option<u32>,
+}
+
+/// An optional index: `u32::MAX` is none (no registry has that many
+/// repositories, tags or paths).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Slot(u32);
+
+impl Slot {
+    const NONE: Slot = Slot(u32::MAX);
+
+    fn new(index: Option<u32>) -> Slot {
+        index.map_or(Slot::NONE, |i| Slot(i.min(u32::MAX - 1)))
+    }
+
+    fn get(self) -> Option<u32> {
+        (self != Slot::NONE).then_some(self.0)
+    }
+}
+
+/// The largest size a candidate records: 48 bits (256 TiB) less the
+/// "unknown" sentinel; a larger one is counted as this.
+const MAX_CANDIDATE_BYTES: u64 = (1 << 48) - 2;
+const NO_BYTES: u64 = (1 << 48) - 1;
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("kind", &self.kind)
+            .field("repository", &self.repository())
+            .field("tag", &self.tag())
+            .field("digest", &self.digest)
+            .field("foreign_link", &self.foreign_link())
+            .field("bytes", &self.bytes())
+            .field("reason", &self.reason)
+            .field("path", &self.path())
+            .finish()
+    }
 }
 
 /// What identifies a candidate across two plans of the same index.
 pub type CandidateKey = (CandidateKind, Option<u32>, Option<u32>, Option<u32>, Digest);
 
 impl Candidate {
+    /// A dead blob, and the base of every other candidate.
+    pub fn blob(digest: Digest, bytes: Option<u64>) -> Candidate {
+        Candidate {
+            digest,
+            repository: Slot::NONE,
+            slot: Slot::NONE,
+            bytes_low: 0,
+            bytes_high: 0,
+            kind: CandidateKind::Blob,
+            reason: Reason::UnreferencedBlob,
+        }
+        .with_bytes(bytes)
+    }
+
+    /// The same, of another kind.
+    pub fn of_kind(self, kind: CandidateKind) -> Candidate {
+        Candidate { kind, ..self }
+    }
+
+    /// The same, for another reason.
+    pub fn because(self, reason: Reason) -> Candidate {
+        Candidate { reason, ..self }
+    }
+
+    /// The same, in the repository with this index.
+    pub fn in_repository(self, repository: Option<u32>) -> Candidate {
+        Candidate {
+            repository: Slot::new(repository),
+            ..self
+        }
+    }
+
+    /// The same, under the tag with this index (tag index entries, tags).
+    pub fn under_tag(self, tag: u32) -> Candidate {
+        Candidate {
+            slot: Slot::new(Some(tag)),
+            ..self
+        }
+    }
+
+    /// The same, as the foreign layer link with this index.
+    pub fn as_foreign_link(self, link: u32) -> Candidate {
+        Candidate {
+            slot: Slot::new(Some(link)),
+            ..self
+        }
+    }
+
+    /// The same, at the path with this index in [`Plan::paths`] (uploads,
+    /// temporary files).
+    pub fn at_path(self, path: u32) -> Candidate {
+        Candidate {
+            slot: Slot::new(Some(path)),
+            ..self
+        }
+    }
+
+    /// The same, with this size.
+    pub fn with_bytes(self, bytes: Option<u64>) -> Candidate {
+        let bytes = bytes.map_or(NO_BYTES, |b| b.min(MAX_CANDIDATE_BYTES));
+        Candidate {
+            bytes_low: bytes as u32,
+            bytes_high: (bytes >> 32) as u16,
+            ..self
+        }
+    }
+
+    /// Index into [`Index::repositories`], for everything but blobs.
+    pub fn repository(&self) -> Option<u32> {
+        self.repository.get()
+    }
+
+    /// Index into that repository's tags, for tag index entries and tags.
+    pub fn tag(&self) -> Option<u32> {
+        match self.kind {
+            CandidateKind::TagIndexEntry | CandidateKind::Tag => self.slot.get(),
+            _ => None,
+        }
+    }
+
+    /// For a layer link under another digest algorithm: index into that
+    /// repository's [`crate::index::Repository::foreign_links`].
+    pub fn foreign_link(&self) -> Option<u32> {
+        match self.kind {
+            CandidateKind::LayerLink => self.slot.get(),
+            _ => None,
+        }
+    }
+
+    /// For uploads and temporary files: index into [`Plan::paths`].
+    pub fn path(&self) -> Option<u32> {
+        match self.kind {
+            CandidateKind::Upload | CandidateKind::TemporaryFile => self.slot.get(),
+            _ => None,
+        }
+    }
+
+    /// Blob size, for blobs and layer links; data size for uploads.
+    pub fn bytes(&self) -> Option<u64> {
+        let bytes = u64::from(self.bytes_low) | u64::from(self.bytes_high) << 32;
+        (bytes != NO_BYTES).then_some(bytes)
+    }
+
     /// Its identity.
     pub fn key(&self) -> CandidateKey {
         (
             self.kind,
-            self.repository,
-            self.tag,
-            self.foreign_link.or(self.path),
+            self.repository(),
+            self.tag(),
+            self.foreign_link().or(self.path()),
             self.digest,
         )
     }
@@ -192,9 +335,9 @@ impl Candidate {
                 | CandidateKind::Manifest
                 | CandidateKind::LayerLink => {
                     self.repository == other.repository
-                        && self.tag == other.tag
-                        && self.foreign_link.is_none()
-                        && other.foreign_link.is_none()
+                        && self.tag() == other.tag()
+                        && self.foreign_link().is_none()
+                        && other.foreign_link().is_none()
                 }
                 _ => false,
             }
@@ -358,12 +501,12 @@ impl Reclaim {
             CandidateKind::LayerLink => self.layer_links += 1,
             CandidateKind::Blob => {
                 self.blobs += 1;
-                self.bytes += candidate.bytes.unwrap_or(0);
+                self.bytes += candidate.bytes().unwrap_or(0);
             }
             CandidateKind::TemporaryFile => self.temporary_files += 1,
             CandidateKind::Upload => {
                 self.uploads += 1;
-                self.upload_bytes += candidate.bytes.unwrap_or(0);
+                self.upload_bytes += candidate.bytes().unwrap_or(0);
             }
             CandidateKind::Repository => self.repositories += 1,
         }
@@ -482,16 +625,14 @@ impl Plan {
                 for (ti, tag) in repo.tags.iter().enumerate() {
                     if dropped.binary_search(&(ti as u32)).is_ok() {
                         // The whole directory goes, history and all.
-                        let candidate = Candidate {
-                            kind: CandidateKind::Tag,
-                            repository: r,
-                            tag: Some(ti as u32),
-                            reason: Reason::PolicyTag,
-                            ..Candidate::blob(
-                                tag.current.unwrap_or(Digest::from_bytes([0; 32])),
-                                None,
-                            )
-                        };
+                        let candidate = Candidate::blob(
+                            tag.current.unwrap_or(Digest::from_bytes([0; 32])),
+                            None,
+                        )
+                        .of_kind(CandidateKind::Tag)
+                        .in_repository(r)
+                        .under_tag(ti as u32)
+                        .because(Reason::PolicyTag);
                         if push(candidate, &mut candidates, &mut kept) {
                             reclaim.tags += 1;
                             *tags_gone += 1;
@@ -501,17 +642,15 @@ impl Plan {
                         continue;
                     }
                     for digest in tag.history.iter().filter(|d| !mark.is_live(d)) {
-                        let candidate = Candidate {
-                            kind: CandidateKind::TagIndexEntry,
-                            repository: r,
-                            tag: Some(ti as u32),
-                            reason: if linked(digest) {
+                        let candidate = Candidate::blob(*digest, None)
+                            .of_kind(CandidateKind::TagIndexEntry)
+                            .in_repository(r)
+                            .under_tag(ti as u32)
+                            .because(if linked(digest) {
                                 Reason::UntaggedManifest
                             } else {
                                 Reason::DeletedManifest
-                            },
-                            ..Candidate::blob(*digest, None)
-                        };
+                            });
                         if push(candidate, &mut candidates, &mut kept) {
                             reclaim.tag_index_entries += 1;
                         } else {
@@ -520,10 +659,10 @@ impl Plan {
                     }
                 }
                 for revision in repo.revisions.iter().filter(|r| !mark.is_live(&r.digest)) {
-                    let candidate = Candidate {
-                        kind: CandidateKind::Manifest,
-                        repository: r,
-                        reason: if !revision.linked {
+                    let candidate = Candidate::blob(revision.digest, None)
+                        .of_kind(CandidateKind::Manifest)
+                        .in_repository(r)
+                        .because(if !revision.linked {
                             Reason::DeletedManifest
                         } else if !mark.released.contains(&revision.digest) {
                             Reason::UntaggedManifest
@@ -531,9 +670,7 @@ impl Plan {
                             Reason::PolicyManifest
                         } else {
                             Reason::ReleasedManifest
-                        },
-                        ..Candidate::blob(revision.digest, None)
-                    };
+                        });
                     if push(candidate, &mut candidates, &mut kept) {
                         reclaim.manifests += 1;
                         *gone += 1;
@@ -550,11 +687,9 @@ impl Plan {
                 .iter()
                 .filter(|d| !marking.live_blobs.contains(index, d))
             {
-                let candidate = Candidate {
-                    kind: CandidateKind::LayerLink,
-                    repository: r,
-                    ..Candidate::blob(*digest, blob_bytes(digest))
-                };
+                let candidate = Candidate::blob(*digest, blob_bytes(digest))
+                    .of_kind(CandidateKind::LayerLink)
+                    .in_repository(r);
                 if push(candidate, &mut candidates, &mut kept) {
                     reclaim.layer_links += 1;
                     *links_gone += 1;
@@ -569,12 +704,10 @@ impl Plan {
                 if marking.live_blobs.contains(index, &link.target) {
                     continue;
                 }
-                let candidate = Candidate {
-                    kind: CandidateKind::LayerLink,
-                    repository: r,
-                    foreign_link: Some(fi as u32),
-                    ..Candidate::blob(link.target, blob_bytes(&link.target))
-                };
+                let candidate = Candidate::blob(link.target, blob_bytes(&link.target))
+                    .of_kind(CandidateKind::LayerLink)
+                    .in_repository(r)
+                    .as_foreign_link(fi as u32);
                 if push(candidate, &mut candidates, &mut kept) {
                     reclaim.layer_links += 1;
                     *links_gone += 1;
@@ -623,13 +756,11 @@ impl Plan {
                 .purge_uploads_before
                 .is_some_and(|before| upload.last_activity < before);
             if stale {
-                let candidate = Candidate {
-                    kind: CandidateKind::Upload,
-                    repository: Some(upload.repository),
-                    reason: Reason::StaleUpload,
-                    path: Some(plan.paths.len() as u32),
-                    ..Candidate::blob(Digest::from_bytes([0; 32]), Some(upload.bytes))
-                };
+                let candidate = Candidate::blob(Digest::from_bytes([0; 32]), Some(upload.bytes))
+                    .of_kind(CandidateKind::Upload)
+                    .in_repository(Some(upload.repository))
+                    .at_path(plan.paths.len() as u32)
+                    .because(Reason::StaleUpload);
                 plan.paths.push(upload.path.clone());
                 if too_recent(upload.last_activity) {
                     kept.push(Kept {
@@ -644,13 +775,11 @@ impl Plan {
                 continue;
             }
             for (path, modified) in &upload.temporary_files {
-                let candidate = Candidate {
-                    kind: CandidateKind::TemporaryFile,
-                    repository: Some(upload.repository),
-                    reason: Reason::StrayTemporaryFile,
-                    path: Some(plan.paths.len() as u32),
-                    ..Candidate::blob(Digest::from_bytes([0; 32]), None)
-                };
+                let candidate = Candidate::blob(Digest::from_bytes([0; 32]), None)
+                    .of_kind(CandidateKind::TemporaryFile)
+                    .in_repository(Some(upload.repository))
+                    .at_path(plan.paths.len() as u32)
+                    .because(Reason::StrayTemporaryFile);
                 plan.paths.push(path.clone());
                 if too_recent(*modified) {
                     kept.push(Kept {
@@ -664,13 +793,11 @@ impl Plan {
         }
 
         for file in options.temporary_files {
-            let candidate = Candidate {
-                kind: CandidateKind::TemporaryFile,
-                repository: file.repository,
-                reason: Reason::StrayTemporaryFile,
-                path: Some(plan.paths.len() as u32),
-                ..Candidate::blob(Digest::from_bytes([0; 32]), None)
-            };
+            let candidate = Candidate::blob(Digest::from_bytes([0; 32]), None)
+                .of_kind(CandidateKind::TemporaryFile)
+                .in_repository(file.repository)
+                .at_path(plan.paths.len() as u32)
+                .because(Reason::StrayTemporaryFile);
             plan.paths.push(file.path.clone());
             if options.cutoff.is_some_and(|c| file.modified > c) {
                 let age = options
@@ -709,12 +836,10 @@ impl Plan {
                 if !empty_after {
                     continue;
                 }
-                let candidate = Candidate {
-                    kind: CandidateKind::Repository,
-                    repository: Some(ri as u32),
-                    reason: Reason::EmptyRepository,
-                    ..Candidate::blob(Digest::from_bytes([0; 32]), None)
-                };
+                let candidate = Candidate::blob(Digest::from_bytes([0; 32]), None)
+                    .of_kind(CandidateKind::Repository)
+                    .in_repository(Some(ri as u32))
+                    .because(Reason::EmptyRepository);
                 if hold.of(&candidate).is_none() {
                     let links = repo.layer_links.len() + repo.foreign_links.len();
                     plan.links_with_repositories
@@ -727,7 +852,7 @@ impl Plan {
             // Nested repositories first, so that a parent emptied too can go.
             empty.sort_by(|a, b| {
                 let name =
-                    |c: &Candidate| &index.repositories[c.repository.unwrap_or(0) as usize].name;
+                    |c: &Candidate| &index.repositories[c.repository().unwrap_or(0) as usize].name;
                 name(b).cmp(name(a))
             });
             candidates.extend(empty);
@@ -803,35 +928,19 @@ impl Plan {
                 CandidateKind::LayerLink => after.layer_links -= 1,
                 CandidateKind::Blob => {
                     after.blobs -= 1;
-                    after.blob_bytes -= c.bytes.unwrap_or(0);
+                    after.blob_bytes -= c.bytes().unwrap_or(0);
                 }
                 CandidateKind::Upload => after.uploads = after.uploads.saturating_sub(1),
                 CandidateKind::Repository => {
                     after.repositories -= 1;
                     let links = c
-                        .repository
+                        .repository()
                         .and_then(|r| self.links_with_repositories.get(&r));
                     after.layer_links -= links.copied().unwrap_or(0);
                 }
             }
         }
         after
-    }
-}
-
-impl Candidate {
-    /// A dead blob, and the base of every other candidate.
-    pub fn blob(digest: Digest, bytes: Option<u64>) -> Candidate {
-        Candidate {
-            kind: CandidateKind::Blob,
-            repository: None,
-            tag: None,
-            digest,
-            foreign_link: None,
-            bytes,
-            reason: Reason::UnreferencedBlob,
-            path: None,
-        }
     }
 }
 
@@ -873,18 +982,85 @@ mod tests {
     }
 
     #[test]
+    fn candidate_stays_48_bytes() {
+        // A -m plan holds one per file it deletes: 405,717 at 600k files.
+        assert_eq!(std::mem::size_of::<Candidate>(), 48);
+    }
+
+    #[test]
+    fn candidate_reads_back_what_it_was_given() {
+        for bytes in [
+            None,
+            Some(0),
+            Some(1),
+            Some(u64::from(u32::MAX) + 7),
+            Some(MAX_CANDIDATE_BYTES),
+        ] {
+            assert_eq!(Candidate::blob(d(1), bytes).bytes(), bytes);
+        }
+        // Larger than 48 bits is counted as the largest, never as unknown.
+        assert_eq!(
+            Candidate::blob(d(1), Some(u64::MAX)).bytes(),
+            Some(MAX_CANDIDATE_BYTES)
+        );
+        let entry = Candidate::blob(d(2), None)
+            .of_kind(CandidateKind::TagIndexEntry)
+            .in_repository(Some(7))
+            .under_tag(3);
+        assert_eq!(
+            (
+                entry.repository(),
+                entry.tag(),
+                entry.foreign_link(),
+                entry.path()
+            ),
+            (Some(7), Some(3), None, None)
+        );
+        let link = Candidate::blob(d(2), Some(5))
+            .of_kind(CandidateKind::LayerLink)
+            .in_repository(Some(0))
+            .as_foreign_link(4);
+        assert_eq!(
+            (
+                link.repository(),
+                link.tag(),
+                link.foreign_link(),
+                link.path()
+            ),
+            (Some(0), None, Some(4), None)
+        );
+        let upload = Candidate::blob(d(0), Some(9))
+            .of_kind(CandidateKind::Upload)
+            .in_repository(Some(u32::MAX - 1))
+            .at_path(0);
+        assert_eq!(
+            (
+                upload.repository(),
+                upload.tag(),
+                upload.foreign_link(),
+                upload.path()
+            ),
+            (Some(u32::MAX - 1), None, None, Some(0))
+        );
+        assert_eq!(Candidate::blob(d(0), None).repository(), None);
+    }
+
+    #[test]
     fn parent_groups_split_where_the_directory_changes() {
         let blob = |first: u8, rest: u8| {
             let mut bytes = [rest; 32];
             bytes[0] = first;
             Candidate::blob(Digest::from_bytes(bytes), None)
         };
-        let in_repo = |kind, repository, tag, foreign_link| Candidate {
-            kind,
-            repository: Some(repository),
-            tag,
-            foreign_link,
-            ..Candidate::blob(d(9), None)
+        let in_repo = |kind, repository, tag: Option<u32>, foreign_link: Option<u32>| {
+            let c = Candidate::blob(d(9), None)
+                .of_kind(kind)
+                .in_repository(Some(repository));
+            match (tag, foreign_link) {
+                (Some(t), _) => c.under_tag(t),
+                (_, Some(f)) => c.as_foreign_link(f),
+                _ => c,
+            }
         };
         let candidates = [
             in_repo(CandidateKind::TagIndexEntry, 0, Some(0), None),

@@ -218,13 +218,13 @@ pub fn find(
                     Reason::UntaggedManifest | Reason::PolicyManifest | Reason::ReleasedManifest
                 ) =>
             {
-                if let Some(r) = candidate.repository {
+                if let Some(r) = candidate.repository() {
                     recent.roots.push((r, candidate.digest));
                 }
             }
             // A tag pushed again within the window keeps what it points at.
             CandidateKind::Tag => {
-                if let Some(r) = candidate.repository {
+                if let Some(r) = candidate.repository() {
                     recent.roots.push((r, candidate.digest));
                 }
             }

@@ -82,7 +82,7 @@ impl<'a> Recheck<'a> {
     ) -> Recheck<'a> {
         let mut revisions = vec![Vec::new(); index.repositories.len()];
         for c in &plan.candidates {
-            if let (CandidateKind::Manifest, Some(r)) = (c.kind, c.repository) {
+            if let (CandidateKind::Manifest, Some(r)) = (c.kind, c.repository()) {
                 revisions[r as usize].push(c.digest);
             }
         }
@@ -304,12 +304,12 @@ mod tests {
             ..Index::default()
         };
         let plan = Plan {
-            candidates: vec![Candidate {
-                kind: CandidateKind::Manifest,
-                repository: Some(0),
-                reason: Reason::UntaggedManifest,
-                ..Candidate::blob(d(1), None)
-            }],
+            candidates: vec![
+                Candidate::blob(d(1), None)
+                    .of_kind(CandidateKind::Manifest)
+                    .in_repository(Some(0))
+                    .because(Reason::UntaggedManifest),
+            ],
             ..Plan::default()
         };
         let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(tmp.path())

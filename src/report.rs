@@ -90,23 +90,23 @@ impl<'a> CandidateRecord<'a> {
     /// Names `candidate` using `index` and `plan`.
     pub fn new(index: &'a Index, plan: &'a Plan, candidate: &Candidate) -> CandidateRecord<'a> {
         let repo = candidate
-            .repository
+            .repository()
             .map(|r| &index.repositories[r as usize]);
         CandidateRecord {
             kind: candidate.kind.as_str(),
             repository: repo.map(|r| r.name.as_str()),
             tag: repo
-                .zip(candidate.tag)
+                .zip(candidate.tag())
                 .map(|(r, t)| r.tags[t as usize].name.as_str()),
-            digest: match (repo, candidate.foreign_link) {
+            digest: match (repo, candidate.foreign_link()) {
                 _ if !candidate.kind.has_digest() => None,
                 (Some(r), Some(i)) => Some(r.foreign_links[i as usize].name()),
                 _ => Some(candidate.digest.to_string()),
             },
-            bytes: candidate.bytes,
+            bytes: candidate.bytes(),
             reason: Cow::Borrowed(candidate.reason.describe()),
             path: candidate
-                .path
+                .path()
                 .and_then(|i| plan.paths.get(i as usize))
                 .map(PathBuf::as_path),
         }

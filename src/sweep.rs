@@ -183,7 +183,7 @@ pub fn sweep(
         let incomplete: Vec<bool> = if kind == CandidateKind::Repository {
             let mut incomplete = vec![false; index.repositories.len()];
             for (c, g) in plan.candidates[..range.start].iter().zip(&gone) {
-                if let (Some(r), false) = (c.repository, *g) {
+                if let (Some(r), false) = (c.repository(), *g) {
                     incomplete[r as usize] = true;
                 }
             }
@@ -202,7 +202,7 @@ pub fn sweep(
                 }
             }
             if candidate
-                .repository
+                .repository()
                 .is_some_and(|r| incomplete.get(r as usize) == Some(&true))
             {
                 task.inc(1);
@@ -212,7 +212,7 @@ pub fn sweep(
             // at again right before.
             let changed = recheck.and_then(|recheck| match kind {
                 CandidateKind::Repository => candidate
-                    .repository
+                    .repository()
                     .and_then(|r| recheck.check_repository(r))
                     .map(|change| format!("kept: {change} (the registry is taking writes)")),
                 CandidateKind::Upload => recheck
@@ -245,7 +245,7 @@ pub fn sweep(
             // Nested repositories before their parents: one at a time.
             for (i, (c, g)) in candidates.iter().zip(gone[range].iter_mut()).enumerate() {
                 one(start + i, c, None, g);
-                if let (Some(recheck), true, Some(r)) = (recheck, *g, c.repository) {
+                if let (Some(recheck), true, Some(r)) = (recheck, *g, c.repository()) {
                     recheck.removed_by_sweep(r);
                 }
             }
@@ -335,14 +335,14 @@ impl Held {
         for &i in failed {
             let candidate = &plan.candidates[i];
             let path = candidate_dir(layout, index, plan, candidate);
-            let Some(r) = candidate.repository else {
+            let Some(r) = candidate.repository() else {
                 continue;
             };
             let repo = &index.repositories[r as usize];
             let roots: Vec<Digest> = match candidate.kind {
                 CandidateKind::Manifest => vec![candidate.digest],
                 CandidateKind::Tag => {
-                    let tag = candidate.tag.and_then(|t| repo.tags.get(t as usize));
+                    let tag = candidate.tag().and_then(|t| repo.tags.get(t as usize));
                     match tag {
                         Some(tag) if tag.current.is_some() => tag.current.into_iter().collect(),
                         Some(tag) => tag.history.clone(),
@@ -397,7 +397,7 @@ impl Held {
     /// Why `candidate` stays, when a failure keeps it.
     fn keeps(&self, candidate: &Candidate) -> Option<String> {
         let by = match candidate.kind {
-            CandidateKind::LayerLink => candidate.repository.and_then(|r| {
+            CandidateKind::LayerLink => candidate.repository().and_then(|r| {
                 self.repositories
                     .get(&r)
                     .or_else(|| self.links.get(&(r, candidate.digest)))
@@ -423,13 +423,13 @@ pub fn candidate_dir(
     candidate: &Candidate,
 ) -> PathBuf {
     let repo = candidate
-        .repository
+        .repository()
         .map(|r| index.repositories[r as usize].name.as_str())
         .unwrap_or_default();
     let tag = || {
         candidate
-            .repository
-            .zip(candidate.tag)
+            .repository()
+            .zip(candidate.tag())
             .map(|(r, t)| {
                 index.repositories[r as usize].tags[t as usize]
                     .name
@@ -447,9 +447,9 @@ pub fn candidate_dir(
             }
             layout.tag_dir(repo, tag)
         }
-        CandidateKind::LayerLink => match candidate.foreign_link {
+        CandidateKind::LayerLink => match candidate.foreign_link() {
             Some(i) => {
-                let link = &index.repositories[candidate.repository.unwrap_or_default() as usize]
+                let link = &index.repositories[candidate.repository().unwrap_or_default() as usize]
                     .foreign_links[i as usize];
                 layout.layer_link_dir_for(repo, &link.algorithm, &link.hex)
             }
@@ -457,7 +457,7 @@ pub fn candidate_dir(
         },
         CandidateKind::Blob => layout.blob_dir(&candidate.digest),
         CandidateKind::TemporaryFile | CandidateKind::Upload => candidate
-            .path
+            .path()
             .and_then(|i| plan.paths.get(i as usize))
             .map(|p| layout.root().join(p))
             .unwrap_or_default(),
@@ -546,7 +546,7 @@ impl Ctx<'_> {
                 let result = self.remove_link_dir(dir);
                 if result.is_err() {
                     self.partial_bytes
-                        .fetch_add(candidate.bytes.unwrap_or(0), Ordering::Relaxed);
+                        .fetch_add(candidate.bytes().unwrap_or(0), Ordering::Relaxed);
                 }
                 return result;
             }
@@ -784,23 +784,21 @@ mod tests {
             ..Index::default()
         };
         let plan = Plan {
-            candidates: vec![Candidate {
-                kind: CandidateKind::Manifest,
-                repository: Some(0),
-                reason: Reason::UntaggedManifest,
-                ..Candidate::blob(a_digest, None)
-            }],
+            candidates: vec![
+                Candidate::blob(a_digest, None)
+                    .of_kind(CandidateKind::Manifest)
+                    .in_repository(Some(0))
+                    .because(Reason::UntaggedManifest),
+            ],
             ..Plan::default()
         };
         let held = Held::after_failures(&layout, &index, &plan, &[0]);
         for digest in [a_digest, b_digest, own_layer, target_layer] {
             let blob = Candidate::blob(digest, None);
             assert!(held.keeps(&blob).is_some(), "blob {digest} stays");
-            let link = Candidate {
-                kind: CandidateKind::LayerLink,
-                repository: Some(0),
-                ..blob
-            };
+            let link = blob
+                .of_kind(CandidateKind::LayerLink)
+                .in_repository(Some(0));
             assert!(held.keeps(&link).is_some(), "link to {digest} stays");
         }
         assert!(
