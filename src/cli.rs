@@ -287,6 +287,12 @@ pub enum TrashCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "In a terminal, lists the batches and asks before deleting them unless --yes; \
+                  without a terminal (cron, scripts) it never asks. \
+                  Exit codes: 0 success (or declined); 1 a batch was reported and kept; 2 refused \
+                  or failed, nothing deleted."
+)]
 pub struct TrashEmptyArgs {
     /// The trash directory given to `gc --trash`
     pub dir: PathBuf,
@@ -295,15 +301,30 @@ pub struct TrashEmptyArgs {
     #[arg(long, value_name = "DURATION")]
     pub older_than: Option<Age>,
 
+    /// List the batches that would be deleted and their size; delete nothing
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+
+    /// Do not ask before deleting (a run without a terminal never asks)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
     /// Print one JSON report on stdout instead of the summary
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 success; 1 a journal or batch was reported; 2 refused or failed."
+)]
 pub struct TrashListArgs {
     /// The trash directory given to `gc --trash`
     pub dir: PathBuf,
+
+    /// Print one JSON document on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What `main` needs besides the library's configuration.
@@ -573,6 +594,18 @@ mod tests {
             panic!("expected trash empty");
         };
         assert_eq!(args.older_than.map(Age::as_secs), Some(30 * 86_400));
+        assert!(!args.yes && !args.dry_run);
         assert!(Cli::try_parse_from(["regsweep", "trash", "empty"]).is_err());
+        let cli =
+            Cli::try_parse_from(["regsweep", "trash", "empty", "-y", "--dry-run", "/t"]).unwrap();
+        let Command::Trash(TrashCommand::Empty(args)) = cli.command else {
+            panic!("expected trash empty");
+        };
+        assert!(args.yes && args.dry_run);
+        let cli = Cli::try_parse_from(["regsweep", "trash", "list", "--json", "/t"]).unwrap();
+        let Command::Trash(TrashCommand::List(args)) = cli.command else {
+            panic!("expected trash list");
+        };
+        assert!(args.json);
     }
 }

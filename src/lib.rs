@@ -236,10 +236,10 @@ pub fn disk_usage(
     progress: Progress,
 ) -> Result<du::Usage> {
     thread_pool(threads, "regsweep")?.install(|| {
-        let task = progress.spinner("indexing");
+        let task = progress.spinner("indexing", "files");
         let index = index::build(layout, index::IndexOptions::default(), &task)?;
         task.finish();
-        let task = progress.spinner("marking");
+        let task = progress.spinner("marking", "manifests read");
         let usage = du::compute(layout, &index, index.warnings.clone(), options, &task);
         task.finish();
         Ok(usage)
@@ -323,7 +323,7 @@ impl Collector {
             .purge_uploads_older_than
             .and_then(|age| now.checked_sub(age.duration()));
         self.pool.install(|| {
-            let task = progress.spinner("indexing");
+            let task = progress.spinner("indexing", "files");
             let options = index::IndexOptions {
                 check_layer_links: self.config.check_layer_links,
                 defer_signatures: true,
@@ -359,7 +359,7 @@ impl Collector {
                 None => Vec::new(),
             };
             let mut dropped = policy::dropped_tags(&decisions, index.repositories.len());
-            let task = progress.spinner("marking");
+            let task = progress.spinner("marking", "manifests read");
             let loaded = mark::load_all(layout, &index, &task);
             // Signatures of schema1 revisions, and of any revision whose
             // manifest is not known to be something else.

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 
 use clap::Parser;
 
-use cli::{Cli, Command, DuArgs, GcArgs, QUIT, RestoreArgs, TrashCommand, VerifyArgs};
+use cli::{
+    Cli, Command, DuArgs, GcArgs, QUIT, RestoreArgs, TrashCommand, TrashEmptyArgs, VerifyArgs,
+};
 use regsweep::lock::{self, Lock};
 use regsweep::report::TrashRecord;
 use regsweep::sweep::Disposal;
@@ -22,39 +24,17 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify(args),
         Command::Du(args) => du(args),
         Command::Restore(args) => restore(args),
-        Command::Trash(TrashCommand::Empty(args)) => report_result(
-            trash::empty(&args.dir, args.older_than.unwrap_or_default()).map(|outcome| {
-                if args.json {
-                    print_json(&outcome);
-                } else {
-                    for name in &outcome.deleted {
-                        println!("deleted {}", args.dir.join(name).display());
-                    }
-                    println!(
-                        "Deleted {} batch(es): {} files, {}; kept {} younger batch(es).",
-                        outcome.deleted.len(),
-                        outcome.files,
-                        regsweep::report::human_bytes(outcome.bytes),
-                        outcome.kept.len()
-                    );
-                }
-                report_problems(&outcome.problems)
-            }),
-        ),
+        Command::Trash(TrashCommand::Empty(args)) => trash_empty(args),
         Command::Trash(TrashCommand::List(args)) => {
-            report_result(trash::scan(&args.dir).map(|scan| {
-                let mut problems = scan.unreadable;
-                for b in scan.batches {
-                    println!(
-                        "{}\t{}\t{} moves\t{}",
-                        b.header.batch,
-                        b.header.started,
-                        b.moves(),
-                        b.header.storage_root.display()
-                    );
-                    problems.extend(b.problem_reports());
+            report_result(trash::list(&args.dir).map(|listing| {
+                let mut stdout = buffered_stdout();
+                let _ = if args.json {
+                    listing.write_json(&mut stdout)
+                } else {
+                    listing.write_table(&mut stdout)
                 }
-                report_problems(&problems)
+                .and_then(|()| stdout.flush());
+                report_problems(&listing.problems)
             }))
         }
     };
@@ -172,7 +152,7 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             let preview = collector.report(&planned, None, None);
             print_warnings(&preview);
             let mut stderr = io::stderr().lock();
-            let _ = preview.write_summary(&mut stderr, 10);
+            let _ = preview.write_preview(&mut stderr, 10, trash.is_some());
             let question = if trash.is_some() {
                 "Move these to the trash now? [y/N] "
             } else {
@@ -231,24 +211,7 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
     } else if output.quiet {
         Ok(())
     } else {
-        (if output.verbose {
-            report.write_candidates(&mut stdout)
-        } else {
-            Ok(())
-        })
-        .and_then(|()| match report.policy {
-            // A dry run lists every tag the policy looked at; a sweep, the
-            // deleted ones (all with -v).
-            Some(policy) => policy
-                .write_human(
-                    &mut stdout,
-                    output.dry_run,
-                    output.dry_run || output.verbose,
-                )
-                .and_then(|()| writeln!(stdout)),
-            None => Ok(()),
-        })
-        .and_then(|()| report.write_summary(&mut stdout, 10))
+        report.write_human(&mut stdout, output.verbose, 10)
     };
     if let Err(e) = written.and_then(|()| stdout.flush()) {
         if e.kind() != io::ErrorKind::BrokenPipe {
@@ -290,26 +253,10 @@ fn restore(args: RestoreArgs) -> ExitStatus {
     if args.json {
         print_json(&outcome);
     } else {
-        println!(
-            "Restored {} path(s) and {} directories from {} batch(es){}.",
-            outcome.restored,
-            outcome.directories,
-            outcome.batches.len(),
-            if outcome.batches.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", outcome.batches.join(", "))
-            }
-        );
-        if outcome.restored > 0 {
-            println!("Restart the registry so that it serves what came back.");
-        }
-        if outcome.skipped > 0 {
-            println!(
-                "{} journaled move(s) had nothing to restore (an interrupted run had not moved them).",
-                outcome.skipped
-            );
-        }
+        let mut stdout = buffered_stdout();
+        let _ = outcome
+            .write_summary(&mut stdout)
+            .and_then(|()| stdout.flush());
     }
     if outcome.interrupted {
         eprintln!("regsweep: interrupted: run `regsweep restore` again to finish");
@@ -319,6 +266,43 @@ fn restore(args: RestoreArgs) -> ExitStatus {
     } else {
         ExitStatus::Warnings
     }
+}
+
+/// `trash empty`: in a terminal, shows the batches and asks first (unless
+/// `--yes`); without one, as in cron, it goes on as `gc` does.
+fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
+    let mut plan =
+        match trash::plan_empty(&args.dir, args.older_than.unwrap_or_default(), args.dry_run) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("regsweep: error: {e}");
+                return ExitStatus::Failed;
+            }
+        };
+    let outcome = if args.dry_run {
+        plan.dry_run()
+    } else {
+        let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
+        if interactive && !args.yes && !plan.batches.is_empty() {
+            plan.measure();
+            let mut stderr = io::stderr().lock();
+            let _ = plan.write_plan(&mut stderr);
+            if !ask(&mut stderr, "Delete these batches for good? [y/N] ") {
+                let _ = writeln!(stderr, "Nothing deleted.");
+                return ExitStatus::Success;
+            }
+        }
+        plan.run()
+    };
+    if args.json {
+        print_json(&outcome);
+    } else {
+        let mut stdout = buffered_stdout();
+        let _ = outcome
+            .write_summary(&mut stdout, &args.dir)
+            .and_then(|()| stdout.flush());
+    }
+    report_problems(&outcome.problems)
 }
 
 fn print_warnings(report: &Report) {

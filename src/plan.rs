@@ -450,11 +450,14 @@ pub struct Counts {
     pub repositories: u64,
     /// Tags.
     pub tags: u64,
-    /// Manifest revisions with a link.
+    /// Manifest revision directories: with a link, or left empty by a
+    /// deletion through the registry's API (a sweep removes those, so they
+    /// count here as they count in what it reclaims).
     pub manifests: u64,
     /// Manifests some tag points at.
     pub tagged_manifests: u64,
-    /// Manifests no tag points at.
+    /// Manifests no tag points at (an emptied revision directory among
+    /// them).
     pub untagged_manifests: u64,
     /// Blob links in `_layers`.
     pub layer_links: u64,
@@ -910,18 +913,12 @@ impl Plan {
                 CandidateKind::TagIndexEntry | CandidateKind::TemporaryFile => {}
                 CandidateKind::Manifest => {
                     // Tagged manifests are candidates only when the policy
-                    // deletes every tag on them; an unlinked revision was
-                    // never counted as a manifest.
-                    match c.reason {
-                        Reason::UntaggedManifest | Reason::ReleasedManifest => {
-                            after.manifests -= 1;
-                            after.untagged_manifests -= 1;
-                        }
-                        Reason::PolicyManifest => {
-                            after.manifests -= 1;
-                            after.tagged_manifests -= 1;
-                        }
-                        _ => {}
+                    // deletes every tag on them.
+                    after.manifests = after.manifests.saturating_sub(1);
+                    if c.reason == Reason::PolicyManifest {
+                        after.tagged_manifests = after.tagged_manifests.saturating_sub(1);
+                    } else {
+                        after.untagged_manifests = after.untagged_manifests.saturating_sub(1);
                     }
                 }
                 CandidateKind::Tag => after.tags -= 1,
@@ -957,9 +954,11 @@ pub fn count(index: &Index) -> Counts {
         counts.layer_links += (repo.layer_links.len() + repo.foreign_links.len()) as u64;
         counts.uploads += repo.uploads as u64;
         let tagged: DigestSet = repo.tags.iter().filter_map(|t| t.current).collect();
-        for revision in repo.revisions.iter().filter(|r| r.linked) {
+        for revision in &repo.revisions {
             counts.manifests += 1;
-            if tagged.contains(&revision.digest) {
+            // The registry serves no manifest through an emptied revision
+            // directory, whatever tag names it.
+            if revision.linked && tagged.contains(&revision.digest) {
                 counts.tagged_manifests += 1;
             } else {
                 counts.untagged_manifests += 1;
@@ -1283,7 +1282,8 @@ mod tests {
                 before.tagged_manifests,
                 before.untagged_manifests
             ),
-            (2, 1, 1)
+            (3, 1, 2),
+            "the revision directory a deletion through the API emptied counts"
         );
         assert_eq!((before.layer_links, before.blobs, before.tags), (2, 6, 1));
         let after = plan.after(|_| true);
@@ -1294,6 +1294,11 @@ mod tests {
                 after.untagged_manifests
             ),
             (1, 1, 0)
+        );
+        assert_eq!(
+            before.manifests - after.manifests,
+            plan.reclaimable.manifests,
+            "the counts change by what the plan reclaims"
         );
         assert_eq!((after.layer_links, after.blobs), (1, 2));
         assert_eq!(after.blob_bytes, before.blob_bytes - plan.reclaimable.bytes);

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use indicatif::HumanCount;
 use serde::{Serialize, Serializer};
 
 use crate::duration::Age;
@@ -403,10 +404,12 @@ impl<'a> Report<'a> {
         writeln!(out)
     }
 
-    /// Writes one line per candidate: kind, repository, tag, digest (or
-    /// path), bytes, reason; tab-separated. Then one line per item kept by
-    /// `--min-age`, its reason starting with `kept:`.
+    /// Writes a header line, then one line per candidate: kind,
+    /// repository, tag, digest (or path), bytes, reason; tab-separated.
+    /// Then one line per item kept by `--min-age`, its reason starting with
+    /// `kept:`.
     pub fn write_candidates(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(out, "{CANDIDATES_HEADER}")?;
         for c in self.candidates.iter() {
             c.write_line(out)?;
         }
@@ -416,127 +419,236 @@ impl<'a> Report<'a> {
         Ok(())
     }
 
+    /// Writes everything a person reads after a run: with `verbose`, the
+    /// candidates; the retention policy's decisions (every tag for a dry
+    /// run or with `verbose`, else the deleted ones); then the summary with
+    /// the `top` largest repositories.
+    pub fn write_human(&self, out: &mut impl Write, verbose: bool, top: usize) -> io::Result<()> {
+        if verbose {
+            self.write_candidates(out)?;
+        }
+        if self.policy.is_some() {
+            self.write_policy(out, self.dry_run || verbose)?;
+            writeln!(out)?;
+        }
+        self.write_summary(out, top)
+    }
+
+    /// Writes the plan shown before asking whether to go on: the tags the
+    /// retention policy deletes and the summary, worded as what is about to
+    /// happen (`trash`: moved into a trash batch) rather than as a dry run.
+    pub fn write_preview(&self, out: &mut impl Write, top: usize, trash: bool) -> io::Result<()> {
+        if self.policy.is_some() {
+            self.write_policy_as(out, Stage::Preview { trash }, false)?;
+            writeln!(out)?;
+        }
+        self.write_summary_as(out, top, Stage::Preview { trash })
+    }
+
     /// Writes the summary table and the largest repositories.
     pub fn write_summary(&self, out: &mut impl Write, top: usize) -> io::Result<()> {
-        let mode = match (self.dry_run, self.delete_untagged) {
-            (true, false) => "dry run; untagged manifests kept",
-            (true, true) => "dry run; untagged manifests deleted",
-            (false, false) => "untagged manifests kept",
-            (false, true) => "untagged manifests deleted",
-        };
-        writeln!(out, "regsweep gc {} ({mode})", self.storage_root.display())?;
-        writeln!(out)?;
-        let third = if self.dry_run {
-            "reclaimable"
+        self.write_summary_as(out, top, self.stage())
+    }
+
+    /// Writes the retention policy's decisions, if there is a policy: per
+    /// repository, the tags deleted (and, when `all`, those kept), each with
+    /// the rule that decided (by its name too, when it has one) and why.
+    pub fn write_policy(&self, out: &mut impl Write, all: bool) -> io::Result<()> {
+        self.write_policy_as(out, self.stage(), all)
+    }
+
+    fn stage(&self) -> Stage {
+        if self.dry_run {
+            Stage::DryRun
         } else {
-            "deleted"
+            Stage::Swept {
+                trash: self.trash.is_some(),
+            }
+        }
+    }
+
+    fn write_policy_as(&self, out: &mut impl Write, stage: Stage, all: bool) -> io::Result<()> {
+        let Some(policy) = self.policy else {
+            return Ok(());
+        };
+        let source = match &policy.source {
+            Some(path) => path.display().to_string(),
+            None => policy
+                .rules
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        let verb = match stage {
+            Stage::DryRun => "would delete",
+            Stage::Preview { .. } => "about to delete",
+            Stage::Swept { .. } => "deleted",
         };
         writeln!(
             out,
-            "{:<18}{:>14}{:>14}{:>14}",
-            "", "before", "after", third
+            "Retention policy ({source}): {verb} {}, kept {} ({}).",
+            counted(policy.tags_deleted, "tag", "tags"),
+            count(policy.tags_kept),
+            human_bytes(policy.bytes)
         )?;
-        let (b, a) = (&self.before, &self.after);
-        let changed = if self.dry_run {
-            &self.reclaimable
+        let label = |id: &str| rule_label(policy, id);
+        for repo in &policy.repositories {
+            if !all && repo.deleted.is_empty() && repo.refused.is_none() {
+                continue;
+            }
+            writeln!(
+                out,
+                "  {}: {} deleted, {} kept, frees {}",
+                repo.name,
+                count(repo.deleted.len() as u64),
+                count(repo.kept.len() as u64),
+                human_bytes(repo.bytes)
+            )?;
+            if let Some(refused) = &repo.refused {
+                let rules: Vec<String> = refused.rules.iter().map(|r| label(r)).collect();
+                writeln!(
+                    out,
+                    "    refused: {} would delete every tag ({}); all kept (--allow-empty-repos to allow)",
+                    rules.join(", "),
+                    count(refused.tags)
+                )?;
+            }
+            let rows: Vec<(&str, &crate::policy::TagRecord)> = repo
+                .deleted
+                .iter()
+                .map(|t| ("delete", t))
+                .chain(repo.kept.iter().filter(|_| all).map(|t| ("keep", t)))
+                .collect();
+            // Tags are never shortened: the column widens to the longest.
+            let tag_width = rows.iter().map(|(_, t)| width(&t.tag)).max().unwrap_or(0);
+            let tag_width = tag_width.max(MIN_TAG_WIDTH);
+            for (action, t) in rows {
+                writeln!(
+                    out,
+                    "    {action:<7}{:<tag_width$} {:<21} {:>10}  {}: {}",
+                    t.tag,
+                    t.pushed.as_deref().unwrap_or("-"),
+                    t.bytes.map(human_bytes).unwrap_or_default(),
+                    label(&t.rule),
+                    t.reason
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_summary_as(&self, out: &mut impl Write, top: usize, stage: Stage) -> io::Result<()> {
+        let untagged = if self.delete_untagged {
+            "untagged manifests deleted"
         } else {
-            &self.deleted
+            "untagged manifests kept"
         };
-        let n = |v: u64| v.to_string();
-        let rows: [(&str, String, String, String); 9] = [
-            (
-                "repositories",
-                n(b.repositories),
-                n(a.repositories),
-                String::new(),
-            ),
-            (
-                "tags",
-                n(b.tags),
-                n(a.tags),
-                if changed.tags > 0 {
-                    n(changed.tags)
-                } else {
-                    String::new()
-                },
-            ),
-            (
-                "manifests",
-                n(b.manifests),
-                n(a.manifests),
-                n(b.manifests - a.manifests),
-            ),
-            (
-                "  tagged",
-                n(b.tagged_manifests),
-                n(a.tagged_manifests),
-                String::new(),
-            ),
-            (
-                "  untagged",
-                n(b.untagged_manifests),
-                n(a.untagged_manifests),
-                n(b.untagged_manifests - a.untagged_manifests),
-            ),
-            (
-                "layer links",
-                n(b.layer_links),
-                n(a.layer_links),
-                n(changed.layer_links),
-            ),
-            ("blobs", n(b.blobs), n(a.blobs), n(changed.blobs)),
+        let mode = match stage {
+            Stage::DryRun => format!("dry run; {untagged}"),
+            Stage::Preview { trash: false } => format!("about to delete; {untagged}"),
+            Stage::Preview { trash: true } => format!("about to move to the trash; {untagged}"),
+            Stage::Swept { .. } => untagged.to_owned(),
+        };
+        writeln!(out, "regsweep gc {} ({mode})", self.storage_root.display())?;
+        writeln!(out)?;
+        let third = match stage {
+            Stage::DryRun => "reclaimable",
+            Stage::Preview { trash: false } => "to delete",
+            Stage::Preview { trash: true } => "to move",
+            Stage::Swept { trash: false } => "deleted",
+            Stage::Swept { trash: true } => "moved",
+        };
+        let (b, a) = (&self.before, &self.after);
+        // The third column is what the first two differ by, and the closing
+        // sentence counts the same: the table and the sentence cannot
+        // disagree.
+        let row = |label: &'static str, before: u64, after: u64| {
+            (label, count(before), count(after), count(before - after))
+        };
+        let rows = [
+            row("repositories", b.repositories, a.repositories),
+            row("tags", b.tags, a.tags),
+            row("manifests", b.manifests, a.manifests),
+            row("  tagged", b.tagged_manifests, a.tagged_manifests),
+            row("  untagged", b.untagged_manifests, a.untagged_manifests),
+            row("layer links", b.layer_links, a.layer_links),
+            row("blobs", b.blobs, a.blobs),
             (
                 "blob bytes",
                 human_bytes(b.blob_bytes),
                 human_bytes(a.blob_bytes),
-                human_bytes(changed.bytes),
+                human_bytes(b.blob_bytes - a.blob_bytes),
             ),
-            ("uploads", n(b.uploads), n(a.uploads), String::new()),
+            row("uploads", b.uploads, a.uploads),
         ];
-        for (label, before, after, delta) in rows {
-            writeln!(out, "{label:<18}{before:>14}{after:>14}{delta:>14}")?;
+        let column = rows
+            .iter()
+            .flat_map(|(_, x, y, z)| [x, y, z])
+            .map(|v| width(v) + 2)
+            .chain([width(third) + 2, MIN_COLUMN_WIDTH])
+            .max()
+            .unwrap_or(MIN_COLUMN_WIDTH);
+        writeln!(
+            out,
+            "{:<LABEL_WIDTH$}{:>column$}{:>column$}{third:>column$}",
+            "", "before", "after"
+        )?;
+        for (label, before, after, delta) in &rows {
+            writeln!(
+                out,
+                "{label:<LABEL_WIDTH$}{before:>column$}{after:>column$}{delta:>column$}"
+            )?;
         }
-        for (label, value) in [
-            ("tag history", changed.tag_index_entries.to_string()),
-            ("temporary files", changed.temporary_files.to_string()),
+        let changed = if matches!(stage, Stage::Swept { .. }) {
+            &self.deleted
+        } else {
+            &self.reclaimable
+        };
+        let shown = Reclaim {
+            repositories: b.repositories - a.repositories,
+            tags: b.tags - a.tags,
+            manifests: b.manifests - a.manifests,
+            // With an empty repository go its links to live blobs.
+            layer_links: b.layer_links - a.layer_links,
+            blobs: b.blobs - a.blobs,
+            bytes: b.blob_bytes - a.blob_bytes,
+            uploads: b.uploads - a.uploads,
+            ..*changed
+        };
+        let extra = [
+            ("tag history", shown.tag_index_entries, String::new()),
+            ("temporary files", shown.temporary_files, String::new()),
             (
                 "stale uploads",
-                if changed.uploads > 0 {
-                    format!(
-                        "{} ({})",
-                        changed.uploads,
-                        human_bytes(changed.upload_bytes)
-                    )
-                } else {
-                    String::new()
-                },
+                shown.uploads,
+                format!(" ({})", human_bytes(shown.upload_bytes)),
             ),
-            ("empty repos", changed.repositories.to_string()),
-        ] {
-            if !value.is_empty() && value != "0" {
-                writeln!(out, "{label:<18}{value:>42}")?;
+        ];
+        for (label, n, more) in extra {
+            if n > 0 {
+                let value = format!("{}{more}", count(n));
+                writeln!(out, "{label:<LABEL_WIDTH$}{value:>w$}", w = 3 * column)?;
             }
         }
         if !self.repositories.is_empty() {
+            let complete =
+                self.failures.is_empty() && !self.interrupted && self.registry_changed.is_none();
+            let title = match stage {
+                Stage::DryRun => "Reclaimable by repository (largest first):",
+                Stage::Preview { trash: false } => "To delete by repository (largest first):",
+                Stage::Preview { trash: true } => {
+                    "To move to the trash by repository (largest first):"
+                }
+                Stage::Swept { .. } if !complete => {
+                    "Planned by repository (largest first; the sweep did not do all of it):"
+                }
+                Stage::Swept { trash: false } => "Deleted by repository (largest first):",
+                Stage::Swept { trash: true } => "Moved to the trash by repository (largest first):",
+            };
             writeln!(out)?;
-            writeln!(out, "Reclaimable by repository (largest first):")?;
-            for r in self.repositories.iter().take(top) {
-                writeln!(
-                    out,
-                    "  {:<40} {:>14} {:>12} {:>12}",
-                    r.name,
-                    counted(r.manifests, "manifest", "manifests"),
-                    counted(r.blobs, "blob", "blobs"),
-                    human_bytes(r.bytes)
-                )?;
-            }
-            if self.repositories.len() > top {
-                writeln!(
-                    out,
-                    "  … and {} more (see -v or --json)",
-                    self.repositories.len() - top
-                )?;
-            }
+            writeln!(out, "{title}")?;
+            self.write_repositories(out, top)?;
         }
         writeln!(out)?;
         let k = &self.kept_too_recent;
@@ -553,78 +665,216 @@ impl<'a> Report<'a> {
             writeln!(
                 out,
                 "Uploads in progress: {} (the registry is taking pushes).",
-                self.uploads_in_progress
+                count(self.uploads_in_progress)
             )?;
         }
-        let r = &self.reclaimable;
-        if self.dry_run {
-            if r.is_empty() {
-                writeln!(out, "Dry run: nothing to reclaim.")?;
-            } else {
-                writeln!(
-                    out,
-                    "Dry run: nothing deleted. A sweep would remove {} ({}).",
-                    totals(r),
-                    human_bytes(r.bytes)
-                )?;
-            }
-        } else {
-            let d = &self.deleted;
-            if r.is_empty() {
-                writeln!(out, "Nothing to delete.")?;
-                return Ok(());
-            }
-            match &self.trash {
-                Some(t) => {
-                    writeln!(
-                        out,
-                        "Moved to the trash: {} ({}), batch {}.",
-                        totals(d),
-                        human_bytes(d.bytes),
-                        t.dir.join(&t.batch).display()
-                    )?;
-                    writeln!(
-                        out,
-                        "Undo with: regsweep restore '{}' --batch {}",
-                        t.dir.display(),
-                        t.batch
-                    )?;
-                }
-                None => writeln!(out, "Deleted {} ({}).", totals(d), human_bytes(d.bytes))?,
-            }
-            if self.empty_directories_removed > 0 {
-                writeln!(
-                    out,
-                    "Removed {}.",
-                    counted(
-                        self.empty_directories_removed,
-                        "empty directory",
-                        "empty directories"
-                    )
-                )?;
-            }
-            if let Some(change) = &self.registry_changed {
-                writeln!(
-                    out,
-                    "The sweep stopped: {change}, so the registry is taking writes. What was deleted leaves it consistent; make it read-only (storage.maintenance.readonly.enabled: true, then restart it) or stop it, and run regsweep again."
-                )?;
-            } else if self.interrupted {
-                writeln!(
-                    out,
-                    "The sweep was interrupted; the registry is consistent, and a re-run finishes it."
-                )?;
-            }
-            if !r.is_empty() || !d.is_empty() {
-                writeln!(out, "{}", self.blob_cache.advice())?;
-            }
+        let nothing = shown.is_empty();
+        match stage {
+            Stage::DryRun if nothing => writeln!(out, "Dry run: nothing to reclaim.")?,
+            Stage::DryRun => writeln!(
+                out,
+                "Dry run: nothing deleted. A sweep would remove {} ({}).",
+                totals(&shown),
+                human_bytes(shown.bytes)
+            )?,
+            Stage::Preview { .. } if nothing => writeln!(out, "Nothing to delete.")?,
+            Stage::Preview { trash: false } => writeln!(
+                out,
+                "About to delete {} ({}).",
+                totals(&shown),
+                human_bytes(shown.bytes)
+            )?,
+            Stage::Preview { trash: true } => writeln!(
+                out,
+                "About to move {} ({}) to the trash.",
+                totals(&shown),
+                human_bytes(shown.bytes)
+            )?,
+            Stage::Swept { .. } => self.write_outcome(out, &shown)?,
         }
         Ok(())
     }
+
+    /// The per-repository table: columns as wide as their widest value, a
+    /// repository name longer than [`MAX_NAME_WIDTH`] shortened in the
+    /// middle.
+    fn write_repositories(&self, out: &mut impl Write, top: usize) -> io::Result<()> {
+        let shown = &self.repositories[..self.repositories.len().min(top)];
+        let with_tags = shown.iter().any(|r| r.tags > 0);
+        let mut header = vec!["repository"];
+        if with_tags {
+            header.push("tags");
+        }
+        header.extend(["manifests", "layer links", "blobs", "bytes"]);
+        let rows: Vec<Vec<String>> = shown
+            .iter()
+            .map(|r| {
+                let mut row = vec![shorten_middle(&r.name, MAX_NAME_WIDTH)];
+                if with_tags {
+                    row.push(count(r.tags));
+                }
+                row.extend([
+                    count(r.manifests),
+                    count(r.layer_links),
+                    count(r.blobs),
+                    human_bytes(r.bytes),
+                ]);
+                row
+            })
+            .collect();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|row| width(&row[i]))
+                    .chain([width(header[i])])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[&str]| {
+            let mut text = format!("  {:<w$}", cells[0], w = widths[0]);
+            for (cell, w) in cells.iter().zip(&widths).skip(1) {
+                text.push_str(&format!("  {cell:>w$}"));
+            }
+            text
+        };
+        writeln!(out, "{}", line(&header))?;
+        for row in &rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            writeln!(out, "{}", line(&cells))?;
+        }
+        if self.repositories.len() > shown.len() {
+            writeln!(
+                out,
+                "  … and {} more (see -v or --json)",
+                count((self.repositories.len() - shown.len()) as u64)
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How a sweep ended: what it deleted or moved, how to undo a move,
+    /// why it stopped early, and what the registry needs now.
+    fn write_outcome(&self, out: &mut impl Write, shown: &Reclaim) -> io::Result<()> {
+        if self.reclaimable.is_empty() {
+            return writeln!(out, "Nothing to delete.");
+        }
+        match &self.trash {
+            Some(t) => {
+                writeln!(
+                    out,
+                    "Moved to the trash: {} ({}), batch {}.",
+                    totals(shown),
+                    human_bytes(shown.bytes),
+                    t.dir.join(&t.batch).display()
+                )?;
+                writeln!(
+                    out,
+                    "Undo with: regsweep restore '{}' --batch {}",
+                    t.dir.display(),
+                    t.batch
+                )?;
+            }
+            None => writeln!(
+                out,
+                "Deleted {} ({}).",
+                totals(shown),
+                human_bytes(shown.bytes)
+            )?,
+        }
+        if self.empty_directories_removed > 0 {
+            writeln!(
+                out,
+                "Removed {}.",
+                counted(
+                    self.empty_directories_removed,
+                    "empty directory",
+                    "empty directories"
+                )
+            )?;
+        }
+        if let Some(change) = &self.registry_changed {
+            writeln!(
+                out,
+                "The sweep stopped: {change}, so the registry is taking writes. What was deleted leaves it consistent; make it read-only (storage.maintenance.readonly.enabled: true, then restart it) or stop it, and run regsweep again."
+            )?;
+        } else if self.interrupted {
+            writeln!(
+                out,
+                "The sweep was interrupted; the registry is consistent, and a re-run finishes it."
+            )?;
+        }
+        writeln!(out, "{}", self.blob_cache.advice())
+    }
 }
 
-/// `1 blob`, `2 blobs`.
-fn counted(n: u64, singular: &str, plural: &str) -> String {
-    format!("{n} {}", if n == 1 { singular } else { plural })
+/// The first line of `-v`: the names of the tab-separated columns.
+pub const CANDIDATES_HEADER: &str = "kind\trepository\ttag\tdigest_or_path\tbytes\treason";
+
+/// Width of the summary's row labels.
+const LABEL_WIDTH: usize = 18;
+/// The summary's value columns are at least this wide.
+const MIN_COLUMN_WIDTH: usize = 14;
+/// Repository names longer than this are shortened in the middle in the
+/// per-repository table; `--json` and `-v` have them whole.
+pub const MAX_NAME_WIDTH: usize = 48;
+/// The policy listing's tag column is at least this wide.
+const MIN_TAG_WIDTH: usize = 30;
+
+/// What a summary describes; its words follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `--dry-run`: nothing is deleted.
+    DryRun,
+    /// Shown before asking: nothing deleted yet; `trash`: a `--trash` run.
+    Preview { trash: bool },
+    /// After a sweep; `trash`: what went was moved into a trash batch.
+    Swept { trash: bool },
+}
+
+/// A rule's id with its name, when the policy gives it one:
+/// `rules[1] (snapshots)`. What decided without a rule (`latest`,
+/// `protected`...) stays as it is.
+fn rule_label(policy: &PolicyReport, id: &str) -> String {
+    match policy
+        .rules
+        .iter()
+        .find(|r| r.id == id)
+        .and_then(|r| r.name.as_deref())
+    {
+        Some(name) => format!("{id} ({name})"),
+        None => id.to_owned(),
+    }
+}
+
+/// Characters a terminal shows for `text` (names here are ASCII but for
+/// what is not UTF-8, shown as U+FFFD).
+fn width(text: &str) -> usize {
+    text.chars().count()
+}
+
+/// `text` if it fits in `max` characters; otherwise its start and end with
+/// `…` between them, `max` characters in all.
+pub fn shorten_middle(text: &str, max: usize) -> String {
+    let len = width(text);
+    if len <= max || max < 3 {
+        return text.to_owned();
+    }
+    let tail = (max - 1) / 2;
+    let head = max - 1 - tail;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(len - tail).collect();
+    format!("{start}…{end}")
+}
+
+/// A count with thousands separators: `1,234,567`.
+pub fn count(n: u64) -> String {
+    HumanCount(n).to_string()
+}
+
+/// `1 blob`, `2 blobs`, `1,234 blobs`.
+pub fn counted(n: u64, singular: &str, plural: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { singular } else { plural })
 }
 
 /// `1 manifest, 2 tag history entries, 3 layer links and 4 blobs`, then
@@ -683,6 +933,56 @@ mod tests {
         assert_eq!(human_bytes(1024), "1.0 KiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn long_names_are_shortened_in_the_middle_to_the_width_asked() {
+        let name = "team/a-very-long-path-component/service";
+        assert_eq!(shorten_middle(name, 100), name);
+        let short = shorten_middle(name, 15);
+        assert_eq!(short, "team/a-…service");
+        assert_eq!(short.chars().count(), 15);
+        assert_eq!(shorten_middle(name, 16).chars().count(), 16);
+    }
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(counted(1, "blob", "blobs"), "1 blob");
+        assert_eq!(counted(1000, "blob", "blobs"), "1,000 blobs");
+    }
+
+    /// The summary of an empty registry in each stage.
+    fn summary(write: impl Fn(&Report, &mut Vec<u8>) -> io::Result<()>) -> String {
+        let (index, plan) = (Index::default(), Plan::default());
+        let report = Report::new(
+            "/srv/registry".into(),
+            false,
+            &index,
+            &plan,
+            Vec::new(),
+            None,
+            RunInfo::default(),
+        );
+        let mut out = Vec::new();
+        write(&report, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_preview_is_not_a_dry_run_and_the_dry_run_says_so() {
+        let preview = summary(|r, out| r.write_preview(out, 10, false));
+        assert!(
+            preview.starts_with("regsweep gc /srv/registry (about to delete;"),
+            "{preview}"
+        );
+        assert!(!preview.to_lowercase().contains("dry run"), "{preview}");
+        assert!(preview.contains("to delete\n"), "{preview}");
+        let trash = summary(|r, out| r.write_preview(out, 10, true));
+        assert!(trash.contains("(about to move to the trash;"), "{trash}");
+        let dry = summary(|r, out| r.write_summary(out, 10));
+        assert!(dry.contains("(dry run;") && dry.contains("reclaimable\n"));
     }
 
     #[test]

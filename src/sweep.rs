@@ -126,7 +126,11 @@ pub fn sweep(
         possibly_empty,
         recheck,
     } = around;
-    let task = progress.bar(plan.candidates.len() as u64, "deleting");
+    let doing = match disposal {
+        Disposal::Delete => "deleting",
+        Disposal::Trash(_) => "moving to the trash",
+    };
+    let task = progress.bar(plan.candidates.len() as u64, doing, "paths");
     let crashed = AtomicBool::new(false);
     let quit = || options.quit.is_some_and(|q| q.load(Ordering::Relaxed));
     let started = AtomicU64::new(0);

@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::fs_at::{self, Dir};
 use crate::layout::{Layout, V2_SUFFIX, names};
 use crate::lock::{self, Lock};
+use crate::report::{count, counted, human_bytes};
 use crate::target;
 
 /// The journal of a batch.
@@ -600,6 +601,42 @@ pub struct RestoreOutcome {
     pub interrupted: bool,
 }
 
+impl RestoreOutcome {
+    /// Writes what came back, from which batches, and what to do next.
+    pub fn write_summary(&self, out: &mut impl Write) -> io::Result<()> {
+        let from = if self.batches.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " from {} ({})",
+                counted(self.batches.len() as u64, "batch", "batches"),
+                self.batches.join(", ")
+            )
+        };
+        writeln!(
+            out,
+            "Restored {} and {}{from}.",
+            counted(self.restored, "path", "paths"),
+            counted(self.directories, "directory", "directories")
+        )?;
+        if self.restored > 0 {
+            writeln!(
+                out,
+                "Restart the registry so that it serves what came back."
+            )?;
+        }
+        if self.skipped > 0 {
+            writeln!(
+                out,
+                "{} had nothing to restore (an interrupted run had not moved {}).",
+                counted(self.skipped, "journaled move", "journaled moves"),
+                if self.skipped == 1 { "it" } else { "them" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The components below `docker/registry/v2` of a journaled path, if it is
 /// a plain relative path below `blobs/` or `repositories/` there, the only
 /// places a sweep moves anything from; otherwise what is wrong with it.
@@ -942,6 +979,7 @@ pub fn restore(
     only: Option<&str>,
     quit: Option<&AtomicBool>,
 ) -> Result<RestoreOutcome> {
+    let given = trash;
     let trash = fs::canonicalize(trash).map_err(|e| Error::io(trash, e))?;
     let _trash_lock = Lock::acquire(&trash, "restore")?;
     let Scan {
@@ -957,6 +995,13 @@ pub fn restore(
                 reason: "no such batch in the trash (see `regsweep trash list`)".into(),
             });
         }
+    } else if selected.is_empty() && unreadable.is_empty() {
+        // Restoring nothing is no success: the wrong directory was given,
+        // or its batches were emptied or restored already.
+        return Err(Error::Trash {
+            path: given.to_path_buf(),
+            reason: "no batches to restore here (a trash directory holds one `<UTC time>-<pid>` directory with a journal.jsonl per `gc --trash` run; see `regsweep trash list`)".into(),
+        });
     }
     let mut outcome = RestoreOutcome {
         failures: unreadable,
@@ -1105,9 +1150,173 @@ pub fn remove_tree(root: &Path) -> io::Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
-/// What emptying the trash did.
+/// Files and bytes below `root`, counted as [`remove_tree`] counts what it
+/// removes (a symbolic link is a file of its own length, never followed).
+pub fn tree_size(root: &Path) -> io::Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    for entry in WalkDir::new(root).follow_links(false) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e)
+                if e.io_error()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        };
+        if !entry.file_type().is_dir() {
+            files += 1;
+            bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// A batch as `trash list` and `trash empty` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchListing {
+    /// The batch's name (`regsweep restore DIR --batch NAME`).
+    pub batch: String,
+    /// When its run started (RFC 3339, UTC).
+    pub started: String,
+    /// The storage root it came from.
+    #[serde(serialize_with = "crate::report::lossy_path")]
+    pub storage_root: PathBuf,
+    /// Moves its journal records.
+    pub moves: u64,
+    /// Files in the batch directory (what emptying it deletes), journal
+    /// included; `None` if it could not be measured.
+    pub files: Option<u64>,
+    /// Bytes of those files.
+    pub bytes: Option<u64>,
+    /// The batch directory.
+    #[serde(serialize_with = "crate::report::lossy_path")]
+    pub path: PathBuf,
+}
+
+impl BatchListing {
+    /// `batch`, not measured yet.
+    fn of(batch: &BatchInfo) -> BatchListing {
+        BatchListing {
+            batch: batch.header.batch.clone(),
+            started: batch.header.started.clone(),
+            storage_root: batch.header.storage_root.clone(),
+            moves: batch.moves() as u64,
+            files: None,
+            bytes: None,
+            path: batch.dir.clone(),
+        }
+    }
+
+    /// Counts its files and bytes; a batch that cannot be measured stays
+    /// without a size and is reported in `problems`.
+    fn measure(&mut self, problems: &mut Vec<(PathBuf, String)>) {
+        match tree_size(&self.path) {
+            Ok((files, bytes)) => (self.files, self.bytes) = (Some(files), Some(bytes)),
+            Err(e) => problems.push((self.path.clone(), format!("cannot measure the batch: {e}"))),
+        }
+    }
+
+    fn size(&self) -> String {
+        self.bytes.map_or_else(|| "?".to_owned(), human_bytes)
+    }
+}
+
+/// What `trash list` shows: the batches, newest first, with their sizes.
+#[derive(Debug, Default, Serialize)]
+pub struct Listing {
+    /// The trash directory.
+    #[serde(serialize_with = "crate::report::lossy_path")]
+    pub dir: PathBuf,
+    /// Every batch that can be read, newest first.
+    pub batches: Vec<BatchListing>,
+    /// Bytes of all of them.
+    pub bytes: u64,
+    /// Journals that cannot be read, bad journal lines, batches that could
+    /// not be measured: the path and what is wrong.
+    pub problems: Vec<(PathBuf, String)>,
+}
+
+/// Lists the batches of `trash`, measuring each. Reads only; takes no lock.
+pub fn list(trash: &Path) -> Result<Listing> {
+    let scan = scan(trash)?;
+    let mut problems = scan.unreadable;
+    let mut batches = Vec::new();
+    for batch in &scan.batches {
+        problems.extend(batch.problem_reports());
+        let mut listing = BatchListing::of(batch);
+        listing.measure(&mut problems);
+        batches.push(listing);
+    }
+    Ok(Listing {
+        dir: trash.to_path_buf(),
+        bytes: batches.iter().filter_map(|b| b.bytes).sum(),
+        batches,
+        problems,
+    })
+}
+
+impl Listing {
+    /// Writes the JSON document, one line.
+    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        writeln!(out)
+    }
+
+    /// Writes one row per batch under a header, then the total.
+    pub fn write_table(&self, out: &mut impl Write) -> io::Result<()> {
+        if self.batches.is_empty() {
+            return writeln!(out, "No batches in {}.", self.dir.display());
+        }
+        write_batches(out, &self.batches)?;
+        writeln!(
+            out,
+            "{}, {} in all.",
+            counted(self.batches.len() as u64, "batch", "batches"),
+            human_bytes(self.bytes)
+        )
+    }
+}
+
+/// The batch table of `trash list` and of the question `trash empty` asks.
+fn write_batches(out: &mut impl Write, batches: &[BatchListing]) -> io::Result<()> {
+    let rows: Vec<[String; 5]> = batches
+        .iter()
+        .map(|b| {
+            [
+                b.batch.clone(),
+                b.started.clone(),
+                count(b.moves),
+                b.size(),
+                b.storage_root.display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["batch", "started", "moves", "size", "storage root"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
+    for row in std::iter::once(header.map(str::to_owned)).chain(rows) {
+        writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}",
+            row[0], row[1], row[2], row[3], row[4]
+        )?;
+    }
+    Ok(())
+}
+
+/// What emptying the trash did (or, for a dry run, would do).
 #[derive(Debug, Default, Serialize)]
 pub struct EmptyOutcome {
+    /// Nothing was deleted: `deleted`, `files` and `bytes` say what would be.
+    pub dry_run: bool,
     /// Batches deleted.
     pub deleted: Vec<String>,
     /// Batches kept (younger than `--older-than`).
@@ -1121,39 +1330,153 @@ pub struct EmptyOutcome {
     pub problems: Vec<(PathBuf, String)>,
 }
 
-/// Deletes the batches of `trash` started more than `older_than` ago. A
-/// batch whose journal cannot be read is kept and reported; the others go
-/// on.
-pub fn empty(trash: &Path, older_than: Age) -> Result<EmptyOutcome> {
+impl EmptyOutcome {
+    /// Writes one line per batch deleted, then the totals.
+    pub fn write_summary(&self, out: &mut impl Write, trash: &Path) -> io::Result<()> {
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for name in &self.deleted {
+            writeln!(out, "{verb} {}", trash.join(name).display())?;
+        }
+        let kept = if self.kept.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; kept {} (not older than --older-than)",
+                counted(self.kept.len() as u64, "batch", "batches")
+            )
+        };
+        let what = format!(
+            "{}: {}, {}{kept}",
+            counted(self.deleted.len() as u64, "batch", "batches"),
+            counted(self.files, "file", "files"),
+            human_bytes(self.bytes)
+        );
+        if self.dry_run {
+            writeln!(out, "Dry run: nothing deleted. Would delete {what}.")
+        } else {
+            writeln!(out, "Deleted {what}.")
+        }
+    }
+}
+
+/// The batches `trash empty` is about to delete, chosen and measured under
+/// the trash's lock (a dry run takes none: it changes nothing).
+#[derive(Debug)]
+pub struct EmptyPlan {
+    trash: PathBuf,
+    _lock: Option<Lock>,
+    /// The batches to delete, newest first.
+    pub batches: Vec<BatchListing>,
+    /// Batches younger than `--older-than`.
+    pub kept: Vec<String>,
+    /// Journals that cannot be read (their batches stay), bad lines.
+    pub problems: Vec<(PathBuf, String)>,
+}
+
+/// Chooses the batches of `trash` started more than `older_than` ago (all,
+/// when zero), not measured yet. A batch whose journal cannot be read is
+/// kept and reported.
+pub fn plan_empty(trash: &Path, older_than: Age, dry_run: bool) -> Result<EmptyPlan> {
     let trash = fs::canonicalize(trash).map_err(|e| Error::io(trash, e))?;
-    let _lock = Lock::acquire(&trash, "trash empty")?;
+    let lock = if dry_run {
+        None
+    } else {
+        Some(Lock::acquire(&trash, "trash empty")?)
+    };
     let now = SystemTime::now();
     let scan = scan(&trash)?;
-    let mut outcome = EmptyOutcome {
+    let mut plan = EmptyPlan {
+        trash,
+        _lock: lock,
+        batches: Vec::new(),
+        kept: Vec::new(),
         problems: scan.unreadable,
-        ..EmptyOutcome::default()
     };
     for batch in scan.batches {
         let old_enough = older_than.is_zero()
             || batch
                 .started()
                 .is_some_and(|t| clock::age(now, t) > older_than.duration());
-        if !old_enough {
-            outcome.kept.push(batch.header.batch);
-            continue;
-        }
-        match remove_tree(&batch.dir) {
-            Ok((files, bytes)) => {
-                outcome.files += files;
-                outcome.bytes += bytes;
-                outcome.deleted.push(batch.header.batch);
-            }
-            Err(e) => outcome
-                .problems
-                .push((batch.dir, format!("not deleted whole: {e}"))),
+        if old_enough {
+            plan.batches.push(BatchListing::of(&batch));
+        } else {
+            plan.kept.push(batch.header.batch);
         }
     }
-    Ok(outcome)
+    Ok(plan)
+}
+
+impl EmptyPlan {
+    /// The trash directory (canonical).
+    pub fn dir(&self) -> &Path {
+        &self.trash
+    }
+
+    /// Counts the files and bytes of each batch: what the question and a
+    /// dry run show (a run that deletes counts as it goes).
+    pub fn measure(&mut self) {
+        for batch in self.batches.iter_mut().filter(|b| b.bytes.is_none()) {
+            batch.measure(&mut self.problems);
+        }
+    }
+
+    /// Writes the batches about to be deleted, with their sizes (see
+    /// [`EmptyPlan::measure`]).
+    pub fn write_plan(&self, out: &mut impl Write) -> io::Result<()> {
+        write_batches(out, &self.batches)?;
+        writeln!(
+            out,
+            "About to delete {} for good ({}); they cannot be restored afterwards.",
+            counted(self.batches.len() as u64, "batch", "batches"),
+            human_bytes(self.batches.iter().filter_map(|b| b.bytes).sum())
+        )
+    }
+
+    /// What deleting would do, deleting nothing.
+    pub fn dry_run(mut self) -> EmptyOutcome {
+        self.measure();
+        EmptyOutcome {
+            dry_run: true,
+            files: self.batches.iter().filter_map(|b| b.files).sum(),
+            bytes: self.batches.iter().filter_map(|b| b.bytes).sum(),
+            deleted: self.batches.into_iter().map(|b| b.batch).collect(),
+            kept: self.kept,
+            problems: self.problems,
+        }
+    }
+
+    /// Deletes the batches for good, never following a symbolic link.
+    pub fn run(self) -> EmptyOutcome {
+        let mut outcome = EmptyOutcome {
+            kept: self.kept,
+            problems: self.problems,
+            ..EmptyOutcome::default()
+        };
+        for batch in self.batches {
+            match remove_tree(&batch.path) {
+                Ok((files, bytes)) => {
+                    outcome.files += files;
+                    outcome.bytes += bytes;
+                    outcome.deleted.push(batch.batch);
+                }
+                Err(e) => outcome
+                    .problems
+                    .push((batch.path, format!("not deleted whole: {e}"))),
+            }
+        }
+        outcome
+    }
+}
+
+/// Deletes the batches of `trash` started more than `older_than` ago. A
+/// batch whose journal cannot be read is kept and reported; the others go
+/// on.
+pub fn empty(trash: &Path, older_than: Age) -> Result<EmptyOutcome> {
+    Ok(plan_empty(trash, older_than, false)?.run())
 }
 
 #[cfg(test)]
@@ -1345,8 +1668,10 @@ mod tests {
         fs::create_dir_all(tree.join("d")).unwrap();
         fs::write(tree.join("d/f"), b"12345").unwrap();
         std::os::unix::fs::symlink(outside.path(), tree.join("d/escape")).unwrap();
-        let (files, _) = remove_tree(&tree).unwrap();
-        assert_eq!(files, 2);
+        let measured = tree_size(&tree).unwrap();
+        let removed = remove_tree(&tree).unwrap();
+        assert_eq!(measured, removed, "a dry run counts what emptying removes");
+        assert_eq!(removed.0, 2);
         assert!(!tree.exists());
         assert!(outside.path().join("keep").exists());
     }

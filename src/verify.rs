@@ -220,10 +220,10 @@ fn run(config: &VerifyConfig) -> Result<Verification> {
     let progress = Progress::new(config.progress);
     let mut problems: Vec<Problem> = lock_problem(layout).into_iter().collect();
 
-    let task = progress.spinner("indexing");
+    let task = progress.spinner("indexing", "files");
     let index = index::build_checking_links(layout, &task)?;
     task.finish();
-    let task = progress.spinner("reading");
+    let task = progress.spinner("reading manifests", "manifests");
     let loaded = mark::load_all(layout, &index, &task);
     task.finish();
 
