@@ -81,46 +81,48 @@ impl TagPattern {
     }
 }
 
-/// A glob over repository names: `*` matches within one path component,
-/// `**` across components, `?` one character that is not `/`; everything
-/// else matches itself. `team/*` matches `team/app` but not `team/app/web`;
-/// `team/**` matches both (and not `team`).
+/// A glob over repository names, matched against the whole name: `*`
+/// matches within one path component, `?` one character that is not `/`,
+/// `**` as a whole component any number of components (`team/**` matches
+/// `team/app` and `team/app/web`, not `team`; `**/app` matches `app` and
+/// `x/y/app`; `a/**/b` matches `a/b` and `a/x/b`), `[abc]` one of the
+/// characters and `{a,b}` either glob; everything else matches itself.
+/// Matching is `globset`'s, with `literal_separator` so that `*` and `?`
+/// stop at `/`.
 #[derive(Debug, Clone)]
 pub struct RepoPattern {
     source: String,
-    regex: Regex,
+    matcher: globset::GlobMatcher,
 }
 
 impl RepoPattern {
     /// Compiles the glob `source`.
     pub fn new(source: &str) -> Result<RepoPattern, String> {
         if source.is_empty() {
-            return Err("empty repository pattern".into());
+            return Err("empty repository glob".into());
         }
-        let mut re = String::from("^");
-        let mut chars = source.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '*' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    re.push_str(".*");
-                }
-                '*' => re.push_str("[^/]*"),
-                '?' => re.push_str("[^/]"),
-                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
-            }
+        // globset reads `team**` as `team*`, which stops at `/`; it was
+        // once read as crossing components. Neither is what everyone
+        // means, so a `**` inside a component is refused.
+        if source.split('/').any(|c| c.contains("**") && c != "**") {
+            return Err(format!(
+                "invalid repository glob `{source}`: `**` must be a whole path component \
+                 (`team/**`, `**/app`, `a/**/b`); within a component use `*`"
+            ));
         }
-        re.push('$');
-        let regex = Regex::new(&re).map_err(|e| format!("invalid repository pattern: {e}"))?;
+        let glob = globset::GlobBuilder::new(source)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("invalid repository glob `{source}`: {}", e.kind()))?;
         Ok(RepoPattern {
             source: source.to_owned(),
-            regex,
+            matcher: glob.compile_matcher(),
         })
     }
 
     /// Whether the repository `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        self.regex.is_match(name)
+        self.matcher.is_match(name)
     }
 
     /// The glob as written.
@@ -1517,6 +1519,12 @@ mod tests {
         assert!(err.starts_with("invalid regular expression"), "{err}");
     }
 
+    fn glob_matches(glob: &str, name: &str) -> bool {
+        RepoPattern::new(glob)
+            .unwrap_or_else(|e| panic!("{glob}: {e}"))
+            .matches(name)
+    }
+
     #[test]
     fn repository_globs() {
         let star = RepoPattern::new("team/*").unwrap();
@@ -1533,6 +1541,71 @@ mod tests {
             "dots are literal"
         );
         assert!(RepoPattern::new("").is_err());
+    }
+
+    /// The README's words: `*` within one path component, `**` across
+    /// components, `?` one character; `team/*` matches `team/app` but not
+    /// `team/app/web`, `team/**` both (and not `team` itself).
+    #[test]
+    fn repository_globs_mean_what_the_readme_says() {
+        for (glob, name, expected) in [
+            ("team/*", "team/app", true),
+            ("team/*", "team/app/web", false),
+            ("team/**", "team/app", true),
+            ("team/**", "team/app/web", true),
+            ("team/**", "team", false),
+            ("*", "app", true),
+            ("*", "team/app", false),
+            ("*/app", "team/app", true),
+            ("t*m/app", "team/app", true),
+            ("t*m/app", "t/x/m/app", false),
+            ("**", "team/app/web", true),
+            ("?", "a", true),
+            ("?", "ab", false),
+            ("a?b", "a/b", false),
+            ("app-?", "app-1", true),
+            ("ci/**", "ci/a/b/c", true),
+            ("ci/**", "cid/a", false),
+            ("Team/*", "team/app", false),
+        ] {
+            assert_eq!(glob_matches(glob, name), expected, "`{glob}` on `{name}`");
+        }
+    }
+
+    #[test]
+    fn double_star_components_match_zero_or_more_components() {
+        for (glob, name, expected) in [
+            ("**/app", "app", true),
+            ("**/app", "x/y/app", true),
+            ("**/app", "xapp", false),
+            ("a/**/b", "a/b", true),
+            ("a/**/b", "a/x/y/b", true),
+            ("a/**/b", "a/xb", false),
+        ] {
+            assert_eq!(glob_matches(glob, name), expected, "`{glob}` on `{name}`");
+        }
+    }
+
+    #[test]
+    fn classes_and_alternatives_are_globs_too() {
+        assert!(glob_matches("app-[0-9]", "app-7") && !glob_matches("app-[0-9]", "app-x"));
+        assert!(glob_matches("{ci,dev}/**", "dev/a/b") && !glob_matches("{ci,dev}/**", "prod/a"));
+    }
+
+    #[test]
+    fn a_double_star_inside_a_component_or_a_broken_glob_is_refused() {
+        for bad in ["team**", "**app", "a/b**/c", "***", "a/***"] {
+            let err = RepoPattern::new(bad).unwrap_err();
+            assert!(
+                err.contains(&format!("`{bad}`")) && err.contains("whole path component"),
+                "{bad}: {err}"
+            );
+        }
+        let err = RepoPattern::new("team/[a").unwrap_err();
+        assert!(
+            err.starts_with("invalid repository glob `team/[a`: unclosed character class"),
+            "{err}"
+        );
     }
 
     #[test]
