@@ -580,7 +580,9 @@ fn protection_by_tag_digest_and_kubectl_line() {
     let kept = decided(&report, APP, "kept");
     assert_eq!(kept["v1"].0, "protected");
     assert!(kept["v2"].1.contains(v2.as_str()), "{:?}", kept["v2"]);
-    // Three references name nothing here: warned about, not fatal.
+    // `team/app:nope` names nothing here, though other names without a
+    // host do: warned about, not fatal. nginx on docker.io and quay.io's
+    // image are other registries' images: noted, not warned about.
     assert_eq!(report["exit_code"], 1, "{report:#}");
     let missing: Vec<&str> = report["warnings"]
         .as_array()
@@ -589,12 +591,49 @@ fn protection_by_tag_digest_and_kubectl_line() {
         .filter(|w| w["kind"] == "protected_not_found")
         .map(|w| w["message"].as_str().unwrap())
         .collect();
-    assert_eq!(missing.len(), 3, "{missing:?}");
-    assert!(
-        missing.iter().any(|m| m.contains("library/nginx")),
-        "{missing:?}"
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].contains("`nope`"), "{missing:?}");
+}
+
+#[test]
+fn kubectl_image_and_image_id_output_with_other_registries_exits_0() {
+    let app = App::new();
+    let list = app.b.scratch().join("in-use.txt");
+    let v2 = &app.image("v2").digest;
+    // What `kubectl get pods -A -o jsonpath='{..image} {..imageID}'` prints
+    // for a cluster running team/app:v1 and v2 from this registry, and
+    // Docker Hub's, quay.io's and a locally built image.
+    fs::write(
+        &list,
+        format!(
+            "registry.example.com/team/app:v1 nginx:1.25 docker.io/library/nginx:1.25 \
+             quay.io/prometheus/prometheus:v2.53.0 registry.example.com/team/app:v2 \
+             docker-pullable://registry.example.com/team/app@{v2} \
+             docker-pullable://nginx@sha256:{} docker://sha256:{} \
+             quay.io/prometheus/prometheus@sha256:{}\n",
+            "ab".repeat(32),
+            "cd".repeat(32),
+            "ef".repeat(32),
+        ),
+    )
+    .unwrap();
+    let report = gc(
+        app.root(),
+        &[
+            "--keep-last",
+            "0",
+            "--allow-empty-repos",
+            "--protect",
+            list.to_str().unwrap(),
+        ],
     );
-    assert!(missing.iter().any(|m| m.contains("`nope`")), "{missing:?}");
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert!(warning_kinds(&report).is_empty(), "{report:#}");
+    assert_eq!(tags(app.root(), APP), set(&["v1", "v2", "latest"]));
+    for tag in ["v1", "v2"] {
+        assert_manifest_intact(app.root(), APP, app.image(tag));
+    }
+    assert_image_gone(app.root(), APP, app.image("v3"), &[&app.base]);
 }
 
 #[test]
