@@ -1,123 +1,69 @@
-//! UTC timestamps without a calendar library: RFC 3339 out (lock files,
-//! trash batches) and in (`_uploads/<uuid>/startedat`, which the registry
-//! writes as Go's `time.RFC3339`).
+//! UTC timestamps: RFC 3339 out (lock files, trash batches, reports) and in
+//! (`_uploads/<uuid>/startedat`, which the registry writes as Go's
+//! `time.RFC3339`; trash batch headers), through `jiff`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+use jiff::Timestamp;
+
+/// A timestamp that cannot be read. Callers name the file or flag it came
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not an RFC 3339 timestamp (such as 2024-05-01T12:00:00Z): {reason}")]
+pub struct TimestampError {
+    /// The text, as read.
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
-/// The date of a day count since 1970-01-01 (`civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
+/// 0000-01-01T00:00:00Z: RFC 3339 writes no earlier year.
+const EARLIEST: i64 = -62_167_219_200;
 
-/// Seconds since the epoch (negative before it).
-fn unix_seconds(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+/// `t` as a calendar timestamp. A time outside what RFC 3339 and `jiff` can
+/// write (a file's mtime may be anything) is clamped to the nearest end:
+/// 0000-01-01T00:00:00Z or `jiff`'s last time, 9999-12-30T22:00:00Z.
+fn timestamp(t: SystemTime) -> Timestamp {
+    let earliest = Timestamp::from_second(EARLIEST).unwrap_or(Timestamp::MIN);
+    match Timestamp::try_from(t) {
+        Ok(ts) => ts.max(earliest),
+        Err(_) if t < SystemTime::UNIX_EPOCH => earliest,
+        Err(_) => Timestamp::MAX,
     }
-}
-
-fn parts(t: SystemTime) -> (i64, u32, u32, i64, i64, i64) {
-    let secs = unix_seconds(t);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    (y, mo, d, s / 3600, s % 3600 / 60, s % 60)
 }
 
 /// `2024-05-01T12:00:00Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = parts(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    timestamp(t).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// `20240501T120000Z`: sorts like the time it names, and is a file name.
 pub fn compact(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = parts(t);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+    timestamp(t).strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// Reads `2024-05-01T12:00:00Z`, with optional fractional seconds and a
-/// `Z` or `±HH:MM` offset, as Go's `time.RFC3339` writes it.
+/// Reads an RFC 3339 timestamp (`2024-05-01T12:00:00Z`, with optional
+/// fractional seconds and a `Z` or `±HH:MM` offset, as Go's `time.RFC3339`
+/// writes it); surrounding whitespace is ignored. `jiff` also reads the
+/// ISO 8601 forms RFC 9557 allows (`+0200`, a space for `T`, a `[zone]`
+/// suffix); fractional seconds beyond nanoseconds are refused. A date that
+/// does not exist (`2026-11-31`) is an error, as is a missing offset.
+pub fn parse_timestamp(text: &str) -> Result<SystemTime, TimestampError> {
+    let error = |reason: String| TimestampError {
+        text: text.to_owned(),
+        reason,
+    };
+    let ts: Timestamp = text
+        .trim()
+        .parse()
+        .map_err(|e: jiff::Error| error(e.to_string()))?;
+    SystemTime::try_from(ts).map_err(|e| error(e.to_string()))
+}
+
+/// [`parse_timestamp`], for callers that only need to know whether the text
+/// is a time.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let text = text.trim();
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let s = text.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut nanos = 0u32;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let kept = &frac[..digits.min(9)];
-        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
-        rest = &frac[digits..];
-    }
-    let offset: i64 = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let oh: i64 = rest[1..3].parse().ok()?;
-            let om: i64 = rest[4..6].parse().ok()?;
-            let sign = if &rest[..1] == "-" { -1 } else { 1 };
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(i64::from(y), mo, d) * 86_400
-        + i64::from(h) * 3600
-        + i64::from(mi) * 60
-        + i64::from(s)
-        - offset;
-    let base = if secs >= 0 {
-        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64))?
-    } else {
-        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))?
-    };
-    base.checked_add(Duration::from_nanos(u64::from(nanos)))
+    parse_timestamp(text).ok()
 }
 
 /// How long ago `t` was, as of `now`; zero for a time in the future.
@@ -145,6 +91,8 @@ pub fn cutoff(now: SystemTime, age: Duration) -> SystemTime {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
@@ -179,12 +127,13 @@ mod tests {
         let t = at(1_714_564_800);
         assert_eq!(parse_rfc3339("2024-05-01T12:00:00Z"), Some(t));
         assert_eq!(parse_rfc3339("2024-05-01T14:00:00+02:00"), Some(t));
+        assert_eq!(parse_rfc3339("2024-05-01T12:00:00Z\n"), Some(t));
         assert_eq!(
             parse_rfc3339("2024-05-01T12:00:00.5Z"),
             Some(t + Duration::from_millis(500))
         );
         assert_eq!(
-            parse_rfc3339("2024-05-01T12:00:00.123456789123Z"),
+            parse_rfc3339("2024-05-01T12:00:00.123456789Z"),
             Some(t + Duration::from_nanos(123_456_789))
         );
         for secs in [0, 59, 86_399, 951_782_400, 4_102_444_800] {
@@ -201,10 +150,46 @@ mod tests {
             "2024-13-01T12:00:00Z",
             "2024-05-01T25:00:00Z",
             "2024-05-01T12:00:00.Z",
-            "2024-05-01T12:00:00+0200",
             "yyyy-05-01T12:00:00Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dates_that_do_not_exist_are_refused_naming_the_value() {
+        for bad in [
+            "2026-11-31T00:00:00Z",
+            "2026-02-29T12:00:00Z",
+            "2026-04-31T12:00:00+02:00",
+            "1900-02-29T00:00:00Z",
+        ] {
+            let err = parse_timestamp(bad).unwrap_err();
+            assert_eq!(err.text, bad);
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("`{bad}` is not an RFC 3339 timestamp")),
+                "{message}"
+            );
+            assert!(message.contains("day"), "says what is wrong: {message}");
+        }
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z"),
+            Some(at(1_709_164_800)),
+            "a leap day exists"
+        );
+    }
+
+    #[test]
+    fn times_beyond_what_rfc3339_writes_are_clamped_not_a_panic() {
+        let far_future = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339(far_future), "9999-12-30T22:00:00Z");
+        let far_past = UNIX_EPOCH - Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339(far_past), "0000-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_millis(500)),
+            "1969-12-31T23:59:59Z"
+        );
+        assert_eq!(compact(far_future), "99991230T220000Z");
     }
 }

@@ -155,6 +155,9 @@ pub struct Planned {
     pub stats: u64,
     /// What the retention policy decided, when there is one.
     pub policy: Option<PolicyReport>,
+    /// What the `--protect` list came to, when there is one: its
+    /// references of other registries are noted here, not warned about.
+    pub protect: Option<protect::ProtectReport>,
 }
 
 impl Planned {
@@ -524,6 +527,12 @@ impl Collector {
                     ));
                 }
             }
+            let protect_report = self
+                .config
+                .protect
+                .as_ref()
+                .zip(protection.as_ref())
+                .map(|(list, protection)| list.report(protection));
             warnings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
             Ok(Planned {
                 index,
@@ -534,6 +543,7 @@ impl Collector {
                 cutoff,
                 stats,
                 policy: policy_report,
+                protect: protect_report,
             })
         })
     }

@@ -38,8 +38,8 @@ use std::time::SystemTime;
 use std::collections::HashMap;
 
 use regex::Regex;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::duration::Age;
@@ -81,46 +81,48 @@ impl TagPattern {
     }
 }
 
-/// A glob over repository names: `*` matches within one path component,
-/// `**` across components, `?` one character that is not `/`; everything
-/// else matches itself. `team/*` matches `team/app` but not `team/app/web`;
-/// `team/**` matches both (and not `team`).
+/// A glob over repository names, matched against the whole name: `*`
+/// matches within one path component, `?` one character that is not `/`,
+/// `**` as a whole component any number of components (`team/**` matches
+/// `team/app` and `team/app/web`, not `team`; `**/app` matches `app` and
+/// `x/y/app`; `a/**/b` matches `a/b` and `a/x/b`), `[abc]` one of the
+/// characters and `{a,b}` either glob; everything else matches itself.
+/// Matching is `globset`'s, with `literal_separator` so that `*` and `?`
+/// stop at `/`.
 #[derive(Debug, Clone)]
 pub struct RepoPattern {
     source: String,
-    regex: Regex,
+    matcher: globset::GlobMatcher,
 }
 
 impl RepoPattern {
     /// Compiles the glob `source`.
     pub fn new(source: &str) -> Result<RepoPattern, String> {
         if source.is_empty() {
-            return Err("empty repository pattern".into());
+            return Err("empty repository glob".into());
         }
-        let mut re = String::from("^");
-        let mut chars = source.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '*' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    re.push_str(".*");
-                }
-                '*' => re.push_str("[^/]*"),
-                '?' => re.push_str("[^/]"),
-                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
-            }
+        // globset reads `team**` as `team*`, which stops at `/`; it was
+        // once read as crossing components. Neither is what everyone
+        // means, so a `**` inside a component is refused.
+        if source.split('/').any(|c| c.contains("**") && c != "**") {
+            return Err(format!(
+                "invalid repository glob `{source}`: `**` must be a whole path component \
+                 (`team/**`, `**/app`, `a/**/b`); within a component use `*`"
+            ));
         }
-        re.push('$');
-        let regex = Regex::new(&re).map_err(|e| format!("invalid repository pattern: {e}"))?;
+        let glob = globset::GlobBuilder::new(source)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("invalid repository glob `{source}`: {}", e.kind()))?;
         Ok(RepoPattern {
             source: source.to_owned(),
-            regex,
+            matcher: glob.compile_matcher(),
         })
     }
 
     /// Whether the repository `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        self.regex.is_match(name)
+        self.matcher.is_match(name)
     }
 
     /// The glob as written.
@@ -404,16 +406,6 @@ fn at(path: &str, message: impl Into<String>) -> JsonError {
     }
 }
 
-/// The fields a rule may have.
-const RULE_FIELDS: [&str; 6] = [
-    "name",
-    "repositories",
-    "tags",
-    "keep",
-    "keep_last",
-    "older_than",
-];
-
 impl Policy {
     /// Reads a policy file (see [`Policy::parse`]).
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
@@ -442,42 +434,23 @@ impl Policy {
     /// }
     /// ```
     ///
-    /// Unknown fields are errors (a misspelt `keep_lats` must not silently
-    /// delete everything), and every error names its JSON path.
+    /// Unknown fields, repeated fields and `null` are errors (a misspelt
+    /// `keep_lats` must not silently delete everything), and every error
+    /// names its JSON path.
     pub fn parse(text: &str) -> Result<Policy, JsonError> {
-        let doc: Value = serde_json::from_str(text).map_err(|e| JsonError {
-            at: format!("line {} column {}", e.line(), e.column()),
-            message: format!("not valid JSON: {}", strip_position(&e.to_string())),
-        })?;
-        let root = doc
-            .as_object()
-            .ok_or_else(|| at("$", "expected an object with `rules`"))?;
-        for key in root.keys() {
-            if !matches!(key.as_str(), "rules" | "keep_latest") {
-                return Err(at(key, "unknown field (expected `rules` or `keep_latest`)"));
-            }
-        }
-        let keep_latest = match root.get("keep_latest") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(at("keep_latest", "expected true or false")),
-        };
-        let rules = match root.get("rules") {
+        let file = read_policy_file(text)?;
+        let rules = match file.rules {
             None => return Err(at("rules", "missing: a policy needs a list of rules")),
-            Some(Value::Array(rules)) if rules.is_empty() => {
-                return Err(at("rules", "expected at least one rule"));
-            }
-            Some(Value::Array(rules)) => rules,
-            Some(_) => return Err(at("rules", "expected a list of rules")),
+            Some(rules) => rules,
         };
         let rules = rules
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, rule)| parse_rule(&format!("rules[{i}]"), rule))
+            .map(|(i, rule)| rule.into_rule(format!("rules[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy {
             rules,
-            keep_latest,
+            keep_latest: file.keep_latest,
             scope: Vec::new(),
             allow_empty_repos: false,
             source: None,
@@ -551,6 +524,136 @@ impl TagPattern {
     }
 }
 
+/// A policy file as written; [`RuleFile`]s become [`Rule`]s once their
+/// fields are checked together.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default = "keep_latest_default")]
+    keep_latest: bool,
+    #[serde(default, deserialize_with = "rule_list")]
+    rules: Option<Vec<RuleFile>>,
+}
+
+fn keep_latest_default() -> bool {
+    true
+}
+
+impl Described for PolicyFile {
+    const EXPECTING: &str = "an object with `rules` (and optionally `keep_latest`)";
+}
+
+impl Described for RuleFile {
+    const EXPECTING: &str = "an object (a rule)";
+}
+
+/// What an [`Object`] is, for the error when it is not one.
+trait Described {
+    const EXPECTING: &str;
+}
+
+/// A struct read from a JSON object only: serde's derived structs also
+/// take an array of their fields in order, which no policy means.
+struct Object<T>(T);
+
+impl<'de, T: Described + Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Object<T>, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Described + Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        d.deserialize_map(Fields(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// One rule as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "globs")]
+    repositories: Vec<RepoPattern>,
+    #[serde(default, deserialize_with = "present")]
+    tags: Option<TagPattern>,
+    #[serde(default)]
+    keep: bool,
+    #[serde(default, deserialize_with = "non_negative")]
+    keep_last: Option<usize>,
+    #[serde(default, deserialize_with = "present")]
+    older_than: Option<Age>,
+}
+
+impl RuleFile {
+    /// The rule at `path` (`rules[2]`), once `keep`, `keep_last` and
+    /// `older_than` agree.
+    fn into_rule(self, path: String) -> Result<Rule, JsonError> {
+        let action = match (self.keep, self.keep_last, self.older_than) {
+            (true, None, None) => Action::Keep,
+            (true, _, _) => {
+                return Err(at(
+                    &format!("{path}.keep"),
+                    "a rule that keeps its tags cannot also have keep_last or older_than",
+                ));
+            }
+            (false, None, None) => {
+                return Err(at(
+                    &path,
+                    "says nothing about what to do: give \"keep\": true, keep_last or older_than (\"keep_last\": 0 deletes every tag it takes)",
+                ));
+            }
+            (false, keep_last, older_than) => Action::Delete {
+                keep_last,
+                older_than,
+            },
+        };
+        Ok(Rule {
+            id: path,
+            name: self.name,
+            repositories: self.repositories,
+            tags: self.tags,
+            action,
+        })
+    }
+}
+
+/// Deserializes `text` as a [`PolicyFile`], naming the JSON path of a wrong
+/// value, or the line and column of a syntax error.
+fn read_policy_file(text: &str) -> Result<PolicyFile, JsonError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Object(file) = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| json_error(&e.path().to_string(), e.inner()))?;
+    de.end().map_err(|e| json_error(".", &e))?;
+    Ok(file)
+}
+
+/// `error` at `path` (`.` for the whole document).
+fn json_error(path: &str, error: &serde_json::Error) -> JsonError {
+    let message = strip_position(&error.to_string()).to_owned();
+    if error.is_data() {
+        JsonError {
+            at: if path == "." { "$" } else { path }.to_owned(),
+            message: expected_first(&message),
+        }
+    } else {
+        JsonError {
+            at: format!("line {} column {}", error.line(), error.column()),
+            message: format!("not valid JSON: {message}"),
+        }
+    }
+}
+
 /// serde_json appends " at line L column C"; the position is reported apart.
 fn strip_position(message: &str) -> &str {
     match message.rfind(" at line ") {
@@ -559,108 +662,143 @@ fn strip_position(message: &str) -> &str {
     }
 }
 
-fn parse_rule(path: &str, value: &Value) -> Result<Rule, JsonError> {
-    let object: &Map<String, Value> = value
-        .as_object()
-        .ok_or_else(|| at(path, "expected an object"))?;
-    for key in object.keys() {
-        if !RULE_FIELDS.contains(&key.as_str()) {
-            return Err(at(
-                &format!("{path}.{key}"),
-                format!("unknown field (expected one of {})", RULE_FIELDS.join(", ")),
-            ));
+/// serde's `invalid type: string "5", expected a non-negative integer` as
+/// `expected a non-negative integer, found string "5"`: what the field
+/// takes comes first, as in the other errors of a policy.
+fn expected_first(message: &str) -> String {
+    let found = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "));
+    match found.and_then(|rest| rest.split_once(", expected ")) {
+        Some((found, expected)) => format!("expected {expected}, found {found}"),
+        None => message.to_owned(),
+    }
+}
+
+/// A field that may be left out but not given as `null`: `"tags": null`
+/// could be read as "every tag", which is not what anyone writes on purpose.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A string, with what it is for in the error when it is something else.
+struct Text(&'static str);
+
+impl Visitor<'_> for Text {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for TagPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TagPattern, D::Error> {
+        let source = d.deserialize_str(Text("a string (a regular expression)"))?;
+        TagPattern::new(&source).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for RepoPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RepoPattern, D::Error> {
+        let source = d.deserialize_str(Text("a string (a glob)"))?;
+        RepoPattern::new(&source).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Age {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Age, D::Error> {
+        let text =
+            d.deserialize_str(Text("a duration string such as \"90d\", \"4w\" or \"12h\""))?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
+/// `rules`: a non-empty list.
+fn rule_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<RuleFile>>, D::Error> {
+    struct Rules;
+
+    impl<'de> Visitor<'de> for Rules {
+        type Value = Vec<RuleFile>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of rules")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<RuleFile>, A::Error> {
+            let mut rules = Vec::new();
+            while let Some(Object(rule)) = seq.next_element()? {
+                rules.push(rule);
+            }
+            if rules.is_empty() {
+                return Err(de::Error::custom("expected at least one rule"));
+            }
+            Ok(rules)
         }
     }
-    let field = |name: &str| format!("{path}.{name}");
-    let name = match object.get("name") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(at(&field("name"), "expected a string")),
-    };
-    let repositories = match object.get("repositories") {
-        None => Vec::new(),
-        Some(Value::String(s)) => {
-            vec![RepoPattern::new(s).map_err(|m| at(&field("repositories"), m))?]
+
+    d.deserialize_seq(Rules).map(Some)
+}
+
+/// `repositories`: one glob, or a non-empty list of them.
+fn globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RepoPattern>, D::Error> {
+    struct Globs;
+
+    impl<'de> Visitor<'de> for Globs {
+        type Value = Vec<RepoPattern>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a glob or a non-empty list of globs")
         }
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let p = format!("{path}.repositories[{i}]");
-                item.as_str()
-                    .ok_or_else(|| at(&p, "expected a string (a glob)"))
-                    .and_then(|s| RepoPattern::new(s).map_err(|m| at(&p, m)))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(at(
-                &field("repositories"),
-                "expected a glob or a non-empty list of globs",
-            ));
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<RepoPattern>, E> {
+            Ok(vec![RepoPattern::new(v).map_err(E::custom)?])
         }
-    };
-    let tags = match object.get("tags") {
-        None => None,
-        Some(Value::String(s)) => Some(TagPattern::new(s).map_err(|m| at(&field("tags"), m))?),
-        Some(_) => {
-            return Err(at(
-                &field("tags"),
-                "expected a string (a regular expression)",
-            ));
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<RepoPattern>, A::Error> {
+            let mut globs = Vec::new();
+            while let Some(glob) = seq.next_element()? {
+                globs.push(glob);
+            }
+            if globs.is_empty() {
+                return Err(de::Error::custom(
+                    "expected a glob or a non-empty list of globs, found an empty list",
+                ));
+            }
+            Ok(globs)
         }
-    };
-    let keep = match object.get("keep") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => return Err(at(&field("keep"), "expected true or false")),
-    };
-    let keep_last = match object.get("keep_last") {
-        None => None,
-        Some(v) => Some(
-            v.as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| at(&field("keep_last"), "expected a non-negative integer"))?,
-        ),
-    };
-    let older_than = match object.get("older_than") {
-        None => None,
-        Some(Value::String(s)) => Some(
-            s.parse::<Age>()
-                .map_err(|e| at(&field("older_than"), e.to_string()))?,
-        ),
-        Some(_) => {
-            return Err(at(
-                &field("older_than"),
-                "expected a duration string such as \"90d\", \"4w\" or \"12h\"",
-            ));
+    }
+
+    d.deserialize_any(Globs)
+}
+
+/// `keep_last`: a whole number, zero or more.
+fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    struct Count;
+
+    impl Visitor<'_> for Count {
+        type Value = usize;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a non-negative integer")
         }
-    };
-    let action = match (keep, keep_last, older_than) {
-        (true, None, None) => Action::Keep,
-        (true, _, _) => {
-            return Err(at(
-                &field("keep"),
-                "a rule that keeps its tags cannot also have keep_last or older_than",
-            ));
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
+            usize::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
         }
-        (false, None, None) => {
-            return Err(at(
-                path,
-                "says nothing about what to do: give \"keep\": true, keep_last or older_than (\"keep_last\": 0 deletes every tag it takes)",
-            ));
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
+            u64::try_from(v)
+                .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                .and_then(|v| self.visit_u64(v))
         }
-        (false, keep_last, older_than) => Action::Delete {
-            keep_last,
-            older_than,
-        },
-    };
-    Ok(Rule {
-        id: path.to_owned(),
-        name,
-        repositories,
-        tags,
-        action,
-    })
+    }
+
+    d.deserialize_u64(Count).map(Some)
 }
 
 /// What a tag is to a policy evaluation.
@@ -1517,6 +1655,12 @@ mod tests {
         assert!(err.starts_with("invalid regular expression"), "{err}");
     }
 
+    fn glob_matches(glob: &str, name: &str) -> bool {
+        RepoPattern::new(glob)
+            .unwrap_or_else(|e| panic!("{glob}: {e}"))
+            .matches(name)
+    }
+
     #[test]
     fn repository_globs() {
         let star = RepoPattern::new("team/*").unwrap();
@@ -1533,6 +1677,71 @@ mod tests {
             "dots are literal"
         );
         assert!(RepoPattern::new("").is_err());
+    }
+
+    /// The README's words: `*` within one path component, `**` across
+    /// components, `?` one character; `team/*` matches `team/app` but not
+    /// `team/app/web`, `team/**` both (and not `team` itself).
+    #[test]
+    fn repository_globs_mean_what_the_readme_says() {
+        for (glob, name, expected) in [
+            ("team/*", "team/app", true),
+            ("team/*", "team/app/web", false),
+            ("team/**", "team/app", true),
+            ("team/**", "team/app/web", true),
+            ("team/**", "team", false),
+            ("*", "app", true),
+            ("*", "team/app", false),
+            ("*/app", "team/app", true),
+            ("t*m/app", "team/app", true),
+            ("t*m/app", "t/x/m/app", false),
+            ("**", "team/app/web", true),
+            ("?", "a", true),
+            ("?", "ab", false),
+            ("a?b", "a/b", false),
+            ("app-?", "app-1", true),
+            ("ci/**", "ci/a/b/c", true),
+            ("ci/**", "cid/a", false),
+            ("Team/*", "team/app", false),
+        ] {
+            assert_eq!(glob_matches(glob, name), expected, "`{glob}` on `{name}`");
+        }
+    }
+
+    #[test]
+    fn double_star_components_match_zero_or_more_components() {
+        for (glob, name, expected) in [
+            ("**/app", "app", true),
+            ("**/app", "x/y/app", true),
+            ("**/app", "xapp", false),
+            ("a/**/b", "a/b", true),
+            ("a/**/b", "a/x/y/b", true),
+            ("a/**/b", "a/xb", false),
+        ] {
+            assert_eq!(glob_matches(glob, name), expected, "`{glob}` on `{name}`");
+        }
+    }
+
+    #[test]
+    fn classes_and_alternatives_are_globs_too() {
+        assert!(glob_matches("app-[0-9]", "app-7") && !glob_matches("app-[0-9]", "app-x"));
+        assert!(glob_matches("{ci,dev}/**", "dev/a/b") && !glob_matches("{ci,dev}/**", "prod/a"));
+    }
+
+    #[test]
+    fn a_double_star_inside_a_component_or_a_broken_glob_is_refused() {
+        for bad in ["team**", "**app", "a/b**/c", "***", "a/***"] {
+            let err = RepoPattern::new(bad).unwrap_err();
+            assert!(
+                err.contains(&format!("`{bad}`")) && err.contains("whole path component"),
+                "{bad}: {err}"
+            );
+        }
+        let err = RepoPattern::new("team/[a").unwrap_err();
+        assert!(
+            err.starts_with("invalid repository glob `team/[a`: unclosed character class"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1888,19 +2097,27 @@ mod tests {
         let cases = [
             (
                 r#"{"rules": [{"keep": true}, {"keep": true}, {"keep_last": -1}]}"#,
-                "rules[2].keep_last: expected a non-negative integer",
+                "rules[2].keep_last: expected a non-negative integer, found integer `-1`",
             ),
             (
                 r#"{"rules": [{"keep_last": 1.5}]}"#,
-                "rules[0].keep_last: expected a non-negative integer",
+                "rules[0].keep_last: expected a non-negative integer, found floating point `1.5`",
             ),
             (
                 r#"{"rules": [{"keep_last": "5"}]}"#,
-                "rules[0].keep_last: expected a non-negative integer",
+                r#"rules[0].keep_last: expected a non-negative integer, found string "5""#,
+            ),
+            (
+                r#"{"rules": [{"keep_last": null}]}"#,
+                "rules[0].keep_last: expected a non-negative integer, found null",
             ),
             (
                 r#"{"rules": [{"keep_lats": 5}]}"#,
-                "rules[0].keep_lats: unknown field",
+                "rules[0].keep_lats: unknown field `keep_lats`, expected one of `name`, `repositories`, `tags`, `keep`, `keep_last`, `older_than`",
+            ),
+            (
+                r#"{"rules": [{"keep_last": 5, "keep_last": 0}]}"#,
+                "rules[0]: duplicate field `keep_last`",
             ),
             (
                 r#"{"rules": [{"tags": "("}]}"#,
@@ -1908,38 +2125,79 @@ mod tests {
             ),
             (
                 r#"{"rules": [{"tags": 5, "keep": true}]}"#,
-                "rules[0].tags: expected a string",
+                "rules[0].tags: expected a string (a regular expression), found integer `5`",
+            ),
+            (
+                r#"{"rules": [{"tags": null, "keep_last": 0}]}"#,
+                "rules[0].tags: expected a string (a regular expression), found null",
             ),
             (
                 r#"{"rules": [{"older_than": "3 months"}]}"#,
-                "rules[0].older_than: invalid duration",
+                "rules[0].older_than: invalid duration \"3 months\"",
+            ),
+            (
+                r#"{"rules": [{"older_than": 90}]}"#,
+                "rules[0].older_than: expected a duration string such as \"90d\"",
             ),
             (
                 r#"{"rules": [{"repositories": ["a", 3], "keep": true}]}"#,
-                "rules[0].repositories[1]: expected a string",
+                "rules[0].repositories[1]: expected a string (a glob), found integer `3`",
+            ),
+            (
+                r#"{"rules": [{"repositories": ["a", "b**"], "keep": true}]}"#,
+                "rules[0].repositories[1]: invalid repository glob `b**`",
+            ),
+            (
+                r#"{"rules": [{"repositories": "x/[", "keep": true}]}"#,
+                "rules[0].repositories: invalid repository glob `x/[`",
             ),
             (
                 r#"{"rules": [{"repositories": [], "keep": true}]}"#,
                 "rules[0].repositories: expected a glob or a non-empty list",
             ),
             (
+                r#"{"rules": [{"repositories": {}, "keep": true}]}"#,
+                "rules[0].repositories: expected a glob or a non-empty list of globs, found map",
+            ),
+            (
                 r#"{"rules": [{"keep": true, "keep_last": 3}]}"#,
                 "rules[0].keep: a rule that keeps",
             ),
             (r#"{"rules": [{"tags": "x"}]}"#, "rules[0]: says nothing"),
-            (r#"{"rules": [3]}"#, "rules[0]: expected an object"),
+            (
+                r#"{"rules": [{"keep": true}, 3]}"#,
+                "rules[1]: expected an object (a rule), found integer `3`",
+            ),
             (r#"{"rules": []}"#, "rules: expected at least one rule"),
-            (r#"{"rules": {}}"#, "rules: expected a list"),
+            (
+                r#"{"rules": {}}"#,
+                "rules: expected a list of rules, found map",
+            ),
             (r#"{}"#, "rules: missing"),
-            (r#"[]"#, "$: expected an object"),
-            (r#"{"rules": [], "extra": 1}"#, "extra: unknown field"),
+            (r#"[]"#, "$: expected an object with `rules`"),
+            (
+                r#"[true, [{"keep": true}]]"#,
+                "$: expected an object with `rules` (and optionally `keep_latest`), found sequence",
+            ),
+            (
+                r#"{"rules": [["x", "a/*", ".*", true]]}"#,
+                "rules[0]: expected an object (a rule), found sequence",
+            ),
+            (
+                r#"{"rules": [{"keep": true}], "extra": 1}"#,
+                "extra: unknown field `extra`, expected `keep_latest` or `rules`",
+            ),
             (
                 r#"{"keep_latest": "yes", "rules": [{"keep": true}]}"#,
-                "keep_latest: expected true or false",
+                r#"keep_latest: expected a boolean, found string "yes""#,
             ),
             (
                 "{\n  \"rules\": [\n    {\"keep\": tru}\n  ]\n}",
                 "line 3 column",
+            ),
+            (
+                "{\"rules\": [{\"keep\": true}]}\n{}",
+                "line 2 column 1: not valid JSON: trailing characters",
             ),
         ];
         for (text, expected) in cases {
@@ -1951,6 +2209,101 @@ mod tests {
         }
     }
 
+    /// The ```json blocks of the README's section on retention policies.
+    fn readme_policy_examples() -> Vec<&'static str> {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("\n## Retention policies")
+            .expect("the README has a retention policies section");
+        let section = &readme[start + 1..];
+        let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        section
+            .split("```json\n")
+            .skip(1)
+            .map(|block| &block[..block.find("```").expect("a closed block")])
+            .collect()
+    }
+
+    #[test]
+    fn every_readme_policy_example_parses() {
+        let examples = readme_policy_examples();
+        assert!(!examples.is_empty(), "no ```json block found");
+        for example in &examples {
+            if let Err(e) = Policy::parse(example) {
+                panic!("README example does not parse: {e}\n{example}");
+            }
+        }
+        // The seed example keeps its meaning.
+        let seed = examples
+            .iter()
+            .find(|e| e.contains("\"production\""))
+            .expect("the seed example");
+        let policy = Policy::parse(seed).unwrap();
+        assert!(policy.keep_latest);
+        type Shown<'p> = (Option<&'p str>, Vec<&'p str>, Option<&'p str>, Action);
+        let rules: Vec<Shown> = policy
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_deref(),
+                    r.repositories.iter().map(RepoPattern::as_str).collect(),
+                    r.tags.as_ref().map(TagPattern::as_str),
+                    r.action,
+                )
+            })
+            .collect();
+        let delete = |n| Action::Delete {
+            keep_last: Some(n),
+            older_than: None,
+        };
+        assert_eq!(
+            rules,
+            [
+                (Some("production"), vec!["prod/**"], None, Action::Keep),
+                (Some("snapshots"), vec![], Some(".*-SNAPSHOT"), delete(5)),
+                (Some("releases"), vec![], None, delete(10)),
+            ]
+        );
+        assert!(policy.rules[0].applies_to("prod/a/b") && !policy.rules[0].applies_to("prod"));
+    }
+
+    /// The example in [`Policy::parse`]'s documentation.
+    #[test]
+    fn the_documented_parse_example_parses() {
+        let policy = Policy::parse(
+            r#"{
+              "keep_latest": true,
+              "rules": [
+                {"name": "snapshots", "repositories": ["team/**"], "tags": ".*-SNAPSHOT", "keep_last": 5},
+                {"repositories": "team/**", "keep_last": 10, "older_than": "30d"}
+              ]
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            policy.rules[1].action,
+            Action::Delete {
+                keep_last: Some(10),
+                older_than: Some(Age::from_secs(30 * 86_400)),
+            }
+        );
+        assert_eq!(policy.rules[1].repositories[0].as_str(), "team/**");
+    }
+
+    #[test]
+    fn serde_type_errors_read_expected_first() {
+        assert_eq!(
+            expected_first("invalid type: map, expected a list of rules"),
+            "expected a list of rules, found map"
+        );
+        assert_eq!(
+            expected_first("invalid value: integer `-1`, expected a non-negative integer"),
+            "expected a non-negative integer, found integer `-1`"
+        );
+        assert_eq!(expected_first("missing field `x`"), "missing field `x`");
+    }
+
     #[test]
     fn policy_file_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -1960,7 +2313,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}: invalid policy: rules[0].keep_last: expected a non-negative integer",
+                "{}: invalid policy: rules[0].keep_last: expected a non-negative integer, found integer `-3`",
                 path.display()
             )
         );

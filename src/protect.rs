@@ -17,17 +17,35 @@
 //! `sha256:HEX` (what some runtimes report as a container's image) protects
 //! that manifest in every repository that holds it.
 //!
+//! kubectl's `imageID` forms are read too: `docker-pullable://REFERENCE`
+//! and `docker://sha256:HEX` (Docker's), `REPOSITORY@sha256:HEX` and a bare
+//! `sha256:HEX` (containerd's and CRI-O's); the prefix is dropped.
+//!
 //! A reference names a tag (kept, and so is the image it points at), a
 //! digest (that manifest and everything it reaches stay, and every tag that
 //! points at it is kept), or both. The file is read whole or not at all: a
 //! line that is not a reference refuses the run, since a protection list
-//! that was half understood could let an image in use be deleted. A
-//! reference to a repository, tag or manifest that is not in storage is not
-//! an error (clusters run images from other registries too); it is reported.
+//! that was half understood could let an image in use be deleted.
+//!
+//! A reference to a repository, tag or manifest that is not in storage is
+//! not an error. Which registry it is for decides how it is reported. The
+//! host is ignored for matching, so regsweep cannot tell this registry's
+//! names from others' by the host alone; it goes by what the storage holds.
+//! References fall in groups: one per registry host as written, one for
+//! names without a host, one for bare digests. A group is this registry's
+//! when one of its references names a repository in storage (a bare digest:
+//! a manifest in storage); there a reference that names nothing is a
+//! warning, since an image of this registry in use is missing. In any other
+//! group it is taken for an image of another registry (Docker Hub, quay.io,
+//! a local build) and only noted: clusters run those every day, and a
+//! warning for each would make every run exit 1.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use crate::digest::{Digest, DigestMap};
 use crate::index::Index;
@@ -39,6 +57,9 @@ pub struct Reference {
     pub text: String,
     /// Line of the file it is on (from 1).
     pub line: usize,
+    /// The registry host as written (`registry.example.com:5000`),
+    /// lowercased; `None` when the reference names none.
+    pub host: Option<String>,
     /// The repository, without the registry host; `None` for a bare digest.
     pub repository: Option<String>,
     /// The tag, if one is named (`latest` when neither tag nor digest is).
@@ -131,8 +152,23 @@ fn valid_tag(t: &str) -> bool {
             .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
+/// The prefixes of kubectl's `imageID` that are not part of a reference:
+/// Docker's (through dockershim or cri-dockerd) for an image pulled by
+/// digest, and for an image known by its ID only.
+const RUNTIME_PREFIXES: [&str; 2] = ["docker-pullable://", "docker://"];
+
 /// Parses one reference (see the module documentation).
 pub fn parse_reference(text: &str, line: usize) -> Result<Reference, String> {
+    let written = text;
+    let text = RUNTIME_PREFIXES
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .unwrap_or(text);
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "`{scheme}://` is not an image reference prefix (kubectl's imageID prefixes docker-pullable:// and docker:// are)"
+        ));
+    }
     let (name_part, digest) = match text.split_once('@') {
         Some((name, digest_text)) => {
             let digest = match digest_text.split_once(':') {
@@ -153,17 +189,18 @@ pub fn parse_reference(text: &str, line: usize) -> Result<Reference, String> {
     if digest.is_none() {
         if let Some(bare) = Digest::parse(text) {
             return Ok(Reference {
-                text: text.to_owned(),
+                text: written.to_owned(),
                 line,
+                host: None,
                 repository: None,
                 tag: None,
                 digest: Some(bare),
             });
         }
     }
-    let path = match name_part.split_once('/') {
-        Some((first, rest)) if is_host(first) => rest,
-        _ => name_part,
+    let (host, path) = match name_part.split_once('/') {
+        Some((first, rest)) if is_host(first) => (Some(first.to_ascii_lowercase()), rest),
+        _ => (None, name_part),
     };
     let (repository, tag) = match path.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag)),
@@ -188,8 +225,9 @@ pub fn parse_reference(text: &str, line: usize) -> Result<Reference, String> {
         (None, Some(_)) => None,
     };
     Ok(Reference {
-        text: text.to_owned(),
+        text: written.to_owned(),
         line,
+        host,
         repository: Some(repository.to_owned()),
         tag,
         digest,
@@ -253,7 +291,11 @@ impl ProtectList {
         let mut protection = Protection {
             repositories: vec![RepositoryProtection::default(); index.repositories.len()],
             unmatched: Vec::new(),
+            elsewhere: Vec::new(),
         };
+        // Per reference: whether its repository (a bare digest: its
+        // manifest) is in storage, and what is missing if anything is.
+        let mut looked: Vec<(bool, Option<String>)> = Vec::with_capacity(self.references.len());
         for (i, reference) in self.references.iter().enumerate() {
             let Some(name) = &reference.repository else {
                 let digest = reference.digest.expect("a bare reference is a digest");
@@ -265,22 +307,20 @@ impl ProtectList {
                         found = true;
                     }
                 }
-                if !found {
-                    protection.unmatched.push(Unmatched {
-                        reference: i,
-                        message: format!("no repository holds manifest {digest}"),
-                    });
-                }
+                looked.push((
+                    found,
+                    (!found).then(|| format!("no repository holds manifest {digest}")),
+                ));
                 continue;
             };
             let Ok(ri) = index
                 .repositories
                 .binary_search_by(|r| r.name.as_str().cmp(name))
             else {
-                protection.unmatched.push(Unmatched {
-                    reference: i,
-                    message: format!("repository `{name}` is not in storage"),
-                });
+                looked.push((
+                    false,
+                    Some(format!("repository `{name}` is not in storage")),
+                ));
                 continue;
             };
             let repo = &index.repositories[ri];
@@ -290,32 +330,106 @@ impl ProtectList {
                     .binary_search_by(|t| t.name.as_str().cmp(tag))
                     .is_ok()
             };
-            match (&reference.tag, reference.digest) {
+            let missing = match (&reference.tag, reference.digest) {
                 (tag, Some(digest)) => {
                     protected.digests.entry(digest).or_insert(i);
                     if let Some(tag) = tag {
                         protected.tags.entry(tag.clone()).or_insert(i);
                     }
-                    if !holds_manifest(repo, &digest) {
-                        protection.unmatched.push(Unmatched {
-                            reference: i,
-                            message: format!("repository `{name}` has no manifest {digest}"),
-                        });
-                    }
+                    (!holds_manifest(repo, &digest))
+                        .then(|| format!("repository `{name}` has no manifest {digest}"))
                 }
                 (Some(tag), None) => {
                     protected.tags.entry(tag.clone()).or_insert(i);
-                    if !tag_exists(tag) {
-                        protection.unmatched.push(Unmatched {
-                            reference: i,
-                            message: format!("repository `{name}` has no tag `{tag}`"),
-                        });
-                    }
+                    (!tag_exists(tag)).then(|| format!("repository `{name}` has no tag `{tag}`"))
                 }
                 (None, None) => unreachable!("a reference names a tag or a digest"),
+            };
+            looked.push((true, missing));
+        }
+        let here: HashSet<Origin> = self
+            .references
+            .iter()
+            .zip(&looked)
+            .filter(|(_, (in_storage, _))| *in_storage)
+            .map(|(r, _)| r.origin())
+            .collect();
+        for (i, (reference, (_, missing))) in self.references.iter().zip(looked).enumerate() {
+            let Some(message) = missing else {
+                continue;
+            };
+            let origin = reference.origin();
+            if here.contains(&origin) {
+                protection.unmatched.push(Unmatched {
+                    reference: i,
+                    message,
+                });
+            } else {
+                protection.elsewhere.push(Unmatched {
+                    reference: i,
+                    message: format!(
+                        "{message}, and {origin}: taken for an image of another registry"
+                    ),
+                });
             }
         }
         protection
+    }
+
+    /// What the references came to, for reports.
+    pub fn report(&self, protection: &Protection) -> ProtectReport {
+        let note = |u: &Unmatched| {
+            let reference = &self.references[u.reference];
+            ProtectNote {
+                line: reference.line,
+                reference: reference.text.clone(),
+                registry: reference.host.clone(),
+                message: u.message.clone(),
+            }
+        };
+        let missing = protection.unmatched.len() + protection.elsewhere.len();
+        ProtectReport {
+            file: self.path.clone(),
+            references: self.references.len() as u64,
+            found: self.references.len().saturating_sub(missing) as u64,
+            not_found: protection.unmatched.len() as u64,
+            other_registries: protection.elsewhere.iter().map(note).collect(),
+        }
+    }
+}
+
+/// The group a reference belongs to when deciding whether it is for this
+/// registry (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Origin {
+    /// A registry host, as written (lowercased).
+    Host(String),
+    /// A name without a host.
+    NoHost,
+    /// A digest alone.
+    BareDigest,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Host(host) => write!(f, "no reference to {host} names a repository here"),
+            Origin::NoHost => write!(
+                f,
+                "no reference without a registry host names a repository here"
+            ),
+            Origin::BareDigest => write!(f, "no bare digest names a manifest here"),
+        }
+    }
+}
+
+impl Reference {
+    fn origin(&self) -> Origin {
+        match (&self.host, &self.repository) {
+            (Some(host), _) => Origin::Host(host.clone()),
+            (None, Some(_)) => Origin::NoHost,
+            (None, None) => Origin::BareDigest,
+        }
     }
 }
 
@@ -352,8 +466,87 @@ pub struct Unmatched {
 pub struct Protection {
     /// Per repository, in the order of [`Index::repositories`].
     pub repositories: Vec<RepositoryProtection>,
-    /// References that name nothing in storage.
+    /// References of this registry that name nothing in storage: an image
+    /// in use is missing (warnings).
     pub unmatched: Vec<Unmatched>,
+    /// References that name nothing in storage and are taken for images
+    /// of other registries (notes).
+    pub elsewhere: Vec<Unmatched>,
+}
+
+/// What a `--protect` list came to, for reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProtectReport {
+    /// The file.
+    #[serde(serialize_with = "crate::report::lossy_path")]
+    pub file: PathBuf,
+    /// Distinct references in it.
+    pub references: u64,
+    /// References naming something in storage.
+    pub found: u64,
+    /// References of this registry naming nothing in storage (each a
+    /// `protected_not_found` warning).
+    pub not_found: u64,
+    /// References taken for images of other registries: noted, not warned
+    /// about.
+    pub other_registries: Vec<ProtectNote>,
+}
+
+/// A reference taken for an image of another registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProtectNote {
+    /// Its line in the file (from 1).
+    pub line: usize,
+    /// As written.
+    pub reference: String,
+    /// Its registry host, `null` when it names none.
+    pub registry: Option<String>,
+    /// What is not in storage.
+    pub message: String,
+}
+
+impl ProtectReport {
+    /// One line for people, and with `all` one line per note:
+    ///
+    /// ```text
+    /// Protected images (in-use.txt): 12 references, 9 in storage, 1 not found, 2 of other registries (docker.io 1, quay.io 1).
+    /// ```
+    pub fn write_human(&self, out: &mut impl io::Write, all: bool) -> io::Result<()> {
+        let mut registries: BTreeMap<&str, usize> = BTreeMap::new();
+        for note in &self.other_registries {
+            *registries
+                .entry(note.registry.as_deref().unwrap_or("no host"))
+                .or_default() += 1;
+        }
+        let registries: Vec<String> = registries
+            .iter()
+            .map(|(registry, n)| format!("{registry} {n}"))
+            .collect();
+        write!(
+            out,
+            "Protected images ({}): {} references, {} in storage, {} not found, {} of other registries",
+            self.file.display(),
+            self.references,
+            self.found,
+            self.not_found,
+            self.other_registries.len()
+        )?;
+        if registries.is_empty() {
+            writeln!(out, ".")?;
+        } else {
+            writeln!(out, " ({}).", registries.join(", "))?;
+        }
+        if all {
+            for note in &self.other_registries {
+                writeln!(
+                    out,
+                    "  note: line {}: `{}`: {}",
+                    note.line, note.reference, note.message
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Protection {
@@ -585,5 +778,148 @@ mod tests {
             ]
         );
         assert!(!p.is_empty());
+    }
+
+    #[test]
+    fn kubectl_image_id_forms_are_references() {
+        let digest = format!("sha256:{}", hex(4));
+        for (text, host, repository) in [
+            (
+                format!("docker-pullable://registry.example.com/team/app@{digest}"),
+                some("registry.example.com"),
+                some("team/app"),
+            ),
+            (
+                format!("docker-pullable://nginx@{digest}"),
+                None,
+                some("nginx"),
+            ),
+            (format!("docker://{digest}"), None, None),
+            (
+                format!("docker.io/library/nginx@{digest}"),
+                some("docker.io"),
+                some("library/nginx"),
+            ),
+            (digest.clone(), None, None),
+        ] {
+            let r = parse(&text);
+            assert_eq!(r.text, text, "kept as written");
+            assert_eq!((r.host, r.repository), (host, repository), "{text}");
+            assert_eq!((r.tag, r.digest), (None, Some(d(4))), "{text}");
+        }
+        assert_eq!(
+            parse("Registry.Example.com/a:1").host,
+            some("registry.example.com")
+        );
+        for bad in [
+            "containerd://0123abcd",
+            "cri-o://0123abcd",
+            "docker-pullable://",
+            "docker://",
+            "https://registry.example.com/a:1",
+        ] {
+            let err = parse_reference(bad, 1).unwrap_err();
+            assert!(!err.is_empty(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn images_of_other_registries_are_noted_not_warned_about() {
+        let text = format!(
+            "registry.example.com/a:v1 registry.example.com/a:gone registry.example.com/zz:1\n\
+             docker.io/library/nginx:1.25 nginx:1.25 quay.io/x/y@sha256:{}\n\
+             docker-pullable://registry.example.com/b/c@sha256:{} docker://sha256:{}\n",
+            hex(5),
+            hex(3),
+            hex(6)
+        );
+        let list = ProtectList::parse(Path::new("in-use.txt"), &text).unwrap();
+        let p = list.resolve(&index());
+        assert_eq!(p.tag(0, "v1", Some(&d(1))), Some(0));
+        assert_eq!(p.tag(1, "x", Some(&d(3))), Some(6), "imageID protects");
+        let warned: Vec<&str> = p
+            .unmatched
+            .iter()
+            .map(|u| list.references[u.reference].text.as_str())
+            .collect();
+        assert_eq!(
+            warned,
+            ["registry.example.com/a:gone", "registry.example.com/zz:1"],
+            "this registry's host: what is missing is warned about"
+        );
+        let noted: Vec<&str> = p
+            .elsewhere
+            .iter()
+            .map(|u| list.references[u.reference].text.as_str())
+            .collect();
+        let quay = format!("quay.io/x/y@sha256:{}", hex(5));
+        let image_id = format!("docker://sha256:{}", hex(6));
+        assert_eq!(
+            noted,
+            [
+                "docker.io/library/nginx:1.25",
+                "nginx:1.25",
+                quay.as_str(),
+                image_id.as_str()
+            ]
+        );
+        assert!(
+            p.elsewhere[0].message.starts_with(
+                "repository `library/nginx` is not in storage, and no reference to docker.io names a repository here"
+            ),
+            "{}",
+            p.elsewhere[0].message
+        );
+
+        let report = list.report(&p);
+        assert_eq!(
+            (report.references, report.found, report.not_found),
+            (8, 2, 2)
+        );
+        assert_eq!(report.other_registries[1].registry, None);
+        assert_eq!(report.other_registries[2].registry, some("quay.io"));
+        assert_eq!(report.other_registries[2].line, 2);
+        let mut out = Vec::new();
+        report.write_human(&mut out, true).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "Protected images (in-use.txt): 8 references, 2 in storage, 2 not found, \
+             4 of other registries (docker.io 1, no host 2, quay.io 1)."
+        );
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("  note: line 2: `docker.io/library/nginx:1.25`: repository"),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 5);
+    }
+
+    #[test]
+    fn a_host_is_this_registrys_when_one_of_its_names_is_here_even_without_the_tag() {
+        let list = ProtectList::parse(
+            Path::new("p"),
+            "reg.example.com/a:gone reg.example.com/missing:1 other.example.com/missing:2\n",
+        )
+        .unwrap();
+        let p = list.resolve(&index());
+        let warned: Vec<usize> = p.unmatched.iter().map(|u| u.reference).collect();
+        let noted: Vec<usize> = p.elsewhere.iter().map(|u| u.reference).collect();
+        assert_eq!((warned, noted), (vec![0, 1], vec![2]));
+    }
+
+    #[test]
+    fn with_no_name_in_storage_a_name_without_host_is_only_noted() {
+        // Names without a host are this registry's when one of them is in
+        // storage; otherwise they are read as Docker reads them, Docker Hub's.
+        let list = ProtectList::parse(Path::new("p"), "a:v1 a:nope\n").unwrap();
+        assert_eq!(list.resolve(&index()).unmatched.len(), 1);
+        let list = ProtectList::parse(Path::new("p"), "nginx:1.25 redis\n").unwrap();
+        let p = list.resolve(&index());
+        assert!(p.unmatched.is_empty());
+        assert_eq!(p.elsewhere.len(), 2);
     }
 }
