@@ -1191,6 +1191,28 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_request_ends_the_index_with_interrupted() {
+        static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/registry");
+        let layout = crate::target::storage_root(&fixture).unwrap();
+        let options = IndexOptions {
+            interrupt: Interrupt::new(&STOP),
+            ..IndexOptions::default()
+        };
+        let err = build(&layout, options, &Task::hidden()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Interrupted {
+                    phase: Phase::Index
+                }
+            ),
+            "{err}"
+        );
+        assert!(build(&layout, IndexOptions::default(), &Task::hidden()).is_ok());
+    }
+
+    #[test]
     fn blob_without_data_has_no_size() {
         let d = Digest::from_bytes([1; 32]);
         assert_eq!(Blob::new(d, None).data_size(), None);

@@ -426,6 +426,29 @@ fn every_signal_at_the_prompt_ends_the_wait_with_nothing_deleted() {
     }
 }
 
+#[test]
+fn no_at_the_prompt_is_one_json_report_too() {
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("skipping: script(1) (util-linux) is not installed");
+        return;
+    }
+    let (dir, root) = fixture();
+    let before = snapshot(&root);
+    let out_file = dir.path().join("report.json");
+    let (mut child, _output, _pid) = at_prompt(&root, &out_file);
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"n\n").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = fs::read_to_string(&out_file).unwrap();
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["declined"], true, "{report}");
+    assert_eq!(report["exit_code"], 0, "{report}");
+    assert_eq!(report["dry_run"], false, "{report}");
+    assert_eq!(total(&report["deleted"]), 0, "{report}");
+    assert!(snapshot(&root) == before);
+}
+
 /// A second signal exits at once (here the first one finds the run stuck,
 /// as in a hung filesystem call): still one whole JSON object, and no lock
 /// that blocks the next run.
