@@ -224,7 +224,7 @@ impl Lock {
                 // A leftover file of another user: lockable for reading,
                 // then replaced by one of ours.
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    take_over_foreign(&path, e).map_err(refuse)?;
+                    take_over_foreign(&path, e)?;
                     continue;
                 }
                 Err(e) => return Err(refuse(refusal(&path, &e))),
@@ -305,26 +305,25 @@ impl Lock {
 /// A lock file this user cannot open for writing: another process holds
 /// it (refused), or it is a leftover, locked here for reading while it is
 /// removed, so that the next attempt creates one of this user's.
-fn take_over_foreign(path: &Path, denied: io::Error) -> Result<(), String> {
+fn take_over_foreign(path: &Path, denied: io::Error) -> Result<()> {
+    let refuse = |reason: String| Error::Lock {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut file = match open(path, OFlags::RDONLY, false) {
         Ok(Some(file)) => file,
-        Ok(None) => return Err(format!("cannot create the lock file: {denied}")),
-        Err(e) => return Err(refusal(path, &e)),
+        Ok(None) => return Err(refuse(format!("cannot create the lock file: {denied}"))),
+        Err(e) => return Err(refuse(refusal(path, &e))),
     };
     let cannot = |e: &dyn std::fmt::Display| {
-        format!(
+        refuse(format!(
             "cannot open the lock file for writing ({denied}), nor take it over ({e}); if no regsweep runs on this directory, remove it: rm -- '{}'",
             path.display()
-        )
+        ))
     };
     match try_flock(&file, true) {
         Ok(true) => {}
-        Ok(false) => {
-            return Err(match held(path, &mut file) {
-                Error::LockHeld { reason, .. } => reason,
-                other => other.to_string(),
-            });
-        }
+        Ok(false) => return Err(held(path, &mut file)),
         Err(e) => return Err(cannot(&e)),
     }
     if still_named(path, &file) {

@@ -714,3 +714,45 @@ fn the_json_report_lists_candidates_only_with_verbose_and_carries_run_times() {
     assert_eq!(summary["exit_code"], 0);
     assert_eq!(summary["interrupted_during"], Value::Null);
 }
+
+/// A leftover lock file of another user (a run as root, then one as the
+/// registry's user): taken over when no process holds it, refused when one
+/// does.
+#[test]
+fn a_leftover_lock_file_of_another_user_is_taken_over_unless_held() {
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    if !rustix::process::geteuid().is_root() || setpriv.is_err() {
+        println!("skipping: needs root and setpriv(1) to run as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let trash = dir.path().join("trash");
+    fs::create_dir(&trash).unwrap();
+    fs::set_permissions(&trash, fs::Permissions::from_mode(0o777)).unwrap();
+    let lock = trash.join("regsweep.lock");
+    let as_nobody = || {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(["trash", "empty", "--json", trash.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    fs::write(
+        &lock,
+        "{\"pid\":1,\"host\":\"x\",\"started\":\"2024-05-01T12:00:00Z\",\"command\":\"gc\"}\n",
+    )
+    .unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(!lock.exists());
+
+    let held = regsweep::lock::Lock::acquire(&trash, "gc").unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(one_json(&out)["kind"], "lock_held");
+    drop(held);
+}
