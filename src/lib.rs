@@ -22,7 +22,8 @@
 //! Before deleting, a [`recheck`] looks again at what the plan depends on and
 //! stops the sweep if the registry took writes since the index began.
 //!
-//! Around the pipeline: a [`lock`] file keeps two runs apart, [`hygiene`]
+//! Around the pipeline: a [`lock`] (the kernel's, on a file) keeps two runs
+//! apart, an [`interrupt`] request stops a run cleanly, [`hygiene`]
 //! finds uploads in progress (a sweep refuses while the registry takes
 //! pushes), stale uploads, stray temporary files and empty directories.
 //!

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify(args),
         Command::Du(args) => du(args),
         Command::Restore(args) => restore(args),
-        Command::Trash(TrashCommand::Empty(args)) => report_result(
+        Command::Trash(TrashCommand::Empty(args)) => report_result_json(
             "trash empty",
             args.json.then(|| args.dir.clone()),
             trash::empty(&args.dir, args.older_than.unwrap_or_default()).map(|outcome| {
@@ -50,10 +50,8 @@ fn main() -> ExitCode {
                 report_problems(&outcome.problems)
             }),
         ),
-        Command::Trash(TrashCommand::List(args)) => report_result(
-            "trash list",
-            None,
-            trash::scan(&args.dir).map(|scan| {
+        Command::Trash(TrashCommand::List(args)) => {
+            report_result(trash::scan(&args.dir).map(|scan| {
                 let mut problems = scan.unreadable;
                 for b in scan.batches {
                     println!(
@@ -66,8 +64,8 @@ fn main() -> ExitCode {
                     problems.extend(b.problem_reports());
                 }
                 report_problems(&problems)
-            }),
-        ),
+            }))
+        }
     };
     ExitCode::from(status as u8)
 }
@@ -87,18 +85,21 @@ fn install_signal_handler(command: &Command) {
             Mode::ExitsAtOnce(ExitStatus::Warnings),
         ),
         // They change nothing: an interrupted check is a failed one.
-        Command::Trash(TrashCommand::List(_)) => {
-            ("trash list", false, Mode::ExitsAtOnce(ExitStatus::Failed))
-        }
         Command::Verify(args) => ("verify", args.json, Mode::ExitsAtOnce(ExitStatus::Failed)),
         Command::Du(args) => ("du", args.json, Mode::ExitsAtOnce(ExitStatus::Failed)),
+        _ => ("regsweep", false, Mode::ExitsAtOnce(ExitStatus::Failed)),
     };
     signals::install(name, json, mode);
 }
 
-/// An error before anything changed: exit 2; with `--json` (`json` names
-/// the target) also on stdout.
-fn report_result(
+/// An error before anything changed: exit 2.
+fn report_result(result: regsweep::Result<ExitStatus>) -> ExitStatus {
+    report_result_json("regsweep", None, result)
+}
+
+/// [`report_result`]; with `--json` (`json` names the target) also on
+/// stdout.
+fn report_result_json(
     command: &'static str,
     json: Option<PathBuf>,
     result: regsweep::Result<ExitStatus>,
