@@ -461,11 +461,14 @@ impl<'a> Report<'a> {
         self.kept.listed = listed;
     }
 
-    /// A sweep the operator declined at the prompt: nothing deleted.
+    /// A sweep the operator declined at the prompt: nothing deleted, and
+    /// nothing to report back (the warnings were shown before the
+    /// question): exit 0.
     pub fn declined(&mut self) {
         self.dry_run = false;
         self.after = self.before;
         self.declined = true;
+        self.exit_code = ExitStatus::Success;
     }
 
     /// A run stopped by a signal during `phase`, before the sweep began (at
