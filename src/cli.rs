@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use regsweep::GcConfig;
 use regsweep::duration::Age;
+use regsweep::interrupt::Interrupt;
 use regsweep::policy::PolicyFlags;
 use regsweep::progress::Progress;
 use regsweep::protect::ProtectList;
@@ -20,7 +21,8 @@ use regsweep::verify::VerifyConfig;
 /// Test hook: stop the sweep after this many deletions, as a crash would.
 pub const STOP_AFTER_ENV: &str = "REGSWEEP_FAULT_STOP_AFTER";
 
-/// Set by the first Ctrl-C: the sweep stops between two deletions.
+/// Set by the first SIGINT, SIGTERM or SIGHUP: indexing and planning give
+/// up, the prompt returns, the sweep stops between two deletions.
 pub static QUIT: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Parser)]
@@ -155,12 +157,17 @@ impl VerifyArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 success; 1 finished with warnings (something was kept \
-                  because it could not be read, could not be deleted, the sweep was \
-                  interrupted, or a dry run found uploads in progress); 2 refused or failed, \
-                  nothing deleted (also: uploads in progress without --force, the lock held, a \
-                  keep pattern that matches no tag whole), or the registry took writes while the \
-                  sweep ran and it stopped there (what it deleted before leaves a consistent \
-                  registry)."
+                  because it could not be read, could not be deleted, or a dry run found \
+                  uploads in progress) or interrupted (SIGINT, SIGTERM or SIGHUP: while \
+                  indexing, planning or at the prompt nothing is deleted; the sweep stops \
+                  between two deletions and reports what it did; a second signal exits at \
+                  once); 2 refused or failed, nothing deleted (also: uploads in progress \
+                  without --force, the lock held, a keep pattern that matches no tag whole), or \
+                  the registry took writes while the sweep ran and it stopped there (what it \
+                  deleted before leaves a consistent registry).\n\n\
+                  With --json, stdout is one JSON object on every exit, with `exit_code`; a \
+                  refusal or an interruption before the plan has `error` and `kind` instead of \
+                  the report's figures."
 )]
 pub struct GcArgs {
     /// Storage root (the directory holding docker/registry/v2) or the registry's config.yml
@@ -174,7 +181,7 @@ pub struct GcArgs {
     #[arg(short = 'm', long)]
     pub delete_untagged: bool,
 
-    /// Print one JSON report on stdout instead of the summary
+    /// Print one JSON report on stdout instead of the summary: totals, per repository, warnings, failures (with -v also every candidate and kept item)
     #[arg(long)]
     pub json: bool,
 
@@ -182,7 +189,7 @@ pub struct GcArgs {
     #[arg(long)]
     pub check_links: bool,
 
-    /// List every candidate: kind, repository, tag, digest, bytes, reason
+    /// List every candidate: kind, repository, tag, digest, bytes, reason (with --json: `candidates` and `kept` in the report)
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
 
@@ -394,9 +401,10 @@ impl GcArgs {
             progress: Progress::new(stderr_tty && !self.quiet),
             sweep: SweepOptions {
                 stop_after,
-                quit: Some(&QUIT),
-                cutoff: None,
+                ..SweepOptions::default()
             },
+            // Set by main, with its observer.
+            interrupt: Interrupt::new(&QUIT),
             min_age: self.min_age,
             purge_uploads_older_than: self.purge_uploads_older_than,
             remove_empty_repos: self.remove_empty_repos,

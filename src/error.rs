@@ -58,8 +58,17 @@ pub enum Error {
         driver: String,
     },
 
-    /// Another run holds the lock, or a stale lock is in the way, or the
-    /// lock cannot be taken.
+    /// Another process holds the lock.
+    #[error("{}: {reason}", path.display())]
+    LockHeld {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it (as its file says) and what to do.
+        reason: String,
+    },
+
+    /// The lock cannot be taken: its name is not a regular file, it cannot
+    /// be created or locked.
     #[error("{}: {reason}", path.display())]
     Lock {
         /// The lock file.
@@ -105,6 +114,14 @@ pub enum Error {
     #[error(transparent)]
     Protect(crate::protect::ProtectError),
 
+    /// A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop before the
+    /// sweep began: nothing was deleted.
+    #[error("interrupted while {}: nothing was deleted", phase.doing())]
+    Interrupted {
+        /// What the run was doing.
+        phase: crate::interrupt::Phase,
+    },
+
     /// The worker thread pool could not be started.
     #[error("cannot start {threads} worker threads: {reason}")]
     ThreadPool {
@@ -116,6 +133,46 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short, stable name of the variant, for the JSON report's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::IncompleteIndex { .. } => "incomplete_index",
+            Error::NotStorage { .. } => "not_storage",
+            Error::Config { .. } => "config",
+            Error::UnsupportedDriver { .. } => "unsupported_driver",
+            Error::LockHeld { .. } => "lock_held",
+            Error::Lock { .. } => "lock",
+            Error::RegistryActive { .. } => "uploads_in_progress",
+            Error::Trash { .. } => "trash",
+            Error::Restore { .. } => "restore",
+            Error::Policy(_) => "policy",
+            Error::Protect(_) => "protect",
+            Error::Interrupted { .. } => "interrupted",
+            Error::ThreadPool { .. } => "thread_pool",
+        }
+    }
+
+    /// The path at fault, when the error names one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::IncompleteIndex { path, .. }
+            | Error::NotStorage { path, .. }
+            | Error::Config { path, .. }
+            | Error::UnsupportedDriver { path, .. }
+            | Error::Lock { path, .. }
+            | Error::LockHeld { path, .. }
+            | Error::RegistryActive { path, .. }
+            | Error::Trash { path, .. }
+            | Error::Restore { path, .. } => Some(path),
+            Error::Policy(_)
+            | Error::Protect(_)
+            | Error::Interrupted { .. }
+            | Error::ThreadPool { .. } => None,
+        }
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {

@@ -25,6 +25,7 @@ use walkdir::WalkDir;
 use crate::digest::{Digest, DigestSet, SHA256};
 use crate::error::{Error, Result};
 use crate::fs_at::{self, Dir, Entry, Kind};
+use crate::interrupt::{Interrupt, Phase};
 use crate::layout::{Layout, names, relative};
 use crate::progress::Task;
 use crate::warning::{Warning, WarningKind};
@@ -199,6 +200,10 @@ pub struct IndexOptions {
     /// revisions are schema1 manifests, the only kind that has them. Saves
     /// one `lstat` per revision.
     pub defer_signatures: bool,
+    /// Checked before each blob shard, repository directory and entry of
+    /// the repositories' tree: a stop request ends the index with
+    /// [`Error::Interrupted`].
+    pub interrupt: Interrupt,
 }
 
 /// Reads the whole tree under `layout`. Runs on the current rayon pool.
@@ -214,6 +219,7 @@ pub fn build_checking_links(layout: &Layout, progress: &Task) -> Result<Index> {
     let options = IndexOptions {
         check_layer_links: true,
         defer_signatures: false,
+        interrupt: Interrupt::default(),
     };
     build_with(layout, options, true, progress)
 }
@@ -602,6 +608,7 @@ impl Ctx<'_> {
     }
 
     fn shard(&self, sha256: &At, name: &OsString) -> Result<BlobScan> {
+        self.options.interrupt.check(Phase::Index)?;
         let Some(shard) = sha256.child(name)? else {
             return Ok(BlobScan::default());
         };
@@ -667,6 +674,7 @@ impl Ctx<'_> {
         }
         let mut walk = WalkDir::new(&root).min_depth(1).into_iter();
         while let Some(entry) = walk.next() {
+            self.options.interrupt.check(Phase::Index)?;
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(&root).to_path_buf();
                 let source = e
@@ -711,6 +719,7 @@ impl Ctx<'_> {
     }
 
     fn repository(&self, path: &Path) -> Result<RepoScan> {
+        self.options.interrupt.check(Phase::Index)?;
         let mut scan = RepoScan::default();
         let Some(name) = self.layout.repository_name(path) else {
             return Err(Error::IncompleteIndex {
@@ -1179,6 +1188,28 @@ mod tests {
             parse_link(format!("sha512:{}", "c".repeat(128)).as_bytes()),
             LinkContent::OtherAlgorithm(format!("sha512:{}", "c".repeat(128)))
         );
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_index_with_interrupted() {
+        static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/registry");
+        let layout = crate::target::storage_root(&fixture).unwrap();
+        let options = IndexOptions {
+            interrupt: Interrupt::new(&STOP),
+            ..IndexOptions::default()
+        };
+        let err = build(&layout, options, &Task::hidden()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Interrupted {
+                    phase: Phase::Index
+                }
+            ),
+            "{err}"
+        );
+        assert!(build(&layout, IndexOptions::default(), &Task::hidden()).is_ok());
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! Before deleting, a [`recheck`] looks again at what the plan depends on and
 //! stops the sweep if the registry took writes since the index began.
 //!
-//! Around the pipeline: a [`lock`] file keeps two runs apart, [`hygiene`]
+//! Around the pipeline: a [`lock`] (the kernel's, on a file) keeps two runs
+//! apart, an [`interrupt`] request stops a run cleanly, [`hygiene`]
 //! finds uploads in progress (a sweep refuses while the registry takes
 //! pushes), stale uploads, stray temporary files and empty directories.
 //!
@@ -39,6 +40,7 @@ pub mod error;
 pub mod fs_at;
 pub mod hygiene;
 pub mod index;
+pub mod interrupt;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
@@ -68,6 +70,7 @@ use digest::Digest;
 use duration::Age;
 use hygiene::Upload;
 use index::Index;
+use interrupt::{Interrupt, Phase};
 use plan::{CandidateKind, Plan, PlanOptions};
 use policy::{Policy, PolicyReport, RepositoryDecision, TagFacts, Why};
 use progress::Progress;
@@ -92,6 +95,9 @@ pub struct GcConfig {
     pub progress: Progress,
     /// Sweep options.
     pub sweep: SweepOptions,
+    /// A stop request: indexing and planning end with
+    /// [`Error::Interrupted`], the sweep stops between two deletions.
+    pub interrupt: Interrupt,
     /// Nothing modified more recently than this is deleted; a manifest
     /// revision that recent is a root.
     pub min_age: Age,
@@ -124,6 +130,7 @@ impl GcConfig {
             delete_threads: None,
             progress: Progress::new(false),
             sweep: SweepOptions::default(),
+            interrupt: Interrupt::default(),
             min_age: Age::from_secs(3600),
             purge_uploads_older_than: None,
             remove_empty_repos: false,
@@ -312,7 +319,8 @@ impl Collector {
         &self.config
     }
 
-    /// Indexes, marks and plans. Deletes nothing.
+    /// Indexes, marks and plans. Deletes nothing. A stop request
+    /// ([`GcConfig::interrupt`]) ends it with [`Error::Interrupted`].
     pub fn plan(&self) -> Result<Planned> {
         let layout = &self.config.layout;
         let progress = self.config.progress;
@@ -325,14 +333,18 @@ impl Collector {
             .config
             .purge_uploads_older_than
             .and_then(|age| now.checked_sub(age.duration()));
+        let interrupt = self.config.interrupt;
         self.pool.install(|| {
+            interrupt.check(Phase::Index)?;
             let task = progress.spinner("indexing", "files");
             let options = index::IndexOptions {
                 check_layer_links: self.config.check_layer_links,
                 defer_signatures: true,
+                interrupt,
             };
             let mut index = index::build(layout, options, &task)?;
             task.finish();
+            interrupt.check(Phase::Plan)?;
             // A keep pattern that keeps nothing it was meant to is refused
             // here, before anything is decided.
             let pattern_warnings = match &self.config.policy {
@@ -341,6 +353,7 @@ impl Collector {
                     .map_err(Error::Policy)?,
                 None => Vec::new(),
             };
+            interrupt.check(Phase::Plan)?;
             let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
             let temporary_files = if self.config.scan_temporary_files {
                 hygiene::scan_temporary_files(layout, &index)
@@ -363,7 +376,8 @@ impl Collector {
             };
             let mut dropped = policy::dropped_tags(&decisions, index.repositories.len());
             let task = progress.spinner("marking", "manifests read");
-            let loaded = mark::load_all(layout, &index, &task);
+            interrupt.check(Phase::Plan)?;
+            let loaded = mark::load_all_until(layout, &index, &task, &interrupt)?;
             // Signatures of schema1 revisions, and of any revision whose
             // manifest is not known to be something else.
             index::read_signatures(layout, &mut index, |digest| {
@@ -379,6 +393,7 @@ impl Collector {
                 &dropped,
             );
             task.finish();
+            interrupt.check(Phase::Plan)?;
             // A repository kept whole (damage) keeps its tags too.
             let mut damaged = false;
             for decision in &mut decisions {
@@ -415,7 +430,9 @@ impl Collector {
             if let Some(cutoff) = cutoff {
                 // Recent revisions first: they become roots, marking runs
                 // again, and only what is still garbage is looked at next.
-                let mut recent = recent::find(layout, &index, &plan, now, cutoff, true);
+                let times = (now, cutoff);
+                let mut recent =
+                    recent::find_until(layout, &index, &plan, times, true, &interrupt)?;
                 // A tag whose image is too recent to go stays with it for
                 // now: deleting the tag alone would leave its manifests
                 // looking like any untagged revision.
@@ -447,14 +464,15 @@ impl Collector {
                     );
                     &remarked
                 };
-                recent.merge(recent::find(
+                interrupt.check(Phase::Plan)?;
+                recent.merge(recent::find_until(
                     layout,
                     &index,
                     after_roots,
-                    now,
-                    cutoff,
+                    times,
                     false,
-                ));
+                    &interrupt,
+                )?);
                 stats = recent.stats;
                 plan = if recent.is_empty() {
                     first
@@ -491,6 +509,7 @@ impl Collector {
                 )
             });
             drop(loaded);
+            interrupt.check(Phase::Plan)?;
             let mut warnings = index.warnings.clone();
             warnings.extend(marking.warnings);
             warnings.extend(upload_warnings);
@@ -600,6 +619,7 @@ impl Collector {
             };
             let options = SweepOptions {
                 cutoff: planned.cutoff,
+                interrupt: self.config.interrupt,
                 ..self.config.sweep
             };
             let recheck = recheck::Recheck::new(

@@ -1,19 +1,28 @@
-//! The lock file that keeps two regsweep runs off the same storage (or the
-//! same trash directory) at once.
+//! The lock that keeps two regsweep runs off the same storage (or the same
+//! trash directory) at once.
 //!
-//! `<dir>/regsweep.lock` is created with `O_EXCL` and holds one JSON line:
-//! pid, host, start time and command. It is removed when the [`Lock`] is
-//! dropped: at the end of the run, on an error, and on unwinding. A lock
-//! whose process is gone (same host, no such pid) is *stale*: regsweep does
-//! not take it over, it says so and prints the command that clears it, since
-//! a stale lock means an earlier run was killed and the operator should know.
+//! The lock is the kernel's: an exclusive `flock(2)` on `<dir>/regsweep.lock`,
+//! held for the whole run through one open file. It goes with the process,
+//! however that ends (SIGKILL, a crash, a lost pod), so a leftover file
+//! never blocks a later run, whatever host wrote it. The file's content (one
+//! JSON line: pid, host, start time, command) only says who holds it, for
+//! the "held by" message; failing to write it (a full disk) leaves the lock
+//! held all the same.
+//!
+//! At the end of the run the file is removed while still locked. Another
+//! process may have opened it just before and get the lock once it is
+//! released, on a file no longer in the directory: so every acquisition
+//! checks, once locked, that the name still leads to the file it locked,
+//! and starts again if not.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
@@ -47,11 +56,6 @@ impl Holder {
         }
     }
 
-    /// Whether the holder is a process of this host that no longer exists.
-    pub fn is_stale(&self) -> bool {
-        self.host == host_name() && !process_exists(self.pid)
-    }
-
     fn describe(&self) -> String {
         format!(
             "regsweep {} pid {} on {} since {}",
@@ -68,64 +72,121 @@ pub fn host_name() -> String {
         .into_owned()
 }
 
-/// Whether a process with `pid` exists on this host (signal 0; a process of
-/// another user answers "not permitted", which means it exists).
-pub fn process_exists(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
+/// A lock file holds one JSON line of a few hundred bytes; reading stops
+/// past this, and a longer regular file by that name is not taken for a
+/// lock (it would be truncated).
+const MAX_LOCK_FILE: u64 = 4096;
+
+/// Attempts at locking a lock file that another run removes or replaces
+/// each time just after it was opened.
+const ATTEMPTS: usize = 16;
+
+/// What the lock file says of its holder: the holder, or why it says
+/// nothing useful (empty, torn, not JSON).
+fn holder_of(file: &mut File) -> Result<Holder, String> {
+    let mut text = Vec::new();
+    file.rewind().map_err(|e| e.to_string())?;
+    file.take(MAX_LOCK_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_LOCK_FILE {
+        return Err(format!(
+            "longer than {MAX_LOCK_FILE} bytes: not a regsweep lock file"
+        ));
+    }
+    if text.trim_ascii().is_empty() {
+        return Err("it has not said who it is yet".into());
+    }
+    serde_json::from_slice(text.trim_ascii()).map_err(|e| format!("unreadable: {e}"))
+}
+
+/// Opens the lock file at `path` without following a symbolic link or
+/// waiting on a FIFO, and checks that it is a regular file of at most
+/// [`MAX_LOCK_FILE`] bytes. `None` when it does not exist (and `create` is
+/// not set).
+fn open(path: &Path, flags: OFlags, create: bool) -> io::Result<Option<File>> {
+    let mut flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    if create {
+        flags |= OFlags::CREATE;
+    }
+    let fd = match rustix::fs::open(path, flags, Mode::from_raw_mode(0o644)) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) if !create => return Ok(None),
+        Err(Errno::LOOP) => return Err(not_regular("a symbolic link (not followed)")),
+        Err(Errno::ISDIR) => return Err(not_regular("a directory")),
+        Err(e) => return Err(e.into()),
     };
-    !matches!(
-        rustix::process::test_kill_process(pid),
-        Err(rustix::io::Errno::SRCH)
+    let stat = rustix::fs::fstat(&fd)?;
+    let what = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile if stat.st_size as u64 > MAX_LOCK_FILE => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("longer than {MAX_LOCK_FILE} bytes: not a regsweep lock file"),
+            ));
+        }
+        FileType::RegularFile => return Ok(Some(fd.into())),
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        _ => "not a file",
+    };
+    Err(not_regular(what))
+}
+
+fn not_regular(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file: {what}"),
     )
 }
 
-/// A lock file holds one JSON line of a few hundred bytes; reading stops
-/// past this.
-const MAX_LOCK_FILE: u64 = 4096;
+/// Whether `path` still names the file open as `file`.
+fn still_named(path: &Path, file: &File) -> bool {
+    match (rustix::fs::lstat(path), rustix::fs::fstat(file)) {
+        (Ok(named), Ok(open)) => named.st_dev == open.st_dev && named.st_ino == open.st_ino,
+        _ => false,
+    }
+}
 
-/// What a lock file says, if there is one in `dir`. Only a regular file is
-/// read, and only its first [`MAX_LOCK_FILE`] bytes: the name may be a FIFO
-/// (which would block), or a link to `/dev/zero` (which never ends).
-pub fn read(dir: &Path) -> Option<(PathBuf, Result<Holder, String>)> {
-    let path = dir.join(LOCK_FILE);
-    match read_bounded(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => Some((path, Err(e.to_string()))),
-        Ok(text) => {
-            let holder = serde_json::from_slice(text.trim_ascii()).map_err(|e| e.to_string());
-            Some((path, holder))
+/// Tries to lock `file` without waiting: whether it is now locked.
+fn try_flock(file: &File, exclusive: bool) -> io::Result<bool> {
+    let operation = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    loop {
+        match rustix::fs::flock(file.as_fd(), operation) {
+            Ok(()) => return Ok(true),
+            Err(Errno::WOULDBLOCK) => return Ok(false),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// The lock file at `path`, if it is a regular file of at most
-/// [`MAX_LOCK_FILE`] bytes.
-fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
-    let file = crate::fs_at::open_regular(path)?;
-    let mut text = Vec::new();
-    file.take(MAX_LOCK_FILE + 1).read_to_end(&mut text)?;
-    if text.len() as u64 > MAX_LOCK_FILE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("longer than {MAX_LOCK_FILE} bytes: not a regsweep lock file"),
-        ));
-    }
-    Ok(text)
-}
-
-/// A warning when a lock file in `dir` says another run holds the storage:
-/// what `reading` (a dry run, a check) reads may be changing under it.
+/// A warning when another process holds the lock of `dir`: what `reading`
+/// (a dry run, a check) reads may be changing under it. Creates nothing and
+/// writes nothing (read-only storage): it opens an existing lock file for
+/// reading and tries a shared lock, released at once. A name that is not a
+/// regular file is warned of too: a real run would refuse it.
 pub fn held_warning(dir: &Path, reading: &str) -> Option<Warning> {
-    let (path, holder) = read(dir)?;
-    let who = match holder {
-        Ok(h) => format!(
-            "pid {} on {} since {} ({})",
-            h.pid, h.host, h.started, h.command
-        ),
+    let path = dir.join(LOCK_FILE);
+    let who = match open(&path, OFlags::RDONLY, false) {
+        Ok(None) => return None,
+        Ok(Some(mut file)) => match try_flock(&file, false) {
+            Ok(true) => return None,
+            Ok(false) => match holder_of(&mut file) {
+                Ok(h) => format!(
+                    "pid {} on {} since {} ({})",
+                    h.pid, h.host, h.started, h.command
+                ),
+                Err(e) => format!("a process that does not say who it is: {e}"),
+            },
+            // Nothing that can be locked here: no run can hold it either.
+            Err(_) => return None,
+        },
         Err(e) => format!("unreadable: {e}"),
     };
     Some(Warning::new(
@@ -138,39 +199,88 @@ pub fn held_warning(dir: &Path, reading: &str) -> Option<Warning> {
     ))
 }
 
-/// A held lock; dropping it removes the file.
+/// A held lock: released when dropped (the file is removed first).
 #[derive(Debug)]
 pub struct Lock {
     path: PathBuf,
-    holder: Holder,
+    file: File,
+    taken: Option<SystemTime>,
+    note: Option<String>,
 }
 
 impl Lock {
-    /// Takes the lock of `dir` for `command`, or says who holds it.
+    /// Takes the lock of `dir` for `command` without waiting, or says who
+    /// holds it.
     pub fn acquire(dir: &Path, command: &str) -> Result<Lock> {
         let path = dir.join(LOCK_FILE);
-        let holder = Holder::this_process(command);
-        let created = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path);
-        match created {
-            Ok(mut file) => {
-                let mut line = serde_json::to_string(&holder).unwrap_or_default();
-                line.push('\n');
-                let written = file
-                    .write_all(line.as_bytes())
-                    .and_then(|()| file.sync_all());
-                let lock = Lock { path, holder };
-                written.map_err(|e| Error::io(&lock.path, e))?;
-                Ok(lock)
+        let refuse = |reason: String| Error::Lock {
+            path: path.clone(),
+            reason,
+        };
+        for _ in 0..ATTEMPTS {
+            let mut file = match open(&path, OFlags::RDWR, true) {
+                Ok(Some(file)) => file,
+                Ok(None) => continue,
+                // A leftover file of another user: lockable for reading,
+                // then replaced by one of ours.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    take_over_foreign(&path, e)?;
+                    continue;
+                }
+                Err(e) => return Err(refuse(refusal(&path, &e))),
+            };
+            if !try_flock(&file, true).map_err(|e| refuse(lock_failed(&e)))? {
+                return Err(held(&path, &mut file));
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(held(&path)),
-            Err(e) => Err(Error::Lock {
-                path,
-                reason: format!("cannot create the lock file: {e}"),
-            }),
+            if !still_named(&path, &file) {
+                // Removed (or replaced) by the run that held it: what is
+                // locked now is no longer the lock.
+                continue;
+            }
+            return Ok(Lock::taken(path, file, command));
+        }
+        Err(refuse(format!(
+            "the lock file was replaced {ATTEMPTS} times while being locked; try again"
+        )))
+    }
+
+    /// Records who holds the lock and when it was taken, on the storage's
+    /// clock. Neither is needed to hold it: a failure is only noted.
+    fn taken(path: PathBuf, mut file: File, command: &str) -> Lock {
+        let mut line = serde_json::to_string(&Holder::this_process(command)).unwrap_or_default();
+        line.push('\n');
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(line.as_bytes()));
+        let mut note = None;
+        if let Err(e) = written {
+            // Half a line would only say less than nothing.
+            let _ = file.set_len(0);
+            note = Some(format!(
+                "{}: cannot record who holds the lock ({e}); it is held all the same",
+                path.display()
+            ));
+        }
+        let now = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+        };
+        let taken = rustix::fs::futimens(&file, &now)
+            .ok()
+            .and_then(|()| file.metadata().ok())
+            .and_then(|m| m.modified().ok());
+        Lock {
+            path,
+            file,
+            taken,
+            note,
         }
     }
 
@@ -178,49 +288,92 @@ impl Lock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// When the lock was taken, as the storage's clock tells it (the lock
+    /// file's modification time, set then); `None` if it could not be set.
+    pub fn taken_at(&self) -> Option<SystemTime> {
+        self.taken
+    }
+
+    /// Something the operator should know (the holder could not be
+    /// recorded), if anything.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
 }
 
-/// The error for a lock file that already exists.
-fn held(path: &Path) -> Error {
+/// A lock file this user cannot open for writing: another process holds
+/// it (refused), or it is a leftover, locked here for reading while it is
+/// removed, so that the next attempt creates one of this user's.
+fn take_over_foreign(path: &Path, denied: io::Error) -> Result<()> {
+    let refuse = |reason: String| Error::Lock {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = match open(path, OFlags::RDONLY, false) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Err(refuse(format!("cannot create the lock file: {denied}"))),
+        Err(e) => return Err(refuse(refusal(path, &e))),
+    };
+    let cannot = |e: &dyn std::fmt::Display| {
+        refuse(format!(
+            "cannot open the lock file for writing ({denied}), nor take it over ({e}); if no regsweep runs on this directory, remove it: rm -- '{}'",
+            path.display()
+        ))
+    };
+    match try_flock(&file, true) {
+        Ok(true) => {}
+        Ok(false) => return Err(held(path, &mut file)),
+        Err(e) => return Err(cannot(&e)),
+    }
+    if still_named(path, &file) {
+        std::fs::remove_file(path).map_err(|e| cannot(&e))?;
+    }
+    Ok(())
+}
+
+/// Why a lock file cannot be opened.
+fn refusal(path: &Path, e: &io::Error) -> String {
     let clear = format!("rm -- '{}'", path.display());
-    let dir = path.parent().unwrap_or(path);
-    let reason = match read(dir) {
-        None => "the lock file vanished while being read; try again".to_owned(),
-        Some((_, Err(e))) if is_not_regular(path) => format!(
-            "{e}; regsweep's lock is a regular file it creates itself: if nothing else uses this name, remove it with: {clear}"
+    match e.kind() {
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => format!(
+            "{e}; regsweep's lock is a small regular file it creates itself: if nothing else uses this name, remove it with: {clear}"
         ),
-        Some((_, Err(e))) => format!(
-            "the lock file cannot be read ({e}); if no regsweep runs on this directory, clear it with: {clear}"
-        ),
-        Some((_, Ok(holder))) if holder.is_stale() => format!(
-            "stale lock: {} is no longer running (killed?); if no regsweep runs on this directory, clear it with: {clear}",
+        _ => format!("cannot create or open the lock file: {e}"),
+    }
+}
+
+/// Why a lock file that opened cannot be locked.
+fn lock_failed(e: &io::Error) -> String {
+    format!(
+        "cannot lock the lock file: {e} (on NFS, locks need the lock service: NFSv4, or lockd for NFSv3 without the `nolock` mount option)"
+    )
+}
+
+/// The error for a lock another process holds.
+fn held(path: &Path, file: &mut File) -> Error {
+    let reason = match holder_of(file) {
+        Ok(holder) => format!(
+            "another run holds the lock: {}; wait for it to finish",
             holder.describe()
         ),
-        Some((_, Ok(holder))) => format!(
-            "another run holds the lock: {}; wait for it to finish (if that process is not regsweep, clear the lock with: {clear})",
-            holder.describe()
+        Err(e) => format!(
+            "another process holds the lock ({e}); wait for it to finish (`fuser -v '{}'` names it)",
+            path.display()
         ),
     };
-    Error::Lock {
+    Error::LockHeld {
         path: path.to_path_buf(),
         reason,
     }
 }
 
-/// Whether `path` exists and is something other than a regular file.
-fn is_not_regular(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| !m.is_file())
-}
-
 impl Drop for Lock {
     fn drop(&mut self) {
-        // Remove only a lock that is still ours.
-        let ours = read_bounded(&self.path)
-            .ok()
-            .and_then(|t| serde_json::from_slice::<Holder>(t.trim_ascii()).ok())
-            .is_some_and(|h| h == self.holder);
-        if ours {
-            let _ = fs::remove_file(&self.path);
+        // Removed while still locked, and only if the name is still this
+        // file; the lock itself goes when the file is closed.
+        if still_named(&self.path, &self.file) {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -228,45 +381,79 @@ impl Drop for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
-    fn a_second_acquire_fails_and_drop_releases() {
+    fn a_second_acquire_fails_and_drop_releases_and_removes_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let lock = Lock::acquire(dir.path(), "gc").unwrap();
-        let holder = read(dir.path()).unwrap().1.unwrap();
+        let text = fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        let holder: Holder = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(holder.pid, std::process::id());
         assert_eq!(holder.command, "gc");
-        let err = Lock::acquire(dir.path(), "gc").unwrap_err().to_string();
+        assert!(lock.taken_at().is_some() && lock.note().is_none());
+        let err = Lock::acquire(dir.path(), "gc").unwrap_err();
+        assert!(matches!(err, Error::LockHeld { .. }), "{err}");
+        let err = err.to_string();
         assert!(err.contains("another run holds the lock"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(
+            !err.contains("rm --"),
+            "a held lock is never to be removed: {err}"
+        );
         drop(lock);
-        assert!(read(dir.path()).is_none());
+        assert!(!dir.path().join(LOCK_FILE).exists());
         Lock::acquire(dir.path(), "gc").unwrap();
     }
 
     #[test]
-    fn a_stale_lock_names_the_command_that_clears_it() {
+    fn a_leftover_lock_file_that_no_process_holds_never_blocks() {
         let dir = tempfile::tempdir().unwrap();
-        let mut dead = Holder::this_process("gc");
-        dead.pid = i32::MAX as u32; // above pid_max: no such process
-        fs::write(
-            dir.path().join(LOCK_FILE),
-            serde_json::to_string(&dead).unwrap(),
-        )
-        .unwrap();
-        let err = Lock::acquire(dir.path(), "gc").unwrap_err().to_string();
         let path = dir.path().join(LOCK_FILE);
-        assert!(err.contains("stale lock"), "{err}");
-        assert!(
-            err.contains(&format!("rm -- '{}'", path.display())),
-            "{err}"
-        );
-        assert!(path.exists(), "a stale lock is reported, not taken over");
+        let gone = Holder {
+            pid: i32::MAX as u32,
+            host: "cronjob-pod-that-is-gone".into(),
+            started: "2024-05-01T12:00:00Z".into(),
+            command: "gc".into(),
+        };
+        for content in [
+            serde_json::to_string(&gone).unwrap(),
+            String::new(),
+            "{\"pid\":12".into(),
+        ] {
+            fs::write(&path, &content).unwrap();
+            let lock = Lock::acquire(dir.path(), "restore").unwrap();
+            let text = fs::read_to_string(&path).unwrap();
+            assert!(text.contains("\"restore\""), "{content:?} -> {text}");
+            assert!(held_warning(dir.path(), "dry run").is_some());
+            drop(lock);
+            assert!(held_warning(dir.path(), "dry run").is_none());
+        }
     }
 
     #[test]
-    fn held_warning_names_the_lock_file_its_holder_and_what_it_reads() {
+    fn a_lock_whose_file_was_replaced_after_opening_is_not_taken() {
+        // The first holder removes the file while another process had it
+        // open: locking that file must not count.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let first = Lock::acquire(dir.path(), "gc").unwrap();
+        let opened_early = open(&path, OFlags::RDWR, true).unwrap().unwrap();
+        drop(first);
+        assert!(try_flock(&opened_early, true).unwrap());
+        assert!(!still_named(&path, &opened_early));
+        let second = Lock::acquire(dir.path(), "gc").unwrap();
+        assert!(still_named(&path, &second.file));
+    }
+
+    #[test]
+    fn held_warning_names_the_holder_and_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         assert!(held_warning(dir.path(), "dry run").is_none());
+        assert!(!dir.path().join(LOCK_FILE).exists());
         let lock = Lock::acquire(dir.path(), "gc").unwrap();
         let warning = held_warning(dir.path(), "dry run").unwrap();
         assert_eq!(warning.kind, WarningKind::LockHeld);
@@ -278,14 +465,16 @@ mod tests {
             "{}",
             warning.message
         );
-        drop(lock);
-        fs::write(dir.path().join(LOCK_FILE), "not json").unwrap();
+        // A holder that could not say who it is (a full disk).
+        lock.file.set_len(0).unwrap();
         let warning = held_warning(dir.path(), "check").unwrap();
         assert!(
-            warning.message.contains("unreadable"),
+            warning.message.contains("does not say who it is"),
             "{}",
             warning.message
         );
+        let err = Lock::acquire(dir.path(), "gc").unwrap_err().to_string();
+        assert!(err.contains("another process holds the lock"), "{err}");
     }
 
     #[test]
@@ -325,12 +514,10 @@ mod tests {
         fs::write(&path, vec![b' '; 1 << 20]).unwrap();
         let err = Lock::acquire(dir.path(), "gc").unwrap_err().to_string();
         assert!(err.contains("longer than 4096 bytes"), "{err}");
-    }
-
-    #[test]
-    fn process_exists_for_this_process_only() {
-        assert!(process_exists(std::process::id()));
-        assert!(!process_exists(i32::MAX as u32));
-        assert!(!process_exists(0));
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            1 << 20,
+            "left as it was"
+        );
     }
 }

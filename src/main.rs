@@ -1,32 +1,40 @@
 //! `regsweep`: parse, run, map the outcome to the exit code.
 
 mod cli;
+mod signals;
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 
 use cli::{
     Cli, Command, DuArgs, GcArgs, QUIT, RestoreArgs, TrashCommand, TrashEmptyArgs, VerifyArgs,
 };
+use regsweep::interrupt::{Interrupt, Phase};
 use regsweep::lock::{self, Lock};
-use regsweep::report::TrashRecord;
+use regsweep::report::{ErrorRecord, StopReport, TrashRecord};
 use regsweep::sweep::Disposal;
 use regsweep::trash::{self, Trash};
 use regsweep::{Collector, ExitStatus, Report};
+use signals::Mode;
 
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
+    install_signal_handler(&command);
     let status = match command {
         Command::Gc(args) => gc(args),
         Command::Verify(args) => verify(args),
         Command::Du(args) => du(args),
         Command::Restore(args) => restore(args),
         Command::Trash(TrashCommand::Empty(args)) => trash_empty(args),
-        Command::Trash(TrashCommand::List(args)) => {
-            report_result(trash::list(&args.dir).map(|listing| {
+        Command::Trash(TrashCommand::List(args)) => report_result_json(
+            "trash list",
+            args.json.then(|| args.dir.clone()),
+            trash::list(&args.dir).map(|listing| {
                 let mut stdout = buffered_stdout();
                 let _ = if args.json {
                     listing.write_json(&mut stdout)
@@ -35,18 +43,133 @@ fn main() -> ExitCode {
                 }
                 .and_then(|()| stdout.flush());
                 report_problems(&listing.problems)
-            }))
-        }
+            }),
+        ),
     };
     ExitCode::from(status as u8)
 }
 
-/// An error before anything changed: exit 2.
-fn report_result(result: regsweep::Result<ExitStatus>) -> ExitStatus {
+/// How each command meets SIGINT, SIGTERM and SIGHUP (see `signals`).
+fn install_signal_handler(command: &Command) {
+    let (name, json, mode) = match command {
+        Command::Gc(args) => ("gc", args.json, Mode::StopsCleanly(ExitStatus::Warnings)),
+        Command::Restore(args) => (
+            "restore",
+            args.json,
+            Mode::StopsCleanly(ExitStatus::Warnings),
+        ),
+        Command::Trash(TrashCommand::Empty(args)) => (
+            "trash empty",
+            args.json,
+            Mode::ExitsAtOnce(ExitStatus::Warnings),
+        ),
+        // They change nothing: an interrupted check is a failed one.
+        Command::Verify(args) => ("verify", args.json, Mode::ExitsAtOnce(ExitStatus::Failed)),
+        Command::Du(args) => ("du", args.json, Mode::ExitsAtOnce(ExitStatus::Failed)),
+        _ => ("regsweep", false, Mode::ExitsAtOnce(ExitStatus::Failed)),
+    };
+    signals::install(name, json, mode);
+}
+
+/// An error before anything changed: exit 2 (1 if a signal stopped the
+/// run); with `--json` (`json` names the target) also on stdout.
+fn report_result_json(
+    command: &'static str,
+    json: Option<PathBuf>,
+    result: regsweep::Result<ExitStatus>,
+) -> ExitStatus {
     result.unwrap_or_else(|e| {
         eprintln!("regsweep: error: {e}");
-        ExitStatus::Failed
+        let status = refusal_status(std::slice::from_ref(&e));
+        if let Some(target) = json {
+            print_stop_report(command, Some(target), None, &[e], status);
+        }
+        status
     })
+}
+
+/// Exit 2, or 1 when a signal stopped the run before it changed anything.
+fn refusal_status(errors: &[regsweep::Error]) -> ExitStatus {
+    if errors
+        .iter()
+        .all(|e| matches!(e, regsweep::Error::Interrupted { .. }))
+    {
+        ExitStatus::Warnings
+    } else {
+        ExitStatus::Failed
+    }
+}
+
+/// The one JSON object of a command that stopped on `errors`.
+fn print_stop_report(
+    command: &'static str,
+    target: Option<PathBuf>,
+    dry_run: Option<bool>,
+    errors: &[regsweep::Error],
+    status: ExitStatus,
+) {
+    let started = signals::started();
+    let finished = SystemTime::now();
+    let interrupted_during = errors.iter().find_map(|e| match e {
+        regsweep::Error::Interrupted { phase } => Some(phase.as_str()),
+        _ => None,
+    });
+    let report = StopReport {
+        regsweep_report: (command == "gc").then_some(regsweep::report::REPORT_VERSION),
+        version: env!("CARGO_PKG_VERSION"),
+        command,
+        target,
+        dry_run,
+        started: regsweep::clock::rfc3339(started),
+        finished: regsweep::clock::rfc3339(finished),
+        duration_seconds: regsweep::report::seconds_between(started, finished),
+        exit_code: status,
+        kind: errors.first().map_or("error", regsweep::Error::kind),
+        error: errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        errors: if errors.len() > 1 {
+            errors
+                .iter()
+                .map(|e| ErrorRecord {
+                    kind: e.kind(),
+                    path: e.path().map(std::path::Path::to_path_buf),
+                    error: e.to_string(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        interrupted: interrupted_during.is_some(),
+        interrupted_during,
+    };
+    signals::write_output(status, || {
+        let mut stdout = buffered_stdout();
+        let _ = report.write_json(&mut stdout);
+        let _ = stdout.flush();
+    });
+}
+
+/// `value` as one JSON object, with `exit_code` added.
+fn print_json_with_code(value: &impl serde::Serialize, code: ExitStatus) {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.insert("exit_code".into(), (code as i32).into());
+            print_json(&object, code);
+        }
+        _ => print_json(value, code),
+    }
+}
+
+/// Exit 1 if there is any problem.
+fn problems_status(problems: &[(std::path::PathBuf, String)]) -> ExitStatus {
+    if problems.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Warnings
+    }
 }
 
 /// Prints each `path: problem` on stderr: exit 1 if there is any.
@@ -61,11 +184,13 @@ fn report_problems(problems: &[(std::path::PathBuf, String)]) -> ExitStatus {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) {
-    let mut stdout = buffered_stdout();
-    let _ = serde_json::to_writer(&mut stdout, value);
-    let _ = writeln!(stdout);
-    let _ = stdout.flush();
+fn print_json(value: &impl serde::Serialize, code: ExitStatus) {
+    signals::write_output(code, || {
+        let mut stdout = buffered_stdout();
+        let _ = serde_json::to_writer(&mut stdout, value);
+        let _ = writeln!(stdout);
+        let _ = stdout.flush();
+    });
 }
 
 /// Stdout with a large buffer: a JSON report of a big sweep lists hundreds
@@ -75,37 +200,83 @@ fn buffered_stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(1 << 16, io::stdout().lock())
 }
 
-/// The first Ctrl-C asks the sweep to stop between two deletions; a second
-/// one exits at once (removing this run's lock file).
-fn handle_ctrl_c(lock_files: Vec<std::path::PathBuf>) {
-    let _ = ctrlc::set_handler(move || {
-        if QUIT.swap(true, Ordering::SeqCst) {
-            for path in &lock_files {
-                let _ = std::fs::remove_file(path);
-            }
-            eprintln!("regsweep: interrupted again; exiting now");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "regsweep: interrupted; stopping between two deletions (or moves) (Ctrl-C again to exit now)"
-        );
-    });
-}
-
 fn gc(args: GcArgs) -> ExitStatus {
+    let json = args.json;
+    let dry_run = args.dry_run;
+    signals::describe_target(args.target.clone(), Some(dry_run));
     match run_gc(args) {
         Ok(status) => status,
-        Err(e) => {
-            eprintln!("regsweep: error: {e}");
-            eprintln!("regsweep: nothing was deleted");
-            ExitStatus::Failed
+        Err(Refusal(errors)) => {
+            let status = refusal_status(&errors);
+            if status == ExitStatus::Warnings {
+                // Interrupted: the message says nothing was deleted.
+                for e in &errors {
+                    eprintln!("regsweep: {e}");
+                }
+            } else {
+                for e in &errors {
+                    eprintln!("regsweep: error: {e}");
+                }
+                eprintln!("regsweep: nothing was deleted");
+            }
+            if json {
+                let target = signals::target();
+                print_stop_report("gc", target, Some(dry_run), &errors, status);
+            }
+            status
         }
     }
 }
 
-fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
-    let (config, output) = args.into_config()?;
+/// The locks of a real run: the storage's, and the trash directory's. Both
+/// are tried, so that a refusal names every lock held.
+fn lock_gc(
+    root: &std::path::Path,
+    trash_dir: Option<&std::path::Path>,
+    layout: &regsweep::Layout,
+) -> Result<(Vec<Lock>, Option<Trash>), Vec<regsweep::Error>> {
+    let mut errors = Vec::new();
+    let mut locks = Vec::new();
+    match Lock::acquire(root, "gc") {
+        Ok(lock) => locks.push(lock),
+        Err(e) => errors.push(e),
+    }
+    let mut trash = None;
+    if let Some(dir) = trash_dir {
+        match Trash::prepare(dir, layout) {
+            Ok(prepared) => {
+                if prepared.dir() != root {
+                    match Lock::acquire(prepared.dir(), "gc") {
+                        Ok(lock) => locks.push(lock),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                trash = Some(prepared);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok((locks, trash))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Why a run stopped before it changed anything: every reason found.
+struct Refusal(Vec<regsweep::Error>);
+
+impl From<regsweep::Error> for Refusal {
+    fn from(e: regsweep::Error) -> Refusal {
+        Refusal(vec![e])
+    }
+}
+
+fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
+    let (mut config, output) = args.into_config()?;
     let root = config.layout.root().to_path_buf();
+    signals::describe_target(root.clone(), Some(output.dry_run));
+    config.interrupt = Interrupt::new(&QUIT).observed_by(signals::observe);
     // A dry run changes nothing and may run on read-only storage: it takes
     // no lock, but says when another run holds one.
     let mut lock_warning = None;
@@ -114,32 +285,28 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
     if output.dry_run {
         lock_warning = lock::held_warning(&root, "dry run");
     } else {
-        locks.push(Lock::acquire(&root, "gc")?);
-        if let Some(dir) = &output.trash {
-            let prepared = Trash::prepare(dir, &config.layout)?;
-            if prepared.dir() != root {
-                locks.push(Lock::acquire(prepared.dir(), "gc")?);
+        (locks, trash) =
+            lock_gc(&root, output.trash.as_deref(), &config.layout).map_err(Refusal)?;
+        for note in locks.iter().filter_map(Lock::note) {
+            if !output.quiet {
+                eprintln!("regsweep: note: {note}");
             }
-            trash = Some(prepared);
         }
     }
-    // The lock file was written just now, on the storage's own clock:
+    // The lock file's time was set just now, on the storage's own clock:
     // anything modified since, the plan has not seen.
     let index_began = locks
         .first()
-        .and_then(|l| std::fs::symlink_metadata(l.path()).ok())
-        .and_then(|m| m.modified().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now() - std::time::Duration::from_secs(1));
-    if !output.dry_run {
-        // A dry run changes nothing: Ctrl-C just ends it.
-        handle_ctrl_c(locks.iter().map(|l| l.path().to_path_buf()).collect());
-    }
+        .and_then(Lock::taken_at)
+        .unwrap_or_else(|| SystemTime::now() - Duration::from_secs(1));
     let collector = Collector::new(config)?;
     let mut planned = collector.plan()?;
     collector.check_uploads(&mut planned, output.dry_run, output.force)?;
     planned.warnings.extend(lock_warning);
 
     let mut batch = None;
+    let mut stopped_before_sweep = None;
+    let mut declined = false;
     let outcome = if output.dry_run {
         None
     } else {
@@ -158,18 +325,33 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             } else {
                 "Delete these now? [y/N] "
             };
-            if !ask(&mut stderr, question) {
-                let _ = writeln!(stderr, "Nothing deleted.");
-                return Ok(ExitStatus::Success);
+            match ask(&mut stderr, question) {
+                Answer::Yes => {}
+                Answer::No => {
+                    let _ = writeln!(stderr, "Nothing deleted.");
+                    declined = true;
+                }
+                Answer::Interrupted => {
+                    let _ = writeln!(stderr);
+                    stopped_before_sweep = Some(Phase::Prompt);
+                }
             }
         }
-        batch = match &trash {
-            Some(t) if !planned.plan.candidates.is_empty() => Some(t.begin(&root)?),
-            _ => None,
-        };
-        let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
-        let clean_up = trash.is_none() || batch.is_some();
-        Some(collector.sweep(&planned, disposal, clean_up, index_began))
+        // A signal between the plan and the sweep: nothing deleted yet.
+        if stopped_before_sweep.is_none() && !declined && QUIT.load(Ordering::SeqCst) {
+            stopped_before_sweep = Some(Phase::Plan);
+        }
+        if declined || stopped_before_sweep.is_some() {
+            None
+        } else {
+            batch = match &trash {
+                Some(t) if !planned.plan.candidates.is_empty() => Some(t.begin(&root)?),
+                _ => None,
+            };
+            let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
+            let clean_up = trash.is_none() || batch.is_some();
+            Some(collector.sweep(&planned, disposal, clean_up, index_began))
+        }
     };
 
     let trash_record = batch
@@ -180,7 +362,16 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
             batch: b.name().to_owned(),
             journal: b.journal_path(),
         });
-    let report = collector.report(&planned, outcome, trash_record);
+    let mut report = collector.report(&planned, outcome, trash_record);
+    if declined {
+        report.declined();
+    }
+    if let Some(phase) = stopped_before_sweep {
+        report.stopped_before_sweep(phase);
+    } else if QUIT.load(Ordering::SeqCst) {
+        report.stopped_by_signal();
+    }
+    report.list_items(output.verbose);
     if !output.confirm || output.dry_run {
         print_warnings(&report);
     }
@@ -202,24 +393,29 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
                 "regsweep: the sweep stopped there; what it deleted before leaves a consistent registry"
             );
         }
+    } else if let Some(phase) = stopped_before_sweep {
+        eprintln!(
+            "regsweep: interrupted {}: nothing was deleted",
+            phase.doing()
+        );
     } else if report.interrupted {
         eprintln!("regsweep: interrupted: the sweep stopped before the end of its plan");
     }
-    let mut stdout = buffered_stdout();
-    let written = if output.json {
-        report.write_json(&mut stdout)
-    } else if output.quiet {
-        Ok(())
-    } else {
-        report.write_human(&mut stdout, output.verbose, 10)
-    };
-    if let Err(e) = written.and_then(|()| stdout.flush()) {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("regsweep: cannot write the report: {e}");
-        }
-    }
+    report.timed(signals::started());
+    let status = report.exit_code;
+    signals::write_output(status, || {
+        let mut stdout = buffered_stdout();
+        let written = if output.json {
+            report.write_json(&mut stdout)
+        } else if output.quiet || declined {
+            Ok(())
+        } else {
+            report.write_human(&mut stdout, output.verbose, 10)
+        };
+        report_write_error(written.and_then(|()| stdout.flush()));
+    });
     drop(locks);
-    Ok(report.exit_code)
+    Ok(status)
 }
 
 /// Whether the registry's configuration keeps it from taking pushes: said
@@ -238,20 +434,29 @@ fn readonly_notice(config: &regsweep::target::RegistryConfig) -> String {
 }
 
 fn restore(args: RestoreArgs) -> ExitStatus {
-    handle_ctrl_c(Vec::new());
     let outcome = match trash::restore(&args.dir, args.batch.as_deref(), Some(&QUIT)) {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("regsweep: error: {e}");
             eprintln!("regsweep: nothing was restored");
+            if args.json {
+                let errors = [e];
+                let code = ExitStatus::Failed;
+                print_stop_report("restore", Some(args.dir), None, &errors, code);
+            }
             return ExitStatus::Failed;
         }
     };
     for (path, message) in &outcome.failures {
         eprintln!("regsweep: could not restore {}: {message}", path.display());
     }
+    let status = if outcome.failures.is_empty() && !outcome.interrupted {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Warnings
+    };
     if args.json {
-        print_json(&outcome);
+        print_json_with_code(&outcome, status);
     } else {
         let mut stdout = buffered_stdout();
         let _ = outcome
@@ -261,23 +466,17 @@ fn restore(args: RestoreArgs) -> ExitStatus {
     if outcome.interrupted {
         eprintln!("regsweep: interrupted: run `regsweep restore` again to finish");
     }
-    if outcome.failures.is_empty() && !outcome.interrupted {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Warnings
-    }
+    status
 }
 
 /// `trash empty`: in a terminal, shows the batches and asks first (unless
 /// `--yes`); without one, as in cron, it goes on as `gc` does.
 fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
+    let json_target = args.json.then(|| args.dir.clone());
     let mut plan =
         match trash::plan_empty(&args.dir, args.older_than.unwrap_or_default(), args.dry_run) {
             Ok(plan) => plan,
-            Err(e) => {
-                eprintln!("regsweep: error: {e}");
-                return ExitStatus::Failed;
-            }
+            Err(e) => return report_result_json("trash empty", json_target, Err(e)),
         };
     let outcome = if args.dry_run {
         plan.dry_run()
@@ -287,15 +486,23 @@ fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
             plan.measure();
             let mut stderr = io::stderr().lock();
             let _ = plan.write_plan(&mut stderr);
-            if !ask(&mut stderr, "Delete these batches for good? [y/N] ") {
-                let _ = writeln!(stderr, "Nothing deleted.");
-                return ExitStatus::Success;
+            match ask(&mut stderr, "Delete these batches for good? [y/N] ") {
+                Answer::Yes => {}
+                Answer::No => {
+                    let _ = writeln!(stderr, "Nothing deleted.");
+                    return ExitStatus::Success;
+                }
+                Answer::Interrupted => {
+                    let _ = writeln!(stderr, "Interrupted: nothing deleted.");
+                    return ExitStatus::Warnings;
+                }
             }
         }
         plan.run()
     };
+    let status = problems_status(&outcome.problems);
     if args.json {
-        print_json(&outcome);
+        print_json_with_code(&outcome, status);
     } else {
         let mut stdout = buffered_stdout();
         let _ = outcome
@@ -311,15 +518,48 @@ fn print_warnings(report: &Report) {
     }
 }
 
-fn ask(out: &mut impl Write, question: &str) -> bool {
+/// The operator's answer at the prompt.
+enum Answer {
+    Yes,
+    No,
+    /// A signal came first.
+    Interrupted,
+}
+
+/// Asks `question`; a signal (which restarts a blocking read) ends the
+/// wait. The line is read on a thread of its own, left blocked if the
+/// signal wins: the run ends soon after.
+fn ask(out: &mut impl Write, question: &str) -> Answer {
     let _ = write!(out, "{question}");
     let _ = out.flush();
-    let mut answer = String::new();
-    io::stdin().lock().read_line(&mut answer).is_ok()
-        && matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+    signals::observe(Phase::Prompt);
+    let (answered, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = io::stdin().lock().read_line(&mut line);
+        let _ = answered.send(read.ok().map(|_| line));
+    });
+    loop {
+        if QUIT.load(Ordering::SeqCst) {
+            return Answer::Interrupted;
+        }
+        match answer.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(line)) if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") => {
+                // A signal with the answer: stop all the same.
+                return if QUIT.load(Ordering::SeqCst) {
+                    Answer::Interrupted
+                } else {
+                    Answer::Yes
+                };
+            }
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Answer::No,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
 }
 
 fn du(args: DuArgs) -> ExitStatus {
+    signals::describe_target(args.target.clone(), None);
     let run = || -> regsweep::Result<ExitStatus> {
         let layout = regsweep::target::resolve(
             &args.target,
@@ -336,29 +576,42 @@ fn du(args: DuArgs) -> ExitStatus {
         for warning in &usage.warnings {
             eprintln!("regsweep: warning: {warning}");
         }
-        let mut stdout = buffered_stdout();
-        let written = if args.json {
-            usage.write_json(&mut stdout)
-        } else {
-            usage.write_table(&mut stdout)
-        };
-        if let Err(e) = written.and_then(|()| stdout.flush()) {
-            if e.kind() != io::ErrorKind::BrokenPipe {
-                eprintln!("regsweep: cannot write the report: {e}");
-            }
-        }
+        signals::write_output(usage.exit_code, || {
+            let mut stdout = buffered_stdout();
+            let written = if args.json {
+                usage.write_json(&mut stdout)
+            } else {
+                usage.write_table(&mut stdout)
+            };
+            report_write_error(written.and_then(|()| stdout.flush()));
+        });
         Ok(usage.exit_code)
     };
     match run() {
         Ok(status) => status,
         Err(e) => {
             eprintln!("regsweep: error: {e}");
+            if args.json {
+                let code = ExitStatus::Failed;
+                print_stop_report("du", signals::target(), None, &[e], code);
+            }
             ExitStatus::Failed
         }
     }
 }
 
+/// Says why the report could not be written, unless its reader went away.
+fn report_write_error(written: io::Result<()>) {
+    if let Err(e) = written {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("regsweep: cannot write the report: {e}");
+        }
+    }
+}
+
 fn verify(args: VerifyArgs) -> ExitStatus {
+    signals::describe_target(args.target.clone(), None);
+    let json = args.json;
     let verified = args.into_config().and_then(|(config, output)| {
         regsweep::verify::verify(&config).map(|verification| (verification, output))
     });
@@ -366,22 +619,24 @@ fn verify(args: VerifyArgs) -> ExitStatus {
         Ok(done) => done,
         Err(e) => {
             eprintln!("regsweep: error: {e}");
+            if json {
+                let code = ExitStatus::Failed;
+                print_stop_report("verify", signals::target(), None, &[e], code);
+            }
             return ExitStatus::Failed;
         }
     };
     let _ = verification.write_problems(&mut io::stderr().lock());
-    let mut stdout = buffered_stdout();
-    let written = if output.json {
-        verification.write_json(&mut stdout)
-    } else if output.quiet {
-        Ok(())
-    } else {
-        verification.write_summary(&mut stdout)
-    };
-    if let Err(e) = written.and_then(|()| stdout.flush()) {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("regsweep: cannot write the report: {e}");
-        }
-    }
+    signals::write_output(verification.exit_code, || {
+        let mut stdout = buffered_stdout();
+        let written = if output.json {
+            verification.write_json(&mut stdout)
+        } else if output.quiet {
+            Ok(())
+        } else {
+            verification.write_summary(&mut stdout)
+        };
+        report_write_error(written.and_then(|()| stdout.flush()));
+    });
     verification.exit_code
 }

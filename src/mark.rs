@@ -40,6 +40,7 @@ use rayon::prelude::*;
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::fs_at::Dir;
 use crate::index::{BlobId, Index, Repository, Tag};
+use crate::interrupt::{Interrupt, Phase};
 use crate::layout::{Layout, relative};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::progress::Task;
@@ -240,6 +241,20 @@ fn tag_roots_of<'a>(tags: impl Iterator<Item = &'a Tag> + 'a) -> impl Iterator<I
 
 /// Loads every manifest any repository holds or reaches, in parallel.
 pub fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Loaded> {
+    match load_all_until(layout, index, progress, &Interrupt::default()) {
+        Ok(loaded) => loaded,
+        Err(_) => unreachable!("nothing interrupts a default Interrupt"),
+    }
+}
+
+/// [`load_all`], checking `interrupt` before each manifest: a stop request
+/// ends it with [`crate::Error::Interrupted`].
+pub fn load_all_until(
+    layout: &Layout,
+    index: &Index,
+    progress: &Task,
+    interrupt: &Interrupt,
+) -> crate::Result<DigestMap<Loaded>> {
     let blob_shards = layout.open_blob_shards();
     let mut wanted: DigestSet = index
         .repositories
@@ -251,10 +266,11 @@ pub fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Lo
         let batch: Vec<(Digest, Loaded)> = wanted
             .par_iter()
             .map(|d| {
+                interrupt.check(Phase::Plan)?;
                 progress.inc(1);
-                (*d, load(blob_shards.as_ref(), index, d))
+                Ok((*d, load(blob_shards.as_ref(), index, d)))
             })
-            .collect();
+            .collect::<crate::Result<_>>()?;
         wanted = batch
             .iter()
             .filter_map(|(_, result)| result.as_ref().ok())
@@ -263,7 +279,7 @@ pub fn load_all(layout: &Layout, index: &Index, progress: &Task) -> DigestMap<Lo
         loaded.extend(batch);
         wanted.retain(|d| !loaded.contains_key(d));
     }
-    loaded
+    Ok(loaded)
 }
 
 /// Marks the index. `delete_untagged` makes only tags (and what they reach) roots.

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use crate::digest::{Digest, SHA256};
 use crate::fs_at::Dir;
 use crate::index::Index;
+use crate::interrupt::{Interrupt, Phase};
 use crate::layout::{Layout, link_file, names};
 use crate::plan::{Candidate, CandidateKind, Hold, Plan, Reason};
 use crate::sweep::candidate_dir;
@@ -129,6 +130,29 @@ pub fn find(
     cutoff: SystemTime,
     revisions: bool,
 ) -> Recent {
+    match find_until(
+        layout,
+        index,
+        plan,
+        (now, cutoff),
+        revisions,
+        &Interrupt::default(),
+    ) {
+        Ok(recent) => recent,
+        Err(_) => unreachable!("nothing interrupts a default Interrupt"),
+    }
+}
+
+/// [`find`], checking `interrupt` before each candidate's directory: a
+/// stop request ends it with [`crate::Error::Interrupted`].
+pub fn find_until(
+    layout: &Layout,
+    index: &Index,
+    plan: &Plan,
+    (now, cutoff): (SystemTime, SystemTime),
+    revisions: bool,
+    interrupt: &Interrupt,
+) -> crate::Result<Recent> {
     // Tags a policy deletes go with the revisions (they sort right after
     // them): a tag pushed again within the window is a root too.
     let wanted =
@@ -166,7 +190,7 @@ pub fn find(
                 unstatted.fetch_add(group.len() as u64, Ordering::Relaxed);
             }
             let parent = match first.kind {
-                _ if old_shard => None,
+                _ if old_shard || interrupt.requested() => None,
                 _ if !wanted(first) => None,
                 // Decided from their own times when the plan is built.
                 CandidateKind::TemporaryFile | CandidateKind::Upload => None,
@@ -178,7 +202,8 @@ pub fn find(
                     .and_then(|p| Dir::open(p).ok()),
             };
             group.iter().map(move |candidate| {
-                if old_shard
+                if interrupt.requested()
+                    || old_shard
                     || !wanted(candidate)
                     || matches!(
                         candidate.kind,
@@ -192,6 +217,8 @@ pub fn find(
             })
         })
         .collect();
+    // Candidates left unlooked-at: the result is not to be used.
+    interrupt.check(Phase::Plan)?;
     let mut recent = Recent {
         stats: candidates
             .iter()
@@ -231,5 +258,5 @@ pub fn find(
             _ => {}
         }
     }
-    recent
+    Ok(recent)
 }

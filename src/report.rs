@@ -11,8 +11,12 @@ use std::path::PathBuf;
 use indicatif::HumanCount;
 use serde::{Serialize, Serializer};
 
+use std::time::SystemTime;
+
+use crate::clock;
 use crate::duration::Age;
 use crate::index::Index;
+use crate::interrupt::Phase;
 use crate::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
 use crate::policy::PolicyReport;
 use crate::sweep::{Failure, SweepOutcome};
@@ -39,8 +43,10 @@ pub(crate) fn lossy_optional_path<P: AsRef<std::path::Path>, S: Serializer>(
     }
 }
 
-/// Version of the JSON report's shape.
-pub const REPORT_VERSION: u32 = 1;
+/// Version of the JSON report's shape. 2: `candidates` and `kept` are
+/// listed only when asked (`-v`); `version`, `started`, `finished`,
+/// `duration_seconds`, `interrupted_during` are new.
+pub const REPORT_VERSION: u32 = 2;
 
 /// How a run ended, as the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,6 +143,7 @@ impl<'a> CandidateRecord<'a> {
 pub struct Candidates<'a> {
     index: &'a Index,
     plan: &'a Plan,
+    listed: bool,
 }
 
 impl<'a> Candidates<'a> {
@@ -157,6 +164,11 @@ impl<'a> Candidates<'a> {
     pub fn is_empty(&self) -> bool {
         self.plan.candidates.is_empty()
     }
+
+    /// Whether the JSON report leaves the list out.
+    fn unlisted(&self) -> bool {
+        !self.listed
+    }
 }
 
 impl Serialize for Candidates<'_> {
@@ -171,6 +183,7 @@ pub struct KeptRecords<'a> {
     index: &'a Index,
     plan: &'a Plan,
     min_age: Age,
+    listed: bool,
 }
 
 impl<'a> KeptRecords<'a> {
@@ -181,6 +194,13 @@ impl<'a> KeptRecords<'a> {
             reason: Cow::Owned(k.reason.describe(&min_age)),
             ..CandidateRecord::new(index, plan, &k.candidate)
         })
+    }
+}
+
+impl KeptRecords<'_> {
+    /// Whether the JSON report leaves the list out.
+    fn unlisted(&self) -> bool {
+        !self.listed
     }
 }
 
@@ -269,6 +289,14 @@ impl BlobCache {
 pub struct Report<'a> {
     /// [`REPORT_VERSION`].
     pub regsweep_report: u32,
+    /// regsweep's version.
+    pub version: &'static str,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
+    /// When the report was written (RFC 3339, UTC).
+    pub finished: String,
+    /// From `started` to `finished`.
+    pub duration_seconds: f64,
     /// The storage root (the directory holding `docker/registry/v2`).
     #[serde(serialize_with = "lossy_path")]
     pub storage_root: PathBuf,
@@ -286,14 +314,23 @@ pub struct Report<'a> {
     pub deleted: Reclaim,
     /// Repositories with something reclaimable, most bytes first.
     pub repositories: Vec<RepositoryReclaim>,
-    /// Everything the plan deletes, in sweep order.
+    /// Everything the plan deletes, in sweep order; left out of JSON
+    /// unless listed ([`Report::list_items`]): a large registry has
+    /// hundreds of thousands.
+    #[serde(skip_serializing_if = "Candidates::unlisted")]
     pub candidates: Candidates<'a>,
     /// Damage found, and what was kept because of it.
     pub warnings: Vec<Warning>,
     /// What could not be deleted.
     pub failures: Vec<Failure>,
-    /// The sweep stopped before the end of the plan.
+    /// The sweep stopped before the end of the plan, or the run stopped
+    /// before it began (a signal at the prompt).
     pub interrupted: bool,
+    /// What the run was doing when a signal stopped it: `prompt`, `sweep`;
+    /// `null` if none did.
+    pub interrupted_during: Option<Phase>,
+    /// The operator answered no at the prompt: nothing was deleted.
+    pub declined: bool,
     /// What changed in the tree since the index began, when that stopped
     /// the sweep (the registry is taking writes); `null` otherwise.
     pub registry_changed: Option<String>,
@@ -306,7 +343,8 @@ pub struct Report<'a> {
     /// Totals of `kept`.
     pub kept_too_recent: Reclaim,
     /// What would be garbage but was modified within `--min-age`, or
-    /// depends on something that was.
+    /// depends on something that was; listed like `candidates`.
+    #[serde(skip_serializing_if = "KeptRecords::unlisted")]
     pub kept: KeptRecords<'a>,
     /// Uploads active within `--min-age`.
     pub uploads_in_progress: u64,
@@ -366,8 +404,13 @@ impl<'a> Report<'a> {
         } else {
             ExitStatus::Warnings
         };
+        let now = clock::rfc3339(SystemTime::now());
         Report {
             regsweep_report: REPORT_VERSION,
+            version: env!("CARGO_PKG_VERSION"),
+            started: now.clone(),
+            finished: now,
+            duration_seconds: 0.0,
             storage_root,
             dry_run,
             delete_untagged,
@@ -376,9 +419,15 @@ impl<'a> Report<'a> {
             reclaimable: plan.reclaimable,
             deleted,
             repositories: plan.repositories.clone(),
-            candidates: Candidates { index, plan },
+            candidates: Candidates {
+                index,
+                plan,
+                listed: true,
+            },
             warnings,
             failures,
+            interrupted_during: None,
+            declined: false,
             interrupted,
             registry_changed,
             exit_code,
@@ -389,6 +438,7 @@ impl<'a> Report<'a> {
                 index,
                 plan,
                 min_age: run.min_age,
+                listed: true,
             },
             uploads_in_progress: run.uploads_in_progress,
             empty_directories_removed,
@@ -396,6 +446,50 @@ impl<'a> Report<'a> {
             blob_cache: run.blob_cache,
             policy: None,
         }
+    }
+
+    /// A sweep that a signal stopped before the end of its plan.
+    pub fn stopped_by_signal(&mut self) {
+        if self.interrupted && self.registry_changed.is_none() {
+            self.interrupted_during = Some(Phase::Sweep);
+        }
+    }
+
+    /// Whether the JSON document lists `candidates` and `kept` (it does
+    /// unless told otherwise).
+    pub fn list_items(&mut self, listed: bool) {
+        self.candidates.listed = listed;
+        self.kept.listed = listed;
+    }
+
+    /// A sweep the operator declined at the prompt: nothing deleted, and
+    /// nothing to report back (the warnings were shown before the
+    /// question): exit 0.
+    pub fn declined(&mut self) {
+        self.dry_run = false;
+        self.after = self.before;
+        self.declined = true;
+        self.exit_code = ExitStatus::Success;
+    }
+
+    /// A run stopped by a signal during `phase`, before the sweep began (at
+    /// the prompt): nothing was deleted, and it exits 1.
+    pub fn stopped_before_sweep(&mut self, phase: Phase) {
+        self.dry_run = false;
+        self.after = self.before;
+        self.interrupted = true;
+        self.interrupted_during = Some(phase);
+        if self.exit_code == ExitStatus::Success {
+            self.exit_code = ExitStatus::Warnings;
+        }
+    }
+
+    /// Stamps the run's start, and now as its end.
+    pub fn timed(&mut self, started: SystemTime) {
+        let finished = SystemTime::now();
+        self.started = clock::rfc3339(started);
+        self.finished = clock::rfc3339(finished);
+        self.duration_seconds = seconds_between(started, finished);
     }
 
     /// Writes the JSON document, one line.
@@ -805,6 +899,77 @@ impl<'a> Report<'a> {
             )?;
         }
         writeln!(out, "{}", self.blob_cache.advice())
+    }
+}
+
+/// Seconds from `start` to `end`, in milliseconds' precision (0 if the
+/// clock went back).
+pub fn seconds_between(start: SystemTime, end: SystemTime) -> f64 {
+    let elapsed = end.duration_since(start).unwrap_or_default();
+    (elapsed.as_millis() as f64) / 1000.0
+}
+
+/// What a command that stopped without a report of its own prints with
+/// `--json`: a refusal (exit 2), a failure, or an interruption before
+/// anything was planned (exit 1). One object, like every report: a
+/// program reads `exit_code`, and `error` and `kind` say why.
+#[derive(Debug, Clone, Serialize)]
+pub struct StopReport {
+    /// [`REPORT_VERSION`] for `gc`; the command's own version otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regsweep_report: Option<u32>,
+    /// regsweep's version.
+    pub version: &'static str,
+    /// `gc`, `verify`, `du`, `restore`, `trash empty`, `trash list`.
+    pub command: &'static str,
+    /// The storage root, or the trash directory, when known.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "lossy_optional_path"
+    )]
+    pub target: Option<PathBuf>,
+    /// A `gc --dry-run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
+    /// When this was written (RFC 3339, UTC).
+    pub finished: String,
+    /// From `started` to `finished`.
+    pub duration_seconds: f64,
+    /// The process exit code.
+    pub exit_code: ExitStatus,
+    /// `interrupted`, `lock_held`, `not_storage`, `uploads_in_progress`,
+    /// ... (see [`crate::Error::kind`]); `errors` when there are several.
+    pub kind: &'static str,
+    /// What happened, and whether anything changed.
+    pub error: String,
+    /// Each error, when there are several (two locks held).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ErrorRecord>,
+    /// A signal stopped the run.
+    pub interrupted: bool,
+    /// What the run was doing when a signal stopped it.
+    pub interrupted_during: Option<&'static str>,
+}
+
+/// One error of a [`StopReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorRecord {
+    /// As [`StopReport::kind`].
+    pub kind: &'static str,
+    /// The path at fault, when there is one.
+    #[serde(serialize_with = "lossy_optional_path")]
+    pub path: Option<PathBuf>,
+    /// The message.
+    pub error: String,
+}
+
+impl StopReport {
+    /// Writes the JSON document, one line.
+    pub fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        writeln!(out)
     }
 }
 

@@ -22,7 +22,7 @@
 //! since the index began before the first deletion and again before each
 //! kind; a change stops the sweep there (the registry is taking writes).
 //!
-//! A quit flag (the first Ctrl-C) is checked before each candidate: the
+//! A stop request (the first SIGINT, SIGTERM or SIGHUP) is checked before each candidate: the
 //! sweep stops between two deletions and reports what it did. At the end,
 //! the directories the sweep emptied (blob shards, `<alg>/` directories of
 //! `_layers`, `revisions` and tag `index`) are removed, and so are those the
@@ -44,6 +44,7 @@ use crate::digest::{Digest, DigestMap};
 use crate::fs_at::Dir;
 use crate::hygiene::is_temporary_name;
 use crate::index::Index;
+use crate::interrupt::{Interrupt, Phase};
 use crate::layout::{self, Layout, names};
 use crate::plan::{self, Candidate, CandidateKind, Plan, Reclaim};
 use crate::progress::Progress;
@@ -86,8 +87,9 @@ pub struct SweepOptions {
     /// an interrupted sweep leaves a consistent registry): no directory
     /// clean-up and no end of journal follow.
     pub stop_after: Option<u64>,
-    /// Set (by the first Ctrl-C) to stop cleanly between two deletions.
-    pub quit: Option<&'static AtomicBool>,
+    /// Checked before each deletion, to stop cleanly between two (a
+    /// [`crate::Collector`] sweeps with [`crate::GcConfig::interrupt`]).
+    pub interrupt: Interrupt,
     /// Stray temporary files modified after this stay.
     pub cutoff: Option<SystemTime>,
 }
@@ -132,7 +134,7 @@ pub fn sweep(
     };
     let task = progress.bar(plan.candidates.len() as u64, doing, "paths");
     let crashed = AtomicBool::new(false);
-    let quit = || options.quit.is_some_and(|q| q.load(Ordering::Relaxed));
+    let quit = || options.interrupt.stops(Phase::Sweep);
     let started = AtomicU64::new(0);
     let temporary = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());

@@ -728,11 +728,12 @@ fn root_that_is_not_registry_storage() {
             let argv: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             let r = run(&argv);
             assert_eq!(r.code, 2, "{what}: {:?}\n{}", r.args, r.stderr);
-            assert!(
-                r.stdout.is_empty(),
-                "{what}: nothing on stdout: {}",
-                r.stdout
-            );
+            // With --json, one object saying why; never a report.
+            let report: serde_json::Value = serde_json::from_str(&r.stdout)
+                .unwrap_or_else(|e| panic!("{what}: one JSON object ({e}): {}", r.stdout));
+            assert_eq!(report["exit_code"], 2, "{what}: {report}");
+            assert!(report["error"].is_string(), "{what}: {report}");
+            assert!(report.get("candidates").is_none(), "{what}: {report}");
             let named = r.stderr.contains(&shown)
                 || (what.starts_with("config")
                     && r.stderr

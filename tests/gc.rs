@@ -2006,7 +2006,7 @@ fn json_report_has_every_documented_field_with_consistent_values() {
     for extra in [vec!["-d", "-m"], vec!["-m"]] {
         let r = gc_json(root, &extra);
         let dry = extra.contains(&"-d");
-        assert_eq!(r["regsweep_report"], 1);
+        assert_eq!(r["regsweep_report"], 2);
         assert_eq!(r["storage_root"], canon(root).display().to_string());
         assert_eq!(r["dry_run"], dry);
         assert_eq!(r["delete_untagged"], true);

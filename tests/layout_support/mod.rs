@@ -888,7 +888,8 @@ pub fn gc_json(root: &Path, extra_args: &[&str]) -> Value {
 
 /// [`gc_json`] with extra environment variables; also returns the output.
 pub fn gc_json_env(root: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> (Value, Output) {
-    let mut args: Vec<&OsStr> = vec![OsStr::new("gc"), OsStr::new("--json")];
+    // `-v`: the report lists its candidates, which tests read.
+    let mut args: Vec<&OsStr> = vec![OsStr::new("gc"), OsStr::new("--json"), OsStr::new("-v")];
     args.extend(extra_args.iter().map(OsStr::new));
     args.push(root.as_os_str());
     let out = regsweep_env(&args, env);
