@@ -666,6 +666,7 @@ impl Collector {
             },
         );
         report.policy = planned.policy.as_ref();
+        report.protect = planned.protect.as_ref();
         report
     }
 }

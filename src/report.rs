@@ -355,6 +355,10 @@ pub struct Report<'a> {
     /// What the retention policy decided: per repository, the tags kept and
     /// deleted with their rules; `null` without a policy.
     pub policy: Option<&'a PolicyReport>,
+    /// What the `--protect` list came to: references found, not found (each
+    /// also a warning) and those of other registries (noted); `null`
+    /// without `--protect`.
+    pub protect: Option<&'a crate::protect::ProtectReport>,
     /// The registry's blob descriptor cache (not in JSON).
     #[serde(skip)]
     pub blob_cache: BlobCache,
@@ -445,6 +449,7 @@ impl<'a> Report<'a> {
             trash: run.trash,
             blob_cache: run.blob_cache,
             policy: None,
+            protect: None,
         }
     }
 
@@ -523,6 +528,10 @@ impl<'a> Report<'a> {
         }
         if self.policy.is_some() {
             self.write_policy(out, self.dry_run || verbose)?;
+            writeln!(out)?;
+        }
+        if let Some(protect) = self.protect {
+            protect.write_human(out, verbose)?;
             writeln!(out)?;
         }
         self.write_summary(out, top)

@@ -629,6 +629,39 @@ fn kubectl_image_and_image_id_output_with_other_registries_exits_0() {
     );
     assert_eq!(report["exit_code"], 0, "{report:#}");
     assert!(warning_kinds(&report).is_empty(), "{report:#}");
+    // The report says what the list came to: 3 found here, 6 noted as
+    // other registries' images.
+    let protect = &report["protect"];
+    assert_eq!(
+        (
+            &protect["references"],
+            &protect["found"],
+            &protect["not_found"]
+        ),
+        (
+            &serde_json::json!(9),
+            &serde_json::json!(3),
+            &serde_json::json!(0)
+        ),
+        "{report:#}"
+    );
+    assert_eq!(
+        protect["other_registries"].as_array().map(Vec::len),
+        Some(6),
+        "{report:#}"
+    );
+    // And the human summary says it in one line.
+    let human = std::process::Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["gc", "--dry-run", "--min-age", "0", "--protect"])
+        .arg(&list)
+        .arg(app.root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        stdout.contains("9 references, 3 in storage, 0 not found, 6 of other registries"),
+        "{stdout}"
+    );
     assert_eq!(tags(app.root(), APP), set(&["v1", "v2", "latest"]));
     for tag in ["v1", "v2"] {
         assert_manifest_intact(app.root(), APP, app.image(tag));
