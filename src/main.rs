@@ -6,9 +6,11 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, DuArgs, GcArgs, QUIT, RestoreArgs, TrashCommand, VerifyArgs};
+use cli::{
+    Cli, Command, DuArgs, GcArgs, ManArgs, MetricsFile, QUIT, RestoreArgs, TrashCommand, VerifyArgs,
+};
 use regsweep::lock::{self, Lock};
 use regsweep::report::TrashRecord;
 use regsweep::sweep::Disposal;
@@ -21,6 +23,13 @@ fn main() -> ExitCode {
         Command::Gc(args) => gc(args),
         Command::Verify(args) => verify(args),
         Command::Du(args) => du(args),
+        Command::Completions(args) => {
+            // Rendered in memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "regsweep", &mut script);
+            print_generated(&script, "completion script")
+        }
+        Command::Man(args) => man(args),
         Command::Restore(args) => restore(args),
         Command::Trash(TrashCommand::Empty(args)) => report_result(
             trash::empty(&args.dir, args.older_than.unwrap_or_default()).map(|outcome| {
@@ -113,13 +122,76 @@ fn handle_ctrl_c(lock_files: Vec<std::path::PathBuf>) {
 }
 
 fn gc(args: GcArgs) -> ExitStatus {
+    let metrics = args.metrics_file();
     match run_gc(args) {
         Ok(status) => status,
         Err(e) => {
             eprintln!("regsweep: error: {e}");
             eprintln!("regsweep: nothing was deleted");
+            write_metrics(metrics.as_ref(), None, ExitStatus::Failed)
+        }
+    }
+}
+
+/// Writes `--metrics-file`, if asked; a failure is said on stderr and makes
+/// the exit code at least 1 (what was deleted stays deleted).
+fn write_metrics(
+    metrics: Option<&MetricsFile>,
+    report: Option<&Report>,
+    status: ExitStatus,
+) -> ExitStatus {
+    let Some(metrics) = metrics else {
+        return status;
+    };
+    let run = regsweep::metrics::RunFacts {
+        target: &metrics.target,
+        finished: std::time::SystemTime::now(),
+        duration: metrics.started.elapsed(),
+        dry_run: metrics.dry_run,
+    };
+    let text = regsweep::metrics::render(&run, report);
+    match regsweep::metrics::write_atomically(&metrics.path, &text) {
+        Ok(()) => status,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            match status {
+                ExitStatus::Success => ExitStatus::Warnings,
+                other => other,
+            }
+        }
+    }
+}
+
+fn man(args: ManArgs) -> ExitStatus {
+    let written = match &args.dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir)
+            .map_err(|e| format!("{}: cannot write the manual pages: {e}", dir.display())),
+        None => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => return print_generated(&page, "manual page"),
+                Err(e) => Err(format!("cannot render the manual page: {e}")),
+            }
+        }
+    };
+    match written {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
             ExitStatus::Failed
         }
+    }
+}
+
+/// Prints a generated file on stdout; a closed pipe (`| head`) is no error.
+fn print_generated(text: &[u8], what: &str) -> ExitStatus {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("regsweep: error: cannot write the {what}: {e}");
+            ExitStatus::Failed
+        }
+        _ => ExitStatus::Success,
     }
 }
 
@@ -256,7 +328,11 @@ fn run_gc(args: GcArgs) -> regsweep::Result<ExitStatus> {
         }
     }
     drop(locks);
-    Ok(report.exit_code)
+    Ok(write_metrics(
+        output.metrics.as_ref(),
+        Some(&report),
+        report.exit_code,
+    ))
 }
 
 /// Whether the registry's configuration keeps it from taking pushes: said
