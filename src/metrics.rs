@@ -9,6 +9,7 @@
 //! directory. The file holds no sample timestamps: the textfile collector
 //! refuses them.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -53,44 +54,44 @@ pub fn render(run: &RunFacts<'_>, report: Option<&Report<'_>>) -> String {
     out.gauge(
         "regsweep_last_run_timestamp_seconds",
         "When the last regsweep gc run ended, in seconds since the Unix epoch.",
-        &[(None, seconds(finished))],
+        single(seconds(finished)),
     );
     out.gauge(
         "regsweep_last_run_duration_seconds",
         "How long the last regsweep gc run took.",
-        &[(None, seconds(run.duration))],
+        single(seconds(run.duration)),
     );
     out.gauge(
         "regsweep_last_run_success",
         "1 if the last regsweep gc run exited 0 (everything planned was done, nothing was damaged), else 0.",
-        &[(None, u64::from(exit_code == ExitStatus::Success).to_string())],
+        single(u8::from(exit_code == ExitStatus::Success)),
     );
     out.gauge(
         "regsweep_last_run_exit_code",
         "Exit code of the last regsweep gc run: 0 success, 1 warnings or partial, 2 refused or failed.",
-        &[(None, (exit_code as i32).to_string())],
+        single(exit_code as i32),
     );
     out.gauge(
         "regsweep_last_run_dry_run",
         "1 if the last regsweep gc run was a dry run (it deleted nothing on purpose).",
-        &[(None, u64::from(dry_run).to_string())],
+        single(u8::from(dry_run)),
     );
     let nothing = Reclaim::default();
     let deleted = report.map_or(&nothing, |r| &r.deleted);
     out.gauge(
         "regsweep_last_run_deleted_bytes",
         "Bytes the last regsweep gc run deleted (or moved into its trash), by kind of data.",
-        &byte_samples(deleted),
+        byte_samples(deleted),
     );
     out.gauge(
         "regsweep_last_run_deleted",
         "What the last regsweep gc run deleted (or moved into its trash), by kind.",
-        &count_samples(deleted),
+        count_samples(deleted),
     );
     out.gauge(
         "regsweep_last_run_failures",
         "Paths the last regsweep gc run could not delete.",
-        &[(None, report.map_or(0, |r| r.failures.len()).to_string())],
+        single(report.map_or(0, |r| r.failures.len())),
     );
     let Some(report) = report else {
         return out.text;
@@ -98,37 +99,39 @@ pub fn render(run: &RunFacts<'_>, report: Option<&Report<'_>>) -> String {
     out.gauge(
         "regsweep_last_run_interrupted",
         "1 if the last regsweep gc run stopped before the end of its plan.",
-        &[(None, u64::from(report.interrupted).to_string())],
+        single(u8::from(report.interrupted)),
     );
     out.gauge(
         "regsweep_last_run_reclaimable_bytes",
         "Bytes the last regsweep gc run planned to reclaim, by kind of data: after a dry run, what is left to reclaim.",
-        &byte_samples(&report.reclaimable),
+        byte_samples(&report.reclaimable),
     );
     out.gauge(
         "regsweep_last_run_reclaimable",
         "What the last regsweep gc run planned to delete, by kind: after a dry run, what is left to delete.",
-        &count_samples(&report.reclaimable),
+        count_samples(&report.reclaimable),
     );
-    let mut warnings: Vec<(String, u64)> = Vec::new();
+    let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
     for warning in &report.warnings {
-        let kind = warning_kind_name(warning.kind);
-        match warnings.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, n)) => *n += 1,
-            None => warnings.push((kind, 1)),
-        }
+        *warnings.entry(warning_kind_name(warning.kind)).or_default() += 1;
     }
-    warnings.sort();
-    let warnings: Vec<(Option<String>, String)> = warnings
-        .into_iter()
-        .map(|(kind, n)| (Some(kind), n.to_string()))
-        .collect();
-    out.gauge_labelled(
+    out.gauge(
         "regsweep_last_run_warnings",
         "Warnings of the last regsweep gc run (damage found, and kept because of it), by kind; kinds without warnings have no series.",
-        &warnings,
+        warnings
+            .into_iter()
+            .map(|(kind, n)| (Some(kind), n.to_string()))
+            .collect(),
     );
     out.text
+}
+
+/// One sample: the value of its `kind` label (none in a family of one
+/// series), and its value.
+type Sample = (Option<String>, String);
+
+fn single(value: impl ToString) -> Vec<Sample> {
+    vec![(None, value.to_string())]
 }
 
 /// The text being built, and the label every series carries.
@@ -138,16 +141,8 @@ struct Metrics {
 }
 
 impl Metrics {
-    /// One gauge family; each sample is (`kind` label value, value).
-    fn gauge(&mut self, name: &str, help: &str, samples: &[(Option<&str>, String)]) {
-        let samples: Vec<(Option<String>, String)> = samples
-            .iter()
-            .map(|(kind, value)| (kind.map(str::to_owned), value.clone()))
-            .collect();
-        self.gauge_labelled(name, help, &samples);
-    }
-
-    fn gauge_labelled(&mut self, name: &str, help: &str, samples: &[(Option<String>, String)]) {
+    /// One gauge family: HELP, TYPE, then its samples.
+    fn gauge(&mut self, name: &str, help: &str, samples: Vec<Sample>) {
         let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.text, "# TYPE {name} gauge");
         for (kind, value) in samples {
@@ -156,7 +151,7 @@ impl Metrics {
                     self.text,
                     "{name}{{{},kind=\"{}\"}} {value}",
                     self.target,
-                    escape_label_value(kind)
+                    escape_label_value(&kind)
                 ),
                 None => writeln!(self.text, "{name}{{{}}} {value}", self.target),
             };
@@ -164,26 +159,29 @@ impl Metrics {
     }
 }
 
-fn byte_samples(reclaim: &Reclaim) -> [(Option<&'static str>, String); 2] {
-    [
-        (Some("blob"), reclaim.bytes.to_string()),
-        (Some("upload"), reclaim.upload_bytes.to_string()),
-    ]
+fn byte_samples(reclaim: &Reclaim) -> Vec<Sample> {
+    kinds([("blob", reclaim.bytes), ("upload", reclaim.upload_bytes)])
 }
 
 /// Kinds named as in the JSON report's candidate `kind`.
-fn count_samples(reclaim: &Reclaim) -> [(Option<&'static str>, String); 8] {
-    [
-        (Some("blob"), reclaim.blobs),
-        (Some("layer_link"), reclaim.layer_links),
-        (Some("manifest"), reclaim.manifests),
-        (Some("tag"), reclaim.tags),
-        (Some("tag_index_entry"), reclaim.tag_index_entries),
-        (Some("upload"), reclaim.uploads),
-        (Some("temporary_file"), reclaim.temporary_files),
-        (Some("repository"), reclaim.repositories),
-    ]
-    .map(|(kind, n)| (kind, n.to_string()))
+fn count_samples(reclaim: &Reclaim) -> Vec<Sample> {
+    kinds([
+        ("blob", reclaim.blobs),
+        ("layer_link", reclaim.layer_links),
+        ("manifest", reclaim.manifests),
+        ("tag", reclaim.tags),
+        ("tag_index_entry", reclaim.tag_index_entries),
+        ("upload", reclaim.uploads),
+        ("temporary_file", reclaim.temporary_files),
+        ("repository", reclaim.repositories),
+    ])
+}
+
+fn kinds<const N: usize>(values: [(&str, u64); N]) -> Vec<Sample> {
+    values
+        .into_iter()
+        .map(|(kind, n)| (Some(kind.to_owned()), n.to_string()))
+        .collect()
 }
 
 /// The kind's name in the JSON report (`invalid_link`, ...).
