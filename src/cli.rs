@@ -41,6 +41,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Delete unreferenced blobs, manifests and links (like `registry garbage-collect`)
@@ -54,6 +56,24 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show where the bytes are: per repository, referenced, exclusive, shared and reclaimable bytes
     Du(DuArgs),
+    /// Print a shell completion script on stdout (e.g. `regsweep completions bash > /etc/bash_completion.d/regsweep`)
+    Completions(CompletionsArgs),
+    /// Print the manual page, regsweep(1), as roff on stdout; with --dir, write one page per subcommand there
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write regsweep.1, regsweep-gc.1, ... into DIR (e.g. /usr/local/share/man/man1) instead
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +253,10 @@ pub struct GcArgs {
     #[arg(long)]
     pub scan_temporary_files: bool,
 
+    /// Write the run's outcome to FILE for node_exporter's textfile collector (Prometheus text format; replaced atomically, also when the run is refused); a failure to write it makes the exit code at least 1
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Retention: keep the N most recently pushed tags of each repository (among --delete-tags matches, if given); delete the others
     #[arg(long, value_name = "N", help_heading = "Retention policy")]
     pub keep_last: Option<usize>,
@@ -349,11 +373,34 @@ pub struct Output {
     pub force: bool,
     /// The registry's configuration, when TARGET was its `config.yml`.
     pub registry_config: Option<target::RegistryConfig>,
+    /// `--metrics-file`.
+    pub metrics: Option<MetricsFile>,
+}
+
+/// Where `--metrics-file` goes, and what the metrics need besides the report.
+#[derive(Debug, Clone)]
+pub struct MetricsFile {
+    pub path: PathBuf,
+    /// TARGET as given: the `target` label.
+    pub target: PathBuf,
+    pub dry_run: bool,
+    pub started: std::time::Instant,
 }
 
 impl GcArgs {
+    /// `--metrics-file`, with the run starting now.
+    pub fn metrics_file(&self) -> Option<MetricsFile> {
+        self.metrics_file.as_ref().map(|path| MetricsFile {
+            path: path.clone(),
+            target: self.target.clone(),
+            dry_run: self.dry_run,
+            started: std::time::Instant::now(),
+        })
+    }
+
     /// Resolves the target and builds the configuration.
     pub fn into_config(self) -> regsweep::Result<(GcConfig, Output)> {
+        let metrics = self.metrics_file();
         let target::Target {
             layout,
             config: registry_config,
@@ -371,6 +418,7 @@ impl GcArgs {
             trash: self.trash,
             force: self.force,
             registry_config,
+            metrics,
         };
         let stop_after = std::env::var(STOP_AFTER_ENV)
             .ok()
@@ -584,6 +632,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn metrics_file_completions_and_man_parse() {
+        let cli =
+            Cli::try_parse_from(["regsweep", "gc", "--metrics-file", "/m/r.prom", "x"]).unwrap();
+        let Command::Gc(args) = cli.command else {
+            panic!("expected gc");
+        };
+        let metrics = args.metrics_file().unwrap();
+        assert_eq!(
+            (metrics.path, metrics.target),
+            (PathBuf::from("/m/r.prom"), PathBuf::from("x"))
+        );
+        for shell in ["bash", "zsh", "fish"] {
+            assert!(Cli::try_parse_from(["regsweep", "completions", shell]).is_ok());
+        }
+        assert!(Cli::try_parse_from(["regsweep", "completions", "cmd.exe"]).is_err());
+        assert!(Cli::try_parse_from(["regsweep", "man"]).is_ok());
+        assert!(Cli::try_parse_from(["regsweep", "man", "--dir", "/tmp/m"]).is_ok());
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod mark;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod progress;

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{
-    Cli, Command, DuArgs, GcArgs, QUIT, RestoreArgs, TrashCommand, TrashEmptyArgs, VerifyArgs,
+    Cli, Command, DuArgs, GcArgs, ManArgs, MetricsFile, QUIT, RestoreArgs, TrashCommand,
+    TrashEmptyArgs, VerifyArgs,
 };
 use regsweep::interrupt::{Interrupt, Phase};
 use regsweep::lock::{self, Lock};
@@ -29,6 +30,13 @@ fn main() -> ExitCode {
         Command::Gc(args) => gc(args),
         Command::Verify(args) => verify(args),
         Command::Du(args) => du(args),
+        Command::Completions(args) => {
+            // Rendered in memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "regsweep", &mut script);
+            print_generated(&script, "completion script")
+        }
+        Command::Man(args) => man(args),
         Command::Restore(args) => restore(args),
         Command::Trash(TrashCommand::Empty(args)) => trash_empty(args),
         Command::Trash(TrashCommand::List(args)) => report_result_json(
@@ -201,6 +209,7 @@ fn buffered_stdout() -> io::BufWriter<io::StdoutLock<'static>> {
 }
 
 fn gc(args: GcArgs) -> ExitStatus {
+    let metrics = args.metrics_file();
     let json = args.json;
     let dry_run = args.dry_run;
     signals::describe_target(args.target.clone(), Some(dry_run));
@@ -223,8 +232,71 @@ fn gc(args: GcArgs) -> ExitStatus {
                 let target = signals::target();
                 print_stop_report("gc", target, Some(dry_run), &errors, status);
             }
-            status
+            write_metrics(metrics.as_ref(), None, status)
         }
+    }
+}
+
+/// Writes `--metrics-file`, if asked; a failure is said on stderr and makes
+/// the exit code at least 1 (what was deleted stays deleted).
+fn write_metrics(
+    metrics: Option<&MetricsFile>,
+    report: Option<&Report>,
+    status: ExitStatus,
+) -> ExitStatus {
+    let Some(metrics) = metrics else {
+        return status;
+    };
+    let run = regsweep::metrics::RunFacts {
+        target: &metrics.target,
+        finished: std::time::SystemTime::now(),
+        duration: metrics.started.elapsed(),
+        dry_run: metrics.dry_run,
+        exit_code: status,
+    };
+    let text = regsweep::metrics::render(&run, report);
+    match regsweep::metrics::write_atomically(&metrics.path, &text) {
+        Ok(()) => status,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            match status {
+                ExitStatus::Success => ExitStatus::Warnings,
+                other => other,
+            }
+        }
+    }
+}
+
+fn man(args: ManArgs) -> ExitStatus {
+    let written = match &args.dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir)
+            .map_err(|e| format!("{}: cannot write the manual pages: {e}", dir.display())),
+        None => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => return print_generated(&page, "manual page"),
+                Err(e) => Err(format!("cannot render the manual page: {e}")),
+            }
+        }
+    };
+    match written {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("regsweep: error: {e}");
+            ExitStatus::Failed
+        }
+    }
+}
+
+/// Prints a generated file on stdout; a closed pipe (`| head`) is no error.
+fn print_generated(text: &[u8], what: &str) -> ExitStatus {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("regsweep: error: cannot write the {what}: {e}");
+            ExitStatus::Failed
+        }
+        _ => ExitStatus::Success,
     }
 }
 
@@ -402,6 +474,9 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
         eprintln!("regsweep: interrupted: the sweep stopped before the end of its plan");
     }
     report.timed(signals::started());
+    // Written before the report, so that a failure to write it is in the
+    // report's exit code too.
+    report.exit_code = write_metrics(output.metrics.as_ref(), Some(&report), report.exit_code);
     let status = report.exit_code;
     signals::write_output(status, || {
         let mut stdout = buffered_stdout();
