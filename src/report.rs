@@ -489,6 +489,12 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// The phase a signal stopped the run in, when that was before the
+    /// sweep began.
+    fn stopped_before_sweeping(&self) -> Option<Phase> {
+        self.interrupted_during.filter(|p| *p != Phase::Sweep)
+    }
+
     /// Stamps the run's start, and now as its end.
     pub fn timed(&mut self, started: SystemTime) {
         let finished = SystemTime::now();
@@ -743,6 +749,9 @@ impl<'a> Report<'a> {
                 Stage::Preview { trash: true } => {
                     "To move to the trash by repository (largest first):"
                 }
+                Stage::Swept { .. } if self.stopped_before_sweeping().is_some() => {
+                    "Planned by repository (largest first; nothing was deleted):"
+                }
                 Stage::Swept { .. } if !complete => {
                     "Planned by repository (largest first; the sweep did not do all of it):"
                 }
@@ -861,6 +870,14 @@ impl<'a> Report<'a> {
     fn write_outcome(&self, out: &mut impl Write, shown: &Reclaim) -> io::Result<()> {
         if self.reclaimable.is_empty() {
             return writeln!(out, "Nothing to delete.");
+        }
+        if let Some(phase) = self.stopped_before_sweeping() {
+            // Nothing changed: no re-run to finish, no cache to clear.
+            return writeln!(
+                out,
+                "Interrupted {} before the sweep: nothing was deleted.",
+                phase.doing()
+            );
         }
         match &self.trash {
             Some(t) => {

@@ -339,9 +339,14 @@ fn every_signal_during_a_trash_move_ends_the_journal_and_restore_undoes_it() {
 /// question; returns the child (`script`), its output and the pid of
 /// regsweep itself.
 fn at_prompt(root: &Path, out_file: &Path) -> (Child, Arc<Mutex<Vec<u8>>>, Pid) {
+    at_prompt_with(root, out_file, "--json")
+}
+
+/// [`at_prompt`], with `output` (`--json`, or `-v` for the human report).
+fn at_prompt_with(root: &Path, out_file: &Path, output: &str) -> (Child, Arc<Mutex<Vec<u8>>>, Pid) {
     let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
     let line = format!(
-        "exec {} gc --json -m --min-age 0 {} > {}",
+        "exec {} gc {output} -m --min-age 0 {} > {}",
         quote(BIN),
         quote(root.to_str().unwrap()),
         quote(out_file.to_str().unwrap())
@@ -424,6 +429,37 @@ fn every_signal_at_the_prompt_ends_the_wait_with_nothing_deleted() {
         assert!(snapshot(&root) == before, "{name}: nothing deleted");
         assert_lock_free_and_rerun_finishes(&root);
     }
+}
+
+#[test]
+fn a_signal_at_the_prompt_is_told_as_nothing_deleted_not_as_an_interrupted_sweep() {
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("skipping: script(1) (util-linux) is not installed");
+        return;
+    }
+    let (dir, root) = fixture();
+    let out_file = dir.path().join("report.txt");
+    let (mut child, _output, pid) = at_prompt_with(&root, &out_file, "-v");
+    kill_process(pid, Signal::TERM).unwrap();
+    // Not `wait`: it would close the terminal's input first, an answer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the prompt kept waiting");
+        sleep(Duration::from_millis(20));
+    };
+    let text = fs::read_to_string(&out_file).unwrap();
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Interrupted at the prompt before the sweep: nothing was deleted."),
+        "{text}"
+    );
+    assert!(text.contains("nothing was deleted):"), "{text}");
+    // No sweep ran: nothing to finish, no cache to clear.
+    assert!(!text.contains("a re-run finishes it"), "{text}");
+    assert!(!text.contains("Restart the registry"), "{text}");
 }
 
 #[test]
