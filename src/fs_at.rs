@@ -261,18 +261,27 @@ pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
         Err(rustix::io::Errno::LOOP) => return Err(not_regular("a symbolic link (not followed)")),
         Err(e) => return Err(e.into()),
     };
-    let what = match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
-        FileType::RegularFile => return Ok(fd.into()),
+    match not_regular_kind(rustix::fs::fstat(&fd)?.st_mode) {
+        None => Ok(fd.into()),
+        Some(what) => Err(not_regular(what)),
+    }
+}
+
+/// What a file of mode `st_mode` is when it is not a regular file (`None`
+/// for a regular file), in words for an error.
+pub(crate) fn not_regular_kind(st_mode: rustix::fs::RawMode) -> Option<&'static str> {
+    Some(match FileType::from_raw_mode(st_mode) {
+        FileType::RegularFile => return None,
         FileType::Directory => "a directory",
         FileType::Fifo => "a FIFO",
         FileType::Socket => "a socket",
         FileType::CharacterDevice | FileType::BlockDevice => "a device",
         _ => "not a file",
-    };
-    Err(not_regular(what))
+    })
 }
 
-fn not_regular(what: &str) -> io::Error {
+/// The error for a path that is not a regular file: `what` it is.
+pub(crate) fn not_regular(what: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("not a regular file: {what}"),

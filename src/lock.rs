@@ -21,12 +21,13 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
 use crate::error::{Error, Result};
+use crate::fs_at::{not_regular, not_regular_kind};
 use crate::warning::{Warning, WarningKind};
 
 /// The lock file's name, in the storage root or the trash directory.
@@ -117,28 +118,14 @@ fn open(path: &Path, flags: OFlags, create: bool) -> io::Result<Option<File>> {
         Err(e) => return Err(e.into()),
     };
     let stat = rustix::fs::fstat(&fd)?;
-    let what = match FileType::from_raw_mode(stat.st_mode) {
-        FileType::RegularFile if stat.st_size as u64 > MAX_LOCK_FILE => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("longer than {MAX_LOCK_FILE} bytes: not a regsweep lock file"),
-            ));
-        }
-        FileType::RegularFile => return Ok(Some(fd.into())),
-        FileType::Directory => "a directory",
-        FileType::Fifo => "a FIFO",
-        FileType::Socket => "a socket",
-        FileType::CharacterDevice | FileType::BlockDevice => "a device",
-        _ => "not a file",
-    };
-    Err(not_regular(what))
-}
-
-fn not_regular(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("not a regular file: {what}"),
-    )
+    match not_regular_kind(stat.st_mode) {
+        Some(what) => Err(not_regular(what)),
+        None if stat.st_size as u64 > MAX_LOCK_FILE => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than {MAX_LOCK_FILE} bytes: not a regsweep lock file"),
+        )),
+        None => Ok(Some(fd.into())),
+    }
 }
 
 /// Whether `path` still names the file open as `file`.

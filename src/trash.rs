@@ -1124,15 +1124,8 @@ fn remove_empty_tree(root: &Path) {
 pub fn remove_tree(root: &Path) -> io::Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
     for entry in WalkDir::new(root).follow_links(false).contents_first(true) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(io::Error::other(e.to_string())),
+        let Some(entry) = present(entry)? else {
+            continue;
         };
         if entry.file_type().is_dir() {
             match fs::remove_dir(entry.path()) {
@@ -1150,20 +1143,28 @@ pub fn remove_tree(root: &Path) -> io::Result<(u64, u64)> {
     Ok((files, bytes))
 }
 
+/// A walked entry; `None` for one that went away while walking (already
+/// gone is as good as removed).
+fn present(entry: walkdir::Result<walkdir::DirEntry>) -> io::Result<Option<walkdir::DirEntry>> {
+    match entry {
+        Ok(entry) => Ok(Some(entry)),
+        Err(e)
+            if e.io_error()
+                .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(io::Error::other(e.to_string())),
+    }
+}
+
 /// Files and bytes below `root`, counted as [`remove_tree`] counts what it
 /// removes (a symbolic link is a file of its own length, never followed).
 pub fn tree_size(root: &Path) -> io::Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
     for entry in WalkDir::new(root).follow_links(false) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(io::Error::other(e.to_string())),
+        let Some(entry) = present(entry)? else {
+            continue;
         };
         if !entry.file_type().is_dir() {
             files += 1;
