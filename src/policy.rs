@@ -1121,10 +1121,17 @@ impl Policy {
             }
         }
         for rule in &self.rules {
-            let at = match &self.source {
-                Some(path) => format!("{}: {}", path.display(), rule.label()),
-                None if rule.action == Action::Keep => "--keep-tags".to_owned(),
-                None => "--delete-tags".to_owned(),
+            // A warning names the policy file itself; a refusal is an error
+            // of its own and names it here.
+            let (at, refused_at) = match &self.source {
+                Some(path) => (
+                    rule.label(),
+                    format!("{}: {}", path.display(), rule.label()),
+                ),
+                None if rule.action == Action::Keep => {
+                    ("--keep-tags".to_owned(), "--keep-tags".to_owned())
+                }
+                None => ("--delete-tags".to_owned(), "--delete-tags".to_owned()),
             };
             for glob in &rule.repositories {
                 if !names.iter().any(|n| in_scope(n) && glob.matches(n)) {
@@ -1172,7 +1179,7 @@ impl Policy {
             let suggestion = pattern.whole_match_suggestion(&found, &others);
             if rule.action == Action::Keep {
                 refusal.get_or_insert(PolicyError::KeepMatchesNothingWhole {
-                    at,
+                    at: refused_at.clone(),
                     pattern: pattern.as_str().to_owned(),
                     tags: found,
                     suggestion,

@@ -524,12 +524,12 @@ impl ProtectReport {
             .collect();
         write!(
             out,
-            "Protected images ({}): {} references, {} in storage, {} not found, {} of other registries",
+            "Protected images ({}): {}, {} in storage, {} not found, {} of other registries",
             self.file.display(),
-            self.references,
-            self.found,
-            self.not_found,
-            self.other_registries.len()
+            crate::report::counted(self.references, "reference", "references"),
+            crate::report::count(self.found),
+            crate::report::count(self.not_found),
+            crate::report::count(self.other_registries.len() as u64)
         )?;
         if registries.is_empty() {
             writeln!(out, ".")?;
@@ -582,6 +582,24 @@ impl Protection {
 mod tests {
     use super::*;
     use crate::index::{Repository, Revision, Tag};
+
+    #[test]
+    fn the_summary_line_counts_in_words_that_agree() {
+        let report = |references| ProtectReport {
+            file: PathBuf::from("in-use.txt"),
+            references,
+            found: references,
+            not_found: 0,
+            other_registries: Vec::new(),
+        };
+        let line = |r: &ProtectReport| {
+            let mut out = Vec::new();
+            r.write_human(&mut out, false).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(line(&report(1)).contains(": 1 reference, 1 in storage"));
+        assert!(line(&report(1_234)).contains(": 1,234 references, 1,234 in storage"));
+    }
 
     fn hex(n: u8) -> String {
         format!("{n:02x}").repeat(32)

@@ -589,17 +589,18 @@ impl<'a> Report<'a> {
                 .collect::<Vec<_>>()
                 .join("; "),
         };
-        let verb = match stage {
-            Stage::DryRun => "would delete",
-            Stage::Preview { .. } => "about to delete",
-            Stage::Swept { .. } => "deleted",
+        let (delete, keep) = match stage {
+            Stage::DryRun => ("would delete", "keep"),
+            Stage::Preview { .. } => ("about to delete", "keep"),
+            Stage::Swept { .. } => ("deleted", "kept"),
         };
+        // The bytes are what the deleted tags free.
         writeln!(
             out,
-            "Retention policy ({source}): {verb} {}, kept {} ({}).",
+            "Retention policy ({source}): {delete} {} ({}) and {keep} {}.",
             counted(policy.tags_deleted, "tag", "tags"),
-            count(policy.tags_kept),
-            human_bytes(policy.bytes)
+            human_bytes(policy.bytes),
+            count(policy.tags_kept)
         )?;
         let label = |id: &str| rule_label(policy, id);
         for repo in &policy.repositories {

@@ -347,7 +347,9 @@ fn policy_reports_name_the_rule_that_decided() {
         "{text}"
     );
     assert!(
-        text.contains("Retention policy (") && text.contains("would delete 2 tags, kept 2"),
+        text.contains("Retention policy (")
+            && text.contains("would delete 2 tags (")
+            && text.contains(") and keep 2."),
         "{text}"
     );
     // The JSON keeps the bare id.

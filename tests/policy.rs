@@ -1205,6 +1205,37 @@ fn a_policy_file_keep_rule_that_matches_only_as_a_search_is_refused() {
 }
 
 #[test]
+fn a_policy_file_warning_names_the_file_once_and_its_bytes_are_what_deleted_tags_free() {
+    let b = versions();
+    let policy = b.scratch().join("policy.json");
+    fs::write(
+        &policy,
+        r#"{"rules": [{"repositories": ["nothing/**"], "keep_last": 1}]}"#,
+    )
+    .unwrap();
+    let out = regsweep([
+        "gc",
+        "--dry-run",
+        "--min-age",
+        "0",
+        "--policy",
+        policy.to_str().unwrap(),
+        b.root().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("matches no repository"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(line.matches("policy.json").count(), 1, "{line}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("would delete 0 tags (0 B) and keep"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn patterns_and_globs_that_match_nothing_are_warnings() {
     let b = versions();
     let unmatched = |report: &Value| -> Vec<String> {
