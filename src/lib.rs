@@ -43,6 +43,7 @@ pub mod index;
 pub mod interrupt;
 pub mod layout;
 pub mod lock;
+pub mod logwrap;
 pub mod manifest;
 pub mod mark;
 pub mod metrics;
