@@ -274,3 +274,49 @@ fn standard_input_is_read_as_a_log() {
         "{report:#}"
     );
 }
+
+#[test]
+fn the_human_report_gives_a_line_per_log_and_why_each_tag_stays() {
+    let (b, _, _) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec![app_line(
+        days_ago(3),
+        "HEAD",
+        "/v2/app/manifests/moving",
+        200,
+    )];
+    lines.push("INFO[0042] response completed http.request.uri=/v2/app/manifests/old\n".into());
+    let log = write_log(dir.path(), &lines);
+    let mut args = vec!["gc"];
+    args.extend(POLICY);
+    args.extend([
+        "30d",
+        "--pull-log",
+        log.to_str().unwrap(),
+        b.root().to_str().unwrap(),
+    ]);
+    let out = regsweep(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(
+        stdout.contains("Pull logs: 1 file, 4 lines, 1 pull of 2 references, "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  {}: 4 lines (distribution-text 3), 1 pull, ",
+            log.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("; 1 line not read, 1 of which name a manifest, counted as pulled"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("They cover the pull window of --keep-pulled-within 30d"),
+        "{stdout}"
+    );
+    // The line not read names `old`: kept, as pulled at the log's end.
+    assert!(stdout.contains("a log line not fully read"), "{stdout}");
+}

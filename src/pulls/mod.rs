@@ -16,7 +16,7 @@
 //! Only the last pull per (repository, reference) is kept, so memory grows
 //! with the distinct pairs, not with the lines, and the files may come in
 //! any order. A pull by tag is also a pull of every manifest the tag could
-//! have served then ([`history`]), decided as each line is read.
+//! have served then ([`TagHistory::possible`]), decided as each line is read.
 //!
 //! Lines that cannot be read are counted and sampled, never fatal. One that
 //! still names a manifest path counts as a pull of it at the file's last
