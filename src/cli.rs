@@ -13,6 +13,7 @@ use regsweep::interrupt::Interrupt;
 use regsweep::policy::PolicyFlags;
 use regsweep::progress::Progress;
 use regsweep::protect::ProtectList;
+use regsweep::pulls::PullLogConfig;
 use regsweep::report::BlobCache;
 use regsweep::sweep::SweepOptions;
 use regsweep::target::{self, Environment};
@@ -182,7 +183,8 @@ impl VerifyArgs {
                   indexing, planning or at the prompt nothing is deleted; the sweep stops \
                   between two deletions and reports what it did; a second signal exits at \
                   once); 2 refused or failed, nothing deleted (also: uploads in progress \
-                  without --force, the lock held, a keep pattern that matches no tag whole), or \
+                  without --force, the lock held, a keep pattern that matches no tag whole, \
+                  pull logs that do not cover the pull window), or \
                   the registry took writes while the sweep ran and it stopped there (what it \
                   deleted before leaves a consistent registry).\n\n\
                   With --json, stdout is one JSON object on every exit, with `exit_code`; a \
@@ -289,6 +291,23 @@ pub struct GcArgs {
     /// Images in use (repo:tag, repo@sha256:..., one per line or kubectl's jsonpath output): never deleted, nor what they reach
     #[arg(long, value_name = "FILE", help_heading = "Retention policy")]
     pub protect: Option<PathBuf>,
+
+    /// Retention: keep every tag the policy would delete that was pulled (by name, or its image by any reference; HEAD counts) or pushed within DURATION, as the --pull-log files show; refused (exit 2) when they do not cover that long
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Retention policy",
+        requires = "pull_log"
+    )]
+    pub keep_pulled_within: Option<Age>,
+
+    /// The registry's logs, for the pull rules: its app log (text or JSON formatter) or access log, or nginx/Apache combined lines; a file (plain or gzip), a directory (its files) or - for stdin; repeatable
+    #[arg(long, value_name = "PATH", help_heading = "Retention policy")]
+    pub pull_log: Vec<PathBuf>,
+
+    /// Take the --pull-log files as complete although they do not reach over the whole pull window: only the pulls they show count
+    #[arg(long, help_heading = "Retention policy", requires = "pull_log")]
+    pub pull_log_assume_complete: bool,
 }
 
 #[derive(Debug, Args)]
@@ -431,6 +450,7 @@ impl GcArgs {
             repos: self.repos,
             policy_file: self.policy,
             allow_empty_repos: self.allow_empty_repos,
+            keep_pulled_within: self.keep_pulled_within,
         }
         .into_policy()
         .map_err(regsweep::Error::Policy)?;
@@ -459,6 +479,10 @@ impl GcArgs {
             scan_temporary_files: self.scan_temporary_files,
             policy,
             protect,
+            pull_logs: (!self.pull_log.is_empty()).then_some(PullLogConfig {
+                inputs: self.pull_log,
+                assume_complete: self.pull_log_assume_complete,
+            }),
             blob_cache,
         };
         Ok((config, output))
@@ -483,6 +507,41 @@ mod tests {
         };
         assert!(args.dry_run && args.delete_untagged && !args.yes);
         assert_eq!(args.target, PathBuf::from("/srv/reg"));
+    }
+
+    #[test]
+    fn pull_rules_need_pull_logs_and_pull_logs_repeat() {
+        for needs_logs in [
+            &["--keep-last", "1", "--keep-pulled-within", "30d"][..],
+            &["--pull-log-assume-complete"],
+        ] {
+            let argv = [&["regsweep", "gc"], needs_logs, &["x"]].concat();
+            let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+            assert!(err.contains("--pull-log <PATH>"), "{err}");
+        }
+        let cli = Cli::try_parse_from([
+            "regsweep",
+            "gc",
+            "--keep-last",
+            "1",
+            "--keep-pulled-within",
+            "30d",
+            "--pull-log",
+            "app.log",
+            "--pull-log",
+            "-",
+            "x",
+        ])
+        .unwrap();
+        let Command::Gc(args) = cli.command else {
+            panic!("expected the gc subcommand");
+        };
+        assert_eq!(
+            args.pull_log,
+            [PathBuf::from("app.log"), PathBuf::from("-")]
+        );
+        assert_eq!(args.keep_pulled_within.map(Age::as_secs), Some(30 * 86_400));
+        assert!(!args.pull_log_assume_complete);
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub enum Error {
     #[error(transparent)]
     Protect(crate::protect::ProtectError),
 
+    /// The registry's logs (`--pull-log`) cannot be read, or do not cover
+    /// the pull window.
+    #[error(transparent)]
+    PullLog(crate::pulls::PullLogError),
+
     /// A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop before the
     /// sweep began: nothing was deleted.
     #[error("interrupted while {}: nothing was deleted", phase.doing())]
@@ -148,6 +153,7 @@ impl Error {
             Error::Restore { .. } => "restore",
             Error::Policy(_) => "policy",
             Error::Protect(_) => "protect",
+            Error::PullLog(e) => e.kind(),
             Error::Interrupted { .. } => "interrupted",
             Error::ThreadPool { .. } => "thread_pool",
         }
@@ -166,6 +172,7 @@ impl Error {
             | Error::RegistryActive { path, .. }
             | Error::Trash { path, .. }
             | Error::Restore { path, .. } => Some(path),
+            Error::PullLog(e) => e.path(),
             Error::Policy(_)
             | Error::Protect(_)
             | Error::Interrupted { .. }

@@ -16,7 +16,9 @@
 //!
 //! A retention [`policy`] decides, before marking, which tags go; the
 //! manifests only those tags held are then marked dead like untagged ones,
-//! while [`protect`]ed references are roots whatever the policy says.
+//! while [`protect`]ed references are roots whatever the policy says. The
+//! registry's own logs ([`pulls`]) tell which tags were pulled lately, for
+//! the policy to keep.
 //! [`du`] reads the same index and marking to show where the bytes are.
 //!
 //! Before deleting, a [`recheck`] looks again at what the plan depends on and
@@ -51,6 +53,7 @@ pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod protect;
+pub mod pulls;
 pub mod recent;
 pub mod recheck;
 pub mod report;
@@ -113,6 +116,9 @@ pub struct GcConfig {
     pub policy: Option<Policy>,
     /// Images in use: never deleted, whatever the policy says.
     pub protect: Option<ProtectList>,
+    /// The registry's logs, read for when each tag and manifest was last
+    /// pulled (`--pull-log`).
+    pub pull_logs: Option<pulls::PullLogConfig>,
     /// The registry's blob descriptor cache, when its configuration was
     /// read: what the report advises after a sweep.
     pub blob_cache: report::BlobCache,
@@ -139,6 +145,7 @@ impl GcConfig {
             scan_temporary_files: false,
             policy: None,
             protect: None,
+            pull_logs: None,
             blob_cache: report::BlobCache::Unknown,
         }
     }
@@ -167,6 +174,8 @@ pub struct Planned {
     /// What the `--protect` list came to, when there is one: its
     /// references of other registries are noted here, not warned about.
     pub protect: Option<protect::ProtectReport>,
+    /// What the pull logs held, when given.
+    pub pull_logs: Option<pulls::PullLogReport>,
 }
 
 impl Planned {
@@ -263,12 +272,14 @@ pub fn disk_usage(
 fn evaluate_policy(
     policy: &Policy,
     protect: Option<(&ProtectList, &Protection)>,
+    pulls: Option<&pulls::PullLogs>,
     index: &Index,
     now: SystemTime,
     cutoff: Option<SystemTime>,
 ) -> Vec<RepositoryDecision> {
     policy.evaluate(index, now, cutoff, |r, t| {
-        let tag = &index.repositories[r].tags[t];
+        let repo = &index.repositories[r];
+        let tag = &repo.tags[t];
         let protected_by = protect.and_then(|(list, protection)| {
             protection
                 .tag(r, &tag.name, tag.current.as_ref())
@@ -278,6 +289,7 @@ fn evaluate_policy(
             tag,
             pushed: tag.pushed,
             protected_by,
+            pulls: pulls.map_or_else(Default::default, |p| p.tag_pulls(&repo.name, tag)),
         }
     })
 }
@@ -336,6 +348,12 @@ impl Collector {
             .purge_uploads_older_than
             .and_then(|age| now.checked_sub(age.duration()));
         let interrupt = self.config.interrupt;
+        let pull_window = self.config.policy.as_ref().and_then(Policy::pull_window);
+        if let (Some((_, rule)), None) = (&pull_window, &self.config.pull_logs) {
+            return Err(Error::PullLog(pulls::PullLogError::Needed {
+                rule: rule.clone(),
+            }));
+        }
         self.pool.install(|| {
             interrupt.check(Phase::Index)?;
             let task = progress.spinner("indexing", "files");
@@ -356,6 +374,21 @@ impl Collector {
                 None => Vec::new(),
             };
             interrupt.check(Phase::Plan)?;
+            let pull_logs = match &self.config.pull_logs {
+                Some(config) => {
+                    let task = progress.spinner("reading pull logs", "lines");
+                    let mut logs =
+                        pulls::PullLogs::read(config, layout, &index, now, &interrupt, &task)?;
+                    task.finish();
+                    if let Some((window, rule)) = &pull_window {
+                        logs.check_coverage(rule, *window, now, config.assume_complete)
+                            .map_err(Error::PullLog)?;
+                    }
+                    Some(logs)
+                }
+                None => None,
+            };
+            interrupt.check(Phase::Plan)?;
             let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
             let temporary_files = if self.config.scan_temporary_files {
                 hygiene::scan_temporary_files(layout, &index)
@@ -373,9 +406,13 @@ impl Collector {
                 })
                 .collect();
             let mut decisions = match &self.config.policy {
-                Some(policy) => evaluate_policy(policy, protect, &index, now, cutoff),
+                Some(policy) => {
+                    evaluate_policy(policy, protect, pull_logs.as_ref(), &index, now, cutoff)
+                }
                 None => Vec::new(),
             };
+            // The decisions hold what they need of the logs; the table goes.
+            let pull_logs = pull_logs.map(|logs| logs.report);
             let mut dropped = policy::dropped_tags(&decisions, index.repositories.len());
             let task = progress.spinner("marking", "manifests read");
             interrupt.check(Phase::Plan)?;
@@ -565,6 +602,7 @@ impl Collector {
                 stats,
                 policy: policy_report,
                 protect: protect_report,
+                pull_logs,
             })
         })
     }
@@ -669,6 +707,7 @@ impl Collector {
         );
         report.policy = planned.policy.as_ref();
         report.protect = planned.protect.as_ref();
+        report.pull_logs = planned.pull_logs.as_ref();
         report
     }
 }

@@ -16,7 +16,11 @@
 //! 3. within each rule, the tags it took are ranked by push time (the mtime
 //!    of `current/link`), newest first, ties by name: the first `keep_last`
 //!    are kept, then those pushed within `older_than`; the rest are deleted;
-//! 4. the guard: a repository where every tag would be deleted keeps them
+//! 4. a tag the rule would delete is kept when it was pulled (by name, or
+//!    its manifest by any reference) or pushed within the rule's
+//!    `pulled_within` or `--keep-pulled-within`, as the registry's logs
+//!    tell (see [`crate::pulls`]);
+//! 5. the guard: a repository where every tag would be deleted keeps them
 //!    all, and says which rules wanted them, unless empty repositories are
 //!    allowed.
 //!
@@ -45,6 +49,7 @@ use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::duration::Age;
 use crate::index::{BlobId, Index, Tag};
 use crate::mark::{Loaded, Refs};
+use crate::pulls::TagPulls;
 use crate::warning::{Warning, WarningKind};
 
 /// The tag that is kept unless a policy file says `"keep_latest": false`.
@@ -160,6 +165,8 @@ pub struct Rule {
     pub tags: Option<TagPattern>,
     /// What it does with them.
     pub action: Action,
+    /// A tag it would delete is kept if pulled or pushed within this.
+    pub pulled_within: Option<Age>,
 }
 
 impl Rule {
@@ -195,6 +202,9 @@ pub struct Policy {
     pub allow_empty_repos: bool,
     /// The policy file it was read from; `None` when made of flags.
     pub source: Option<PathBuf>,
+    /// `--keep-pulled-within`: a tag any rule would delete is kept if
+    /// pulled or pushed within this.
+    pub keep_pulled_within: Option<Age>,
 }
 
 /// The policy flags of `regsweep gc`, as given.
@@ -214,6 +224,8 @@ pub struct PolicyFlags {
     pub policy_file: Option<PathBuf>,
     /// `--allow-empty-repos`.
     pub allow_empty_repos: bool,
+    /// `--keep-pulled-within DURATION`.
+    pub keep_pulled_within: Option<Age>,
 }
 
 /// A policy that cannot be used. Nothing is deleted.
@@ -277,6 +289,7 @@ impl PolicyFlags {
             && self.older_than.is_none()
             && self.repos.is_empty()
             && self.policy_file.is_none()
+            && self.keep_pulled_within.is_none()
     }
 
     /// The policy the flags describe, reading the policy file if one is
@@ -315,8 +328,15 @@ impl PolicyFlags {
             }
             None => self.flags_policy()?,
         };
+        if self.keep_pulled_within.is_some_and(Age::is_zero) {
+            return Err(flag_error(
+                "--keep-pulled-within",
+                "a window of 0 keeps nothing: give one such as 30d",
+            ));
+        }
         policy.scope = scope;
         policy.allow_empty_repos = self.allow_empty_repos;
+        policy.keep_pulled_within = self.keep_pulled_within;
         Ok(Some(policy))
     }
 
@@ -324,6 +344,8 @@ impl PolicyFlags {
         if self.keep_last.is_none() && self.delete_tags.is_none() && self.older_than.is_none() {
             let flag = if self.keep_tags.is_some() {
                 "--keep-tags"
+            } else if self.keep_pulled_within.is_some() {
+                "--keep-pulled-within"
             } else {
                 "--repos"
             };
@@ -340,6 +362,7 @@ impl PolicyFlags {
                 repositories: Vec::new(),
                 tags: Some(TagPattern::new(keep).map_err(|m| flag_error("--keep-tags", &m))?),
                 action: Action::Keep,
+                pulled_within: None,
             });
         }
         let mut id = Vec::new();
@@ -366,6 +389,7 @@ impl PolicyFlags {
                 keep_last: self.keep_last,
                 older_than: self.older_than,
             },
+            pulled_within: None,
         });
         Ok(Policy {
             rules,
@@ -373,6 +397,7 @@ impl PolicyFlags {
             scope: Vec::new(),
             allow_empty_repos: false,
             source: None,
+            keep_pulled_within: None,
         })
     }
 }
@@ -454,7 +479,26 @@ impl Policy {
             scope: Vec::new(),
             allow_empty_repos: false,
             source: None,
+            keep_pulled_within: None,
         })
+    }
+
+    /// The longest pull window of the policy, with the rule that gives it
+    /// (`--keep-pulled-within 30d`, `policy.json: rules[1] pulled_within
+    /// 30d`); `None` when no rule looks at pulls.
+    pub fn pull_window(&self) -> Option<(Age, String)> {
+        let flag = self
+            .keep_pulled_within
+            .map(|age| (age, format!("--keep-pulled-within {age}")));
+        let rules = self.rules.iter().filter_map(|rule| {
+            let age = rule.pulled_within?;
+            let at = match &self.source {
+                Some(path) => format!("{}: {}", path.display(), rule.label()),
+                None => rule.label(),
+            };
+            Some((age, format!("{at} pulled_within {age}")))
+        });
+        flag.into_iter().chain(rules).max_by_key(|(age, _)| *age)
     }
 
     /// Whether the policy looks at the repository `name` at all.
@@ -593,24 +637,32 @@ struct RuleFile {
     keep_last: Option<usize>,
     #[serde(default, deserialize_with = "present")]
     older_than: Option<Age>,
+    #[serde(default, deserialize_with = "present")]
+    pulled_within: Option<Age>,
 }
 
 impl RuleFile {
     /// The rule at `path` (`rules[2]`), once `keep`, `keep_last` and
     /// `older_than` agree.
     fn into_rule(self, path: String) -> Result<Rule, JsonError> {
+        if self.pulled_within.is_some_and(Age::is_zero) {
+            return Err(at(
+                &format!("{path}.pulled_within"),
+                "a window of 0 keeps nothing: give one such as \"30d\"",
+            ));
+        }
         let action = match (self.keep, self.keep_last, self.older_than) {
-            (true, None, None) => Action::Keep,
+            (true, None, None) if self.pulled_within.is_none() => Action::Keep,
             (true, _, _) => {
                 return Err(at(
                     &format!("{path}.keep"),
-                    "a rule that keeps its tags cannot also have keep_last or older_than",
+                    "a rule that keeps its tags cannot also have keep_last, older_than or pulled_within",
                 ));
             }
-            (false, None, None) => {
+            (false, None, None) if self.pulled_within.is_none() => {
                 return Err(at(
                     &path,
-                    "says nothing about what to do: give \"keep\": true, keep_last or older_than (\"keep_last\": 0 deletes every tag it takes)",
+                    "says nothing about what to do: give \"keep\": true, keep_last, older_than or pulled_within (\"keep_last\": 0 deletes every tag it takes)",
                 ));
             }
             (false, keep_last, older_than) => Action::Delete {
@@ -624,6 +676,7 @@ impl RuleFile {
             repositories: self.repositories,
             tags: self.tags,
             action,
+            pulled_within: self.pulled_within,
         })
     }
 }
@@ -810,6 +863,8 @@ pub struct TagFacts<'a> {
     pub pushed: Option<SystemTime>,
     /// Why it is protected (the `--protect` reference), if it is.
     pub protected_by: Option<&'a str>,
+    /// What the pull logs say about it (nothing without logs).
+    pub pulls: TagPulls<'a>,
 }
 
 /// Why a tag is kept or deleted.
@@ -836,6 +891,11 @@ pub enum Why {
     Young(Age),
     /// Its push time is unknown, so `older_than` cannot be decided.
     UnknownAge,
+    /// Its rule would delete it, but it was pulled within the pull window.
+    Pulled(Box<PullReason>),
+    /// Its rule would delete it, but it was pushed within the pull window:
+    /// too new to have been pulled.
+    PushedInPullWindow(Age),
     /// Its rule would delete it, but it was pushed within `--min-age`.
     TooRecent,
     /// Its repository is kept whole (a manifest cannot be read).
@@ -849,14 +909,35 @@ pub enum Why {
         /// The rule's `older_than`, if set.
         older_than: Option<Age>,
     },
+    /// Beyond its rule's limits and not pulled or pushed within the pull
+    /// window.
+    NotPulled {
+        /// Why its rule deletes it ([`Why::Old`]).
+        old: Box<Why>,
+        /// The pull window.
+        window: Age,
+        /// How long ago its last pull in the logs was, if there was one.
+        last_pulled: Option<std::time::Duration>,
+    },
     /// The guard: every tag of the repository would be deleted.
     Guard,
+}
+
+/// A pull that keeps a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullReason {
+    /// How long before the run.
+    pub ago: std::time::Duration,
+    /// How, and by whom: `HEAD by tag, containerd/1.7`.
+    pub how: String,
+    /// The window it fell within.
+    pub window: Age,
 }
 
 impl Why {
     /// Whether the tag is deleted.
     pub fn deletes(&self) -> bool {
-        matches!(self, Why::Old { .. })
+        matches!(self, Why::Old { .. } | Why::NotPulled { .. })
     }
 }
 
@@ -873,6 +954,27 @@ impl fmt::Display for Why {
             }
             Why::Young(age) => write!(f, "pushed within {age}"),
             Why::UnknownAge => write!(f, "push time unknown"),
+            Why::Pulled(pull) => write!(
+                f,
+                "pulled {} ago ({}), within {}",
+                crate::duration::human(pull.ago),
+                pull.how,
+                pull.window
+            ),
+            Why::PushedInPullWindow(window) => {
+                write!(f, "pushed within {window}, the pull window")
+            }
+            Why::NotPulled {
+                old,
+                window,
+                last_pulled,
+            } => {
+                write!(f, "{old}; not pulled or pushed within {window} (")?;
+                match last_pulled {
+                    Some(ago) => write!(f, "last pull {} ago)", crate::duration::human(*ago)),
+                    None => write!(f, "no pull in the logs)"),
+                }
+            }
             Why::TooRecent => write!(f, "pushed within --min-age; kept for now"),
             Why::Damaged => write!(
                 f,
@@ -1047,9 +1149,11 @@ impl Policy {
                 }
                 .then_with(|| fa.tag.name.cmp(&fb.tag.name))
             });
+            let window = rule.pulled_within.max(self.keep_pulled_within);
             for (i, ti) in members.iter().enumerate() {
                 let rank = i + 1;
                 let pushed = tags[*ti].pushed;
+                let pulled = window.and_then(|w| pull_keeps(&tags[*ti], w, now));
                 let why = match (keep_last, older_than, pushed) {
                     (Some(n), _, _) if rank <= n => Why::Recent { rank, keep_last: n },
                     (_, Some(_), None) => Why::UnknownAge,
@@ -1058,11 +1162,27 @@ impl Policy {
                     {
                         Why::Young(age)
                     }
-                    _ if pushed.zip(cutoff).is_some_and(|(p, c)| p > c) => Why::TooRecent,
-                    _ => Why::Old {
-                        rank,
-                        keep_last,
-                        older_than,
+                    _ => match pulled {
+                        Some(kept) => kept,
+                        None if pushed.zip(cutoff).is_some_and(|(p, c)| p > c) => Why::TooRecent,
+                        None => {
+                            let old = Why::Old {
+                                rank,
+                                keep_last,
+                                older_than,
+                            };
+                            match window {
+                                Some(window) => Why::NotPulled {
+                                    old: Box::new(old),
+                                    window,
+                                    last_pulled: tags[*ti]
+                                        .pulls
+                                        .newest()
+                                        .map(|p| crate::clock::age(now, p.time)),
+                                },
+                                None => old,
+                            }
+                        }
                     },
                 };
                 decisions[*ti] = Some(TagDecision {
@@ -1088,6 +1208,25 @@ impl Policy {
             tags,
             refused,
         }
+    }
+}
+
+/// Why the pull window keeps `tag`, if it does: its last pull (by name, or
+/// of its manifest by any reference), or else its push, within `window` of
+/// `now`; or a push time that is unknown.
+fn pull_keeps(tag: &TagFacts, window: Age, now: SystemTime) -> Option<Why> {
+    let within = |t: SystemTime| crate::clock::age(now, t) <= window.duration();
+    if let Some(pull) = tag.pulls.newest().filter(|p| within(p.time)) {
+        return Some(Why::Pulled(Box::new(PullReason {
+            ago: crate::clock::age(now, pull.time),
+            how: pull.describe(&tag.tag.name),
+            window,
+        })));
+    }
+    match tag.pushed {
+        // When it was pushed is unknown: perhaps within the window.
+        None => Some(Why::UnknownAge),
+        Some(t) => within(t).then_some(Why::PushedInPullWindow(window)),
     }
 }
 
@@ -1341,6 +1480,8 @@ pub struct RuleRecord {
     pub keep_last: Option<usize>,
     /// `older_than`.
     pub older_than: Option<String>,
+    /// `pulled_within`.
+    pub pulled_within: Option<String>,
 }
 
 /// One tag decision, as reports show it.
@@ -1401,6 +1542,8 @@ pub struct PolicyReport {
     pub scope: Vec<String>,
     /// `--allow-empty-repos`.
     pub allow_empty_repos: bool,
+    /// `--keep-pulled-within`.
+    pub keep_pulled_within: Option<String>,
     /// The `--protect` file.
     #[serde(serialize_with = "crate::report::lossy_optional_path")]
     pub protect: Option<PathBuf>,
@@ -1447,6 +1590,7 @@ impl PolicyReport {
                     keep,
                     keep_last,
                     older_than,
+                    pulled_within: r.pulled_within.map(|a| a.to_string()),
                 }
             })
             .collect();
@@ -1503,6 +1647,7 @@ impl PolicyReport {
             keep_latest: policy.keep_latest,
             scope: policy.scope.iter().map(|p| p.as_str().to_owned()).collect(),
             allow_empty_repos: policy.allow_empty_repos,
+            keep_pulled_within: policy.keep_pulled_within.map(|a| a.to_string()),
             protect: protect.map(Path::to_path_buf),
             tags_kept,
             tags_deleted,
@@ -1562,6 +1707,7 @@ mod tests {
                 tag: t,
                 pushed: Some(now() - Duration::from_secs(days * DAY)),
                 protected_by: None,
+                pulls: TagPulls::default(),
             })
             .collect();
         policy.evaluate_repository(0, repo, &facts, now(), None)
@@ -1895,21 +2041,25 @@ mod tests {
                 tag: &tags[0],
                 pushed: ago(1),
                 protected_by: None,
+                pulls: TagPulls::default(),
             },
             TagFacts {
                 tag: &tags[1],
                 pushed: ago(9),
                 protected_by: None,
+                pulls: TagPulls::default(),
             },
             TagFacts {
                 tag: &tags[2],
                 pushed: ago(0),
                 protected_by: Some("r:prod"),
+                pulls: TagPulls::default(),
             },
             TagFacts {
                 tag: &tags[3],
                 pushed: ago(50),
                 protected_by: None,
+                pulls: TagPulls::default(),
             },
         ];
         let d = policy.evaluate_repository(0, "r", &facts, now(), None);
@@ -1948,11 +2098,13 @@ mod tests {
                 tag: &tags[0],
                 pushed: None,
                 protected_by: None,
+                pulls: TagPulls::default(),
             },
             TagFacts {
                 tag: &tags[1],
                 pushed: Some(now() - Duration::from_secs(9 * DAY)),
                 protected_by: None,
+                pulls: TagPulls::default(),
             },
         ];
         let d = policy.evaluate_repository(0, "r", &facts, now(), None);
@@ -2373,5 +2525,173 @@ mod tests {
         });
         assert_eq!(freed.tags, [vec![0, 0, 0]]);
         assert_eq!(freed.total, 0);
+    }
+
+    /// Tags `(name, pushed days ago, pulled days ago by name, its image
+    /// pulled days ago)`.
+    fn run_pulled(
+        policy: &Policy,
+        spec: &[(&str, u64, Option<u64>, Option<u64>)],
+    ) -> RepositoryDecision {
+        use crate::pulls::{LastPull, Method, Via};
+        use std::sync::Arc;
+        let tags: Vec<Tag> = spec.iter().map(|(n, ..)| tag(n)).collect();
+        let pull = |days: Option<u64>, via: Via| {
+            days.map(|d| LastPull {
+                time: now() - Duration::from_secs(d * DAY),
+                method: Method::Head,
+                via,
+                user_agent: Some(Arc::from("containerd/1.7")),
+            })
+        };
+        let pulls: Vec<(Option<LastPull>, Option<LastPull>)> = spec
+            .iter()
+            .map(|(n, _, by_name, of_image)| {
+                (
+                    pull(*by_name, Via::Tag(Arc::from(*n))),
+                    pull(*of_image, Via::Digest),
+                )
+            })
+            .collect();
+        let facts: Vec<TagFacts> = tags
+            .iter()
+            .zip(spec)
+            .zip(&pulls)
+            .map(|((t, (_, days, ..)), (by_name, of_image))| TagFacts {
+                tag: t,
+                pushed: Some(now() - Duration::from_secs(days * DAY)),
+                protected_by: None,
+                pulls: TagPulls {
+                    by_name: by_name.as_ref(),
+                    of_image: of_image.as_ref(),
+                },
+            })
+            .collect();
+        policy.evaluate_repository(0, "r", &facts, now(), None)
+    }
+
+    fn deleted_pulled(
+        decision: &RepositoryDecision,
+        spec: &[(&str, u64, Option<u64>, Option<u64>)],
+    ) -> Vec<String> {
+        let names: Vec<(&str, u64)> = spec.iter().map(|(n, days, ..)| (*n, *days)).collect();
+        deleted(decision, &names)
+    }
+
+    #[test]
+    fn the_pull_window_keeps_what_was_pulled_or_pushed_within_it() {
+        let policy = PolicyFlags {
+            keep_last: Some(0),
+            keep_pulled_within: Some(Age::from_secs(30 * DAY)),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        let spec = [
+            ("by-name", 90, Some(3), None),
+            ("image", 90, None, Some(29)),
+            ("fresh", 10, None, None),
+            ("stale", 90, Some(31), Some(45)),
+            ("never", 90, None, None),
+        ];
+        let d = run_pulled(&policy, &spec);
+        assert_eq!(deleted_pulled(&d, &spec), ["never", "stale"]);
+        let why = |i: usize| d.tags[i].why.to_string();
+        assert_eq!(
+            why(0),
+            "pulled 3d ago (HEAD by tag, containerd/1.7), within 30d"
+        );
+        assert_eq!(
+            why(1),
+            "pulled 29d ago (HEAD by digest, containerd/1.7), within 30d"
+        );
+        assert_eq!(why(2), "pushed within 30d, the pull window");
+        assert_eq!(
+            why(3),
+            "its rule keeps none; not pulled or pushed within 30d (last pull 31d ago)"
+        );
+        assert_eq!(
+            why(4),
+            "its rule keeps none; not pulled or pushed within 30d (no pull in the logs)"
+        );
+        // Kept by pulls, the repository is not emptied: the guard stays out.
+        assert_eq!(d.refused, None);
+        // Without the window, the same tags all go (the guard keeps them).
+        let without = PolicyFlags {
+            keep_last: Some(0),
+            ..flags()
+        }
+        .into_policy()
+        .unwrap()
+        .unwrap();
+        assert!(run_pulled(&without, &spec).refused.is_some());
+    }
+
+    #[test]
+    fn a_rules_pulled_within_keeps_only_what_that_rule_takes() {
+        let policy = Policy::parse(
+            r#"{"rules": [
+                {"tags": "ci-.*", "keep_last": 0},
+                {"pulled_within": "7d"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            policy.rules[1].action,
+            Action::Delete {
+                keep_last: None,
+                older_than: None
+            }
+        );
+        let spec = [
+            ("ci-1", 90, Some(1), None),
+            ("v1", 90, Some(1), None),
+            ("v2", 90, Some(8), None),
+            ("v3", 3, None, None),
+        ];
+        let d = run_pulled(&policy, &spec);
+        assert_eq!(deleted_pulled(&d, &spec), ["ci-1", "v2"]);
+        assert_eq!(d.tags[1].decided_by(&policy), "rules[1]");
+        assert_eq!(
+            policy.pull_window(),
+            Some((
+                Age::from_secs(7 * DAY),
+                "rules[1] pulled_within 1w".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn pull_windows_are_refused_where_they_mean_nothing() {
+        for (text, at_path) in [
+            (
+                r#"{"rules": [{"keep": true, "pulled_within": "7d"}]}"#,
+                "rules[0].keep",
+            ),
+            (
+                r#"{"rules": [{"pulled_within": "0"}]}"#,
+                "rules[0].pulled_within",
+            ),
+            (
+                r#"{"rules": [{"pulled_within": null}]}"#,
+                "rules[0].pulled_within",
+            ),
+        ] {
+            let err = Policy::parse(text).unwrap_err();
+            assert_eq!(err.at, at_path, "{text}: {err}");
+        }
+        let alone = PolicyFlags {
+            keep_pulled_within: Some(Age::from_secs(DAY)),
+            ..flags()
+        };
+        let err = alone.into_policy().unwrap_err().to_string();
+        assert!(err.starts_with("--keep-pulled-within:"), "{err}");
+        let zero = PolicyFlags {
+            keep_last: Some(1),
+            keep_pulled_within: Some(Age::ZERO),
+            ..flags()
+        };
+        assert!(zero.into_policy().is_err());
     }
 }

@@ -359,6 +359,10 @@ pub struct Report<'a> {
     /// also a warning) and those of other registries (noted); `null`
     /// without `--protect`.
     pub protect: Option<&'a crate::protect::ProtectReport>,
+    /// What the `--pull-log` files held: per file, lines per format, lines
+    /// not read (with samples), pulls, the time span; and whether they
+    /// cover the pull window. `null` without `--pull-log`.
+    pub pull_logs: Option<&'a crate::pulls::PullLogReport>,
     /// The registry's blob descriptor cache (not in JSON).
     #[serde(skip)]
     pub blob_cache: BlobCache,
@@ -450,6 +454,7 @@ impl<'a> Report<'a> {
             blob_cache: run.blob_cache,
             policy: None,
             protect: None,
+            pull_logs: None,
         }
     }
 
@@ -531,6 +536,10 @@ impl<'a> Report<'a> {
     pub fn write_human(&self, out: &mut impl Write, verbose: bool, top: usize) -> io::Result<()> {
         if verbose {
             self.write_candidates(out)?;
+        }
+        if let Some(pull_logs) = self.pull_logs {
+            pull_logs.write_human(out, verbose)?;
+            writeln!(out)?;
         }
         if self.policy.is_some() {
             self.write_policy(out, self.dry_run || verbose)?;

@@ -23,6 +23,10 @@ pub struct Registry {
     root: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// `log.formatter` (`text`, `json`) of a registry that logs every
+    /// request: its app log (stderr) goes to `app.log`, its access log
+    /// (stdout) to `access.log`. `None`: errors only, into `registry.log`.
+    formatter: Option<&'static str>,
 }
 
 impl Registry {
@@ -36,9 +40,38 @@ impl Registry {
             root,
             port: 0,
             child: None,
+            formatter: None,
         };
         reg.launch();
         reg
+    }
+
+    /// [`Registry::start`], logging at level info with `formatter` (`text`
+    /// or `json`) and its access log on: see [`Registry::app_log`] and
+    /// [`Registry::access_log`].
+    pub fn start_logging(formatter: &'static str) -> Registry {
+        let dir = tempfile::tempdir().expect("registry tempdir");
+        let root = dir.path().join("data");
+        fs::create_dir(&root).unwrap();
+        let mut reg = Registry {
+            dir,
+            root,
+            port: 0,
+            child: None,
+            formatter: Some(formatter),
+        };
+        reg.launch();
+        reg
+    }
+
+    /// The app log (stderr) of a [`Registry::start_logging`] registry.
+    pub fn app_log(&self) -> PathBuf {
+        self.dir.path().join("app.log")
+    }
+
+    /// The access log (stdout) of a [`Registry::start_logging`] registry.
+    pub fn access_log(&self) -> PathBuf {
+        self.dir.path().join("access.log")
     }
 
     /// A running registry over an existing storage root (for example a copy
@@ -57,6 +90,7 @@ impl Registry {
             root: root.to_path_buf(),
             port: 0,
             child: None,
+            formatter: None,
         };
         reg.write_config();
         reg
@@ -106,15 +140,25 @@ impl Registry {
 
     /// The registry's log so far.
     pub fn log(&self) -> String {
+        if self.formatter.is_some() {
+            let read = |path: PathBuf| fs::read_to_string(path).unwrap_or_default();
+            return read(self.app_log()) + &read(self.access_log());
+        }
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// Quiet logs; deletion and schema1 enabled; foreign layers with http(s)
     /// URLs accepted (2.8 rejects them unless an allow list is configured).
     fn write_config(&self) {
+        let log = match self.formatter {
+            None => "log:\n  level: error\n  accesslog:\n    disabled: true\n".to_owned(),
+            Some(formatter) => format!(
+                "log:\n  level: info\n  formatter: {formatter}\n  accesslog:\n    disabled: false\n"
+            ),
+        };
         let config = format!(
             "version: 0.1\n\
-             log:\n  level: error\n  accesslog:\n    disabled: true\n\
+             {log}\
              storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
              cache:\n    blobdescriptor: inmemory\n\
              http:\n  addr: 127.0.0.1:{port}\n\
@@ -133,13 +177,22 @@ impl Registry {
         for _attempt in 0..5 {
             self.port = free_port();
             self.write_config();
-            let log = fs::File::create(self.dir.path().join("registry.log")).unwrap();
+            let (stdout, stderr) = match self.formatter {
+                None => {
+                    let log = fs::File::create(self.dir.path().join("registry.log")).unwrap();
+                    (log.try_clone().unwrap(), log)
+                }
+                Some(_) => (
+                    fs::File::create(self.access_log()).unwrap(),
+                    fs::File::create(self.app_log()).unwrap(),
+                ),
+            };
             let child = Command::new(REGISTRY_BIN)
                 .arg("serve")
                 .arg(self.config())
                 .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
+                .stdout(stdout)
+                .stderr(stderr)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {REGISTRY_BIN}: {e}"));
             self.child = Some(child);

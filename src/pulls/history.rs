@@ -1,0 +1,186 @@
+//! Which manifests a pull by tag could have served, from the tag's history
+//! in storage.
+//!
+//! Every push of a tag rewrites `current/link` and the history entry
+//! `index/sha256/<D>/link` of the digest it now points at, so the entry's
+//! modification time is the last time the tag was set to `D`, and the
+//! current link's is the last time the tag was set at all. A pull at `t`:
+//! - after the last push (`mtime(current/link) <= t`) served the current
+//!   digest, exactly;
+//! - before it, served the digest set last before `t`, or any digest set
+//!   after `t` (a rollback A→B→A overwrote A's earlier time): all of them
+//!   are kept as possible. Ties, unknown times and times in the future
+//!   widen the set; over-keeping is the safe direction.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use crate::digest::Digest;
+use crate::index::Index;
+use crate::layout::{Layout, link_file};
+
+/// A tag's history, with the times read from storage.
+#[derive(Debug, Clone, Default)]
+pub struct TagHistory {
+    /// What `current/link` points at.
+    pub current: Option<Digest>,
+    /// Its modification time.
+    pub pushed: Option<SystemTime>,
+    /// Each history entry with its link's modification time (`None` when
+    /// it cannot be read).
+    pub entries: Vec<(Digest, Option<SystemTime>)>,
+}
+
+impl TagHistory {
+    /// The digests a pull of the tag at `t` could have served.
+    pub fn possible(&self, t: SystemTime) -> Vec<Digest> {
+        if let (Some(current), Some(pushed)) = (self.current, self.pushed) {
+            if pushed <= t {
+                return vec![current];
+            }
+        }
+        let last_before = self
+            .entries
+            .iter()
+            .filter_map(|(_, m)| *m)
+            .filter(|m| *m <= t)
+            .max();
+        let mut digests: Vec<Digest> = self
+            .entries
+            .iter()
+            .filter(|(_, m)| match m {
+                None => true,
+                Some(m) => *m > t || Some(*m) == last_before,
+            })
+            .map(|(d, _)| *d)
+            .collect();
+        // The tag was set after `t` (or when is unknown): what it points at
+        // now was set after `t` too.
+        digests.extend(self.current);
+        digests.sort_unstable();
+        digests.dedup();
+        digests
+    }
+}
+
+/// Tag histories of an indexed storage, read when first asked for.
+pub struct Histories<'a> {
+    layout: &'a Layout,
+    index: &'a Index,
+    read: HashMap<(u32, u32), TagHistory>,
+}
+
+impl<'a> Histories<'a> {
+    /// Histories of the tags of `index`, under `layout`.
+    pub fn new(layout: &'a Layout, index: &'a Index) -> Histories<'a> {
+        Histories {
+            layout,
+            index,
+            read: HashMap::new(),
+        }
+    }
+
+    /// The history of `tag` in `repository`; `None` when storage has no
+    /// such tag.
+    pub fn get(&mut self, repository: &str, tag: &str) -> Option<&TagHistory> {
+        let index = self.index;
+        let r = index
+            .repositories
+            .binary_search_by(|repo| repo.name.as_str().cmp(repository))
+            .ok()?;
+        let repo = &index.repositories[r];
+        let t = repo
+            .tags
+            .binary_search_by(|t| t.name.as_str().cmp(tag))
+            .ok()?;
+        let layout = self.layout;
+        Some(self.read.entry((r as u32, t as u32)).or_insert_with(|| {
+            let tag = &repo.tags[t];
+            let entries = tag
+                .history
+                .iter()
+                .map(|digest| {
+                    let link =
+                        link_file(&layout.tag_index_entry_dir(&repo.name, &tag.name, digest));
+                    let mtime = std::fs::metadata(link).and_then(|m| m.modified()).ok();
+                    (*digest, mtime)
+                })
+                .collect();
+            TagHistory {
+                current: tag.current,
+                pushed: tag.pushed,
+                entries,
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    fn d(byte: u8) -> Digest {
+        Digest::from_hex(&format!("{byte:02x}").repeat(32)).unwrap()
+    }
+
+    /// A set to D1 at 100, D2 at 200, back to D1 at 300 (overwriting D1's
+    /// first time), then D3 at 400; current D3 pushed at 400.
+    fn rollback() -> TagHistory {
+        TagHistory {
+            current: Some(d(3)),
+            pushed: Some(at(400)),
+            entries: vec![
+                (d(1), Some(at(300))),
+                (d(2), Some(at(200))),
+                (d(3), Some(at(400))),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_pull_after_the_last_push_served_the_current_digest() {
+        assert_eq!(rollback().possible(at(400)), [d(3)]);
+        assert_eq!(rollback().possible(at(900)), [d(3)]);
+    }
+
+    #[test]
+    fn a_pull_before_the_last_push_may_have_served_anything_set_since() {
+        // Between 300 and 400: D1 (set at 300) or D3 (set after).
+        assert_eq!(rollback().possible(at(350)), [d(1), d(3)]);
+        // Between 200 and 300: D2, or D1 and D3 set after (D1 also before
+        // 200, its time lost to the rollback).
+        assert_eq!(rollback().possible(at(250)), [d(1), d(2), d(3)]);
+        // Before anything known: everything.
+        assert_eq!(rollback().possible(at(50)), [d(1), d(2), d(3)]);
+    }
+
+    #[test]
+    fn unknown_and_equal_times_widen_the_set() {
+        let mut h = rollback();
+        h.entries[1].1 = None;
+        assert_eq!(h.possible(at(350)), [d(1), d(2), d(3)]);
+        // A copy without preserved times: every entry at the same second.
+        let copied = TagHistory {
+            current: Some(d(3)),
+            pushed: Some(at(500)),
+            entries: vec![
+                (d(1), Some(at(500))),
+                (d(2), Some(at(500))),
+                (d(3), Some(at(500))),
+            ],
+        };
+        assert_eq!(copied.possible(at(100)), [d(1), d(2), d(3)]);
+        let copied_earlier = TagHistory {
+            pushed: Some(at(600)),
+            entries: vec![(d(1), Some(at(50))), (d(2), Some(at(50)))],
+            ..copied
+        };
+        assert_eq!(copied_earlier.possible(at(100)), [d(1), d(2), d(3)]);
+    }
+}

@@ -1,0 +1,884 @@
+//! Pull logs: when each tag and each manifest was last pulled, read offline
+//! from the registry's own logs.
+//!
+//! Inputs are files (plain or gzip, told by their first bytes), the files
+//! of a directory, or standard input. Each line is recognised by its shape
+//! ([`parse`]): the registry's app log (`msg="response completed"`, logrus
+//! text or JSON formatter; 2.8 logs no `vars.*` there, so the repository and
+//! reference always come from `http.request.uri`) or a combined-format
+//! access line (the registry's access log on stdout, nginx, Apache).
+//!
+//! A pull is a `GET` or `HEAD` of `/v2/<name>/manifests/<reference>`
+//! answered 200 or 304. HEAD counts: docker and containerd resolve a tag
+//! with HEAD and fetch only what they lack, so an image in daily use may
+//! show nothing but HEADs for months.
+//!
+//! Only the last pull per (repository, reference) is kept, so memory grows
+//! with the distinct pairs, not with the lines, and the files may come in
+//! any order. A pull by tag is also a pull of every manifest the tag could
+//! have served then ([`TagHistory::possible`]), decided as each line is read.
+//!
+//! Lines that cannot be read are counted and sampled, never fatal. One that
+//! still names a manifest path counts as a pull of it at the file's last
+//! time: a line not understood never makes an image look unused.
+//!
+//! A missing log is not the same as "not pulled": [`PullLogs::check_coverage`]
+//! refuses a pull window the logs do not cover.
+
+mod history;
+pub mod input;
+pub mod parse;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Serialize, Serializer};
+
+pub use history::{Histories, TagHistory};
+
+use crate::duration::{Age, human};
+use crate::index::{Index, Tag};
+use crate::interrupt::{Interrupt, Phase};
+use crate::layout::Layout;
+use crate::progress::Task;
+use input::Source;
+use parse::{Parsed, Request};
+
+/// `--pull-log` and what goes with it.
+#[derive(Debug, Clone, Default)]
+pub struct PullLogConfig {
+    /// Files, directories, or `-` for standard input.
+    pub inputs: Vec<PathBuf>,
+    /// Accept logs that do not cover the whole pull window: what they show
+    /// is taken as everything.
+    pub assume_complete: bool,
+}
+
+/// The longest time between two files' spans, and between the end of the
+/// logs and now, still taken as covered: beyond it, pulls may have gone
+/// unlogged (a rotated file left out, logs copied long ago).
+pub const MAX_UNCOVERED: Duration = Duration::from_secs(3600);
+
+/// Rejected lines shown per file.
+const SAMPLES: usize = 3;
+
+/// Instances and hosts listed per file.
+const NAMES: usize = 16;
+
+/// How a pull asked for the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `HEAD`: a check that the image is up to date, which is a use.
+    Head,
+    /// A line that could not be read whole but names a manifest.
+    Unknown,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Unknown => "a log line not fully read",
+        })
+    }
+}
+
+/// The reference a pull named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// A digest.
+    Digest,
+    /// A tag (for a manifest: the tag that served it).
+    Tag(Arc<str>),
+}
+
+/// The last pull of a (repository, reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastPull {
+    /// When.
+    pub time: SystemTime,
+    /// How.
+    pub method: Method,
+    /// By what reference.
+    pub via: Via,
+    /// The client's user agent, when logged.
+    pub user_agent: Option<Arc<str>>,
+}
+
+impl LastPull {
+    /// `HEAD by tag, containerd/1.7`: how, and by whom.
+    pub fn describe(&self, tag: &str) -> String {
+        let how = match (&self.via, self.method) {
+            (_, Method::Unknown) => Method::Unknown.to_string(),
+            (Via::Digest, method) => format!("{method} by digest"),
+            (Via::Tag(by), method) if &**by == tag => format!("{method} by tag"),
+            (Via::Tag(by), method) => format!("{method} by tag `{by}`"),
+        };
+        match &self.user_agent {
+            Some(ua) => format!("{how}, {ua}"),
+            None => how,
+        }
+    }
+}
+
+/// What the logs say about one tag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TagPulls<'a> {
+    /// Its last pull by name, whatever it pointed at then.
+    pub by_name: Option<&'a LastPull>,
+    /// The last pull of the manifest it points at now, by any reference.
+    pub of_image: Option<&'a LastPull>,
+}
+
+impl<'a> TagPulls<'a> {
+    /// The later of the two.
+    pub fn newest(&self) -> Option<&'a LastPull> {
+        match (self.by_name, self.of_image) {
+            (Some(a), Some(b)) => Some(if b.time > a.time { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Pull logs that cannot be used. Nothing is deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum PullLogError {
+    /// A log cannot be opened or read to its end.
+    #[error("{}: cannot read the pull log: {source}", path.display())]
+    Read {
+        /// The file, directory, or `-`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A log cannot be read past a line.
+    #[error("{}: cannot read the pull log after line {line}: {source}", path.display())]
+    ReadAt {
+        /// The file, or `-`.
+        path: PathBuf,
+        /// The last line read.
+        line: u64,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A directory given as a pull log holds no files.
+    #[error("{}: no files in this directory to read as pull logs", path.display())]
+    Empty {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A log compressed in a way not read.
+    #[error("{}: {format}-compressed: decompress it first ({tool} FILE | regsweep gc --pull-log - ...)", path.display())]
+    Compressed {
+        /// The file.
+        path: PathBuf,
+        /// `zstd`, `xz`, `bzip2`.
+        format: String,
+        /// The tool that reads it.
+        tool: String,
+    },
+    /// A pull rule without logs.
+    #[error("{rule} needs the registry's logs: give them with --pull-log")]
+    Needed {
+        /// The rule (`--keep-pulled-within 30d`, `policy.json: rules[1]`).
+        rule: String,
+    },
+    /// The logs do not cover the pull window.
+    #[error("{message}")]
+    Incomplete {
+        /// What is covered, what is missing, and what to do.
+        message: String,
+    },
+}
+
+impl PullLogError {
+    /// The path at fault, when there is one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            PullLogError::Read { path, .. }
+            | PullLogError::ReadAt { path, .. }
+            | PullLogError::Empty { path }
+            | PullLogError::Compressed { path, .. } => Some(path),
+            PullLogError::Needed { .. } | PullLogError::Incomplete { .. } => None,
+        }
+    }
+
+    /// A short, stable name, for the JSON report's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PullLogError::Incomplete { .. } => "pull_logs_incomplete",
+            _ => "pull_log",
+        }
+    }
+}
+
+/// A line that was not read, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedLine {
+    /// Its number in the file, from 1.
+    pub line: u64,
+    /// Why.
+    pub reason: &'static str,
+    /// Its beginning.
+    pub text: String,
+}
+
+/// What one file held.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullLogFile {
+    /// The file, or `-` for standard input.
+    #[serde(serialize_with = "crate::report::lossy_path")]
+    pub path: PathBuf,
+    /// `gzip`, or `null`.
+    pub compression: Option<&'static str>,
+    /// Lines read.
+    pub lines: u64,
+    /// Lines recognised, per format (`distribution-text`,
+    /// `distribution-json`, `combined`).
+    pub formats: BTreeMap<&'static str, u64>,
+    /// Lines not read (of no known format, or unreadable).
+    pub rejected: u64,
+    /// The first few of them.
+    pub rejected_samples: Vec<RejectedLine>,
+    /// Manifest pulls found.
+    pub pulls: u64,
+    /// Distinct manifests named by lines not read, counted as pulled at
+    /// the file's last time.
+    pub uncertain_pulls: u64,
+    /// Its earliest time (RFC 3339, UTC).
+    #[serde(serialize_with = "optional_time")]
+    pub first: Option<SystemTime>,
+    /// Its latest time.
+    #[serde(serialize_with = "optional_time")]
+    pub last: Option<SystemTime>,
+    /// Registry instances seen (`instance.id`): more than one across files
+    /// means several replicas, whose logs are all needed.
+    pub instances: Vec<String>,
+    /// Hosts the requests named (`http.request.host`).
+    pub hosts: Vec<String>,
+}
+
+impl PullLogFile {
+    fn new(path: PathBuf, compression: input::Compression) -> PullLogFile {
+        PullLogFile {
+            path,
+            compression: match compression {
+                input::Compression::None => None,
+                input::Compression::Gzip => Some("gzip"),
+            },
+            lines: 0,
+            formats: BTreeMap::new(),
+            rejected: 0,
+            rejected_samples: Vec::new(),
+            pulls: 0,
+            uncertain_pulls: 0,
+            first: None,
+            last: None,
+            instances: Vec::new(),
+            hosts: Vec::new(),
+        }
+    }
+
+    fn reject(&mut self, reason: &'static str, text: &str) {
+        self.rejected += 1;
+        if self.rejected_samples.len() < SAMPLES {
+            let end = text.char_indices().nth(300).map_or(text.len(), |(i, _)| i);
+            self.rejected_samples.push(RejectedLine {
+                line: self.lines,
+                reason,
+                text: text[..end].to_owned(),
+            });
+        }
+    }
+
+    fn saw(&mut self, time: SystemTime) {
+        self.first = Some(self.first.map_or(time, |t| t.min(time)));
+        self.last = Some(self.last.map_or(time, |t| t.max(time)));
+    }
+}
+
+fn note(names: &mut Vec<String>, name: Option<&str>) {
+    if let Some(name) = name.filter(|n| !n.is_empty()) {
+        if names.len() < NAMES && !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+}
+
+/// A span of time, as reports show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    /// Start (RFC 3339, UTC).
+    #[serde(serialize_with = "time")]
+    pub from: SystemTime,
+    /// End.
+    #[serde(serialize_with = "time")]
+    pub to: SystemTime,
+    /// Its length in seconds.
+    pub seconds: u64,
+}
+
+impl Span {
+    fn new(from: SystemTime, to: SystemTime) -> Span {
+        Span {
+            from,
+            to,
+            seconds: crate::clock::age(to, from).as_secs(),
+        }
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} to {} ({})",
+            crate::clock::rfc3339(self.from),
+            crate::clock::rfc3339(self.to),
+            human(Duration::from_secs(self.seconds))
+        )
+    }
+}
+
+/// Whether the logs cover a pull window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    /// The rule with the longest window (`--keep-pulled-within 30d`).
+    pub rule: String,
+    /// The window, as given.
+    pub window: String,
+    /// The window in seconds.
+    pub window_seconds: u64,
+    /// What must be covered: from the window's start to now.
+    pub needed: Span,
+    /// What the files cover together.
+    pub covered: Vec<Span>,
+    /// Parts of `needed` no file covers (gaps up to an hour between
+    /// files, and between the last line and now, are not counted).
+    pub missing: Vec<Span>,
+    /// `--pull-log-assume-complete`: the rules ran on what the logs show.
+    pub assumed_complete: bool,
+}
+
+/// The `pull_logs` part of a `gc` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullLogReport {
+    /// Per file, in the order read.
+    pub files: Vec<PullLogFile>,
+    /// Lines read, over every file.
+    pub lines: u64,
+    /// Lines not read.
+    pub rejected: u64,
+    /// Manifest pulls found.
+    pub pulls: u64,
+    /// Manifests named by lines not read.
+    pub uncertain_pulls: u64,
+    /// Distinct (repository, reference) pairs pulled, as the logs name them.
+    pub references: u64,
+    /// The earliest time in any file.
+    #[serde(serialize_with = "optional_time")]
+    pub first: Option<SystemTime>,
+    /// The latest.
+    #[serde(serialize_with = "optional_time")]
+    pub last: Option<SystemTime>,
+    /// Whether they cover the pull window; `null` without a pull rule.
+    pub coverage: Option<Coverage>,
+}
+
+fn time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::clock::rfc3339(*t))
+}
+
+fn optional_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => time(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A pull, as recorded.
+#[derive(Debug, Clone)]
+struct Recorded {
+    pull: LastPull,
+    /// Some line named this reference (rather than a pull by tag being
+    /// attributed to it).
+    named: bool,
+}
+
+/// The last pull per (repository, reference).
+#[derive(Debug, Default)]
+struct PullTable {
+    repositories: HashMap<Box<str>, HashMap<Box<str>, Recorded>>,
+    agents: HashSet<Arc<str>>,
+}
+
+impl PullTable {
+    /// One copy per distinct user agent.
+    fn agent(&mut self, ua: &str) -> Arc<str> {
+        if let Some(found) = self.agents.get(ua) {
+            return found.clone();
+        }
+        let ua: Arc<str> = Arc::from(ua);
+        self.agents.insert(ua.clone());
+        ua
+    }
+
+    fn update(&mut self, repository: &str, reference: &str, pull: LastPull, named: bool) {
+        if !self.repositories.contains_key(repository) {
+            self.repositories.insert(repository.into(), HashMap::new());
+        }
+        let Some(references) = self.repositories.get_mut(repository) else {
+            return;
+        };
+        match references.get_mut(reference) {
+            Some(recorded) => {
+                recorded.named |= named;
+                if pull.time > recorded.pull.time {
+                    recorded.pull = pull;
+                }
+            }
+            None => {
+                references.insert(reference.into(), Recorded { pull, named });
+            }
+        }
+    }
+
+    fn get(&self, repository: &str, reference: &str) -> Option<&LastPull> {
+        self.repositories
+            .get(repository)?
+            .get(reference)
+            .map(|r| &r.pull)
+    }
+
+    fn named(&self) -> u64 {
+        self.repositories
+            .values()
+            .flat_map(HashMap::values)
+            .filter(|r| r.named)
+            .count() as u64
+    }
+}
+
+/// One pull to record.
+struct Observation<'a> {
+    repository: &'a str,
+    reference: &'a str,
+    time: SystemTime,
+    /// The time the tag's history is read at: the pull's own, or for a line
+    /// not read, the earliest possible, so that every manifest the tag ever
+    /// pointed at counts.
+    attribute_at: SystemTime,
+    method: Method,
+    user_agent: Option<&'a str>,
+}
+
+/// The pull a completed request records, if it is one: a GET or HEAD of a
+/// manifest answered 200 or 304.
+fn pull_of(request: &Request) -> Option<(String, String, Method)> {
+    if !matches!(request.status, 200 | 304) {
+        return None;
+    }
+    let method = match &*request.method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        _ => return None,
+    };
+    let (repository, reference) = parse::manifest_reference(&request.uri)?;
+    Some((repository, reference, method))
+}
+
+/// Pull logs, read.
+pub struct PullLogs {
+    table: PullTable,
+    /// What they held.
+    pub report: PullLogReport,
+}
+
+/// Reads logs into a table, attributing pulls by tag as it goes.
+struct Reader<'a> {
+    table: PullTable,
+    histories: Histories<'a>,
+}
+
+impl Reader<'_> {
+    fn record(&mut self, o: Observation) {
+        let user_agent = o.user_agent.map(|ua| self.table.agent(ua));
+        if parse::is_digest(o.reference) {
+            let pull = LastPull {
+                time: o.time,
+                method: o.method,
+                via: Via::Digest,
+                user_agent,
+            };
+            self.table.update(o.repository, o.reference, pull, true);
+            return;
+        }
+        let tag: Arc<str> = Arc::from(o.reference);
+        let pull = LastPull {
+            time: o.time,
+            method: o.method,
+            via: Via::Tag(tag),
+            user_agent,
+        };
+        if let Some(history) = self.histories.get(o.repository, o.reference) {
+            for digest in history.possible(o.attribute_at) {
+                self.table
+                    .update(o.repository, &digest.to_string(), pull.clone(), false);
+            }
+        }
+        self.table.update(o.repository, o.reference, pull, true);
+    }
+
+    /// Reads one input; pulls named by lines not read, in a file with no
+    /// time at all, are returned.
+    fn read(
+        &mut self,
+        source: &Source,
+        interrupt: &Interrupt,
+        task: &Task,
+    ) -> crate::Result<(PullLogFile, Vec<(String, String)>)> {
+        let opened = input::open(source).map_err(crate::Error::PullLog)?;
+        let mut reader = opened.reader;
+        let mut file = PullLogFile::new(source.name(), opened.compression);
+        let mut uncertain: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut buf = Vec::new();
+        loop {
+            let cut = match input::next_line(&mut *reader, &mut buf) {
+                Ok(Some(cut)) => cut,
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(crate::Error::PullLog(PullLogError::ReadAt {
+                        path: file.path.clone(),
+                        line: file.lines,
+                        source,
+                    }));
+                }
+            };
+            file.lines += 1;
+            if file.lines % 65_536 == 0 {
+                task.inc(65_536);
+                interrupt.check(Phase::Plan)?;
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let parsed = if cut {
+                Parsed::Rejected("longer than 1 MiB")
+            } else {
+                parse::parse_line(&text)
+            };
+            match parsed {
+                Parsed::Blank => {}
+                Parsed::Rejected(reason) => {
+                    file.reject(reason, &text);
+                    if let Some(pair) = parse::manifest_reference_anywhere(&text) {
+                        uncertain.insert(pair);
+                    }
+                }
+                Parsed::Line {
+                    format,
+                    time,
+                    request,
+                    instance,
+                    host,
+                } => {
+                    *file.formats.entry(format.name()).or_default() += 1;
+                    file.saw(time);
+                    note(&mut file.instances, instance.as_deref());
+                    note(&mut file.hosts, host.as_deref());
+                    let Some((repository, reference, method)) = request.as_ref().and_then(pull_of)
+                    else {
+                        continue;
+                    };
+                    file.pulls += 1;
+                    self.record(Observation {
+                        repository: &repository,
+                        reference: &reference,
+                        time,
+                        attribute_at: time,
+                        method,
+                        user_agent: request.as_ref().and_then(|r| r.user_agent.as_deref()),
+                    });
+                }
+            }
+        }
+        task.inc(file.lines % 65_536);
+        file.uncertain_pulls = uncertain.len() as u64;
+        let Some(last) = file.last else {
+            return Ok((file, uncertain.into_iter().collect()));
+        };
+        for (repository, reference) in &uncertain {
+            self.record(uncertain_pull(repository, reference, last));
+        }
+        Ok((file, Vec::new()))
+    }
+}
+
+fn uncertain_pull<'a>(
+    repository: &'a str,
+    reference: &'a str,
+    time: SystemTime,
+) -> Observation<'a> {
+    Observation {
+        repository,
+        reference,
+        time,
+        attribute_at: SystemTime::UNIX_EPOCH,
+        method: Method::Unknown,
+        user_agent: None,
+    }
+}
+
+impl PullLogs {
+    /// Reads every input of `config`, attributing pulls by tag to the
+    /// manifests of `index` (under `layout`) they could have served. A pull
+    /// named by a line not read, in a file with no time, counts as of the
+    /// latest time of any file, or `now`.
+    pub fn read(
+        config: &PullLogConfig,
+        layout: &Layout,
+        index: &Index,
+        now: SystemTime,
+        interrupt: &Interrupt,
+        task: &Task,
+    ) -> crate::Result<PullLogs> {
+        let sources = input::expand(&config.inputs).map_err(crate::Error::PullLog)?;
+        let mut reader = Reader {
+            table: PullTable::default(),
+            histories: Histories::new(layout, index),
+        };
+        let mut files = Vec::new();
+        let mut timeless = Vec::new();
+        for source in &sources {
+            interrupt.check(Phase::Plan)?;
+            let (file, pairs) = reader.read(source, interrupt, task)?;
+            files.push(file);
+            timeless.extend(pairs);
+        }
+        let first = files.iter().filter_map(|f| f.first).min();
+        let last = files.iter().filter_map(|f| f.last).max();
+        for (repository, reference) in &timeless {
+            reader.record(uncertain_pull(repository, reference, last.unwrap_or(now)));
+        }
+        let report = PullLogReport {
+            lines: files.iter().map(|f| f.lines).sum(),
+            rejected: files.iter().map(|f| f.rejected).sum(),
+            pulls: files.iter().map(|f| f.pulls).sum(),
+            uncertain_pulls: files.iter().map(|f| f.uncertain_pulls).sum(),
+            references: reader.table.named(),
+            first,
+            last,
+            files,
+            coverage: None,
+        };
+        Ok(PullLogs {
+            table: reader.table,
+            report,
+        })
+    }
+
+    /// What the logs say about `tag` of `repository`.
+    pub fn tag_pulls(&self, repository: &str, tag: &Tag) -> TagPulls<'_> {
+        TagPulls {
+            by_name: self.table.get(repository, &tag.name),
+            of_image: tag
+                .current
+                .and_then(|d| self.table.get(repository, &d.to_string())),
+        }
+    }
+
+    /// The last pull of `reference` (a tag or `sha256:...`) in `repository`;
+    /// for a manifest, by any reference.
+    pub fn last_pull(&self, repository: &str, reference: &str) -> Option<&LastPull> {
+        self.table.get(repository, reference)
+    }
+
+    /// Checks that the files together cover `window` back from `now`, for
+    /// `rule`, and records it in the report. Unless `assume_complete`, a
+    /// part no file covers is refused: over it, "no pull seen" would become
+    /// "not pulled".
+    pub fn check_coverage(
+        &mut self,
+        rule: &str,
+        window: Age,
+        now: SystemTime,
+        assume_complete: bool,
+    ) -> Result<(), PullLogError> {
+        let start = crate::clock::cutoff(now, window.duration());
+        let mut spans: Vec<(SystemTime, SystemTime)> = self
+            .report
+            .files
+            .iter()
+            .filter_map(|f| f.first.zip(f.last))
+            .collect();
+        spans.sort();
+        let mut covered: Vec<(SystemTime, SystemTime)> = Vec::new();
+        for (from, to) in spans {
+            match covered.last_mut() {
+                Some(last) if from <= last.1 + MAX_UNCOVERED => last.1 = last.1.max(to),
+                _ => covered.push((from, to)),
+            }
+        }
+        let mut missing = Vec::new();
+        let mut reached = start;
+        for (from, to) in &covered {
+            if *to < start {
+                continue;
+            }
+            if *from > reached {
+                missing.push(Span::new(reached, (*from).min(now)));
+            }
+            reached = reached.max(*to);
+        }
+        if reached + MAX_UNCOVERED < now {
+            missing.push(Span::new(reached, now));
+        }
+        let coverage = Coverage {
+            rule: rule.to_owned(),
+            window: window.to_string(),
+            window_seconds: window.as_secs(),
+            needed: Span::new(start, now),
+            covered: covered.iter().map(|(f, t)| Span::new(*f, *t)).collect(),
+            missing,
+            assumed_complete: assume_complete,
+        };
+        let refusal = (!coverage.missing.is_empty() && !assume_complete).then(|| {
+            let covered = if coverage.covered.is_empty() {
+                "the pull logs hold no line with a time".to_owned()
+            } else {
+                format!(
+                    "the pull logs cover {}",
+                    coverage
+                        .covered
+                        .iter()
+                        .map(Span::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let missing: Vec<String> = coverage.missing.iter().map(Span::to_string).collect();
+            format!(
+                "{covered}, but {rule} looks back to {}: missing {}; over that time a pull would go unseen, so the pull rules are refused (give the logs of that time, a shorter window, or --pull-log-assume-complete to take what the logs show as everything)",
+                crate::clock::rfc3339(start),
+                missing.join(", ")
+            )
+        });
+        self.report.coverage = Some(coverage);
+        match refusal {
+            Some(message) => Err(PullLogError::Incomplete { message }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl PullLogReport {
+    /// One line for people, then one per file (with `all`, also the lines
+    /// not read):
+    ///
+    /// ```text
+    /// Pull logs: 2 files, 1,234 lines, 56 pulls of 12 references, 2026-11-01T00:00:00Z to 2026-12-06T01:00:00Z; 3 lines not read.
+    ///   app.log: 1,000 lines (distribution-text 990), 40 pulls, ...
+    /// ```
+    pub fn write_human(&self, out: &mut impl io::Write, all: bool) -> io::Result<()> {
+        use crate::report::{count, counted};
+        let span = |first: Option<SystemTime>, last: Option<SystemTime>| match first.zip(last) {
+            Some((f, l)) => format!(
+                "{} to {}",
+                crate::clock::rfc3339(f),
+                crate::clock::rfc3339(l)
+            ),
+            None => "no line with a time".to_owned(),
+        };
+        write!(
+            out,
+            "Pull logs: {}, {}, {} of {}, {}",
+            counted(self.files.len() as u64, "file", "files"),
+            counted(self.lines, "line", "lines"),
+            counted(self.pulls, "pull", "pulls"),
+            counted(self.references, "reference", "references"),
+            span(self.first, self.last)
+        )?;
+        if self.rejected > 0 {
+            write!(
+                out,
+                "; {} not read",
+                counted(self.rejected, "line", "lines")
+            )?;
+        }
+        writeln!(out, ".")?;
+        for file in &self.files {
+            let formats: Vec<String> = file
+                .formats
+                .iter()
+                .map(|(name, n)| format!("{name} {}", count(*n)))
+                .collect();
+            write!(
+                out,
+                "  {}{}: {} ({}), {}, {}",
+                file.path.display(),
+                file.compression
+                    .map_or(String::new(), |c| format!(" ({c})")),
+                counted(file.lines, "line", "lines"),
+                if formats.is_empty() {
+                    "none recognised".to_owned()
+                } else {
+                    formats.join(", ")
+                },
+                counted(file.pulls, "pull", "pulls"),
+                span(file.first, file.last)
+            )?;
+            if file.rejected > 0 {
+                write!(
+                    out,
+                    "; {} not read",
+                    counted(file.rejected, "line", "lines")
+                )?;
+            }
+            if file.uncertain_pulls > 0 {
+                write!(
+                    out,
+                    ", {} of which name a manifest, counted as pulled",
+                    count(file.uncertain_pulls)
+                )?;
+            }
+            writeln!(out)?;
+            if all {
+                for sample in &file.rejected_samples {
+                    writeln!(
+                        out,
+                        "    line {}: {}: {}",
+                        sample.line, sample.reason, sample.text
+                    )?;
+                }
+            }
+        }
+        if let Some(coverage) = &self.coverage {
+            if coverage.missing.is_empty() {
+                writeln!(
+                    out,
+                    "  They cover the pull window of {}: {}.",
+                    coverage.rule, coverage.needed
+                )?;
+            } else {
+                let missing: Vec<String> = coverage.missing.iter().map(Span::to_string).collect();
+                writeln!(
+                    out,
+                    "  They do not cover the pull window of {} (missing {}); taken as complete (--pull-log-assume-complete): only the pulls they show count.",
+                    coverage.rule,
+                    missing.join(", ")
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,573 @@
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use super::parse::{Format, Parsed, manifest_reference, parse_line};
+use super::*;
+
+fn at(text: &str) -> SystemTime {
+    crate::clock::parse_rfc3339(text).unwrap()
+}
+
+/// The request a line records, as `(format, method, uri, status, agent)`.
+fn request(line: &str) -> (Format, String, String, u16, Option<String>) {
+    match parse_line(line) {
+        Parsed::Line {
+            format,
+            request: Some(r),
+            ..
+        } => (
+            format,
+            r.method.into_owned(),
+            r.uri.into_owned(),
+            r.status,
+            r.user_agent.map(|ua| ua.into_owned()),
+        ),
+        other => panic!("no request in {line:?}: {other:?}"),
+    }
+}
+
+fn time_of(line: &str) -> SystemTime {
+    match parse_line(line) {
+        Parsed::Line { time, .. } => time,
+        other => panic!("no time in {line:?}: {other:?}"),
+    }
+}
+
+// Lines of distribution 2.8.3 (cri-o/crio-credential-provider's README) and
+// 2.7.1 (a containerd HEAD by tag), as published.
+const CRIO_APP: &str = r#"time="2025-09-11T08:01:26.920579713Z" level=info msg="response completed" go.version=go1.20.8 http.request.host="localhost:5000" http.request.id=ace363e2-c0de-427b-a833-8a3d5ee5d360 http.request.method=GET http.request.remoteaddr="[2001:db8:4860::1]:33432" http.request.uri="/v2/library/nginx/manifests/latest" http.request.useragent="cri-o/1.34.0 go/go1.25.0 os/linux arch/amd64" http.response.contenttype="application/vnd.oci.image.manifest.v1+json" http.response.duration=2.773353ms http.response.status=200 http.response.written=1958"#;
+const CRIO_AUTHORIZED: &str = r#"time="2025-09-11T08:01:26.920319786Z" level=info msg="authorized request" go.version=go1.20.8 http.request.host="localhost:5000" http.request.id=ace363e2-c0de-427b-a833-8a3d5ee5d360 http.request.method=GET http.request.remoteaddr="[2001:db8:4860::1]:33432" http.request.uri="/v2/library/nginx/manifests/latest" http.request.useragent="cri-o/1.34.0 go/go1.25.0 os/linux arch/amd64" vars.name="library/nginx" vars.reference=latest"#;
+const CRIO_ACCESS: &str = r#"2001:db8:4860::1 - - [11/Sep/2025:08:01:26 +0000] "GET /v2/library/nginx/manifests/latest HTTP/1.1" 200 1958 "" "cri-o/1.34.0 go/go1.25.0 os/linux arch/amd64""#;
+const CONTAINERD_ACCESS: &str = r#"172.18.0.2 - - [26/Jul/2020:14:52:43 +0000] "HEAD /v2/nicolaka/netshoot/manifests/latest HTTP/1.1" 200 1999 "" "containerd/v1.4.0-beta.1-34-g49b0743c""#;
+const CONTAINERD_APP: &str = r#"time="2020-07-26T14:52:45.4204299Z" level=info msg="response completed" go.version=go1.11.2 http.request.host="proxy:5000" http.request.id=15e9ac86-7d79-4883-a8ce-861a7484887c http.request.method=HEAD http.request.remoteaddr="172.18.0.2:57588" http.request.uri="/v2/nicolaka/netshoot/manifests/latest" http.request.useragent="containerd/v1.4.0-beta.1-34-g49b0743c" http.response.contenttype="application/vnd.docker.distribution.manifest.v2+json" http.response.duration=1.6697112s http.response.status=200 http.response.written=1999"#;
+// distribution issue #1842 (v2.4.1, JSON formatter; 2.8 writes the same shape).
+const JSON_APP: &str = r#"{"go.version":"go1.6.2","http.request.host":"some-request-host","http.request.id":"000e2a4b-0000","http.request.method":"POST","http.request.remoteaddr":"192.168.1.200","http.request.uri":"/v2/project-2/repo-2/blobs/uploads/","http.request.useragent":"a user agent","http.response.duration":"40.123508ms","http.response.status":202,"http.response.written":0,"instance.id":"an-instance-id","level":"info","msg":"response completed","time":"2016-07-15T05:49:20.435122278Z","version":"v2.4.1"}"#;
+// Docker's user agent, escaped by gorilla inside the quotes.
+const DOCKER_ACCESS: &str = r#"10.10.130.253 - - [29/Oct/2024:12:25:17 +0000] "GET /v2/wishlistweb/manifests/latest HTTP/1.1" 200 6366 "" "docker/19.03.12 go/go1.13.10 git-commit/48a66213fe kernel/5.4.0 os/linux arch/amd64 UpstreamClient(Docker-Client/19.03.12 \\(linux\\))""#;
+
+#[test]
+fn published_app_log_lines_are_read_from_the_uri() {
+    assert_eq!(
+        request(CRIO_APP),
+        (
+            Format::AppText,
+            "GET".into(),
+            "/v2/library/nginx/manifests/latest".into(),
+            200,
+            Some("cri-o/1.34.0 go/go1.25.0 os/linux arch/amd64".into())
+        )
+    );
+    assert_eq!(time_of(CRIO_APP), at("2025-09-11T08:01:26.920579713Z"));
+    let (_, method, uri, status, ua) = request(CONTAINERD_APP);
+    assert_eq!((method.as_str(), status), ("HEAD", 200));
+    assert_eq!(uri, "/v2/nicolaka/netshoot/manifests/latest");
+    assert_eq!(ua.as_deref(), Some("containerd/v1.4.0-beta.1-34-g49b0743c"));
+    // "authorized request" comes before the answer: a time, not a pull.
+    assert!(matches!(
+        parse_line(CRIO_AUTHORIZED),
+        Parsed::Line {
+            format: Format::AppText,
+            request: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn published_access_lines_are_read_to_the_end_of_their_second() {
+    let (format, method, uri, status, ua) = request(CONTAINERD_ACCESS);
+    assert_eq!(format, Format::Combined);
+    assert_eq!(
+        (method.as_str(), uri.as_str(), status),
+        ("HEAD", "/v2/nicolaka/netshoot/manifests/latest", 200)
+    );
+    assert_eq!(ua.as_deref(), Some("containerd/v1.4.0-beta.1-34-g49b0743c"));
+    assert_eq!(
+        time_of(CRIO_ACCESS),
+        at("2025-09-11T08:01:26.999999999Z"),
+        "one-second resolution: the end of the second"
+    );
+    let (_, _, _, _, ua) = request(DOCKER_ACCESS);
+    assert!(
+        ua.unwrap()
+            .ends_with("UpstreamClient(Docker-Client/19.03.12 \\(linux\\))"),
+        "escapes inside quotes are undone once"
+    );
+}
+
+#[test]
+fn json_formatter_lines_read_numbers_and_strings() {
+    let (format, method, uri, status, ua) = request(JSON_APP);
+    assert_eq!(format, Format::AppJson);
+    assert_eq!((method.as_str(), status), ("POST", 202));
+    assert_eq!(uri, "/v2/project-2/repo-2/blobs/uploads/");
+    assert_eq!(ua.as_deref(), Some("a user agent"));
+    match parse_line(JSON_APP) {
+        Parsed::Line { instance, .. } => assert_eq!(instance.as_deref(), Some("an-instance-id")),
+        other => panic!("{other:?}"),
+    }
+    let logstash = r#"{"@timestamp":"2024-05-01T10:00:00.5Z","@version":"1","http.request.method":"HEAD","http.request.uri":"/v2/a/manifests/v1","http.response.status":"200","level":"info","message":"response completed"}"#;
+    let (_, method, _, status, ua) = request(logstash);
+    assert_eq!((method.as_str(), status, ua), ("HEAD", 200, None));
+}
+
+#[test]
+fn v3_text_lines_with_bare_values_and_escapes_are_read() {
+    let v3 = r#"time="2026-01-10T10:00:00.123456789Z" level=info msg="response completed" environment=development go.version=go1.23.7 http.request.host="localhost:5000" http.request.id=0f7c http.request.method=GET http.request.remoteaddr="172.17.0.1:40312" http.request.uri=/v2/busybox/manifests/latest http.request.useragent="say \"hi\" \\ bye" http.response.contenttype=application/vnd.oci.image.index.v1+json http.response.duration=1.31ms http.response.status=200 http.response.written=9218 instance.id=5b69 service=registry vars.name=busybox vars.reference=latest version=3.1.0"#;
+    let (_, _, uri, status, ua) = request(v3);
+    assert_eq!(
+        (uri.as_str(), status),
+        ("/v2/busybox/manifests/latest", 200)
+    );
+    assert_eq!(ua.as_deref(), Some(r#"say "hi" \ bye"#));
+    // 2.8 quotes verbatim: a quote inside a value ends it only before ` key=`.
+    let raw = r#"time="2024-05-01T10:00:00Z" level=info msg="response completed" http.request.method=GET http.request.uri="/v2/a/manifests/v1" http.request.useragent="odd "agent" here" http.response.status=200"#;
+    let (_, _, _, _, ua) = request(raw);
+    assert_eq!(ua.as_deref(), Some(r#"odd "agent" here"#));
+}
+
+#[test]
+fn nginx_and_common_format_lines_are_combined_lines() {
+    let nginx = r#"10.0.0.5 - ci [01/May/2024:10:00:00 +0200] "HEAD /v2/team/app/manifests/1.4.2 HTTP/1.1" 200 0 "-" "containerd/v1.7.13" "sha256:6b1f""#;
+    let (_, method, uri, status, ua) = request(nginx);
+    assert_eq!(
+        (method.as_str(), uri.as_str(), status),
+        ("HEAD", "/v2/team/app/manifests/1.4.2", 200)
+    );
+    assert_eq!(ua.as_deref(), Some("containerd/v1.7.13"));
+    assert_eq!(time_of(nginx), at("2024-05-01T08:00:00.999999999Z"));
+    let common =
+        r#"10.0.0.5 - - [01/May/2024:10:00:00 +0000] "GET /v2/a/manifests/v1 HTTP/1.1" 304 -"#;
+    let (_, _, _, status, ua) = request(common);
+    assert_eq!((status, ua), (304, None));
+    // A TLS handshake on a plain port: the time counts, there is no request.
+    let garbage = r#"10.0.0.9 - - [01/May/2024:10:00:01 +0000] "\x16\x03\x01\x00" 400 157 "-" "-""#;
+    assert!(matches!(
+        parse_line(garbage),
+        Parsed::Line { request: None, .. }
+    ));
+}
+
+#[test]
+fn lines_of_no_known_shape_are_rejected_with_a_reason() {
+    for (line, reason) in [
+        (
+            "INFO[0042] response completed   http.request.uri=/v2/a/manifests/v1",
+            "terminal",
+        ),
+        ("panic: runtime error", "not a registry"),
+        (
+            "{\"log\":\"x\\n\",\"stream\":\"stderr\",\"time\":\"2024-05-01T10:00:00Z\"}",
+            "docker logs",
+        ),
+        (
+            "{\"MESSAGE\":\"x\",\"__REALTIME_TIMESTAMP\":\"1\"}",
+            "journalctl -o cat",
+        ),
+        ("{not json", "not a JSON object"),
+        (
+            "time=\"yesterday\" level=info msg=\"response completed\"",
+            "time",
+        ),
+        (
+            "time=\"2024-05-01T10:00:00Z\" level=info msg=\"response completed\" http.request.method=GET",
+            "http.request.uri",
+        ),
+    ] {
+        match parse_line(line) {
+            Parsed::Rejected(why) => assert!(why.contains(reason), "{line:?}: {why}"),
+            other => panic!("{line:?} read as {other:?}"),
+        }
+    }
+    assert_eq!(parse_line("   \r"), Parsed::Blank);
+}
+
+#[test]
+fn manifest_paths_name_a_repository_and_a_reference() {
+    let pair = |r: &str, t: &str| Some((r.to_owned(), t.to_owned()));
+    assert_eq!(
+        manifest_reference("/v2/library/nginx/manifests/latest"),
+        pair("library/nginx", "latest")
+    );
+    assert_eq!(
+        manifest_reference("//v2/a/manifests/v1?ns=docker.io"),
+        pair("a", "v1")
+    );
+    assert_eq!(
+        manifest_reference("/v2/a/manifests/sha256%3Aabc"),
+        pair("a", "sha256:abc")
+    );
+    // The last /manifests/: a repository may be called that.
+    assert_eq!(
+        manifest_reference("/v2/x/manifests/manifests/v2"),
+        pair("x/manifests", "v2")
+    );
+    for not_a_manifest in [
+        "/v2/",
+        "/v2/a/blobs/sha256:abc",
+        "/v2/a/tags/list",
+        "/v2/_catalog",
+        "/v2/a/manifests/",
+        "/v2/A/manifests/v1",
+        "/v2/a/manifests/v1/extra",
+        "/v3/a/manifests/v1",
+    ] {
+        assert_eq!(manifest_reference(not_a_manifest), None, "{not_a_manifest}");
+    }
+}
+
+fn write_log(dir: &std::path::Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    for line in lines {
+        writeln!(f, "{line}").unwrap();
+    }
+    path
+}
+
+fn app_line(time: &str, method: &str, uri: &str, status: u16, ua: &str) -> String {
+    format!(
+        r#"time="{time}" level=info msg="response completed" http.request.host="r:5000" http.request.method={method} http.request.uri="{uri}" http.request.useragent="{ua}" http.response.status={status}"#
+    )
+}
+
+fn read(inputs: &[PathBuf]) -> PullLogs {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("docker/registry/v2/repositories")).unwrap();
+    let layout = Layout::new(dir.path());
+    let index = Index::default();
+    PullLogs::read(
+        &PullLogConfig {
+            inputs: inputs.to_vec(),
+            assume_complete: false,
+        },
+        &layout,
+        &index,
+        at("2024-06-01T00:00:00Z"),
+        &Interrupt::default(),
+        &Task::hidden(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_last_pull_per_reference_is_kept_in_any_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let early = write_log(
+        dir.path(),
+        "early.log",
+        &[
+            app_line(
+                "2024-05-01T10:00:00Z",
+                "GET",
+                "/v2/a/manifests/v1",
+                200,
+                "skopeo/1",
+            ),
+            app_line(
+                "2024-05-01T11:00:00Z",
+                "HEAD",
+                "/v2/a/manifests/v1",
+                200,
+                "containerd/1.7",
+            ),
+        ],
+    );
+    let late = write_log(
+        dir.path(),
+        "late.log",
+        &[
+            app_line(
+                "2024-05-02T10:00:00Z",
+                "HEAD",
+                "/v2/a/manifests/v1",
+                304,
+                "docker/27",
+            ),
+            // Not pulls: a 404, a PUT, a blob.
+            app_line(
+                "2024-05-03T10:00:00Z",
+                "GET",
+                "/v2/a/manifests/v2",
+                404,
+                "x",
+            ),
+            app_line(
+                "2024-05-03T10:00:00Z",
+                "PUT",
+                "/v2/a/manifests/v3",
+                201,
+                "x",
+            ),
+            app_line(
+                "2024-05-03T10:00:00Z",
+                "GET",
+                "/v2/a/blobs/sha256:00",
+                200,
+                "x",
+            ),
+        ],
+    );
+    for order in [[early.clone(), late.clone()], [late.clone(), early.clone()]] {
+        let logs = read(&order);
+        let last = logs.last_pull("a", "v1").unwrap();
+        assert_eq!(last.time, at("2024-05-02T10:00:00Z"));
+        assert_eq!(
+            (last.method, last.user_agent.as_deref()),
+            (Method::Head, Some("docker/27"))
+        );
+        assert_eq!(logs.last_pull("a", "v2"), None);
+        assert_eq!(logs.last_pull("a", "v3"), None);
+        assert_eq!(logs.report.pulls, 3);
+        assert_eq!(logs.report.references, 1);
+        assert_eq!(logs.report.first, Some(at("2024-05-01T10:00:00Z")));
+        assert_eq!(logs.report.last, Some(at("2024-05-03T10:00:00Z")));
+    }
+}
+
+#[test]
+fn a_line_not_read_that_names_a_manifest_counts_as_pulled_at_the_files_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(
+        dir.path(),
+        "app.log",
+        &[
+            app_line(
+                "2024-05-01T10:00:00Z",
+                "GET",
+                "/v2/a/manifests/v1",
+                200,
+                "x",
+            ),
+            "INFO[0042] response completed   http.request.uri=\"/v2/b/manifests/v9\"".into(),
+            "garbage".into(),
+            app_line("2024-05-04T10:00:00Z", "GET", "/v2/_catalog", 200, "x"),
+        ],
+    );
+    let logs = read(&[log]);
+    let b = logs.last_pull("b", "v9").unwrap();
+    assert_eq!(
+        (b.time, b.method),
+        (at("2024-05-04T10:00:00Z"), Method::Unknown)
+    );
+    let file = &logs.report.files[0];
+    assert_eq!((file.lines, file.rejected, file.uncertain_pulls), (4, 2, 1));
+    assert_eq!(file.formats.get("distribution-text"), Some(&2));
+    assert_eq!(file.rejected_samples[0].line, 2);
+    assert!(file.rejected_samples[1].text == "garbage");
+}
+
+#[test]
+fn gzip_files_are_read_like_plain_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log.1");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    writeln!(gz, "{CONTAINERD_ACCESS}").unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let logs = read(&[path]);
+    assert_eq!(logs.report.files[0].compression, Some("gzip"));
+    assert_eq!(logs.report.files[0].formats.get("combined"), Some(&1));
+    assert!(logs.last_pull("nicolaka/netshoot", "latest").is_some());
+}
+
+fn with_spans(spans: &[(&str, &str)]) -> PullLogs {
+    let files = spans
+        .iter()
+        .map(|(from, to)| {
+            let mut f = PullLogFile::new(PathBuf::from("x.log"), input::Compression::None);
+            f.saw(at(from));
+            f.saw(at(to));
+            f
+        })
+        .collect();
+    PullLogs {
+        table: PullTable::default(),
+        report: PullLogReport {
+            files,
+            lines: 0,
+            rejected: 0,
+            pulls: 0,
+            uncertain_pulls: 0,
+            references: 0,
+            first: None,
+            last: None,
+            coverage: None,
+        },
+    }
+}
+
+const DAY: u64 = 86_400;
+
+fn check(spans: &[(&str, &str)], days: u64, assume: bool) -> (Result<(), String>, Coverage) {
+    let mut logs = with_spans(spans);
+    let result = logs
+        .check_coverage(
+            "--keep-pulled-within",
+            Age::from_secs(days * DAY),
+            at("2024-06-01T00:00:00Z"),
+            assume,
+        )
+        .map_err(|e| e.to_string());
+    (result, logs.report.coverage.unwrap())
+}
+
+#[test]
+fn logs_reaching_over_the_window_cover_it() {
+    let (result, coverage) = check(
+        &[
+            ("2024-05-20T00:00:00Z", "2024-05-26T00:00:00Z"),
+            // Rotated: the next file begins half an hour later.
+            ("2024-05-26T00:30:00Z", "2024-05-31T23:30:00Z"),
+        ],
+        10,
+        false,
+    );
+    assert_eq!(result, Ok(()));
+    assert!(coverage.missing.is_empty());
+    assert_eq!(coverage.covered.len(), 1);
+}
+
+#[test]
+fn logs_starting_after_the_window_begins_refuse_the_pull_rules() {
+    let (result, coverage) = check(
+        &[("2024-05-23T00:00:00Z", "2024-05-31T23:59:00Z")],
+        10,
+        false,
+    );
+    let err = result.unwrap_err();
+    assert!(
+        err.contains("missing 2024-05-22T00:00:00Z to 2024-05-23T00:00:00Z (1d)"),
+        "{err}"
+    );
+    assert!(err.contains("--pull-log-assume-complete"), "{err}");
+    assert_eq!(coverage.missing.len(), 1);
+    let (result, coverage) = check(
+        &[("2024-05-23T00:00:00Z", "2024-05-31T23:59:00Z")],
+        10,
+        true,
+    );
+    assert_eq!(result, Ok(()));
+    assert!(coverage.assumed_complete && !coverage.missing.is_empty());
+}
+
+#[test]
+fn a_missing_rotation_or_stale_logs_leave_a_hole() {
+    // A day missing between two files.
+    let (result, coverage) = check(
+        &[
+            ("2024-05-20T00:00:00Z", "2024-05-25T00:00:00Z"),
+            ("2024-05-26T00:00:00Z", "2024-05-31T23:59:00Z"),
+        ],
+        10,
+        false,
+    );
+    assert!(result.is_err());
+    assert_eq!(
+        coverage.missing,
+        [Span::new(
+            at("2024-05-25T00:00:00Z"),
+            at("2024-05-26T00:00:00Z")
+        )]
+    );
+    // Logs copied two days ago.
+    let (result, coverage) = check(
+        &[("2024-05-01T00:00:00Z", "2024-05-30T00:00:00Z")],
+        10,
+        false,
+    );
+    assert!(result.is_err());
+    assert_eq!(
+        coverage.missing,
+        [Span::new(
+            at("2024-05-30T00:00:00Z"),
+            at("2024-06-01T00:00:00Z")
+        )]
+    );
+    // No time at all.
+    let (result, _) = check(&[], 1, false);
+    assert!(result.unwrap_err().contains("no line with a time"));
+}
+
+#[test]
+fn the_newest_pull_of_a_tag_describes_how() {
+    let pull = |secs: u64, via: Via, method: Method| LastPull {
+        time: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+        method,
+        via,
+        user_agent: Some(Arc::from("containerd/1.7")),
+    };
+    let by_name = pull(10, Via::Tag(Arc::from("v1")), Method::Head);
+    let of_image = pull(20, Via::Tag(Arc::from("stable")), Method::Get);
+    let pulls = TagPulls {
+        by_name: Some(&by_name),
+        of_image: Some(&of_image),
+    };
+    assert_eq!(pulls.newest(), Some(&of_image));
+    assert_eq!(by_name.describe("v1"), "HEAD by tag, containerd/1.7");
+    assert_eq!(
+        of_image.describe("v1"),
+        "GET by tag `stable`, containerd/1.7"
+    );
+    assert_eq!(
+        pull(1, Via::Digest, Method::Get).describe("v1"),
+        "GET by digest, containerd/1.7"
+    );
+}
+
+/// Lines written by docker-registry 2.8.2 (Debian's build) while skopeo
+/// pushed `team/app:v1` and pulled it, containerd's user agent sent a HEAD
+/// by tag, docker's a GET by digest, and a GET of a missing tag got 404.
+fn real_log(kind: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/pulls/testdata")
+        .join(format!("registry-2.8.2-{kind}.log"))
+}
+
+const REAL_DIGEST: &str = "sha256:199f322acdbed38e4056bcfd4f5aea18d3accaffb111ba5ab736008d77981d72";
+
+#[test]
+fn every_line_of_the_real_registrys_logs_is_read_and_three_are_pulls() {
+    for (kind, format) in [
+        ("text", "distribution-text"),
+        ("json", "distribution-json"),
+        ("access", "combined"),
+    ] {
+        let logs = read(&[real_log(kind)]);
+        let file = &logs.report.files[0];
+        assert_eq!(file.rejected, 0, "{kind}: {:?}", file.rejected_samples);
+        assert_eq!(file.formats.get(format), Some(&file.lines), "{kind}");
+        // GET by tag, HEAD by tag, GET by digest; not the PUT, the 404, the
+        // blobs or /v2/.
+        assert_eq!(file.pulls, 3, "{kind}");
+        assert_eq!(logs.report.references, 2, "{kind}");
+        assert_eq!(logs.last_pull("team/app", "nope"), None, "{kind}");
+        let by_digest = logs.last_pull("team/app", REAL_DIGEST).unwrap();
+        assert_eq!(
+            (
+                by_digest.method,
+                by_digest.via.clone(),
+                by_digest.user_agent.as_deref()
+            ),
+            (Method::Get, Via::Digest, Some("docker/27.3.1")),
+            "{kind}"
+        );
+        let by_tag = logs.last_pull("team/app", "v1").unwrap();
+        if kind == "access" {
+            // One-second resolution: both pulls of v1 fell in the same second.
+            assert_eq!(by_tag.time, at("2026-12-06T01:55:33.999999999Z"));
+        } else {
+            assert_eq!(
+                (by_tag.method, by_tag.user_agent.as_deref()),
+                (Method::Head, Some("containerd/1.7.13")),
+                "{kind}"
+            );
+        }
+    }
+    // The app log names the instance; the access log does not.
+    let text = read(&[real_log("text")]);
+    assert_eq!(
+        text.report.files[0].instances,
+        ["9d4c6082-6b19-495c-8132-4283d1bd2ffb"]
+    );
+    assert_eq!(text.report.files[0].hosts, ["127.0.0.1:31094"]);
+}

@@ -1,0 +1,322 @@
+//! Retention by last pull, end to end on small storage trees with
+//! controlled times and hand-written registry log lines: a pull by tag keeps
+//! the manifest the tag served then (read from the tag's history times),
+//! logs that cannot be read or do not cover the window refuse the run, and
+//! standard input is read as a log.
+
+mod layout_support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use layout_support::*;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn days_ago(days: u64) -> SystemTime {
+    SystemTime::now() - DAY * days as u32
+}
+
+fn set_mtime(path: &Path, t: SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(t))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// `t` as the registry's app log writes it (to the second here).
+fn log_time(t: SystemTime) -> String {
+    regsweep::clock::rfc3339(t)
+}
+
+fn app_line(t: SystemTime, method: &str, uri: &str, status: u16) -> String {
+    format!(
+        "time=\"{}\" level=info msg=\"response completed\" go.version=go1.19.8 http.request.host=\"r:5000\" http.request.method={method} http.request.uri={uri} http.request.useragent=containerd/1.7.13 http.response.status={status}\n",
+        log_time(t)
+    )
+}
+
+/// A log covering the last 40 days (a health check at each end) with
+/// `lines` in between.
+fn write_log(dir: &Path, lines: &[String]) -> PathBuf {
+    let path = dir.join("app.log");
+    let mut text = app_line(days_ago(40), "GET", "/v2/", 200);
+    for line in lines {
+        text.push_str(line);
+    }
+    text.push_str(&app_line(
+        SystemTime::now() - Duration::from_secs(60),
+        "GET",
+        "/v2/",
+        200,
+    ));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// `app`: tag `moving` was set to `first` 20 days ago, then to `second` 10
+/// days ago; `old` points at `first`, pushed 60 days ago.
+fn rolled_tree() -> (LayoutBuilder, Manifest, Manifest) {
+    let mut b = LayoutBuilder::new();
+    let first = b.simple_image("first", &[]);
+    let second = b.simple_image("second", &[]);
+    b.push("app", "moving", &first);
+    b.push("app", "moving", &second);
+    b.push("app", "old", &first);
+    let root = b.root().to_path_buf();
+    set_mtime(
+        &tag_index_link(&root, "app", "moving", &first.digest),
+        days_ago(20),
+    );
+    set_mtime(
+        &tag_index_link(&root, "app", "moving", &second.digest),
+        days_ago(10),
+    );
+    set_mtime(&tag_current_link(&root, "app", "moving"), days_ago(10));
+    set_mtime(
+        &tag_index_link(&root, "app", "old", &first.digest),
+        days_ago(60),
+    );
+    set_mtime(&tag_current_link(&root, "app", "old"), days_ago(60));
+    (b, first, second)
+}
+
+fn decided(report: &Value, which: &str) -> Vec<String> {
+    report["policy"]["repositories"][0][which]
+        .as_array()
+        .unwrap_or_else(|| panic!("no policy decisions: {report:#}"))
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn reason(report: &Value, tag: &str) -> String {
+    ["kept", "deleted"]
+        .iter()
+        .flat_map(|w| report["policy"]["repositories"][0][w].as_array().unwrap())
+        .find(|t| t["tag"] == tag)
+        .map(|t| t["reason"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no decision for {tag}: {report:#}"))
+}
+
+const POLICY: [&str; 5] = [
+    "--dry-run",
+    "--keep-last",
+    "0",
+    "--allow-empty-repos",
+    "--keep-pulled-within",
+];
+
+#[test]
+fn a_pull_by_tag_before_its_last_push_keeps_the_manifest_it_served_then() {
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    // `moving` pulled 15 days ago, when it pointed at `first`.
+    let log = write_log(
+        dir.path(),
+        &[app_line(
+            days_ago(15),
+            "HEAD",
+            "/v2/app/manifests/moving",
+            200,
+        )],
+    );
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert_eq!(
+        decided(&report, "deleted"),
+        Vec::<String>::new(),
+        "{report:#}"
+    );
+    assert!(
+        reason(&report, "old").contains("pulled 15d ago (HEAD by tag `moving`, containerd/1.7.13)"),
+        "{report:#}"
+    );
+    assert!(
+        reason(&report, "moving").contains("HEAD by tag, containerd"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_pull_by_tag_after_its_last_push_keeps_only_the_current_manifest() {
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(
+        dir.path(),
+        &[app_line(
+            days_ago(5),
+            "GET",
+            "/v2/app/manifests/moving",
+            200,
+        )],
+    );
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(decided(&report, "deleted"), ["old"], "{report:#}");
+    assert!(
+        reason(&report, "old").contains("not pulled or pushed within 30d (no pull in the logs)"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn logs_that_do_not_reach_over_the_window_refuse_the_run() {
+    let (b, _, _) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), &[]);
+    let before = snapshot(b.root());
+    let out = regsweep([
+        "gc",
+        "-y",
+        "--keep-last",
+        "0",
+        "--allow-empty-repos",
+        "--keep-pulled-within",
+        "60d",
+        "--pull-log",
+        log.to_str().unwrap(),
+        b.root().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 2, "{stderr}");
+    assert!(
+        stderr.contains("--keep-pulled-within 60d looks back to"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("missing"), "{stderr}");
+    assert!(stderr.contains("nothing was deleted"), "{stderr}");
+    assert_eq!(snapshot(b.root()), before);
+}
+
+#[test]
+fn a_pull_log_that_cannot_be_read_is_named_and_refused() {
+    let (b, _, _) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("rotated.log.1");
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", missing.to_str().unwrap()]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(report["exit_code"], 2);
+    assert_eq!(report["kind"], "pull_log");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("rotated.log.1: cannot read the pull log"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_pull_rule_without_logs_is_refused() {
+    let (b, _, _) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    fs::write(&policy, r#"{"rules": [{"pulled_within": "30d"}]}"#).unwrap();
+    let report = gc_json(b.root(), &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(report["exit_code"], 2, "{report:#}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("rules[0] pulled_within 30d needs the registry's logs"),
+        "{report:#}"
+    );
+    // The flag says it at once.
+    let out = regsweep([
+        "gc",
+        "--keep-last",
+        "1",
+        "--keep-pulled-within",
+        "30d",
+        b.root().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pull-log"));
+}
+
+#[test]
+fn standard_input_is_read_as_a_log() {
+    let (b, _, _) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let log = fs::read(write_log(
+        dir.path(),
+        &[app_line(days_ago(2), "GET", "/v2/app/manifests/old", 304)],
+    ))
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["gc", "--json", "--min-age", "0"])
+        .args(POLICY)
+        .args(["30d", "--pull-log", "-", b.root().to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&log).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert_eq!(report["pull_logs"]["files"][0]["path"], "-");
+    assert_eq!(report["pull_logs"]["files"][0]["pulls"], 1);
+    assert!(
+        reason(&report, "old").contains("pulled 2d ago (GET by tag"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn the_human_report_gives_a_line_per_log_and_why_each_tag_stays() {
+    let (b, _, _) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec![app_line(
+        days_ago(3),
+        "HEAD",
+        "/v2/app/manifests/moving",
+        200,
+    )];
+    lines.push("INFO[0042] response completed http.request.uri=/v2/app/manifests/old\n".into());
+    let log = write_log(dir.path(), &lines);
+    let mut args = vec!["gc"];
+    args.extend(POLICY);
+    args.extend([
+        "30d",
+        "--pull-log",
+        log.to_str().unwrap(),
+        b.root().to_str().unwrap(),
+    ]);
+    let out = regsweep(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(
+        stdout.contains("Pull logs: 1 file, 4 lines, 1 pull of 2 references, "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  {}: 4 lines (distribution-text 3), 1 pull, ",
+            log.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("; 1 line not read, 1 of which name a manifest, counted as pulled"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("They cover the pull window of --keep-pulled-within 30d"),
+        "{stdout}"
+    );
+    // The line not read names `old`: kept, as pulled at the log's end.
+    assert!(stdout.contains("a log line not fully read"), "{stdout}");
+}
