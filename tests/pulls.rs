@@ -146,6 +146,76 @@ fn a_pull_by_tag_before_its_last_push_keeps_the_manifest_it_served_then() {
     );
 }
 
+/// Each line of `log` as a log collector stores it: `docker` (json-file),
+/// `cri` (Kubernetes, every line split in two records) or `journald`
+/// (`journalctl -o json`).
+fn wrap(log: &Path, collector: &str) -> PathBuf {
+    let text = fs::read_to_string(log).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let at = regsweep::clock::rfc3339(SystemTime::now());
+        match collector {
+            "docker" => out.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"log": format!("{line}\n"), "stream": "stderr", "time": at})
+            )),
+            "cri" => {
+                let (head, tail) = line.split_at(line.len() / 2);
+                out.push_str(&format!("{at} stderr P {head}\n{at} stderr F {tail}\n"));
+            }
+            _ => out.push_str(&format!(
+                "{}\n",
+                serde_json::json!({
+                    "MESSAGE": line,
+                    "__REALTIME_TIMESTAMP": "1765000000000000",
+                    "_SYSTEMD_UNIT": "docker-registry.service",
+                })
+            )),
+        }
+    }
+    let wrapped = log.with_extension(collector);
+    fs::write(&wrapped, out).unwrap();
+    wrapped
+}
+
+#[test]
+fn logs_as_collectors_store_them_are_read_like_the_registrys_own_lines() {
+    for (collector, counter) in [
+        ("docker", "docker_json_file"),
+        ("cri", "cri"),
+        ("journald", "journald"),
+    ] {
+        let (b, _first, _second) = rolled_tree();
+        let dir = tempfile::tempdir().unwrap();
+        let log = write_log(
+            dir.path(),
+            &[app_line(
+                days_ago(15),
+                "HEAD",
+                "/v2/app/manifests/moving",
+                200,
+            )],
+        );
+        let wrapped = wrap(&log, collector);
+        let mut args = POLICY.to_vec();
+        args.extend(["30d", "--pull-log", wrapped.to_str().unwrap()]);
+        let report = gc_json(b.root(), &args);
+        assert_eq!(report["exit_code"], 0, "{collector}: {report:#}");
+        assert_eq!(
+            decided(&report, "deleted"),
+            Vec::<String>::new(),
+            "{collector}: {report:#}"
+        );
+        assert!(
+            reason(&report, "old").contains("pulled 15d ago (HEAD by tag `moving`"),
+            "{collector}: {report:#}"
+        );
+        let file = &report["pull_logs"]["files"][0];
+        assert_eq!(file["rejected"], 0, "{collector}: {file:#}");
+        assert_eq!(file["wrappers"][counter], 3, "{collector}: {file:#}");
+    }
+}
+
 #[test]
 fn a_pull_by_tag_after_its_last_push_keeps_only_the_current_manifest() {
     let (b, _first, _second) = rolled_tree();

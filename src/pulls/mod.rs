@@ -265,6 +265,10 @@ pub struct PullLogFile {
     pub instances: Vec<String>,
     /// Hosts the requests named (`http.request.host`).
     pub hosts: Vec<String>,
+    /// The collectors' wrappers peeled off its lines (Docker json-file,
+    /// Kubernetes CRI, journald, syslog, timestamp and compose prefixes),
+    /// the lines they split joined again.
+    pub wrappers: crate::logwrap::Counts,
 }
 
 impl PullLogFile {
@@ -285,6 +289,7 @@ impl PullLogFile {
             last: None,
             instances: Vec::new(),
             hosts: Vec::new(),
+            wrappers: crate::logwrap::Counts::default(),
         }
     }
 
@@ -551,6 +556,7 @@ impl Reader<'_> {
         let mut file = PullLogFile::new(source.name(), opened.compression);
         let mut uncertain: BTreeSet<(String, String)> = BTreeSet::new();
         let mut buf = Vec::new();
+        let mut peeler = crate::logwrap::Peeler::new();
         loop {
             let cut = match input::next_line(&mut *reader, &mut buf) {
                 Ok(Some(cut)) => cut,
@@ -568,47 +574,22 @@ impl Reader<'_> {
                 task.inc(65_536);
                 interrupt.check(Phase::Plan)?;
             }
-            let text = String::from_utf8_lossy(&buf);
-            let parsed = if cut {
-                Parsed::Rejected("longer than 1 MiB")
-            } else {
-                parse::parse_line(&text)
-            };
-            match parsed {
-                Parsed::Blank => {}
-                Parsed::Rejected(reason) => {
-                    file.reject(reason, &text);
-                    if let Some(pair) = parse::manifest_reference_anywhere(&text) {
-                        uncertain.insert(pair);
-                    }
-                }
-                Parsed::Line {
-                    format,
-                    time,
-                    request,
-                    instance,
-                    host,
-                } => {
-                    *file.formats.entry(format.name()).or_default() += 1;
-                    file.saw(time);
-                    note(&mut file.instances, instance.as_deref());
-                    note(&mut file.hosts, host.as_deref());
-                    let Some((repository, reference, method)) = request.as_ref().and_then(pull_of)
-                    else {
-                        continue;
-                    };
-                    file.pulls += 1;
-                    self.record(Observation {
-                        repository: &repository,
-                        reference: &reference,
-                        time,
-                        attribute_at: time,
-                        method,
-                        user_agent: request.as_ref().and_then(|r| r.user_agent.as_deref()),
-                    });
-                }
+            if cut {
+                let text = String::from_utf8_lossy(&buf);
+                self.read_payload(&mut file, &mut uncertain, &text, true);
+                continue;
+            }
+            // A collector's record: the registry's line is its payload, and
+            // a line the collector split is read once it is whole again.
+            if let Some(peeled) = peeler.push(&buf) {
+                self.read_payload(&mut file, &mut uncertain, &peeled.payload, false);
             }
         }
+        // Lines the collector left unfinished are still read.
+        while let Some(peeled) = peeler.finish() {
+            self.read_payload(&mut file, &mut uncertain, &peeled.payload, false);
+        }
+        file.wrappers = *peeler.counts();
         task.inc(file.lines % 65_536);
         file.uncertain_pulls = uncertain.len() as u64;
         let Some(last) = file.last else {
@@ -618,6 +599,58 @@ impl Reader<'_> {
             self.record(uncertain_pull(repository, reference, last));
         }
         Ok((file, Vec::new()))
+    }
+}
+
+impl Reader<'_> {
+    /// Reads one registry log line (`cut`: longer than the line limit)
+    /// into `file`'s account and the table.
+    fn read_payload(
+        &mut self,
+        file: &mut PullLogFile,
+        uncertain: &mut BTreeSet<(String, String)>,
+        text: &str,
+        cut: bool,
+    ) {
+        let parsed = if cut {
+            Parsed::Rejected("longer than 1 MiB")
+        } else {
+            parse::parse_line(text)
+        };
+        match parsed {
+            Parsed::Blank => {}
+            Parsed::Rejected(reason) => {
+                file.reject(reason, text);
+                if let Some(pair) = parse::manifest_reference_anywhere(text) {
+                    uncertain.insert(pair);
+                }
+            }
+            Parsed::Line {
+                format,
+                time,
+                request,
+                instance,
+                host,
+            } => {
+                *file.formats.entry(format.name()).or_default() += 1;
+                file.saw(time);
+                note(&mut file.instances, instance.as_deref());
+                note(&mut file.hosts, host.as_deref());
+                let Some((repository, reference, method)) = request.as_ref().and_then(pull_of)
+                else {
+                    return;
+                };
+                file.pulls += 1;
+                self.record(Observation {
+                    repository: &repository,
+                    reference: &reference,
+                    time,
+                    attribute_at: time,
+                    method,
+                    user_agent: request.as_ref().and_then(|r| r.user_agent.as_deref()),
+                });
+            }
+        }
     }
 }
 

@@ -266,9 +266,9 @@ fn parse_json(line: &str) -> Parsed<'_> {
     let (Some(msg), Some(time)) = (msg, time) else {
         return Parsed::Rejected(
             if object.contains_key("log") && object.contains_key("stream") {
-                "a Docker json-file record: give the registry's own lines (docker logs)"
+                "a Docker json-file record that could not be unwrapped"
             } else if object.contains_key("__REALTIME_TIMESTAMP") {
-                "a journalctl JSON record: give the registry's own lines (journalctl -o cat)"
+                "a journalctl JSON record that could not be unwrapped"
             } else {
                 "a JSON object without msg and time"
             },

@@ -158,11 +158,11 @@ fn lines_of_no_known_shape_are_rejected_with_a_reason() {
         ("panic: runtime error", "not a registry"),
         (
             "{\"log\":\"x\\n\",\"stream\":\"stderr\",\"time\":\"2024-05-01T10:00:00Z\"}",
-            "docker logs",
+            "json-file record",
         ),
         (
             "{\"MESSAGE\":\"x\",\"__REALTIME_TIMESTAMP\":\"1\"}",
-            "journalctl -o cat",
+            "journalctl JSON record",
         ),
         ("{not json", "not a JSON object"),
         (
