@@ -157,6 +157,36 @@ impl Counts {
             + self.compose
     }
 
+    /// The wrappers seen, in words, for a report: `Docker json-file 3,
+    /// CRI 2 (1 joined)`; empty when every line was plain.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = [
+            ("Docker json-file", self.docker_json_file),
+            ("CRI", self.cri),
+            ("journald", self.journald),
+            ("syslog", self.syslog),
+            ("timestamp prefix", self.timestamp_prefix),
+            ("compose", self.compose),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {}", crate::report::count(*n)))
+        .collect();
+        if parts.is_empty() {
+            return String::new();
+        }
+        for (what, n) in [
+            ("joined", self.joined),
+            ("truncated", self.truncated),
+            ("unfinished", self.dangling),
+        ] {
+            if n > 0 {
+                parts.push(format!("{} {what}", crate::report::count(n)));
+            }
+        }
+        parts.join(", ")
+    }
+
     fn count(&mut self, wrapper: Wrapper) {
         let n = match wrapper {
             Wrapper::Plain => &mut self.plain,

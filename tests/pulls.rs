@@ -214,6 +214,20 @@ fn logs_as_collectors_store_them_are_read_like_the_registrys_own_lines() {
         assert_eq!(file["rejected"], 0, "{collector}: {file:#}");
         assert_eq!(file["wrappers"][counter], 3, "{collector}: {file:#}");
     }
+    // The human report says what was peeled off.
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = wrap(&write_log(dir.path(), &[]), "cri");
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", wrapped.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .arg("gc")
+        .args(&args)
+        .arg(b.root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(unwrapped: CRI 2, 2 joined)"), "{stdout}");
 }
 
 #[test]

@@ -852,12 +852,18 @@ impl PullLogReport {
                 .iter()
                 .map(|(name, n)| format!("{name} {}", count(*n)))
                 .collect();
+            let wrapped = file.wrappers.describe();
             write!(
                 out,
-                "  {}{}: {} ({}), {}, {}",
+                "  {}{}{}: {} ({}), {}, {}",
                 file.path.display(),
                 file.compression
                     .map_or(String::new(), |c| format!(" ({c})")),
+                if wrapped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (unwrapped: {wrapped})")
+                },
                 counted(file.lines, "line", "lines"),
                 if formats.is_empty() {
                     "none recognised".to_owned()
