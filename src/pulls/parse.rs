@@ -107,6 +107,27 @@ static TTY: LazyLock<Regex> = LazyLock::new(|| {
 /// `msg` of the line logged once per request answered 200 to 399.
 const RESPONSE_COMPLETED: &str = "response completed";
 
+/// The request a "response completed" line records, from its fields in
+/// either formatter; a line without one of them is rejected.
+fn completed<'a>(
+    method: Option<Cow<'a, str>>,
+    uri: Option<Cow<'a, str>>,
+    status: Option<u16>,
+    user_agent: Option<Cow<'a, str>>,
+) -> Result<Request<'a>, &'static str> {
+    let (Some(method), Some(uri), Some(status)) = (method, uri, status) else {
+        return Err(
+            "\"response completed\" without http.request.method, http.request.uri or http.response.status",
+        );
+    };
+    Ok(Request {
+        method,
+        uri,
+        status,
+        user_agent: user_agent.filter(|ua| !ua.is_empty()),
+    })
+}
+
 /// The app log in logrus' text formatter. Keys are sorted; values are bare
 /// or quoted. 2.8's logrus quotes without escaping (a `"` inside a value
 /// stays as it is), v3's escapes like Go's `%q`: a quoted value ends at the
@@ -140,19 +161,10 @@ fn parse_text(line: &str) -> Parsed<'_> {
         return Parsed::Rejected("app log line without msg=");
     };
     let request = if msg == RESPONSE_COMPLETED {
-        let (Some(method), Some(uri), Some(status)) =
-            (method, uri, status.and_then(|s| s.parse().ok()))
-        else {
-            return Parsed::Rejected(
-                "\"response completed\" without http.request.method, http.request.uri or http.response.status",
-            );
-        };
-        Some(Request {
-            method,
-            uri,
-            status,
-            user_agent: user_agent.filter(|ua| !ua.is_empty()),
-        })
+        match completed(method, uri, status.and_then(|s| s.parse().ok()), user_agent) {
+            Ok(request) => Some(request),
+            Err(reason) => return Parsed::Rejected(reason),
+        }
     } else {
         None
     };
@@ -284,21 +296,15 @@ fn parse_json(line: &str) -> Parsed<'_> {
             Some(Value::String(s)) => s.parse().ok(),
             _ => None,
         };
-        let (Some(method), Some(uri), Some(status)) = (
+        match completed(
             owned("http.request.method"),
             owned("http.request.uri"),
             status,
-        ) else {
-            return Parsed::Rejected(
-                "\"response completed\" without http.request.method, http.request.uri or http.response.status",
-            );
-        };
-        Some(Request {
-            method,
-            uri,
-            status,
-            user_agent: owned("http.request.useragent").filter(|ua| !ua.is_empty()),
-        })
+            owned("http.request.useragent"),
+        ) {
+            Ok(request) => Some(request),
+            Err(reason) => return Parsed::Rejected(reason),
+        }
     } else {
         None
     };

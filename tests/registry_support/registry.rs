@@ -32,24 +32,17 @@ pub struct Registry {
 impl Registry {
     /// A running registry over a new, empty storage root.
     pub fn start() -> Registry {
-        let dir = tempfile::tempdir().expect("registry tempdir");
-        let root = dir.path().join("data");
-        fs::create_dir(&root).unwrap();
-        let mut reg = Registry {
-            dir,
-            root,
-            port: 0,
-            child: None,
-            formatter: None,
-        };
-        reg.launch();
-        reg
+        Registry::start_with(None)
     }
 
     /// [`Registry::start`], logging at level info with `formatter` (`text`
     /// or `json`) and its access log on: see [`Registry::app_log`] and
     /// [`Registry::access_log`].
     pub fn start_logging(formatter: &'static str) -> Registry {
+        Registry::start_with(Some(formatter))
+    }
+
+    fn start_with(formatter: Option<&'static str>) -> Registry {
         let dir = tempfile::tempdir().expect("registry tempdir");
         let root = dir.path().join("data");
         fs::create_dir(&root).unwrap();
@@ -58,7 +51,7 @@ impl Registry {
             root,
             port: 0,
             child: None,
-            formatter: Some(formatter),
+            formatter,
         };
         reg.launch();
         reg
