@@ -305,6 +305,15 @@ pub struct GcArgs {
     #[arg(long, value_name = "PATH", help_heading = "Retention policy")]
     pub pull_log: Vec<PathBuf>,
 
+    /// Keep every manifest pulled by digest within DURATION, as the --pull-log files show, and what it references, even with -m (deployments pinned by digest); refused (exit 2) when the logs do not cover that long
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Retention policy",
+        requires = "pull_log"
+    )]
+    pub protect_pulled_within: Option<Age>,
+
     /// Take the --pull-log files as complete although they do not reach over the whole pull window: only the pulls they show count
     #[arg(long, help_heading = "Retention policy", requires = "pull_log")]
     pub pull_log_assume_complete: bool,
@@ -482,6 +491,7 @@ impl GcArgs {
             pull_logs: (!self.pull_log.is_empty()).then_some(PullLogConfig {
                 inputs: self.pull_log,
                 assume_complete: self.pull_log_assume_complete,
+                protect_within: self.protect_pulled_within,
             }),
             blob_cache,
         };

@@ -349,6 +349,17 @@ impl Collector {
             .and_then(|age| now.checked_sub(age.duration()));
         let interrupt = self.config.interrupt;
         let pull_window = self.config.policy.as_ref().and_then(Policy::pull_window);
+        let protect_within = self
+            .config
+            .pull_logs
+            .as_ref()
+            .and_then(|c| c.protect_within);
+        // The logs must reach back over the longer of the two windows.
+        let coverage_window = pull_window
+            .clone()
+            .into_iter()
+            .chain(protect_within.map(|w| (w, format!("--protect-pulled-within {w}"))))
+            .max_by_key(|(window, _)| window.duration());
         if let (Some((_, rule)), None) = (&pull_window, &self.config.pull_logs) {
             return Err(Error::PullLog(pulls::PullLogError::Needed {
                 rule: rule.clone(),
@@ -380,7 +391,7 @@ impl Collector {
                     let mut logs =
                         pulls::PullLogs::read(config, layout, &index, now, &interrupt, &task)?;
                     task.finish();
-                    if let Some((window, rule)) = &pull_window {
+                    if let Some((window, rule)) = &coverage_window {
                         logs.check_coverage(rule, *window, now, config.assume_complete)
                             .map_err(Error::PullLog)?;
                     }
@@ -398,13 +409,35 @@ impl Collector {
             let protection = self.config.protect.as_ref().map(|list| list.resolve(&index));
             let protect = self.config.protect.as_ref().zip(protection.as_ref());
             // Protected manifests are roots in every mode.
-            let protected_roots: Vec<(u32, Digest)> = protection
+            let mut protected_roots: Vec<(u32, Digest)> = protection
                 .iter()
                 .flat_map(|p| {
                     (0..index.repositories.len())
                         .flat_map(move |r| p.digests(r).map(move |(d, _)| (r as u32, *d)))
                 })
                 .collect();
+            // So are manifests pulled by digest within
+            // --protect-pulled-within: deployments pinned by digest.
+            let mut protected_by_digest_pull = 0;
+            if let (Some(logs), Some(window)) = (&pull_logs, protect_within) {
+                let since = clock::cutoff(now, window.duration());
+                let by_name: std::collections::HashMap<&str, usize> = index
+                    .repositories
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.name.as_str(), i))
+                    .collect();
+                for (repository, digest) in logs.pulled_by_digest_since(since) {
+                    let Some(&r) = by_name.get(repository) else {
+                        continue;
+                    };
+                    let revisions = &index.repositories[r].revisions;
+                    if revisions.binary_search_by(|v| v.digest.cmp(&digest)).is_ok() {
+                        protected_roots.push((r as u32, digest));
+                        protected_by_digest_pull += 1;
+                    }
+                }
+            }
             let mut decisions = match &self.config.policy {
                 Some(policy) => {
                     evaluate_policy(policy, protect, pull_logs.as_ref(), &index, now, cutoff)
@@ -412,7 +445,10 @@ impl Collector {
                 None => Vec::new(),
             };
             // The decisions hold what they need of the logs; the table goes.
-            let pull_logs = pull_logs.map(|logs| logs.report);
+            let pull_logs = pull_logs.map(|logs| pulls::PullLogReport {
+                protected_by_digest_pull,
+                ..logs.report
+            });
             let mut dropped = policy::dropped_tags(&decisions, index.repositories.len());
             let task = progress.spinner("marking", "manifests read");
             interrupt.check(Phase::Plan)?;

@@ -230,6 +230,80 @@ fn logs_as_collectors_store_them_are_read_like_the_registrys_own_lines() {
     assert!(stdout.contains("(unwrapped: CRI 2, 2 joined)"), "{stdout}");
 }
 
+/// Manifests `-m` would delete, as `-v --json` lists them.
+fn manifest_candidates(report: &Value) -> Vec<String> {
+    report["candidates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no candidates: {report:#}"))
+        .iter()
+        .filter(|c| c["kind"] == "manifest")
+        .map(|c| c["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_manifest_pulled_by_digest_within_protect_pulled_within_survives_m() {
+    let mut b = LayoutBuilder::new();
+    let current = b.simple_image("current", &[]);
+    let pinned = b.simple_image("pinned", &[]);
+    let stale = b.simple_image("stale", &[]);
+    b.push("app", "v1", &current);
+    b.push_untagged("app", &pinned);
+    b.push_untagged("app", &stale);
+    let dir = tempfile::tempdir().unwrap();
+    // A pod pinned to `pinned` pulled it by digest five days ago.
+    let log = write_log(
+        dir.path(),
+        &[app_line(
+            days_ago(5),
+            "GET",
+            &format!("/v2/app/manifests/{}", pinned.digest),
+            200,
+        )],
+    );
+    let log = log.to_str().unwrap();
+    let base = ["--dry-run", "-m", "--min-age", "0", "--pull-log", log];
+
+    let without = gc_json(b.root(), &base);
+    let mut both = vec![pinned.digest.to_string(), stale.digest.to_string()];
+    both.sort();
+    let mut listed = manifest_candidates(&without);
+    listed.sort();
+    assert_eq!(listed, both, "{without:#}");
+
+    let mut args = base.to_vec();
+    args.extend(["--protect-pulled-within", "30d"]);
+    let with = gc_json(b.root(), &args);
+    assert_eq!(with["exit_code"], 0, "{with:#}");
+    assert_eq!(
+        manifest_candidates(&with),
+        [stale.digest.to_string()],
+        "{with:#}"
+    );
+    assert_eq!(with["pull_logs"]["protected_by_digest_pull"], 1, "{with:#}");
+    // Its layers stay with it.
+    let reclaimed = with["reclaimable"]["blobs"].as_u64().unwrap();
+    assert!(
+        reclaimed < without["reclaimable"]["blobs"].as_u64().unwrap(),
+        "{with:#}"
+    );
+
+    // Logs that do not reach back over the window refuse, nothing decided.
+    let mut args = base.to_vec();
+    args.extend(["--protect-pulled-within", "60d"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .arg("gc")
+        .args(&args)
+        .arg(b.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--protect-pulled-within 60d looks back"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn a_pull_by_tag_after_its_last_push_keeps_only_the_current_manifest() {
     let (b, _first, _second) = rolled_tree();

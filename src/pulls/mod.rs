@@ -40,6 +40,7 @@ use serde::{Serialize, Serializer};
 
 pub use history::{Histories, TagHistory};
 
+use crate::digest::Digest;
 use crate::duration::{Age, human};
 use crate::index::{Index, Tag};
 use crate::interrupt::{Interrupt, Phase};
@@ -56,6 +57,9 @@ pub struct PullLogConfig {
     /// Accept logs that do not cover the whole pull window: what they show
     /// is taken as everything.
     pub assume_complete: bool,
+    /// `--protect-pulled-within`: a manifest pulled by digest within this
+    /// window is a root, even under `-m`.
+    pub protect_within: Option<Age>,
 }
 
 /// The longest time between two files' spans, and between the end of the
@@ -397,6 +401,9 @@ pub struct PullLogReport {
     pub last: Option<SystemTime>,
     /// Whether they cover the pull window; `null` without a pull rule.
     pub coverage: Option<Coverage>,
+    /// Manifests kept as roots because they were pulled by digest within
+    /// `--protect-pulled-within` (per repository holding them).
+    pub protected_by_digest_pull: u64,
 }
 
 fn time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -710,6 +717,7 @@ impl PullLogs {
             last,
             files,
             coverage: None,
+            protected_by_digest_pull: 0,
         };
         Ok(PullLogs {
             table: reader.table,
@@ -725,6 +733,25 @@ impl PullLogs {
                 .current
                 .and_then(|d| self.table.get(repository, &d.to_string())),
         }
+    }
+
+    /// The manifests some line pulled by digest at or after `since`, with
+    /// their repository: deployments pinned by digest.
+    pub fn pulled_by_digest_since(&self, since: SystemTime) -> Vec<(&str, Digest)> {
+        let mut pulled: Vec<(&str, Digest)> = self
+            .table
+            .repositories
+            .iter()
+            .flat_map(|(repository, references)| {
+                references.iter().filter_map(move |(reference, recorded)| {
+                    let digest = Digest::parse(reference)?;
+                    (recorded.named && recorded.pull.time >= since)
+                        .then_some((&**repository, digest))
+                })
+            })
+            .collect();
+        pulled.sort();
+        pulled
     }
 
     /// The last pull of `reference` (a tag or `sha256:...`) in `repository`;
@@ -897,6 +924,13 @@ impl PullLogReport {
                     )?;
                 }
             }
+        }
+        if self.protected_by_digest_pull > 0 {
+            writeln!(
+                out,
+                "  Kept as roots: {} pulled by digest within --protect-pulled-within.",
+                counted(self.protected_by_digest_pull, "manifest", "manifests")
+            )?;
         }
         if let Some(coverage) = &self.coverage {
             if coverage.missing.is_empty() {

@@ -240,6 +240,7 @@ fn read(inputs: &[PathBuf]) -> PullLogs {
         &PullLogConfig {
             inputs: inputs.to_vec(),
             assume_complete: false,
+            protect_within: None,
         },
         &layout,
         &index,
@@ -392,6 +393,7 @@ fn with_spans(spans: &[(&str, &str)]) -> PullLogs {
             first: None,
             last: None,
             coverage: None,
+            protected_by_digest_pull: 0,
         },
     }
 }
