@@ -1,7 +1,7 @@
 //! Errors that stop a run before anything is deleted.
 //!
 //! Damage that can be contained (one bad manifest, one bad link) is not an
-//! error: it is a [`crate::report::Warning`], collected during the run, that
+//! error: it is a [`crate::warning::Warning`], collected during the run, that
 //! makes regsweep keep whatever the damaged file might reference.
 
 use std::io;

@@ -2,7 +2,7 @@
 //!
 //! A config is read as the registry reads it: YAML as gopkg.in/yaml.v2
 //! decodes it (anchors, aliases and merge keys, with its bound on alias
-//! expansion; see [`yaml`]), the `storage` section as distribution's
+//! expansion; see `target/yaml.rs`), the `storage` section as distribution's
 //! `Storage` type unmarshals it (a map of one driver to its parameters beside
 //! `maintenance`, `cache`, `delete`, `redirect` and `tag`, or a bare driver
 //! name), then the `REGISTRY_STORAGE*` environment overrides applied as its
