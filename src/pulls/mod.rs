@@ -6,7 +6,9 @@
 //! ([`parse`]): the registry's app log (`msg="response completed"`, logrus
 //! text or JSON formatter; 2.8 logs no `vars.*` there, so the repository and
 //! reference always come from `http.request.uri`) or a combined-format
-//! access line (the registry's access log on stdout, nginx, Apache).
+//! access line (the registry's access log on stdout, nginx, Apache). A file
+//! that begins with JSON documents rather than log lines is read as the
+//! registry's notification events ([`events`]), decoded as a stream.
 //!
 //! A pull is a `GET` or `HEAD` of `/v2/<name>/manifests/<reference>`
 //! answered 200 or 304. HEAD counts: docker and containerd resolve a tag
@@ -25,6 +27,7 @@
 //! A missing log is not the same as "not pulled": [`PullLogs::check_coverage`]
 //! refuses a pull window the logs do not cover.
 
+pub mod events;
 mod history;
 pub mod input;
 pub mod parse;
@@ -244,12 +247,13 @@ pub struct PullLogFile {
     pub path: PathBuf,
     /// `gzip`, or `null`.
     pub compression: Option<&'static str>,
-    /// Lines read.
+    /// Lines read; in a file of notification events, the events read
+    /// (and the top-level JSON values that hold none).
     pub lines: u64,
     /// Lines recognised, per format (`distribution-text`,
-    /// `distribution-json`, `combined`).
+    /// `distribution-json`, `combined`), or events (`events`).
     pub formats: BTreeMap<&'static str, u64>,
-    /// Lines not read (of no known format, or unreadable).
+    /// Lines (or events) not read (of no known format, or unreadable).
     pub rejected: u64,
     /// The first few of them.
     pub rejected_samples: Vec<RejectedLine>,
@@ -298,11 +302,16 @@ impl PullLogFile {
     }
 
     fn reject(&mut self, reason: &'static str, text: &str) {
+        self.reject_at(self.lines, reason, text);
+    }
+
+    /// Rejects what ends on line `line` of the file.
+    fn reject_at(&mut self, line: u64, reason: &'static str, text: &str) {
         self.rejected += 1;
         if self.rejected_samples.len() < SAMPLES {
             let end = text.char_indices().nth(300).map_or(text.len(), |(i, _)| i);
             self.rejected_samples.push(RejectedLine {
-                line: self.lines,
+                line,
                 reason,
                 text: text[..end].to_owned(),
             });
@@ -562,10 +571,40 @@ impl Reader<'_> {
         let mut reader = opened.reader;
         let mut file = PullLogFile::new(source.name(), opened.compression);
         let mut uncertain: BTreeSet<(String, String)> = BTreeSet::new();
+        let head = reader.fill_buf().map_err(|source| {
+            crate::Error::PullLog(PullLogError::Read {
+                path: file.path.clone(),
+                source,
+            })
+        })?;
+        if events::looks_like_events(head) {
+            self.read_events(&mut *reader, &mut file, &mut uncertain, interrupt, task)?;
+        } else {
+            self.read_lines(&mut *reader, &mut file, &mut uncertain, interrupt, task)?;
+        }
+        file.uncertain_pulls = uncertain.len() as u64;
+        let Some(last) = file.last else {
+            return Ok((file, uncertain.into_iter().collect()));
+        };
+        for (repository, reference) in &uncertain {
+            self.record(uncertain_pull(repository, reference, last));
+        }
+        Ok((file, Vec::new()))
+    }
+
+    /// Reads log lines, unwrapping what collectors wrapped them in.
+    fn read_lines(
+        &mut self,
+        reader: &mut dyn io::BufRead,
+        file: &mut PullLogFile,
+        uncertain: &mut BTreeSet<(String, String)>,
+        interrupt: &Interrupt,
+        task: &Task,
+    ) -> crate::Result<()> {
         let mut buf = Vec::new();
         let mut peeler = crate::logwrap::Peeler::new();
         loop {
-            let cut = match input::next_line(&mut *reader, &mut buf) {
+            let cut = match input::next_line(reader, &mut buf) {
                 Ok(Some(cut)) => cut,
                 Ok(None) => break,
                 Err(source) => {
@@ -583,29 +622,156 @@ impl Reader<'_> {
             }
             if cut {
                 let text = String::from_utf8_lossy(&buf);
-                self.read_payload(&mut file, &mut uncertain, &text, true);
+                self.read_payload(file, uncertain, &text, true);
                 continue;
             }
             // A collector's record: the registry's line is its payload, and
             // a line the collector split is read once it is whole again.
             if let Some(peeled) = peeler.push(&buf) {
-                self.read_payload(&mut file, &mut uncertain, &peeled.payload, false);
+                self.read_payload(file, uncertain, &peeled.payload, false);
             }
         }
         // Lines the collector left unfinished are still read.
         while let Some(peeled) = peeler.finish() {
-            self.read_payload(&mut file, &mut uncertain, &peeled.payload, false);
+            self.read_payload(file, uncertain, &peeled.payload, false);
         }
         file.wrappers = *peeler.counts();
         task.inc(file.lines % 65_536);
-        file.uncertain_pulls = uncertain.len() as u64;
-        let Some(last) = file.last else {
-            return Ok((file, uncertain.into_iter().collect()));
+        Ok(())
+    }
+
+    /// Reads notification events ([`events`]); `file.lines` counts events.
+    /// A document that breaks the stream ends the file there: what was read
+    /// stays, and every manifest the rest names counts as pulled.
+    fn read_events(
+        &mut self,
+        reader: &mut dyn io::BufRead,
+        file: &mut PullLogFile,
+        uncertain: &mut BTreeSet<(String, String)>,
+        interrupt: &Interrupt,
+        task: &Task,
+    ) -> crate::Result<()> {
+        let mut interrupted = None;
+        let mut sink = |item: events::Item, line: u64| {
+            file.lines += 1;
+            if file.lines % 4096 == 0 {
+                task.inc(4096);
+                if let Err(e) = interrupt.check(Phase::Plan) {
+                    interrupted = Some(e);
+                    return false;
+                }
+            }
+            match item {
+                events::Item::Event(event) => self.read_event(file, uncertain, &event, line),
+                events::Item::NotEvents(value) => file.reject_at(
+                    line,
+                    "a JSON value that is not an event, an envelope or an array of events",
+                    &value.to_string(),
+                ),
+            }
+            true
         };
-        for (repository, reference) in &uncertain {
-            self.record(uncertain_pull(repository, reference, last));
+        let result = events::decode(reader, &mut sink);
+        if let Some(e) = interrupted {
+            return Err(e);
         }
-        Ok((file, Vec::new()))
+        task.inc(file.lines % 4096);
+        let broken = match result {
+            Ok(_) => return Ok(()),
+            Err(broken) => broken,
+        };
+        if broken.error.is_io() {
+            return Err(crate::Error::PullLog(PullLogError::ReadAt {
+                path: file.path.clone(),
+                line: broken.line,
+                source: broken.error.into(),
+            }));
+        }
+        uncertain.extend(parse::manifest_references_anywhere(&broken.partial));
+        let mut buf = Vec::new();
+        let mut more = 0u64;
+        loop {
+            match input::next_line(reader, &mut buf) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(crate::Error::PullLog(PullLogError::ReadAt {
+                        path: file.path.clone(),
+                        line: broken.line + more,
+                        source,
+                    }));
+                }
+            }
+            more += 1;
+            uncertain.extend(parse::manifest_references_anywhere(
+                &String::from_utf8_lossy(&buf),
+            ));
+        }
+        file.reject_at(
+            broken.line,
+            "broken JSON: the rest of the file is not read, and every manifest it names counts as pulled",
+            &format!(
+                "{}; {} after it: {}",
+                broken.error,
+                crate::report::counted(more, "more line", "more lines"),
+                broken.partial
+            ),
+        );
+        Ok(())
+    }
+
+    /// Reads one notification event into `file`'s account and the table.
+    fn read_event(
+        &mut self,
+        file: &mut PullLogFile,
+        uncertain: &mut BTreeSet<(String, String)>,
+        event: &serde_json::Value,
+        line: u64,
+    ) {
+        let (time, pull, instance, host) = match events::read_event(event) {
+            events::Reading::Rejected(reason, named) => {
+                file.reject_at(line, reason, &event.to_string());
+                uncertain.extend(named);
+                return;
+            }
+            events::Reading::Event {
+                time,
+                pull,
+                instance,
+                host,
+            } => (time, pull, instance, host),
+        };
+        *file.formats.entry(events::FORMAT).or_default() += 1;
+        file.saw(time);
+        note(&mut file.instances, instance.as_deref());
+        note(&mut file.hosts, host.as_deref());
+        let Some(pull) = pull else {
+            return;
+        };
+        file.pulls += 1;
+        let reference = pull.tag.as_deref().or(pull.digest.as_deref());
+        let Some(reference) = reference else {
+            return;
+        };
+        self.record(Observation {
+            repository: &pull.repository,
+            reference,
+            time,
+            attribute_at: time,
+            method: pull.method,
+            user_agent: pull.user_agent.as_deref(),
+        });
+        // Pulled by tag, the event also names the manifest served: a pull
+        // of it through that tag, whatever the tag's history says.
+        if let (Some(tag), Some(digest)) = (&pull.tag, &pull.digest) {
+            let served = LastPull {
+                time,
+                method: pull.method,
+                via: Via::Tag(Arc::from(tag.as_str())),
+                user_agent: pull.user_agent.as_deref().map(|ua| self.table.agent(ua)),
+            };
+            self.table.update(&pull.repository, digest, served, false);
+        }
     }
 }
 

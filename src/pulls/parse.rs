@@ -390,7 +390,7 @@ pub fn manifest_reference(uri: &str) -> Option<(String, String)> {
 }
 
 /// Lowercase path components of `[a-z0-9._-]`, none empty.
-fn is_repository_name(name: &str) -> bool {
+pub(crate) fn is_repository_name(name: &str) -> bool {
     !name.is_empty()
         && name.split('/').all(|c| {
             !c.is_empty()
@@ -451,9 +451,16 @@ fn percent_decode(text: &str) -> Cow<'_, str> {
 /// record a pull, so its repository and reference are kept, as a pull at an
 /// unknown time.
 pub fn manifest_reference_anywhere(line: &str) -> Option<(String, String)> {
+    manifest_references_anywhere(line).next()
+}
+
+/// Every manifest path in a text that could not be read (a broken JSON
+/// document may hold several events).
+pub fn manifest_references_anywhere(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
     static ANYWHERE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"/v2/([a-z0-9._/-]+/manifests/[A-Za-z0-9_.:=+-]+)").expect("valid regex")
     });
-    let found = ANYWHERE.captures(line)?;
-    manifest_reference(&format!("/v2/{}", &found[1]))
+    ANYWHERE
+        .captures_iter(text)
+        .filter_map(|found| manifest_reference(&format!("/v2/{}", &found[1])))
 }

@@ -573,3 +573,248 @@ fn every_line_of_the_real_registrys_logs_is_read_and_three_are_pulls() {
     );
     assert_eq!(text.report.files[0].hosts, ["127.0.0.1:31094"]);
 }
+
+/// Notification events docker-registry 2.8.2 (Debian's build) POSTed, one
+/// envelope per body, appended as received: skopeo pushed `team/app:pulled`
+/// and `team/app:unpulled`, then copied `pulled` (two GETs by tag),
+/// containerd's user agent sent a HEAD by tag, docker's a GET by digest.
+fn real_events() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/pulls/testdata/registry-2.8.2-events.json")
+}
+
+const EVENTS_DIGEST: &str =
+    "sha256:10da0171b273707afe6285a612fb7e5ba251c1160ec29c3ca4fc174a638414bb";
+
+/// The real events, each document re-serialized on one line: whole
+/// envelopes, or their events one by one, or all events in one array.
+fn real_events_as(form: &str) -> String {
+    let text = std::fs::read_to_string(real_events()).unwrap();
+    let envelopes: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let events = envelopes
+        .iter()
+        .flat_map(|e| e["events"].as_array().unwrap().clone());
+    match form {
+        "envelope-lines" => envelopes.iter().map(|e| format!("{e}\n")).collect(),
+        "event-lines" => events.map(|e| format!("{e}\n")).collect(),
+        "array" => serde_json::to_string_pretty(&events.collect::<Vec<_>>()).unwrap(),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn real_notification_events_are_read_in_every_form_they_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = vec![("pretty-printed", real_events())];
+    for form in ["envelope-lines", "event-lines", "array"] {
+        let path = dir.path().join(format!("{form}.json"));
+        std::fs::write(&path, real_events_as(form)).unwrap();
+        inputs.push((form, path));
+    }
+    for (form, path) in inputs {
+        let logs = read(std::slice::from_ref(&path));
+        let file = &logs.report.files[0];
+        assert_eq!(file.rejected, 0, "{form}: {:?}", file.rejected_samples);
+        // Every event counts, pushes and blob pulls included, for the time
+        // covered; only the four manifest pulls are pulls.
+        assert_eq!(file.lines, 12, "{form}");
+        assert_eq!(file.formats.get("events"), Some(&12), "{form}");
+        assert_eq!(file.pulls, 4, "{form}");
+        assert_eq!(file.first, Some(at("2026-12-06T02:20:11.332689611Z")));
+        assert_eq!(file.last, Some(at("2026-12-06T02:20:13.230680523Z")));
+        assert_eq!(file.instances, ["f19786c4-bd25-48f1-863c-dcb7df546137"]);
+        assert_eq!(file.hosts, ["127.0.0.1:18772"]);
+        let by_tag = logs.last_pull("team/app", "pulled").unwrap();
+        assert_eq!(
+            (
+                by_tag.time,
+                by_tag.method,
+                by_tag.via.clone(),
+                by_tag.user_agent.as_deref()
+            ),
+            (
+                at("2026-12-06T02:20:13.137746318Z"),
+                Method::Head,
+                Via::Tag(Arc::from("pulled")),
+                Some("containerd/1.7.13")
+            ),
+            "{form}"
+        );
+        let by_digest = logs.last_pull("team/app", EVENTS_DIGEST).unwrap();
+        assert_eq!(
+            (
+                by_digest.method,
+                by_digest.via.clone(),
+                by_digest.user_agent.as_deref()
+            ),
+            (Method::Get, Via::Digest, Some("docker/27.3.1")),
+            "{form}"
+        );
+        // Pushed, never pulled; and no blob is a reference.
+        assert_eq!(logs.last_pull("team/app", "unpulled"), None, "{form}");
+        assert_eq!(logs.report.references, 2, "{form}");
+    }
+}
+
+#[test]
+fn a_pull_by_tag_event_also_pulls_the_manifest_it_served() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without storage, the tag has no history to attribute the pull to:
+    // the digest the event names is still pulled, through the tag.
+    let events = real_events_as("event-lines");
+    let by_tag_only: String = events
+        .lines()
+        .filter(|l| l.contains("\"tag\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, by_tag_only).unwrap();
+    let logs = read(&[path]);
+    let served = logs.last_pull("team/app", EVENTS_DIGEST).unwrap();
+    assert_eq!(
+        (served.method, served.via.clone()),
+        (Method::Head, Via::Tag(Arc::from("pulled")))
+    );
+    assert!(
+        logs.pulled_by_digest_since(SystemTime::UNIX_EPOCH)
+            .is_empty(),
+        "a pull by tag is no pull by digest"
+    );
+}
+
+#[test]
+fn a_truncated_events_file_keeps_what_was_read_and_counts_the_cut_event_as_pulled() {
+    let text = std::fs::read_to_string(real_events()).unwrap();
+    // Cut the last envelope (the GET by digest) after its URL, and name
+    // another repository there, so that only the cut event names it.
+    let cut = text.rfind("\"repository\": \"team/app\"").unwrap();
+    let url_end = cut + text[cut..].find("\n         },").unwrap();
+    let truncated = text[..url_end].replace(
+        &format!("/v2/team/app/manifests/{EVENTS_DIGEST}\""),
+        &format!("/v2/team/other/manifests/{EVENTS_DIGEST}\""),
+    );
+    assert_ne!(truncated, text[..url_end], "the URL is in the cut part");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, &truncated).unwrap();
+    let logs = read(std::slice::from_ref(&path));
+    let file = &logs.report.files[0];
+    assert_eq!(file.pulls, 3, "the events before the cut are read");
+    assert_eq!(file.formats.get("events"), Some(&11));
+    assert_eq!(file.rejected, 1);
+    let sample = &file.rejected_samples[0];
+    assert!(sample.reason.contains("broken JSON"), "{sample:?}");
+    assert!(sample.text.contains("EOF"), "{sample:?}");
+    assert_eq!(sample.line, truncated.lines().count() as u64);
+    assert_eq!(file.uncertain_pulls, 1);
+    let uncertain = logs.last_pull("team/other", EVENTS_DIGEST).unwrap();
+    assert_eq!(
+        (uncertain.method, uncertain.time),
+        (Method::Unknown, at("2026-12-06T02:20:13.137746318Z"))
+    );
+}
+
+#[test]
+fn broken_json_mid_file_stops_there_and_what_follows_counts_as_pulled() {
+    let lines = real_events_as("event-lines");
+    let mut lines: Vec<&str> = lines.lines().collect();
+    // A line cut short by a crash, and one more pull after it.
+    let digest_pull = lines.pop().unwrap().to_owned();
+    let cut = &digest_pull[..digest_pull.len() / 2];
+    let after = digest_pull.replace("/v2/team/app/", "/v2/team/after/");
+    lines.push(cut);
+    lines.push(&after);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let logs = read(&[path]);
+    let file = &logs.report.files[0];
+    assert_eq!((file.pulls, file.rejected), (3, 1));
+    assert!(
+        file.rejected_samples[0].text.contains("1 more line"),
+        "{:?}",
+        file.rejected_samples
+    );
+    assert!(logs.last_pull("team/after", EVENTS_DIGEST).is_some());
+}
+
+#[test]
+fn events_that_cannot_be_read_are_rejected_and_the_rest_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let pull = |time: &str, url: &str, media: &str| {
+        serde_json::json!({
+            "timestamp": time, "action": "pull",
+            "target": {"mediaType": media, "repository": "a/b", "digest": EVENTS_DIGEST, "url": url},
+            "request": {"method": "GET", "useragent": "containerd/2.0"},
+        })
+    };
+    let manifest = "application/vnd.oci.image.manifest.v1+json";
+    let lines = [
+        // A blob pull and a push: events, no pulls.
+        pull(
+            "2024-05-01T00:00:00Z",
+            &format!("http://r/v2/a/b/blobs/{EVENTS_DIGEST}"),
+            "application/octet-stream",
+        )
+        .to_string(),
+        serde_json::json!({"timestamp": "2024-05-01T00:00:01Z", "action": "push",
+            "target": {"mediaType": manifest, "repository": "a/b", "digest": EVENTS_DIGEST, "tag": "v1"}})
+        .to_string(),
+        // No time: not read, but it names a manifest pull.
+        pull(
+            "yesterday",
+            &format!("http://r/v2/a/unread/manifests/{EVENTS_DIGEST}"),
+            manifest,
+        )
+        .to_string(),
+        "42".to_owned(),
+        r#"{"events": "none"}"#.to_owned(),
+        // A pull with no URL, told by its media type; with a local offset.
+        pull("2024-05-01T02:00:02+02:00", "", manifest).to_string(),
+    ];
+    let path = write_log(dir.path(), "events.json", &lines);
+    let logs = read(&[path]);
+    let file = &logs.report.files[0];
+    assert_eq!(file.lines, 6);
+    assert_eq!(file.formats.get("events"), Some(&3));
+    assert_eq!(file.pulls, 1);
+    assert_eq!(file.rejected, 3, "{:?}", file.rejected_samples);
+    assert!(file.rejected_samples[0].reason.contains("timestamp"));
+    assert_eq!(file.rejected_samples[0].line, 3);
+    assert_eq!(file.uncertain_pulls, 1);
+    let pulled = logs.last_pull("a/b", EVENTS_DIGEST).unwrap();
+    assert_eq!(pulled.time, at("2024-05-01T00:00:02Z"));
+    assert_eq!(
+        logs.last_pull("a/unread", EVENTS_DIGEST).unwrap().method,
+        Method::Unknown
+    );
+}
+
+#[test]
+fn json_log_lines_are_not_taken_for_events() {
+    use super::events::looks_like_events;
+    for line in [
+        JSON_APP,
+        r#"{"log":"time=\"x\"\n","stream":"stderr","time":"2024-01-01T00:00:00Z"}"#,
+        CRIO_APP,
+        CRIO_ACCESS,
+        "",
+    ] {
+        assert!(
+            !looks_like_events(format!("{line}\n{line}\n").as_bytes()),
+            "{line}"
+        );
+    }
+    for head in [
+        "{\n   \"events\": [\n",
+        "  [\n{\"action\":",
+        "{\"events\":[{\"id\":\"x\"}]}\n",
+        "{\"id\":\"x\",\"action\":\"pull\",\"target\":{}}\n",
+        // An envelope longer than the bytes looked at.
+        "{\"events\":[{\"id\":\"x\",\"timest",
+    ] {
+        assert!(looks_like_events(head.as_bytes()), "{head}");
+    }
+}

@@ -27,22 +27,29 @@ pub struct Registry {
     /// request: its app log (stderr) goes to `app.log`, its access log
     /// (stdout) to `access.log`. `None`: errors only, into `registry.log`.
     formatter: Option<&'static str>,
+    /// An endpoint the registry POSTs its notification events to.
+    notify: Option<String>,
 }
 
 impl Registry {
     /// A running registry over a new, empty storage root.
     pub fn start() -> Registry {
-        Registry::start_with(None)
+        Registry::start_with(None, None)
+    }
+
+    /// [`Registry::start`], POSTing its notification events to `url`.
+    pub fn start_notifying(url: &str) -> Registry {
+        Registry::start_with(None, Some(url.to_owned()))
     }
 
     /// [`Registry::start`], logging at level info with `formatter` (`text`
     /// or `json`) and its access log on: see [`Registry::app_log`] and
     /// [`Registry::access_log`].
     pub fn start_logging(formatter: &'static str) -> Registry {
-        Registry::start_with(Some(formatter))
+        Registry::start_with(Some(formatter), None)
     }
 
-    fn start_with(formatter: Option<&'static str>) -> Registry {
+    fn start_with(formatter: Option<&'static str>, notify: Option<String>) -> Registry {
         let dir = tempfile::tempdir().expect("registry tempdir");
         let root = dir.path().join("data");
         fs::create_dir(&root).unwrap();
@@ -52,6 +59,7 @@ impl Registry {
             port: 0,
             child: None,
             formatter,
+            notify,
         };
         reg.launch();
         reg
@@ -84,6 +92,7 @@ impl Registry {
             port: 0,
             child: None,
             formatter: None,
+            notify: None,
         };
         reg.write_config();
         reg
@@ -149,9 +158,16 @@ impl Registry {
                 "log:\n  level: info\n  formatter: {formatter}\n  accesslog:\n    disabled: false\n"
             ),
         };
+        let notifications = match &self.notify {
+            None => String::new(),
+            Some(url) => format!(
+                "notifications:\n  endpoints:\n    - name: test\n      url: {url}\n      timeout: 5s\n      threshold: 5\n      backoff: 200ms\n"
+            ),
+        };
         let config = format!(
             "version: 0.1\n\
              {log}\
+             {notifications}\
              storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
              cache:\n    blobdescriptor: inmemory\n\
              http:\n  addr: 127.0.0.1:{port}\n\
