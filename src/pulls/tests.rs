@@ -715,6 +715,7 @@ fn replicas_logged_over_the_same_time_and_restarts_are_not_warned_about() {
     let second = replica_log(dir.path(), "2.log", &["two"], 11, 20);
     let mut third_lines = vec![instance_line("2024-05-20T18:05:00Z", "three")];
     third_lines.push(instance_line("2024-05-20T18:10:00Z", "two"));
+    third_lines.push(instance_line("2024-05-20T18:30:00Z", "three"));
     let overlap = write_log(dir.path(), "overlap.log", &third_lines);
     let third = replica_log(dir.path(), "3.log", &["three"], 21, 30);
     let logs = read(&[first, second, overlap, third]);
