@@ -1019,7 +1019,9 @@ fn file_list<'a>(files: impl IntoIterator<Item = &'a PullLogFile>) -> String {
 /// (but some do) lacks the logs of the others. A restart only swaps one
 /// id for the next, and a rolling update's short overlap is too brief to
 /// count, so neither is mistaken for a replica. A registry scaled down
-/// looks the same, which the message says.
+/// looks the same, which the message says, and so does a replica that
+/// logged nothing for hours between two of its files: a warning, then,
+/// never a refusal.
 fn replicas_missing(files: &[PullLogFile], from: SystemTime, to: SystemTime) -> Option<Warning> {
     if from >= to {
         return None;
