@@ -104,6 +104,47 @@ pub struct DuArgs {
     /// Worker threads, 1 to 1024 [default: one per CPU, at least 32: reading a tree that is not cached waits on the disk, and more requests in flight keep it busy]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
+
+    /// The registry's logs, as for gc --pull-log: a file (plain or gzip), a directory (its files) or - for stdin; repeatable
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Pulls",
+        requires = "pulled_within"
+    )]
+    pub pull_log: Vec<PathBuf>,
+
+    /// Per repository, its last pull and the bytes of its images not pulled (nor their tag pushed) within DURATION, as the --pull-log files show; refused (exit 2) when they do not cover that long
+    #[arg(
+        long,
+        value_name = "DURATION",
+        help_heading = "Pulls",
+        requires = "pull_log"
+    )]
+    pub pulled_within: Option<Age>,
+
+    /// Take the --pull-log files as complete although they do not reach over the whole --pulled-within window: only the pulls they show count
+    #[arg(long, help_heading = "Pulls", requires = "pull_log")]
+    pub pull_log_assume_complete: bool,
+
+    /// After the table, also the pull logs' lines not read and each repository's most frequent user agents
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl DuArgs {
+    /// The pull logs and the window, when asked.
+    pub fn pulls(&self) -> Option<(PullLogConfig, Age)> {
+        let within = self.pulled_within?;
+        Some((
+            PullLogConfig {
+                inputs: self.pull_log.clone(),
+                assume_complete: self.pull_log_assume_complete,
+                protect_within: None,
+            },
+            within,
+        ))
+    }
 }
 
 /// The most threads `--threads` and `--delete-threads` start: more only

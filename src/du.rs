@@ -15,21 +15,35 @@
 //! (shared blobs count in every repository that references them). Totals
 //! are taken over distinct blobs.
 //!
+//! Pulls: with the registry's logs and a window (`--pull-log`,
+//! `--pulled-within`), per repository its last pull and the bytes of its
+//! images not pulled within the window: an image is a live manifest no tag
+//! or digest pull reached within the window (a pull by tag reaches what the
+//! tag could have served then; a tag pushed within the window counts as
+//! pulled, as for `gc --keep-pulled-within`), with what only such images
+//! hold (children of an index pulled, and referrers of a manifest pulled,
+//! count as pulled). Those bytes are counted like referenced bytes (a blob
+//! shared with another repository counts in each); the total counts each
+//! blob once, and only when no pulled image anywhere holds it.
+//!
 //! Cost: with a price per GiB-month, every byte figure also has its monthly
 //! cost, `bytes / 2^30 × price`, in the price's currency.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::digest::DigestMap;
+use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::duration::Age;
 use crate::index::{BlobId, Index};
 use crate::layout::Layout;
 use crate::mark::{self, Loaded, Marking};
 use crate::plan::Plan;
 use crate::progress::Task;
+use crate::pulls::{LastPull, Method, PullLogReport, PullLogs};
 use crate::report::{ExitStatus, human_bytes};
 use crate::warning::Warning;
 
@@ -59,6 +73,77 @@ pub struct RepositoryUsage {
     /// Monthly costs, when a price is given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_per_month: Option<Costs>,
+    /// What the pull logs say, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulls: Option<RepositoryPulls>,
+}
+
+/// A repository's pulls, with `--pull-log` and `--pulled-within`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RepositoryPulls {
+    /// Its latest pull in the logs, `null` when none.
+    pub last_pull: Option<PullSeen>,
+    /// Live manifests not pulled within the window.
+    pub unpulled_manifests: u64,
+    /// Bytes of the distinct blobs only those manifests hold here.
+    pub unpulled_bytes: u64,
+}
+
+/// One pull, as the JSON report gives it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PullSeen {
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// `GET`, `HEAD`, or `unread_line` (a line not fully read that names
+    /// the manifest).
+    pub method: &'static str,
+    /// The tag or digest the line named.
+    pub reference: String,
+    /// The client's user agent, when logged.
+    pub user_agent: Option<String>,
+}
+
+impl PullSeen {
+    fn new(reference: &str, pull: &LastPull) -> PullSeen {
+        PullSeen {
+            time: crate::clock::rfc3339(pull.time),
+            method: match pull.method {
+                Method::Get => "GET",
+                Method::Head => "HEAD",
+                Method::Unknown => "unread_line",
+            },
+            reference: reference.to_owned(),
+            user_agent: pull.user_agent.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+/// The pull logs `du` reads, and the window it asks about.
+pub struct PullWindow<'a> {
+    /// The logs, read.
+    pub logs: &'a PullLogs,
+    /// `--pulled-within`.
+    pub within: Age,
+    /// Its start: a pull at or after it is within.
+    pub since: SystemTime,
+}
+
+/// The pull part of [`Usage`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PullUsage {
+    /// The window, as given (`30d`).
+    pub pulled_within: String,
+    /// The window in seconds.
+    pub pulled_within_seconds: u64,
+    /// Its start (RFC 3339, UTC).
+    pub since: String,
+    /// Live manifests, over every repository, not pulled within it.
+    pub unpulled_manifests: u64,
+    /// Bytes of the distinct blobs only such manifests hold, over the
+    /// registry.
+    pub unpulled_bytes: u64,
+    /// What the logs held, whether they cover the window, and who pulled.
+    pub pull_logs: PullLogReport,
 }
 
 /// Monthly cost of a repository's bytes.
@@ -114,6 +199,9 @@ pub struct Usage {
     pub repositories: Vec<RepositoryUsage>,
     /// Repositories left out by `--top`.
     pub repositories_not_shown: u64,
+    /// Pulls, with `--pull-log` and `--pulled-within`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulls: Option<PullUsage>,
     /// Damage found (what it made regsweep keep).
     pub warnings: Vec<Warning>,
     /// 0, or 1 when there are warnings.
@@ -178,8 +266,134 @@ fn referenced_blobs(
     ids
 }
 
+/// The blobs of a repository its images pulled within the window hold,
+/// sorted and distinct, and how many of its live manifests are not pulled.
+fn pulled_blobs(
+    index: &Index,
+    repo: usize,
+    marking: &Marking,
+    loaded: &DigestMap<Loaded>,
+    window: &PullWindow,
+) -> (Vec<BlobId>, u64) {
+    let repository = &index.repositories[repo];
+    let mark = &marking.repositories[repo];
+    if mark.kept_whole {
+        // Damage: nothing there is taken as unused.
+        return (referenced_blobs(index, repo, marking, loaded), 0);
+    }
+    let name = repository.name.as_str();
+    let within = |pull: Option<&LastPull>| pull.is_some_and(|p| p.time >= window.since);
+    let mut pulled: Vec<Digest> = Vec::new();
+    for tag in &repository.tags {
+        let Some(current) = tag.current else { continue };
+        let pushed = tag.pushed.is_some_and(|t| t >= window.since);
+        if pushed || within(window.logs.tag_pulls(name, tag).newest()) {
+            pulled.push(current);
+        }
+    }
+    pulled.extend(
+        mark.live
+            .iter()
+            .filter(|d| within(window.logs.last_pull(name, &d.to_string()))),
+    );
+    // Referrers (signatures, SBOMs) go with the manifest they are about.
+    let mut referrers: DigestMap<Vec<Digest>> = DigestMap::default();
+    for digest in &mark.live {
+        if let Some(Ok(refs)) = loaded.get(digest) {
+            if let Some(subject) = refs.subject {
+                referrers.entry(subject).or_default().push(*digest);
+            }
+        }
+    }
+    let mut held = DigestSet::default();
+    while let Some(digest) = pulled.pop() {
+        if !mark.live.contains(&digest) || !held.insert(digest) {
+            continue;
+        }
+        if let Some(Ok(refs)) = loaded.get(&digest) {
+            pulled.extend(refs.children.iter().copied());
+        }
+        if let Some(list) = referrers.get(&digest) {
+            pulled.extend(list.iter().copied());
+        }
+    }
+    let mut ids = Vec::new();
+    for digest in &held {
+        ids.extend(index.blob_id(digest));
+        if let Some(Ok(refs)) = loaded.get(digest) {
+            ids.extend_from_slice(&refs.stored);
+        }
+    }
+    for revision in repository
+        .revisions
+        .iter()
+        .filter(|r| held.contains(&r.digest))
+    {
+        ids.extend(revision.signatures.iter().filter_map(|d| index.blob_id(d)));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let unpulled = mark.live.len().saturating_sub(held.len()) as u64;
+    (ids, unpulled)
+}
+
+/// Per repository, its last pull and what its images not pulled within the
+/// window hold; and over the registry, the manifests and bytes no pulled
+/// image holds.
+fn pull_usage(
+    index: &Index,
+    marking: &Marking,
+    loaded: &DigestMap<Loaded>,
+    per_repo: &[Vec<BlobId>],
+    window: &PullWindow,
+) -> (Vec<RepositoryPulls>, u64, u64) {
+    let held: Vec<(Vec<BlobId>, u64)> = (0..index.repositories.len())
+        .into_par_iter()
+        .map(|r| pulled_blobs(index, r, marking, loaded, window))
+        .collect();
+    let mut held_anywhere = vec![false; index.blobs.len()];
+    for (ids, _) in &held {
+        for id in ids {
+            held_anywhere[*id as usize] = true;
+        }
+    }
+    let mut unpulled_anywhere = vec![false; index.blobs.len()];
+    let bytes = |id: &BlobId| index.blobs[*id as usize].bytes();
+    let repositories = index
+        .repositories
+        .iter()
+        .zip(per_repo)
+        .zip(&held)
+        .map(|((repository, referenced), (held, unpulled_manifests))| {
+            let unpulled: Vec<&BlobId> = referenced
+                .iter()
+                .filter(|id| held.binary_search(id).is_err())
+                .collect();
+            for id in &unpulled {
+                unpulled_anywhere[**id as usize] = true;
+            }
+            RepositoryPulls {
+                last_pull: window
+                    .logs
+                    .last_pull_in(&repository.name)
+                    .map(|(reference, pull)| PullSeen::new(reference, pull)),
+                unpulled_manifests: *unpulled_manifests,
+                unpulled_bytes: unpulled.into_iter().map(bytes).sum(),
+            }
+        })
+        .collect();
+    let unpulled_bytes = (0..index.blobs.len())
+        .filter(|id| unpulled_anywhere[*id] && !held_anywhere[*id])
+        .map(|id| index.blobs[id].bytes())
+        .sum();
+    let unpulled_manifests = held.iter().map(|(_, n)| n).sum();
+    (repositories, unpulled_manifests, unpulled_bytes)
+}
+
 /// Computes the usage from a marked index, the manifests it loaded, and the
-/// plan `gc` would make.
+/// plan `gc` would make; with pull logs, what was not pulled within the
+/// window.
+#[allow(clippy::too_many_arguments)]
 pub fn usage(
     layout: &Layout,
     index: &Index,
@@ -188,6 +402,7 @@ pub fn usage(
     plan: &Plan,
     warnings: Vec<Warning>,
     options: DuOptions,
+    pulls: Option<&PullWindow>,
 ) -> Usage {
     const NOBODY: u32 = u32::MAX;
     const SEVERAL: u32 = u32::MAX - 1;
@@ -209,6 +424,7 @@ pub fn usage(
         .map(|r| (r.name.as_str(), r.bytes))
         .collect();
     let price = options.price_per_gib_month;
+    let pulled = pulls.map(|window| pull_usage(index, marking, loaded, &per_repo, window));
     let mut repositories: Vec<RepositoryUsage> = index
         .repositories
         .iter()
@@ -235,6 +451,7 @@ pub fn usage(
                     exclusive: monthly_cost(exclusive_bytes, p),
                     reclaimable: monthly_cost(reclaimable_bytes, p),
                 }),
+                pulls: pulled.as_ref().map(|(per_repo, _, _)| per_repo[r].clone()),
             }
         })
         .collect();
@@ -281,6 +498,16 @@ pub fn usage(
         },
         repositories,
         repositories_not_shown: not_shown,
+        pulls: pulls
+            .zip(pulled)
+            .map(|(window, (_, manifests, bytes))| PullUsage {
+                pulled_within: window.within.to_string(),
+                pulled_within_seconds: window.within.as_secs(),
+                since: crate::clock::rfc3339(window.since),
+                unpulled_manifests: manifests,
+                unpulled_bytes: bytes,
+                pull_logs: window.logs.report.clone(),
+            }),
         warnings,
         exit_code,
     }
@@ -293,6 +520,7 @@ pub fn compute(
     index: &Index,
     mut warnings: Vec<Warning>,
     options: DuOptions,
+    pulls: Option<&PullWindow>,
     progress: &Task,
 ) -> Usage {
     let loaded = mark::load_all(layout, index, progress);
@@ -300,7 +528,9 @@ pub fn compute(
     let plan = Plan::new(index, &marking);
     warnings.extend(marking.warnings.iter().cloned());
     warnings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
-    usage(layout, index, &loaded, &marking, &plan, warnings, options)
+    usage(
+        layout, index, &loaded, &marking, &plan, warnings, options, pulls,
+    )
 }
 
 impl Usage {
@@ -328,6 +558,10 @@ impl Usage {
         if cost {
             write!(out, " {:>12} {:>12}", "COST/MONTH", "RECLAIM/MO")?;
         }
+        if let Some(pulls) = &self.pulls {
+            let unpulled = format!("NOT PULLED {}", pulls.pulled_within);
+            write!(out, " {unpulled:>17}  LAST PULL")?;
+        }
         writeln!(out)?;
         for r in &self.repositories {
             write!(
@@ -341,6 +575,17 @@ impl Usage {
             )?;
             if let Some(c) = &r.cost_per_month {
                 write!(out, " {:>12.2} {:>12.2}", c.referenced, c.reclaimable)?;
+            }
+            if let Some(pulls) = &r.pulls {
+                write!(
+                    out,
+                    " {:>17}  {}",
+                    human_bytes(pulls.unpulled_bytes),
+                    pulls
+                        .last_pull
+                        .as_ref()
+                        .map_or_else(|| "never".to_owned(), describe_pull)
+                )?;
             }
             writeln!(out)?;
         }
@@ -375,7 +620,45 @@ impl Usage {
             )?,
             _ => writeln!(out, ".")?,
         }
+        if let Some(pulls) = &self.pulls {
+            writeln!(
+                out,
+                "Not pulled within {} (since {}): {} in {}; a tag pushed within it counts as pulled.",
+                pulls.pulled_within,
+                pulls.since,
+                human_bytes(pulls.unpulled_bytes),
+                crate::report::counted(pulls.unpulled_manifests, "manifest", "manifests"),
+            )?;
+        }
         Ok(())
+    }
+
+    /// Writes the table, then with pull logs what they held (with
+    /// `verbose`, also lines not read and who pulled most).
+    pub fn write_human(&self, out: &mut impl Write, verbose: bool) -> io::Result<()> {
+        self.write_table(out)?;
+        if let Some(pulls) = &self.pulls {
+            writeln!(out)?;
+            pulls.pull_logs.write_human(out, verbose)?;
+        }
+        Ok(())
+    }
+}
+
+/// `2026-12-01T10:00:00Z HEAD :latest, containerd/1.7`.
+fn describe_pull(pull: &PullSeen) -> String {
+    let reference = match pull.reference.strip_prefix("sha256:") {
+        Some(hex) => format!("@sha256:{}", &hex[..hex.len().min(12)]),
+        None => format!(":{}", pull.reference),
+    };
+    let method = if pull.method == "unread_line" {
+        "a line not fully read naming"
+    } else {
+        pull.method
+    };
+    match &pull.user_agent {
+        Some(ua) => format!("{} {method} {reference}, {ua}", pull.time),
+        None => format!("{} {method} {reference}", pull.time),
     }
 }
 
@@ -385,6 +668,7 @@ mod tests {
     use crate::digest::Digest;
     use crate::index::{Blob, Repository, Revision, Tag};
     use crate::mark::{Refs, mark_loaded};
+    use crate::pulls::{LastPull, Method, PullLogs};
 
     fn d(n: u8) -> Digest {
         Digest::from_bytes([n; 32])
@@ -465,7 +749,172 @@ mod tests {
             &plan,
             Vec::new(),
             options,
+            None,
         )
+    }
+
+    fn pull(days_ago: u64, method: Method) -> LastPull {
+        LastPull {
+            time: SystemTime::now() - std::time::Duration::from_secs(days_ago * 86_400),
+            method,
+            via: crate::pulls::Via::Digest,
+            user_agent: Some("containerd/1.7".into()),
+        }
+    }
+
+    /// The fixture with `pulls` in the logs, asking about the last 30 days.
+    fn run_pulls(
+        index: &Index,
+        loaded: &DigestMap<Loaded>,
+        pulls: Vec<(&str, &str, LastPull)>,
+    ) -> Usage {
+        let layout = Layout::new("/s");
+        let marking = mark_loaded(&layout, index, loaded, false);
+        let plan = Plan::new(index, &marking);
+        let logs = PullLogs::from_pulls(pulls);
+        let within: Age = "30d".parse().unwrap();
+        let window = PullWindow {
+            logs: &logs,
+            within,
+            since: SystemTime::now() - within.duration(),
+        };
+        usage(
+            &layout,
+            index,
+            loaded,
+            &marking,
+            &plan,
+            Vec::new(),
+            DuOptions::default(),
+            Some(&window),
+        )
+    }
+
+    fn repo_pulls<'a>(u: &'a Usage, name: &str) -> &'a RepositoryPulls {
+        u.repositories
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.pulls.as_ref())
+            .unwrap()
+    }
+
+    #[test]
+    fn unpulled_bytes_leave_out_blobs_a_pulled_image_holds() {
+        let (index, loaded) = fixture();
+        // b's tag pulled 2 days ago; a's tag only 40 days ago.
+        let u = run_pulls(
+            &index,
+            &loaded,
+            vec![
+                ("b", "v1", pull(2, Method::Head)),
+                ("a", "v1", pull(40, Method::Get)),
+            ],
+        );
+        let a = repo_pulls(&u, "a");
+        assert_eq!(a.unpulled_manifests, 2, "images 1 and 2");
+        assert_eq!(a.unpulled_bytes, 5300, "all a references");
+        let last = a.last_pull.as_ref().unwrap();
+        assert_eq!((last.method, last.reference.as_str()), ("GET", "v1"));
+        assert_eq!(last.user_agent.as_deref(), Some("containerd/1.7"));
+        let b = repo_pulls(&u, "b");
+        assert_eq!((b.unpulled_manifests, b.unpulled_bytes), (0, 0));
+        let total = u.pulls.as_ref().unwrap();
+        // 1, 2, 13, 14: 11 and 12 are held by b's pulled image.
+        assert_eq!(total.unpulled_bytes, 3000);
+        assert_eq!(total.unpulled_manifests, 2);
+        let json = serde_json::to_value(&u).unwrap();
+        assert_eq!(json["pulls"]["unpulled_bytes"], 3000);
+        assert_eq!(json["pulls"]["pulled_within"], "30d");
+        assert_eq!(
+            json["repositories"][0]["pulls"]["last_pull"]["method"],
+            "GET"
+        );
+        let mut table = Vec::new();
+        u.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(
+            table.contains("NOT PULLED 30d") && table.contains("Not pulled within 30d"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_pull_by_digest_holds_that_image_and_a_pushed_tag_counts_as_pulled() {
+        let (mut index, loaded) = fixture();
+        let digest = d(2).to_string();
+        let u = run_pulls(&index, &loaded, vec![("a", &digest, pull(1, Method::Head))]);
+        let a = repo_pulls(&u, "a");
+        assert_eq!(a.unpulled_manifests, 1, "only image 1");
+        assert_eq!(a.unpulled_bytes, 3700, "1, 11, 12, 13: not 2 nor 14");
+        let b = repo_pulls(&u, "b");
+        assert!(b.last_pull.is_none());
+        assert_eq!(b.unpulled_bytes, 4100);
+        index.repositories[1].tags[0].pushed = Some(SystemTime::now());
+        let u = run_pulls(&index, &loaded, Vec::new());
+        assert_eq!(repo_pulls(&u, "b").unpulled_bytes, 0, "pushed just now");
+    }
+
+    #[test]
+    fn children_and_referrers_of_a_pulled_index_count_as_pulled() {
+        let (mut index, _) = fixture();
+        // In `a`, index 4 (tagged `multi`) lists image 2; manifest 5 is a
+        // referrer of 4.
+        index.blobs.push(Blob::new(d(4), Some(400)));
+        index.blobs.push(Blob::new(d(5), Some(500)));
+        index.blobs.sort_by_key(|b| b.digest);
+        let mut fresh = DigestMap::default();
+        let image = |index: &Index, blobs: &[u8]| -> Vec<BlobId> {
+            blobs
+                .iter()
+                .map(|n| index.blob_id(&d(*n)).unwrap())
+                .collect()
+        };
+        for (digest, blobs) in [(1, &[11, 12, 13][..]), (2, &[14]), (3, &[11, 12, 15])] {
+            fresh.insert(
+                d(digest),
+                Ok(Refs {
+                    stored: image(&index, blobs).into(),
+                    ..Refs::default()
+                }),
+            );
+        }
+        fresh.insert(
+            d(4),
+            Ok(Refs {
+                children: vec![d(2)].into(),
+                ..Refs::default()
+            }),
+        );
+        fresh.insert(
+            d(5),
+            Ok(Refs {
+                subject: Some(d(4)),
+                ..Refs::default()
+            }),
+        );
+        let loaded = fresh;
+        let a = &mut index.repositories[0];
+        for n in [4, 5] {
+            a.revisions.push(Revision {
+                digest: d(n),
+                linked: true,
+                signatures: Vec::new(),
+            });
+        }
+        a.revisions.sort_by_key(|r| r.digest);
+        a.tags.push(Tag {
+            name: "multi".into(),
+            current: Some(d(4)),
+            history: vec![d(4)],
+            pushed: None,
+        });
+        let u = run_pulls(&index, &loaded, vec![("a", "multi", pull(3, Method::Head))]);
+        let a = repo_pulls(&u, "a");
+        assert_eq!(
+            a.unpulled_manifests, 1,
+            "only image 1: 4, its child 2 and referrer 5 pulled"
+        );
+        assert_eq!(a.unpulled_bytes, 3700, "1, 11, 12, 13");
     }
 
     #[test]

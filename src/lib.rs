@@ -249,19 +249,46 @@ fn named_thread_pool(threads: usize, name: &'static str) -> Result<ThreadPool> {
 }
 
 /// `regsweep du`: indexes and marks `layout` in a pool of `threads`, then
-/// computes where the bytes are. Deletes nothing.
+/// computes where the bytes are; with `pulls` (the logs, and the window
+/// `--pulled-within` asks about), also what was not pulled. Logs that do
+/// not cover the window are refused, unless taken as complete. Deletes
+/// nothing.
 pub fn disk_usage(
     layout: &Layout,
     options: du::DuOptions,
+    pulls: Option<(&pulls::PullLogConfig, Age)>,
     threads: Option<usize>,
     progress: Progress,
 ) -> Result<du::Usage> {
     thread_pool(threads, "regsweep")?.install(|| {
+        let now = SystemTime::now();
         let task = progress.spinner("indexing", "files");
         let index = index::build(layout, index::IndexOptions::default(), &task)?;
         task.finish();
+        let mut warnings = index.warnings.clone();
+        let logs = match pulls {
+            Some((config, within)) => {
+                let task = progress.spinner("reading pull logs", "lines");
+                let interrupt = Interrupt::default();
+                let mut logs =
+                    pulls::PullLogs::read(config, layout, &index, now, &interrupt, &task)?;
+                task.finish();
+                let rule = format!("--pulled-within {within}");
+                logs.check_coverage(&rule, within, now, config.assume_complete)
+                    .map_err(Error::PullLog)?;
+                let since = clock::cutoff(now, within.duration());
+                warnings.extend(logs.warnings(Some(since), now));
+                Some((logs, within, since))
+            }
+            None => None,
+        };
+        let window = logs.as_ref().map(|(logs, within, since)| du::PullWindow {
+            logs,
+            within: *within,
+            since: *since,
+        });
         let task = progress.spinner("marking", "manifests read");
-        let usage = du::compute(layout, &index, index.warnings.clone(), options, &task);
+        let usage = du::compute(layout, &index, warnings, options, window.as_ref(), &task);
         task.finish();
         Ok(usage)
     })
@@ -385,6 +412,7 @@ impl Collector {
                 None => Vec::new(),
             };
             interrupt.check(Phase::Plan)?;
+            let mut pull_log_warnings = Vec::new();
             let pull_logs = match &self.config.pull_logs {
                 Some(config) => {
                     let task = progress.spinner("reading pull logs", "lines");
@@ -395,6 +423,10 @@ impl Collector {
                         logs.check_coverage(rule, *window, now, config.assume_complete)
                             .map_err(Error::PullLog)?;
                     }
+                    let window_start = coverage_window
+                        .as_ref()
+                        .map(|(window, _)| clock::cutoff(now, window.duration()));
+                    pull_log_warnings = logs.warnings(window_start, now);
                     Some(logs)
                 }
                 None => None,
@@ -589,6 +621,7 @@ impl Collector {
             warnings.extend(marking.warnings);
             warnings.extend(upload_warnings);
             warnings.extend(pattern_warnings);
+            warnings.extend(pull_log_warnings);
             if let Some(report) = &policy_report {
                 for repo in &report.repositories {
                     let Some(refused) = &repo.refused else {

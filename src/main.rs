@@ -646,8 +646,14 @@ fn du(args: DuArgs) -> ExitStatus {
             price_per_gib_month: args.price_per_gib_month,
         };
         let progress = regsweep::progress::Progress::new(io::stderr().is_terminal());
-        let usage =
-            regsweep::disk_usage(&layout, options, args.threads.map(usize::from), progress)?;
+        let pulls = args.pulls();
+        let usage = regsweep::disk_usage(
+            &layout,
+            options,
+            pulls.as_ref().map(|(config, within)| (config, *within)),
+            args.threads.map(usize::from),
+            progress,
+        )?;
         for warning in &usage.warnings {
             eprintln!("regsweep: warning: {warning}");
         }
@@ -656,7 +662,7 @@ fn du(args: DuArgs) -> ExitStatus {
             let written = if args.json {
                 usage.write_json(&mut stdout)
             } else {
-                usage.write_table(&mut stdout)
+                usage.write_human(&mut stdout, args.verbose)
             };
             report_write_error(written.and_then(|()| stdout.flush()));
         });

@@ -44,6 +44,14 @@ pub enum WarningKind {
     UploadInProgress,
     /// A dry run found another run's lock file: the storage may be changing.
     LockHeld,
+    /// The pull logs show several registry instances (`instance.id`)
+    /// running at once, but over some of the time only the lines of some of
+    /// them: the other replicas' logs seem missing, and their pulls unseen.
+    PullLogReplicasMissing,
+    /// The pull logs hold the registry's app log without a single
+    /// `response completed` line (its level is `warn` or higher) beside
+    /// access lines: pulls come from the access lines alone.
+    PullLogAppLinesMissing,
 }
 
 /// One warning, naming the path at fault.

@@ -49,6 +49,7 @@ use crate::index::{Index, Tag};
 use crate::interrupt::{Interrupt, Phase};
 use crate::layout::Layout;
 use crate::progress::Task;
+use crate::warning::{Warning, WarningKind};
 use input::Source;
 use parse::{Parsed, Request};
 
@@ -75,6 +76,9 @@ const SAMPLES: usize = 3;
 
 /// Instances and hosts listed per file.
 const NAMES: usize = 16;
+
+/// User agents listed per repository in the report.
+pub const TOP_USER_AGENTS: usize = 3;
 
 /// How a pull asked for the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +281,15 @@ pub struct PullLogFile {
     /// Kubernetes CRI, journald, syslog, timestamp and compose prefixes),
     /// the lines they split joined again.
     pub wrappers: crate::logwrap::Counts,
+    /// Completed requests read from the registry's app log (`response
+    /// completed`), of any path.
+    pub app_requests: u64,
+    /// Requests read from access lines (combined format).
+    pub access_requests: u64,
+    /// Per instance listed in `instances`, the first and last time of its
+    /// lines here.
+    #[serde(skip)]
+    instance_spans: Vec<(SystemTime, SystemTime)>,
 }
 
 impl PullLogFile {
@@ -298,6 +311,29 @@ impl PullLogFile {
             instances: Vec::new(),
             hosts: Vec::new(),
             wrappers: crate::logwrap::Counts::default(),
+            app_requests: 0,
+            access_requests: 0,
+            instance_spans: Vec::new(),
+        }
+    }
+
+    /// Extends the span of `instance`'s lines to `time`.
+    fn saw_instance(&mut self, instance: Option<&str>, time: SystemTime) {
+        let Some(instance) = instance.filter(|n| !n.is_empty()) else {
+            return;
+        };
+        match self.instances.iter().position(|n| n == instance) {
+            Some(i) => {
+                if let Some(span) = self.instance_spans.get_mut(i) {
+                    span.0 = span.0.min(time);
+                    span.1 = span.1.max(time);
+                }
+            }
+            None if self.instances.len() < NAMES => {
+                self.instances.push(instance.to_owned());
+                self.instance_spans.push((time, time));
+            }
+            None => {}
         }
     }
 
@@ -413,6 +449,32 @@ pub struct PullLogReport {
     /// Manifests kept as roots because they were pulled by digest within
     /// `--protect-pulled-within` (per repository holding them).
     pub protected_by_digest_pull: u64,
+    /// Per repository pulled, its most frequent user agents (scanners,
+    /// mirrors and backups make everything look pulled), by repository.
+    pub top_user_agents: Vec<RepositoryAgents>,
+}
+
+/// The user agents that pulled one repository most often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepositoryAgents {
+    /// The repository, as the logs name it.
+    pub repository: String,
+    /// Pulls of it with a user agent logged.
+    pub pulls: u64,
+    /// Distinct user agents that pulled it.
+    pub user_agents: u64,
+    /// The [`TOP_USER_AGENTS`] most frequent, most pulls first (ties by
+    /// name).
+    pub top: Vec<AgentPulls>,
+}
+
+/// Pulls by one user agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentPulls {
+    /// The user agent.
+    pub user_agent: String,
+    /// Its pulls.
+    pub pulls: u64,
 }
 
 fn time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -440,6 +502,8 @@ struct Recorded {
 struct PullTable {
     repositories: HashMap<Box<str>, HashMap<Box<str>, Recorded>>,
     agents: HashSet<Arc<str>>,
+    /// Pulls per (repository, user agent): bounded by the distinct pairs.
+    agent_pulls: HashMap<Box<str>, HashMap<Arc<str>, u64>>,
 }
 
 impl PullTable {
@@ -478,6 +542,43 @@ impl PullTable {
             .get(repository)?
             .get(reference)
             .map(|r| &r.pull)
+    }
+
+    fn count_agent(&mut self, repository: &str, agent: &Arc<str>) {
+        if !self.agent_pulls.contains_key(repository) {
+            self.agent_pulls.insert(repository.into(), HashMap::new());
+        }
+        if let Some(agents) = self.agent_pulls.get_mut(repository) {
+            *agents.entry(agent.clone()).or_default() += 1;
+        }
+    }
+
+    /// Per repository, its [`TOP_USER_AGENTS`] most frequent agents.
+    fn top_user_agents(&self) -> Vec<RepositoryAgents> {
+        let mut all: Vec<RepositoryAgents> = self
+            .agent_pulls
+            .iter()
+            .map(|(repository, agents)| {
+                let mut counted: Vec<(&Arc<str>, u64)> =
+                    agents.iter().map(|(a, n)| (a, *n)).collect();
+                counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                RepositoryAgents {
+                    repository: repository.to_string(),
+                    pulls: counted.iter().map(|(_, n)| n).sum(),
+                    user_agents: counted.len() as u64,
+                    top: counted
+                        .iter()
+                        .take(TOP_USER_AGENTS)
+                        .map(|(a, n)| AgentPulls {
+                            user_agent: a.to_string(),
+                            pulls: *n,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| a.repository.cmp(&b.repository));
+        all
     }
 
     fn named(&self) -> u64 {
@@ -533,6 +634,9 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn record(&mut self, o: Observation) {
         let user_agent = o.user_agent.map(|ua| self.table.agent(ua));
+        if let Some(agent) = &user_agent {
+            self.table.count_agent(o.repository, agent);
+        }
         if parse::is_digest(o.reference) {
             let pull = LastPull {
                 time: o.time,
@@ -807,7 +911,14 @@ impl Reader<'_> {
             } => {
                 *file.formats.entry(format.name()).or_default() += 1;
                 file.saw(time);
-                note(&mut file.instances, instance.as_deref());
+                file.saw_instance(instance.as_deref(), time);
+                if request.is_some() {
+                    if format == parse::Format::Combined {
+                        file.access_requests += 1;
+                    } else if matches!(format, parse::Format::AppText | parse::Format::AppJson) {
+                        file.app_requests += 1;
+                    }
+                }
                 note(&mut file.hosts, host.as_deref());
                 let Some((repository, reference, method)) = request.as_ref().and_then(pull_of)
                 else {
@@ -884,6 +995,7 @@ impl PullLogs {
             files,
             coverage: None,
             protected_by_digest_pull: 0,
+            top_user_agents: reader.table.top_user_agents(),
         };
         Ok(PullLogs {
             table: reader.table,
@@ -1004,6 +1116,204 @@ impl PullLogs {
     }
 }
 
+impl PullLogs {
+    /// Logs that held exactly `pulls`: (repository, reference, pull).
+    #[cfg(test)]
+    pub(crate) fn from_pulls(pulls: Vec<(&str, &str, LastPull)>) -> PullLogs {
+        let mut table = PullTable::default();
+        for (repository, reference, pull) in pulls {
+            table.update(repository, reference, pull, true);
+        }
+        PullLogs {
+            table,
+            report: PullLogReport {
+                files: Vec::new(),
+                lines: 0,
+                rejected: 0,
+                pulls: 0,
+                uncertain_pulls: 0,
+                references: 0,
+                first: None,
+                last: None,
+                coverage: None,
+                protected_by_digest_pull: 0,
+                top_user_agents: Vec::new(),
+            },
+        }
+    }
+
+    /// The latest pull a line named in `repository`, with the reference
+    /// it named.
+    pub fn last_pull_in(&self, repository: &str) -> Option<(&str, &LastPull)> {
+        self.table
+            .repositories
+            .get(repository)?
+            .iter()
+            .filter(|(_, recorded)| recorded.named)
+            .map(|(reference, recorded)| (&**reference, &recorded.pull))
+            .max_by(|a, b| a.1.time.cmp(&b.1.time).then_with(|| b.0.cmp(a.0)))
+    }
+
+    /// What the logs themselves suggest is missing from them, over the
+    /// window starting at `window_start` (or over all they hold) up to
+    /// `now`: the logs of some replicas, or the app log's request lines.
+    pub fn warnings(&self, window_start: Option<SystemTime>, now: SystemTime) -> Vec<Warning> {
+        let files = &self.report.files;
+        let mut warnings = Vec::new();
+        let from = window_start.or(self.report.first);
+        let to = self.report.last.map(|last| last.min(now));
+        if let Some((from, to)) = from.zip(to) {
+            warnings.extend(replicas_missing(files, from, to));
+        }
+        warnings.extend(app_lines_missing(files));
+        warnings
+    }
+}
+
+fn file_list<'a>(files: impl IntoIterator<Item = &'a PullLogFile>) -> String {
+    files
+        .into_iter()
+        .map(|f| f.path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Several replicas write the logs of one registry, each with its own
+/// `instance.id` (a new one at every restart). The most instances whose
+/// lines run side by side for more than [`MAX_UNCOVERED`] is how many
+/// replicas ran; any longer stretch of the window where fewer have lines
+/// (but some do) lacks the logs of the others. A restart only swaps one
+/// id for the next, and a rolling update's short overlap is too brief to
+/// count, so neither is mistaken for a replica. A registry scaled down
+/// looks the same, which the message says, and so does a replica that
+/// logged nothing for hours between two of its files: a warning, then,
+/// never a refusal.
+fn replicas_missing(files: &[PullLogFile], from: SystemTime, to: SystemTime) -> Option<Warning> {
+    if from >= to {
+        return None;
+    }
+    // Per instance, the spans its lines cover, joined across files.
+    let mut spans: BTreeMap<&str, Vec<(SystemTime, SystemTime)>> = BTreeMap::new();
+    for file in files {
+        for (name, span) in file.instances.iter().zip(&file.instance_spans) {
+            spans.entry(name).or_default().push(*span);
+        }
+    }
+    if spans.len() < 2 {
+        return None;
+    }
+    let mut changes: Vec<(SystemTime, i64)> = Vec::new();
+    for list in spans.values_mut() {
+        list.sort();
+        let mut joined: Vec<(SystemTime, SystemTime)> = Vec::new();
+        for &(a, b) in list.iter() {
+            match joined.last_mut() {
+                Some(last) if a <= last.1 + MAX_UNCOVERED => last.1 = last.1.max(b),
+                _ => joined.push((a, b)),
+            }
+        }
+        for (a, b) in joined {
+            let (a, b) = (a.max(from), b.min(to));
+            if a < b {
+                changes.push((a, 1));
+                changes.push((b, -1));
+            }
+        }
+    }
+    changes.sort();
+    // Stretches of time with how many instances have lines.
+    let mut stretches: Vec<(SystemTime, SystemTime, i64)> = Vec::new();
+    let mut running = 0;
+    for pair in changes.windows(2) {
+        running += pair[0].1;
+        if pair[1].0 > pair[0].0 {
+            stretches.push((pair[0].0, pair[1].0, running));
+        }
+    }
+    let lasting = |a: SystemTime, b: SystemTime| crate::clock::age(b, a) > MAX_UNCOVERED;
+    let replicas = stretches
+        .iter()
+        .filter(|(a, b, _)| lasting(*a, *b))
+        .map(|s| s.2)
+        .max()?;
+    if replicas < 2 {
+        return None;
+    }
+    let mut short: Vec<(SystemTime, SystemTime)> = Vec::new();
+    for &(a, b, n) in &stretches {
+        if n == 0 || n >= replicas {
+            continue;
+        }
+        match short.last_mut() {
+            Some(last) if last.1 == a => last.1 = b,
+            _ => short.push((a, b)),
+        }
+    }
+    short.retain(|(a, b)| lasting(*a, *b));
+    if short.is_empty() {
+        return None;
+    }
+    let overlaps = |file: &PullLogFile, ranges: &[(SystemTime, SystemTime)]| {
+        file.instance_spans
+            .iter()
+            .any(|(a, b)| ranges.iter().any(|(x, y)| a < y && b > x))
+    };
+    let thin: Vec<&PullLogFile> = files.iter().filter(|f| overlaps(f, &short)).collect();
+    let full_ranges: Vec<(SystemTime, SystemTime)> = stretches
+        .iter()
+        .filter(|s| s.2 >= replicas)
+        .map(|s| (s.0, s.1))
+        .collect();
+    let full: Vec<&PullLogFile> = files.iter().filter(|f| overlaps(f, &full_ranges)).collect();
+    let missing: Vec<String> = short
+        .iter()
+        .map(|(a, b)| Span::new(*a, *b).to_string())
+        .collect();
+    let path = thin.first().or(full.first()).map(|f| f.path.clone())?;
+    Some(Warning::new(
+        WarningKind::PullLogReplicasMissing,
+        path,
+        None,
+        format!(
+            "the pull logs show {replicas} registry instances (instance.id) running at once (in {}), but over {} only fewer of them have lines (in {}): the logs of the other replicas over that time seem missing, and pulls they served go unseen (unless the registry ran fewer replicas then); give every replica's logs",
+            file_list(full),
+            missing.join(", "),
+            file_list(thin)
+        ),
+    ))
+}
+
+/// The app log at `log.level: warn` or higher still writes warnings and
+/// errors, but no `response completed`: pulls are then only in the access
+/// lines, which carry no `instance.id` to tell replicas apart.
+fn app_lines_missing(files: &[PullLogFile]) -> Option<Warning> {
+    let app_lines = |f: &PullLogFile| {
+        f.formats
+            .get(parse::Format::AppText.name())
+            .copied()
+            .unwrap_or(0)
+            + f.formats
+                .get(parse::Format::AppJson.name())
+                .copied()
+                .unwrap_or(0)
+    };
+    let app: Vec<&PullLogFile> = files.iter().filter(|f| app_lines(f) > 0).collect();
+    let access: Vec<&PullLogFile> = files.iter().filter(|f| f.access_requests > 0).collect();
+    if app.is_empty() || access.is_empty() || files.iter().any(|f| f.app_requests > 0) {
+        return None;
+    }
+    Some(Warning::new(
+        WarningKind::PullLogAppLinesMissing,
+        app[0].path.clone(),
+        None,
+        format!(
+            "the registry's app log ({}) holds no \"response completed\" line while access lines ({}) record requests: its log.level is warn or higher, so pulls come from the access lines alone; make sure every replica's access log is given (they carry no instance.id, so missing replicas cannot be told)",
+            file_list(app),
+            file_list(access)
+        ),
+    ))
+}
+
 impl PullLogReport {
     /// One line for people, then one per file (with `all`, also the lines
     /// not read):
@@ -1089,6 +1399,37 @@ impl PullLogReport {
                         sample.line, sample.reason, sample.text
                     )?;
                 }
+            }
+        }
+        if all && !self.top_user_agents.is_empty() {
+            writeln!(out, "  Most frequent user agents per repository:")?;
+            for repository in &self.top_user_agents {
+                let top: Vec<String> = repository
+                    .top
+                    .iter()
+                    .map(|a| format!("{} ({})", a.user_agent, count(a.pulls)))
+                    .collect();
+                let others = repository.user_agents - repository.top.len() as u64;
+                writeln!(
+                    out,
+                    "    {}: {} by {}{}",
+                    repository.repository,
+                    counted(repository.pulls, "pull", "pulls"),
+                    top.join(", "),
+                    if others > 0 {
+                        format!(
+                            " and {} more {}",
+                            count(others),
+                            if others == 1 {
+                                "user agent"
+                            } else {
+                                "user agents"
+                            }
+                        )
+                    } else {
+                        String::new()
+                    }
+                )?;
             }
         }
         if self.protected_by_digest_pull > 0 {

@@ -394,6 +394,7 @@ fn with_spans(spans: &[(&str, &str)]) -> PullLogs {
             last: None,
             coverage: None,
             protected_by_digest_pull: 0,
+            top_user_agents: Vec::new(),
         },
     }
 }
@@ -817,4 +818,191 @@ fn json_log_lines_are_not_taken_for_events() {
     ] {
         assert!(looks_like_events(head.as_bytes()), "{head}");
     }
+}
+
+fn agent_pull(minute: u32, repository: &str, ua: &str) -> String {
+    app_line(
+        &format!("2024-05-01T10:{minute:02}:00Z"),
+        "HEAD",
+        &format!("/v2/{repository}/manifests/latest"),
+        200,
+        ua,
+    )
+}
+
+#[test]
+fn the_most_frequent_user_agents_are_counted_per_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for (n, ua) in [
+        (3, "containerd/1.7"),
+        (2, "Trivy/0.50"),
+        (1, "skopeo/1.14"),
+        (1, "curl/8.5"),
+    ] {
+        lines.extend((0..n).map(|m| agent_pull(m, "app", ua)));
+    }
+    lines.push(agent_pull(9, "other", "Trivy/0.50"));
+    // Not a pull: not counted.
+    lines.push(app_line(
+        "2024-05-01T10:10:00Z",
+        "GET",
+        "/v2/",
+        200,
+        "kube-probe/1.29",
+    ));
+    let logs = read(&[write_log(dir.path(), "app.log", &lines)]);
+    let agents = &logs.report.top_user_agents;
+    assert_eq!(agents.len(), 2, "{agents:?}");
+    let app = &agents[0];
+    assert_eq!(
+        (app.repository.as_str(), app.pulls, app.user_agents),
+        ("app", 7, 4)
+    );
+    let top: Vec<(&str, u64)> = app
+        .top
+        .iter()
+        .map(|a| (a.user_agent.as_str(), a.pulls))
+        .collect();
+    assert_eq!(
+        top,
+        [("containerd/1.7", 3), ("Trivy/0.50", 2), ("curl/8.5", 1)],
+        "most pulls first, ties by name"
+    );
+    assert_eq!(agents[1].top[0].user_agent, "Trivy/0.50");
+    let json = serde_json::to_value(&logs.report).unwrap();
+    assert_eq!(json["top_user_agents"][0]["top"][0]["pulls"], 3);
+    let mut verbose = Vec::new();
+    logs.report.write_human(&mut verbose, true).unwrap();
+    let verbose = String::from_utf8(verbose).unwrap();
+    assert!(
+        verbose.contains(
+            "app: 7 pulls by containerd/1.7 (3), Trivy/0.50 (2), curl/8.5 (1) and 1 more user agent"
+        ),
+        "{verbose}"
+    );
+    let mut short = Vec::new();
+    logs.report.write_human(&mut short, false).unwrap();
+    assert!(!String::from_utf8(short).unwrap().contains("user agent"));
+}
+
+fn instance_line(time: &str, instance: &str) -> String {
+    format!(
+        r#"time="{time}" level=info msg="response completed" http.request.method=GET http.request.uri="/v2/" http.response.status=200 instance.id={instance}"#
+    )
+}
+
+/// A file with a line of each of `instances` at every hour from `from` to
+/// `to` (days of May 2024).
+fn replica_log(
+    dir: &std::path::Path,
+    name: &str,
+    instances: &[&str],
+    from: u32,
+    to: u32,
+) -> PathBuf {
+    let mut lines = Vec::new();
+    for day in from..=to {
+        for hour in [0, 6, 12, 18] {
+            for instance in instances {
+                lines.push(instance_line(
+                    &format!("2024-05-{day:02}T{hour:02}:00:00Z"),
+                    instance,
+                ));
+            }
+        }
+    }
+    write_log(dir, name, &lines)
+}
+
+fn kinds(warnings: &[Warning]) -> Vec<WarningKind> {
+    warnings.iter().map(|w| w.kind).collect()
+}
+
+#[test]
+fn a_replica_whose_logs_stop_short_is_warned_about_naming_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica_log(dir.path(), "replica-a.log", &["aaaa"], 1, 30);
+    let b = replica_log(dir.path(), "replica-b.log", &["bbbb"], 25, 30);
+    let logs = read(&[a, b]);
+    let warnings = logs.warnings(Some(at("2024-05-01T00:00:00Z")), at("2024-05-31T00:00:00Z"));
+    assert_eq!(
+        kinds(&warnings),
+        [WarningKind::PullLogReplicasMissing],
+        "{warnings:?}"
+    );
+    let w = &warnings[0];
+    assert!(w.path.ends_with("replica-a.log"), "{w:?}");
+    assert!(
+        w.message.contains("2 registry instances")
+            && w.message.contains("replica-b.log")
+            && w.message
+                .contains("2024-05-01T00:00:00Z to 2024-05-25T00:00:00Z"),
+        "{}",
+        w.message
+    );
+}
+
+#[test]
+fn replicas_logged_over_the_same_time_and_restarts_are_not_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = at("2024-05-31T00:00:00Z");
+    // Two replicas, both logged throughout (one file each, and one file
+    // holding both).
+    let a = replica_log(dir.path(), "a.log", &["aaaa"], 1, 30);
+    let b = replica_log(dir.path(), "b.log", &["bbbb"], 1, 30);
+    assert!(read(&[a, b]).warnings(None, now).is_empty());
+    let both = replica_log(dir.path(), "both.log", &["aaaa", "bbbb"], 1, 30);
+    assert!(read(&[both]).warnings(None, now).is_empty());
+    // One registry restarted twice: a new instance.id each time, the
+    // second restart a rolling update overlapping by a few minutes.
+    let first = replica_log(dir.path(), "1.log", &["one"], 1, 10);
+    let second = replica_log(dir.path(), "2.log", &["two"], 11, 20);
+    let mut third_lines = vec![instance_line("2024-05-20T18:05:00Z", "three")];
+    third_lines.push(instance_line("2024-05-20T18:10:00Z", "two"));
+    third_lines.push(instance_line("2024-05-20T18:30:00Z", "three"));
+    let overlap = write_log(dir.path(), "overlap.log", &third_lines);
+    let third = replica_log(dir.path(), "3.log", &["three"], 21, 30);
+    let logs = read(&[first, second, overlap, third]);
+    assert!(
+        logs.warnings(None, now).is_empty(),
+        "{:?}",
+        logs.warnings(None, now)
+    );
+}
+
+#[test]
+fn an_app_log_without_response_completed_beside_access_lines_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = write_log(dir.path(), "access.log", &[CRIO_ACCESS.to_owned()]);
+    let quiet = write_log(
+        dir.path(),
+        "app.log",
+        &[r#"time="2025-09-11T08:01:27Z" level=warning msg="error authorizing context: basic authentication challenge""#.to_owned()],
+    );
+    let logs = read(&[access.clone(), quiet]);
+    let warnings = logs.warnings(None, at("2025-09-12T00:00:00Z"));
+    assert_eq!(
+        kinds(&warnings),
+        [WarningKind::PullLogAppLinesMissing],
+        "{warnings:?}"
+    );
+    assert!(warnings[0].path.ends_with("app.log"));
+    assert!(
+        warnings[0].message.contains("access.log"),
+        "{}",
+        warnings[0].message
+    );
+    // The access log alone (nginx), or an app log at info: nothing to say.
+    assert!(
+        read(std::slice::from_ref(&access))
+            .warnings(None, at("2025-09-12T00:00:00Z"))
+            .is_empty()
+    );
+    let info = write_log(dir.path(), "info.log", &[CRIO_APP.to_owned()]);
+    assert!(
+        read(&[access, info])
+            .warnings(None, at("2025-09-12T00:00:00Z"))
+            .is_empty()
+    );
 }
