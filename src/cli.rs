@@ -127,9 +127,19 @@ pub struct DuArgs {
     #[arg(long, help_heading = "Pulls", requires = "pull_log")]
     pub pull_log_assume_complete: bool,
 
+    /// Pulls whose user agent matches REGEX (a scanner, a mirror, a backup) do not count; repeatable
+    #[arg(long, value_name = "REGEX", help_heading = "Pulls", requires = "pull_log", value_parser = user_agent_pattern)]
+    pub pull_ignore_user_agent: Vec<regex::Regex>,
+
     /// After the table, also the pull logs' lines not read and each repository's most frequent user agents
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// `--pull-ignore-user-agent`: a regular expression, searched anywhere in
+/// the user agent.
+fn user_agent_pattern(text: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(text).map_err(|e| format!("not a regular expression: {e}"))
 }
 
 impl DuArgs {
@@ -141,6 +151,7 @@ impl DuArgs {
                 inputs: self.pull_log.clone(),
                 assume_complete: self.pull_log_assume_complete,
                 protect_within: None,
+                ignore_user_agents: self.pull_ignore_user_agent.clone(),
             },
             within,
         ))
@@ -358,6 +369,10 @@ pub struct GcArgs {
     /// Take the --pull-log files as complete although they do not reach over the whole pull window: only the pulls they show count
     #[arg(long, help_heading = "Retention policy", requires = "pull_log")]
     pub pull_log_assume_complete: bool,
+
+    /// Pulls whose user agent matches REGEX (a scanner, a mirror, a backup) do not count; repeatable
+    #[arg(long, value_name = "REGEX", help_heading = "Retention policy", requires = "pull_log", value_parser = user_agent_pattern)]
+    pub pull_ignore_user_agent: Vec<regex::Regex>,
 }
 
 #[derive(Debug, Args)]
@@ -533,6 +548,7 @@ impl GcArgs {
                 inputs: self.pull_log,
                 assume_complete: self.pull_log_assume_complete,
                 protect_within: self.protect_pulled_within,
+                ignore_user_agents: self.pull_ignore_user_agent,
             }),
             blob_cache,
         };

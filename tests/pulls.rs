@@ -305,6 +305,55 @@ fn a_manifest_pulled_by_digest_within_protect_pulled_within_survives_m() {
 }
 
 #[test]
+fn pulls_by_an_ignored_user_agent_do_not_keep_a_tag() {
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    // Only a scanner pulled `old` (5 days ago), through `moving`'s image;
+    // containerd pulled `moving` itself.
+    let scanner = format!(
+        "time=\"{}\" level=info msg=\"response completed\" http.request.method=GET http.request.uri=/v2/app/manifests/old http.request.useragent=\"Trivy/0.50.1\" http.response.status=200\n",
+        log_time(days_ago(5))
+    );
+    let log = write_log(
+        dir.path(),
+        &[
+            scanner,
+            app_line(days_ago(4), "HEAD", "/v2/app/manifests/moving", 200),
+        ],
+    );
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    let counted = gc_json(b.root(), &args);
+    assert_eq!(
+        decided(&counted, "deleted"),
+        Vec::<String>::new(),
+        "{counted:#}"
+    );
+
+    args.extend(["--pull-ignore-user-agent", "^Trivy/"]);
+    let ignored = gc_json(b.root(), &args);
+    assert_eq!(decided(&ignored, "deleted"), ["old"], "{ignored:#}");
+    assert_eq!(
+        ignored["pull_logs"]["files"][0]["ignored_pulls"], 1,
+        "{ignored:#}"
+    );
+
+    // A pattern that is not a regular expression is refused up front.
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args(["gc", "--dry-run", "--pull-log"])
+        .arg(&log)
+        .args(["--pull-ignore-user-agent", "Trivy/("])
+        .arg(b.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular expression"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_pull_by_tag_after_its_last_push_keeps_only_the_current_manifest() {
     let (b, _first, _second) = rolled_tree();
     let dir = tempfile::tempdir().unwrap();

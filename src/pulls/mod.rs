@@ -64,6 +64,10 @@ pub struct PullLogConfig {
     /// `--protect-pulled-within`: a manifest pulled by digest within this
     /// window is a root, even under `-m`.
     pub protect_within: Option<Age>,
+    /// `--pull-ignore-user-agent`: pulls by a matching user agent (a
+    /// scanner, a mirror) do not count. A pull with no user agent always
+    /// counts.
+    pub ignore_user_agents: Vec<regex::Regex>,
 }
 
 /// The longest time between two files' spans, and between the end of the
@@ -263,6 +267,8 @@ pub struct PullLogFile {
     pub rejected_samples: Vec<RejectedLine>,
     /// Manifest pulls found.
     pub pulls: u64,
+    /// Of them, pulls by a user agent `--pull-ignore-user-agent` leaves out.
+    pub ignored_pulls: u64,
     /// Distinct manifests named by lines not read, counted as pulled at
     /// the file's last time.
     pub uncertain_pulls: u64,
@@ -305,6 +311,7 @@ impl PullLogFile {
             rejected: 0,
             rejected_samples: Vec::new(),
             pulls: 0,
+            ignored_pulls: 0,
             uncertain_pulls: 0,
             first: None,
             last: None,
@@ -629,10 +636,19 @@ pub struct PullLogs {
 struct Reader<'a> {
     table: PullTable,
     histories: Histories<'a>,
+    ignore_user_agents: &'a [regex::Regex],
+    /// Pulls left out by `ignore_user_agents`, so far.
+    ignored: u64,
 }
 
 impl Reader<'_> {
     fn record(&mut self, o: Observation) {
+        if o.user_agent
+            .is_some_and(|ua| self.ignore_user_agents.iter().any(|p| p.is_match(ua)))
+        {
+            self.ignored += 1;
+            return;
+        }
         let user_agent = o.user_agent.map(|ua| self.table.agent(ua));
         if let Some(agent) = &user_agent {
             self.table.count_agent(o.repository, agent);
@@ -970,12 +986,16 @@ impl PullLogs {
         let mut reader = Reader {
             table: PullTable::default(),
             histories: Histories::new(layout, index),
+            ignore_user_agents: &config.ignore_user_agents,
+            ignored: 0,
         };
         let mut files = Vec::new();
         let mut timeless = Vec::new();
         for source in &sources {
             interrupt.check(Phase::Plan)?;
-            let (file, pairs) = reader.read(source, interrupt, task)?;
+            let ignored_before = reader.ignored;
+            let (mut file, pairs) = reader.read(source, interrupt, task)?;
+            file.ignored_pulls = reader.ignored - ignored_before;
             files.push(file);
             timeless.extend(pairs);
         }
@@ -1373,7 +1393,15 @@ impl PullLogReport {
                 } else {
                     formats.join(", ")
                 },
-                counted(file.pulls, "pull", "pulls"),
+                if file.ignored_pulls > 0 {
+                    format!(
+                        "{} ({} by an ignored user agent)",
+                        counted(file.pulls, "pull", "pulls"),
+                        count(file.ignored_pulls)
+                    )
+                } else {
+                    counted(file.pulls, "pull", "pulls")
+                },
                 span(file.first, file.last)
             )?;
             if file.rejected > 0 {

@@ -241,6 +241,7 @@ fn read(inputs: &[PathBuf]) -> PullLogs {
             inputs: inputs.to_vec(),
             assume_complete: false,
             protect_within: None,
+            ignore_user_agents: Vec::new(),
         },
         &layout,
         &index,
