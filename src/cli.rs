@@ -13,7 +13,7 @@ use regsweep::interrupt::Interrupt;
 use regsweep::policy::PolicyFlags;
 use regsweep::progress::Progress;
 use regsweep::protect::ProtectList;
-use regsweep::pulls::PullLogConfig;
+use regsweep::pulls::{ClientPattern, PullLogConfig};
 use regsweep::report::BlobCache;
 use regsweep::sweep::SweepOptions;
 use regsweep::target::{self, Environment};
@@ -131,6 +131,10 @@ pub struct DuArgs {
     #[arg(long, value_name = "REGEX", help_heading = "Pulls", requires = "pull_log", value_parser = user_agent_pattern)]
     pub pull_ignore_user_agent: Vec<regex::Regex>,
 
+    /// Pulls from ADDRESS, or from a network ADDRESS/PREFIX (a scanner, a mirror), do not count; repeatable
+    #[arg(long, value_name = "ADDRESS[/PREFIX]", help_heading = "Pulls", requires = "pull_log", value_parser = ClientPattern::parse)]
+    pub pull_ignore_client: Vec<ClientPattern>,
+
     /// After the table, also the pull logs' lines not read and each repository's most frequent user agents
     #[arg(short, long)]
     pub verbose: bool,
@@ -152,6 +156,7 @@ impl DuArgs {
                 assume_complete: self.pull_log_assume_complete,
                 protect_within: None,
                 ignore_user_agents: self.pull_ignore_user_agent.clone(),
+                ignore_clients: self.pull_ignore_client.clone(),
             },
             within,
         ))
@@ -373,6 +378,10 @@ pub struct GcArgs {
     /// Pulls whose user agent matches REGEX (a scanner, a mirror, a backup) do not count; repeatable
     #[arg(long, value_name = "REGEX", help_heading = "Retention policy", requires = "pull_log", value_parser = user_agent_pattern)]
     pub pull_ignore_user_agent: Vec<regex::Regex>,
+
+    /// Pulls from ADDRESS, or from a network ADDRESS/PREFIX (a scanner, a mirror), do not count; repeatable
+    #[arg(long, value_name = "ADDRESS[/PREFIX]", help_heading = "Retention policy", requires = "pull_log", value_parser = ClientPattern::parse)]
+    pub pull_ignore_client: Vec<ClientPattern>,
 }
 
 #[derive(Debug, Args)]
@@ -549,6 +558,7 @@ impl GcArgs {
                 assume_complete: self.pull_log_assume_complete,
                 protect_within: self.protect_pulled_within,
                 ignore_user_agents: self.pull_ignore_user_agent,
+                ignore_clients: self.pull_ignore_client,
             }),
             blob_cache,
         };

@@ -338,6 +338,30 @@ fn pulls_by_an_ignored_user_agent_do_not_keep_a_tag() {
         "{ignored:#}"
     );
 
+    // The same scanner, known by its address instead.
+    let from_scanner = format!(
+        "time=\"{}\" level=info msg=\"response completed\" http.request.method=GET http.request.remoteaddr=\"10.9.8.7:40000\" http.request.uri=/v2/app/manifests/old http.request.useragent=\"scanner\" http.response.status=200\n",
+        log_time(days_ago(5))
+    );
+    let other = dir.path().join("by-address");
+    fs::create_dir(&other).unwrap();
+    let by_address = write_log(
+        &other,
+        &[
+            from_scanner,
+            app_line(days_ago(4), "HEAD", "/v2/app/manifests/moving", 200),
+        ],
+    );
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", by_address.to_str().unwrap()]);
+    assert_eq!(
+        decided(&gc_json(b.root(), &args), "deleted"),
+        Vec::<String>::new()
+    );
+    args.extend(["--pull-ignore-client", "10.9.0.0/16"]);
+    let ignored = gc_json(b.root(), &args);
+    assert_eq!(decided(&ignored, "deleted"), ["old"], "{ignored:#}");
+
     // A pattern that is not a regular expression is refused up front.
     let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
         .args(["gc", "--dry-run", "--pull-log"])

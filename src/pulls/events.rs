@@ -365,6 +365,8 @@ pub struct Pull {
     pub method: Method,
     /// `request.useragent`, when not empty.
     pub user_agent: Option<String>,
+    /// `request.addr`: the client's address.
+    pub client: Option<String>,
 }
 
 /// Reads one event.
@@ -436,6 +438,7 @@ pub fn read_event(event: &Value) -> Reading {
             digest,
             method,
             user_agent: text(request, "useragent"),
+            client: text(request, "addr"),
         }),
         instance,
         host,

@@ -68,6 +68,67 @@ pub struct PullLogConfig {
     /// scanner, a mirror) do not count. A pull with no user agent always
     /// counts.
     pub ignore_user_agents: Vec<regex::Regex>,
+    /// `--pull-ignore-client`: pulls from a matching address do not count.
+    pub ignore_clients: Vec<ClientPattern>,
+}
+
+/// An address or a network (`10.0.0.7`, `10.1.0.0/16`, `fd00::/8`) whose
+/// pulls do not count: a scanner's, a mirror's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientPattern {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl ClientPattern {
+    /// Parses `ADDRESS` or `ADDRESS/PREFIX`.
+    pub fn parse(text: &str) -> Result<ClientPattern, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = address
+            .parse()
+            .map_err(|_| format!("`{address}` is not an IP address"))?;
+        let bits: u8 = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or_else(|| format!("`/{p}` is not a prefix length of 0 to {bits}"))?,
+        };
+        Ok(ClientPattern { network, prefix })
+    }
+
+    /// Whether the address a log gives (`10.0.0.7:51234`, `[::1]:5000`, a
+    /// bare address, or a forwarded list whose first entry is the client)
+    /// is in this network.
+    pub fn matches(&self, logged: &str) -> bool {
+        let first = logged.split(',').next().unwrap_or("").trim();
+        let address = first
+            .parse::<std::net::SocketAddr>()
+            .map(|s| s.ip())
+            .or_else(|_| first.trim_matches(['[', ']']).parse::<std::net::IpAddr>());
+        let Ok(address) = address else {
+            return false;
+        };
+        if address.is_ipv4() != self.network.is_ipv4() {
+            return false;
+        }
+        // Both as 128 bits, an IPv4 address in the top 32.
+        let bits = |ip: std::net::IpAddr| -> u128 {
+            match ip {
+                std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+                std::net::IpAddr::V6(v6) => u128::from(v6),
+            }
+        };
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix))
+            .unwrap_or(0);
+        bits(address) & mask == bits(self.network) & mask
+    }
 }
 
 /// The longest time between two files' spans, and between the end of the
@@ -608,6 +669,8 @@ struct Observation<'a> {
     attribute_at: SystemTime,
     method: Method,
     user_agent: Option<&'a str>,
+    /// The client's address as logged.
+    client: Option<&'a str>,
 }
 
 /// The pull a completed request records, if it is one: a GET or HEAD of a
@@ -637,15 +700,21 @@ struct Reader<'a> {
     table: PullTable,
     histories: Histories<'a>,
     ignore_user_agents: &'a [regex::Regex],
-    /// Pulls left out by `ignore_user_agents`, so far.
+    ignore_clients: &'a [ClientPattern],
+    /// Pulls left out by `ignore_user_agents` and `ignore_clients`, so far.
     ignored: u64,
 }
 
 impl Reader<'_> {
+    /// Whether a pull by `user_agent` from `client` is left out. A pull that
+    /// does not say who made it always counts.
+    fn leaves_out(&self, user_agent: Option<&str>, client: Option<&str>) -> bool {
+        user_agent.is_some_and(|ua| self.ignore_user_agents.iter().any(|p| p.is_match(ua)))
+            || client.is_some_and(|c| self.ignore_clients.iter().any(|p| p.matches(c)))
+    }
+
     fn record(&mut self, o: Observation) {
-        if o.user_agent
-            .is_some_and(|ua| self.ignore_user_agents.iter().any(|p| p.is_match(ua)))
-        {
+        if self.leaves_out(o.user_agent, o.client) {
             self.ignored += 1;
             return;
         }
@@ -880,10 +949,12 @@ impl Reader<'_> {
             attribute_at: time,
             method: pull.method,
             user_agent: pull.user_agent.as_deref(),
+            client: pull.client.as_deref(),
         });
         // Pulled by tag, the event also names the manifest served: a pull
         // of it through that tag, whatever the tag's history says.
-        if let (Some(tag), Some(digest)) = (&pull.tag, &pull.digest) {
+        let left_out = self.leaves_out(pull.user_agent.as_deref(), pull.client.as_deref());
+        if let (Some(tag), Some(digest), false) = (&pull.tag, &pull.digest, left_out) {
             let served = LastPull {
                 time,
                 method: pull.method,
@@ -948,6 +1019,7 @@ impl Reader<'_> {
                     attribute_at: time,
                     method,
                     user_agent: request.as_ref().and_then(|r| r.user_agent.as_deref()),
+                    client: request.as_ref().and_then(|r| r.client.as_deref()),
                 });
             }
         }
@@ -966,6 +1038,7 @@ fn uncertain_pull<'a>(
         attribute_at: SystemTime::UNIX_EPOCH,
         method: Method::Unknown,
         user_agent: None,
+        client: None,
     }
 }
 
@@ -987,6 +1060,7 @@ impl PullLogs {
             table: PullTable::default(),
             histories: Histories::new(layout, index),
             ignore_user_agents: &config.ignore_user_agents,
+            ignore_clients: &config.ignore_clients,
             ignored: 0,
         };
         let mut files = Vec::new();

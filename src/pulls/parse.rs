@@ -49,6 +49,9 @@ pub struct Request<'a> {
     pub status: u16,
     /// The client's `User-Agent`, when logged and not empty.
     pub user_agent: Option<Cow<'a, str>>,
+    /// The client's address as logged (`http.request.remoteaddr`, an access
+    /// line's first field): `10.0.0.7:51234`, `[::1]:5000`, `10.0.0.7`.
+    pub client: Option<Cow<'a, str>>,
 }
 
 /// What a line says.
@@ -125,6 +128,7 @@ fn completed<'a>(
         uri,
         status,
         user_agent: user_agent.filter(|ua| !ua.is_empty()),
+        client: None,
     })
 }
 
@@ -139,6 +143,7 @@ fn parse_text(line: &str) -> Parsed<'_> {
     let mut uri = None;
     let mut status = None;
     let mut user_agent = None;
+    let mut client = None;
     let mut instance = None;
     let mut host = None;
     for (key, value) in logfmt_pairs(line) {
@@ -149,6 +154,7 @@ fn parse_text(line: &str) -> Parsed<'_> {
             "http.request.uri" => uri = Some(value),
             "http.response.status" => status = Some(value),
             "http.request.useragent" => user_agent = Some(value),
+            "http.request.remoteaddr" => client = Some(value),
             "instance.id" => instance = Some(value),
             "http.request.host" => host = Some(value),
             _ => {}
@@ -162,7 +168,7 @@ fn parse_text(line: &str) -> Parsed<'_> {
     };
     let request = if msg == RESPONSE_COMPLETED {
         match completed(method, uri, status.and_then(|s| s.parse().ok()), user_agent) {
-            Ok(request) => Some(request),
+            Ok(request) => Some(Request { client, ..request }),
             Err(reason) => return Parsed::Rejected(reason),
         }
     } else {
@@ -302,7 +308,10 @@ fn parse_json(line: &str) -> Parsed<'_> {
             status,
             owned("http.request.useragent"),
         ) {
-            Ok(request) => Some(request),
+            Ok(request) => Some(Request {
+                client: owned("http.request.remoteaddr"),
+                ..request
+            }),
             Err(reason) => return Parsed::Rejected(reason),
         }
     } else {
@@ -321,7 +330,7 @@ fn parse_json(line: &str) -> Parsed<'_> {
 /// combined-format line has.
 static COMBINED_HEAD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\S+ \S+ \S+ \[([0-9]{2}/[A-Za-z]{3}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4})\] ",
+        r"^(\S+) \S+ \S+ \[([0-9]{2}/[A-Za-z]{3}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4})\] ",
     )
     .expect("valid regex")
 });
@@ -342,7 +351,7 @@ static COMBINED_REQUEST: LazyLock<Regex> = LazyLock::new(|| {
 /// time.
 fn parse_combined(line: &str) -> Option<Parsed<'_>> {
     let head = COMBINED_HEAD.captures(line)?;
-    let Some(time) = clf_time(&head[1]) else {
+    let Some(time) = clf_time(&head[2]) else {
         return Some(Parsed::Rejected("access line with an unreadable time"));
     };
     let rest = &line[head.get(0)?.end()..];
@@ -355,6 +364,7 @@ fn parse_combined(line: &str) -> Option<Parsed<'_>> {
                 .get(4)
                 .map(|ua| unescape(ua.as_str()))
                 .filter(|ua| !ua.is_empty() && ua != "-"),
+            client: head.get(1).map(|c| Cow::Borrowed(c.as_str())),
         })
     });
     Some(Parsed::Line {

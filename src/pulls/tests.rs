@@ -242,6 +242,7 @@ fn read(inputs: &[PathBuf]) -> PullLogs {
             assume_complete: false,
             protect_within: None,
             ignore_user_agents: Vec::new(),
+            ignore_clients: Vec::new(),
         },
         &layout,
         &index,
@@ -1006,4 +1007,33 @@ fn an_app_log_without_response_completed_beside_access_lines_is_warned_about() {
             .warnings(None, at("2025-09-12T00:00:00Z"))
             .is_empty()
     );
+}
+
+#[test]
+fn client_patterns_match_addresses_as_logs_give_them() {
+    let net = ClientPattern::parse("10.1.0.0/16").unwrap();
+    for logged in ["10.1.2.3:51234", "10.1.255.255", "10.1.0.9, 192.168.0.1"] {
+        assert!(net.matches(logged), "{logged}");
+    }
+    for logged in [
+        "10.2.0.1:5000",
+        "192.168.0.1, 10.1.0.9",
+        "[::1]:5000",
+        "-",
+        "",
+    ] {
+        assert!(!net.matches(logged), "{logged}");
+    }
+    let one = ClientPattern::parse("10.0.0.7").unwrap();
+    assert!(one.matches("10.0.0.7:1") && !one.matches("10.0.0.8:1"));
+    let v6 = ClientPattern::parse("fd00::/8").unwrap();
+    assert!(v6.matches("[fd12::5]:443") && !v6.matches("[fe80::1]:443"));
+    assert!(
+        ClientPattern::parse("0.0.0.0/0")
+            .unwrap()
+            .matches("8.8.8.8:53")
+    );
+    for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "fd00::/129"] {
+        assert!(ClientPattern::parse(bad).is_err(), "{bad}");
+    }
 }
