@@ -126,6 +126,30 @@ pub fn render(run: &RunFacts<'_>, report: Option<&Report<'_>>) -> String {
             .map(|(kind, n)| (Some(kind), n.to_string()))
             .collect(),
     );
+    if let Some(pulls) = report.pull_logs {
+        out.gauge(
+            "regsweep_last_run_pull_log_lines",
+            "Lines the last regsweep gc run read from its --pull-log files.",
+            single(pulls.lines),
+        );
+        out.gauge(
+            "regsweep_last_run_pull_log_rejected_lines",
+            "Lines of the --pull-log files the last regsweep gc run could not read.",
+            single(pulls.rejected),
+        );
+        out.gauge(
+            "regsweep_last_run_pull_log_pulls",
+            "Manifest pulls the last regsweep gc run found in its --pull-log files.",
+            single(pulls.pulls),
+        );
+        if let Some(last) = pulls.last {
+            out.gauge(
+                "regsweep_last_run_pull_log_last_timestamp_seconds",
+                "The latest time in the --pull-log files of the last regsweep gc run: logs that stop being collected show here.",
+                single(seconds(last.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO))),
+            );
+        }
+    }
     out.text
 }
 

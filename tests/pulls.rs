@@ -378,6 +378,55 @@ fn pulls_by_an_ignored_user_agent_do_not_keep_a_tag() {
 }
 
 #[test]
+fn the_metrics_file_gives_what_the_pull_logs_held() {
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(
+        dir.path(),
+        &[app_line(
+            days_ago(5),
+            "GET",
+            "/v2/app/manifests/moving",
+            200,
+        )],
+    );
+    let metrics = dir.path().join("regsweep.prom");
+    let mut args = POLICY.to_vec();
+    args.extend([
+        "30d",
+        "--pull-log",
+        log.to_str().unwrap(),
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ]);
+    gc_json(b.root(), &args);
+    let text = fs::read_to_string(&metrics).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("not the text format ({e}):\n{text}"));
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                _ => panic!("{name} is not a gauge"),
+            })
+            .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+    };
+    // Two health checks and the pull.
+    assert_eq!(value("regsweep_last_run_pull_log_lines"), 3.0);
+    assert_eq!(value("regsweep_last_run_pull_log_pulls"), 1.0);
+    assert_eq!(value("regsweep_last_run_pull_log_rejected_lines"), 0.0);
+    let last = value("regsweep_last_run_pull_log_last_timestamp_seconds");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - 600.0..=now).contains(&last), "{last} against {now}");
+}
+
+#[test]
 fn a_pull_by_tag_after_its_last_push_keeps_only_the_current_manifest() {
     let (b, _first, _second) = rolled_tree();
     let dir = tempfile::tempdir().unwrap();
