@@ -109,7 +109,7 @@ pub struct DuArgs {
     #[arg(
         long,
         value_name = "PATH",
-        help_heading = "Pulls",
+        help_heading = "Pull logs",
         requires = "pulled_within"
     )]
     pub pull_log: Vec<PathBuf>,
@@ -118,26 +118,46 @@ pub struct DuArgs {
     #[arg(
         long,
         value_name = "DURATION",
-        help_heading = "Pulls",
+        help_heading = "Pull logs",
         requires = "pull_log"
     )]
     pub pulled_within: Option<Age>,
 
-    /// Take the --pull-log files as complete although they do not reach over the whole --pulled-within window: only the pulls they show count
-    #[arg(long, help_heading = "Pulls", requires = "pull_log")]
-    pub pull_log_assume_complete: bool,
-
-    /// Pulls whose user agent matches REGEX (a scanner, a mirror, a backup) do not count; repeatable
-    #[arg(long, value_name = "REGEX", help_heading = "Pulls", requires = "pull_log", value_parser = user_agent_pattern)]
-    pub pull_ignore_user_agent: Vec<regex::Regex>,
-
-    /// Pulls from ADDRESS, or from a network ADDRESS/PREFIX (a scanner, a mirror), do not count; repeatable
-    #[arg(long, value_name = "ADDRESS[/PREFIX]", help_heading = "Pulls", requires = "pull_log", value_parser = ClientPattern::parse)]
-    pub pull_ignore_client: Vec<ClientPattern>,
+    #[command(flatten)]
+    pub pull_log_reading: PullLogReading,
 
     /// After the table, also the pull logs' lines not read and each repository's most frequent user agents
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// How the pull logs are read, for `gc` and `du` alike.
+#[derive(Debug, Args)]
+pub struct PullLogReading {
+    /// Take the --pull-log files as complete although they do not reach over the whole window: only the pulls they show count
+    #[arg(long, help_heading = "Pull logs", requires = "pull_log")]
+    pub pull_log_assume_complete: bool,
+
+    /// Pulls whose user agent matches REGEX (a scanner, a mirror, a backup) do not count; repeatable
+    #[arg(long, value_name = "REGEX", help_heading = "Pull logs", requires = "pull_log", value_parser = user_agent_pattern)]
+    pub pull_ignore_user_agent: Vec<regex::Regex>,
+
+    /// Pulls from ADDRESS, or from a network ADDRESS/PREFIX (a scanner, a mirror), do not count; repeatable
+    #[arg(long, value_name = "ADDRESS[/PREFIX]", help_heading = "Pull logs", requires = "pull_log", value_parser = ClientPattern::parse)]
+    pub pull_ignore_client: Vec<ClientPattern>,
+}
+
+impl PullLogReading {
+    /// What reads `inputs`, and `--protect-pulled-within` for gc.
+    fn config(&self, inputs: Vec<PathBuf>, protect_within: Option<Age>) -> PullLogConfig {
+        PullLogConfig {
+            inputs,
+            assume_complete: self.pull_log_assume_complete,
+            protect_within,
+            ignore_user_agents: self.pull_ignore_user_agent.clone(),
+            ignore_clients: self.pull_ignore_client.clone(),
+        }
+    }
 }
 
 /// `--pull-ignore-user-agent`: a regular expression, searched anywhere in
@@ -151,13 +171,7 @@ impl DuArgs {
     pub fn pulls(&self) -> Option<(PullLogConfig, Age)> {
         let within = self.pulled_within?;
         Some((
-            PullLogConfig {
-                inputs: self.pull_log.clone(),
-                assume_complete: self.pull_log_assume_complete,
-                protect_within: None,
-                ignore_user_agents: self.pull_ignore_user_agent.clone(),
-                ignore_clients: self.pull_ignore_client.clone(),
-            },
+            self.pull_log_reading.config(self.pull_log.clone(), None),
             within,
         ))
     }
@@ -371,17 +385,8 @@ pub struct GcArgs {
     )]
     pub protect_pulled_within: Option<Age>,
 
-    /// Take the --pull-log files as complete although they do not reach over the whole pull window: only the pulls they show count
-    #[arg(long, help_heading = "Retention policy", requires = "pull_log")]
-    pub pull_log_assume_complete: bool,
-
-    /// Pulls whose user agent matches REGEX (a scanner, a mirror, a backup) do not count; repeatable
-    #[arg(long, value_name = "REGEX", help_heading = "Retention policy", requires = "pull_log", value_parser = user_agent_pattern)]
-    pub pull_ignore_user_agent: Vec<regex::Regex>,
-
-    /// Pulls from ADDRESS, or from a network ADDRESS/PREFIX (a scanner, a mirror), do not count; repeatable
-    #[arg(long, value_name = "ADDRESS[/PREFIX]", help_heading = "Retention policy", requires = "pull_log", value_parser = ClientPattern::parse)]
-    pub pull_ignore_client: Vec<ClientPattern>,
+    #[command(flatten)]
+    pub pull_log_reading: PullLogReading,
 }
 
 #[derive(Debug, Args)]
@@ -553,12 +558,9 @@ impl GcArgs {
             scan_temporary_files: self.scan_temporary_files,
             policy,
             protect,
-            pull_logs: (!self.pull_log.is_empty()).then_some(PullLogConfig {
-                inputs: self.pull_log,
-                assume_complete: self.pull_log_assume_complete,
-                protect_within: self.protect_pulled_within,
-                ignore_user_agents: self.pull_ignore_user_agent,
-                ignore_clients: self.pull_ignore_client,
+            pull_logs: (!self.pull_log.is_empty()).then(|| {
+                self.pull_log_reading
+                    .config(self.pull_log, self.protect_pulled_within)
             }),
             blob_cache,
         };
@@ -618,7 +620,7 @@ mod tests {
             [PathBuf::from("app.log"), PathBuf::from("-")]
         );
         assert_eq!(args.keep_pulled_within.map(Age::as_secs), Some(30 * 86_400));
-        assert!(!args.pull_log_assume_complete);
+        assert!(!args.pull_log_reading.pull_log_assume_complete);
     }
 
     #[test]
