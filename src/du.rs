@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::duration::Age;
-use crate::index::{BlobId, Index};
+use crate::index::{BlobId, Index, Repository};
 use crate::layout::Layout;
 use crate::mark::{self, Loaded, Marking};
 use crate::plan::Plan;
@@ -233,20 +233,7 @@ fn referenced_blobs(
 ) -> Vec<BlobId> {
     let repository = &index.repositories[repo];
     let mark = &marking.repositories[repo];
-    let mut ids = Vec::new();
-    for digest in &mark.live {
-        ids.extend(index.blob_id(digest));
-        if let Some(Ok(refs)) = loaded.get(digest) {
-            ids.extend_from_slice(&refs.stored);
-        }
-    }
-    for revision in repository
-        .revisions
-        .iter()
-        .filter(|r| mark.is_live(&r.digest))
-    {
-        ids.extend(revision.signatures.iter().filter_map(|d| index.blob_id(d)));
-    }
+    let mut ids = manifest_blobs(index, repository, loaded, &mark.live, |d| mark.is_live(d));
     if mark.kept_whole {
         ids.extend(
             repository
@@ -263,6 +250,29 @@ fn referenced_blobs(
     }
     ids.sort_unstable();
     ids.dedup();
+    ids
+}
+
+/// The blobs `manifests` of `repository` hold: each manifest's own blob,
+/// what it stores, and the signatures of the revisions `holds` counts in.
+/// Unsorted, with repeats.
+fn manifest_blobs(
+    index: &Index,
+    repository: &Repository,
+    loaded: &DigestMap<Loaded>,
+    manifests: &DigestSet,
+    holds: impl Fn(&Digest) -> bool,
+) -> Vec<BlobId> {
+    let mut ids = Vec::new();
+    for digest in manifests {
+        ids.extend(index.blob_id(digest));
+        if let Some(Ok(refs)) = loaded.get(digest) {
+            ids.extend_from_slice(&refs.stored);
+        }
+    }
+    for revision in repository.revisions.iter().filter(|r| holds(&r.digest)) {
+        ids.extend(revision.signatures.iter().filter_map(|d| index.blob_id(d)));
+    }
     ids
 }
 
@@ -317,20 +327,7 @@ fn pulled_blobs(
             pulled.extend(list.iter().copied());
         }
     }
-    let mut ids = Vec::new();
-    for digest in &held {
-        ids.extend(index.blob_id(digest));
-        if let Some(Ok(refs)) = loaded.get(digest) {
-            ids.extend_from_slice(&refs.stored);
-        }
-    }
-    for revision in repository
-        .revisions
-        .iter()
-        .filter(|r| held.contains(&r.digest))
-    {
-        ids.extend(revision.signatures.iter().filter_map(|d| index.blob_id(d)));
-    }
+    let mut ids = manifest_blobs(index, repository, loaded, &held, |d| held.contains(d));
     ids.sort_unstable();
     ids.dedup();
     let unpulled = mark.live.len().saturating_sub(held.len()) as u64;
