@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use registry_support::http::{ACCEPT_MANIFESTS, agent};
 use registry_support::oci::Layout;
+use registry_support::pulls::{backdate, gc_args, policy_tags};
 use registry_support::skopeo::{self, Format, push};
 use registry_support::{Registry, gc, require_tools, tree};
 use serde_json::Value;
@@ -108,27 +109,6 @@ fn wait_for_pull(file: &Path, user_agent: &str) {
     }
 }
 
-/// Sets when `tag` was pushed, as storage tells it.
-fn backdate(root: &Path, tag: &str, digest: &str, days: u64) {
-    let t = SystemTime::now() - Duration::from_secs(days * 86_400);
-    let dir = tree::v2(root)
-        .join("repositories")
-        .join(APP)
-        .join("_manifests/tags")
-        .join(tag);
-    let history = dir
-        .join("index/sha256")
-        .join(&digest["sha256:".len()..])
-        .join("link");
-    for link in [dir.join("current/link"), history] {
-        fs::File::options()
-            .write(true)
-            .open(&link)
-            .and_then(|f| f.set_modified(t))
-            .unwrap_or_else(|e| panic!("{}: {e}", link.display()));
-    }
-}
-
 /// A request as a client makes it; answers 200.
 fn call(reg: &Registry, method: &str, reference: &str, user_agent: &str) {
     let url = reg.url(&format!("/v2/{APP}/manifests/{reference}"));
@@ -142,44 +122,6 @@ fn call(reg: &Registry, method: &str, reference: &str, user_agent: &str) {
         .call()
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     assert_eq!(reply.status(), 200, "{method} {url}");
-}
-
-fn policy_tags(report: &Value, which: &str) -> BTreeMap<String, String> {
-    let repo = report["policy"]["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == APP)
-        .unwrap_or_else(|| panic!("no policy entry for {APP}: {report:#}"));
-    repo[which]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["tag"].as_str().unwrap().to_owned(),
-                t["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn gc_args<'a>(root: &'a str, window: &'a str, events: &'a str, dry_run: bool) -> Vec<&'a str> {
-    let mut args = vec!["gc", "-y"];
-    if dry_run {
-        args.push("--dry-run");
-    }
-    args.extend([
-        "--keep-last",
-        "0",
-        "--allow-empty-repos",
-        "--keep-pulled-within",
-        window,
-        "--pull-log",
-        events,
-        root,
-    ]);
-    args
 }
 
 #[test]
@@ -201,7 +143,7 @@ fn pulls_in_the_registrys_notification_events_keep_their_tags() {
         digests.insert(tag, push(&reg, &layout, tag, APP, tag, Format::Oci));
     }
     for tag in TAGS {
-        backdate(reg.root(), tag, &digests[tag], 10);
+        backdate(reg.root(), APP, tag, &digests[tag], 10);
     }
     // The pushes' own events fall before the window; the pulls within it.
     let pulls_begin = started + Duration::from_secs(6);
@@ -236,13 +178,13 @@ fn pulls_in_the_registrys_notification_events_keep_their_tags() {
         "--allow-empty-repos",
         &root,
     ]);
-    assert_eq!(policy_tags(&without, "deleted").len(), TAGS.len());
+    assert_eq!(policy_tags(&without, APP, "deleted").len(), TAGS.len());
 
     let window_now = window();
     let report = gc::regsweep_json(&gc_args(&root, &window_now, events_arg, true));
     assert_eq!(report["exit_code"], 0, "{report:#}");
-    let deleted = policy_tags(&report, "deleted");
-    let kept = policy_tags(&report, "kept");
+    let deleted = policy_tags(&report, APP, "deleted");
+    let kept = policy_tags(&report, APP, "kept");
     assert_eq!(deleted.keys().collect::<Vec<_>>(), [UNPULLED], "{report:#}");
     assert!(kept[PULLED].contains("(GET by tag, skopeo"), "{kept:?}");
     assert!(

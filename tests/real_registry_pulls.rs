@@ -13,13 +13,12 @@
 mod registry_support;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, SystemTime};
 
 use registry_support::http::{ACCEPT_MANIFESTS, agent};
 use registry_support::oci::Layout;
+use registry_support::pulls::{backdate, gc_args, policy_tags};
 use registry_support::skopeo::{self, Format, push};
 use registry_support::{Registry, gc, require_tools, tree};
 use serde_json::Value;
@@ -34,33 +33,6 @@ const BY_DIGEST: &str = "by-digest"; // GET by digest only
 const ALIAS: &str = "alias"; // same image as `pulled`, never named
 const UNPULLED: &str = "unpulled";
 const TAGS: [&str; 6] = [PULLED, HEADED, RESOLVED, BY_DIGEST, ALIAS, UNPULLED];
-
-/// The tag's link files: `current/link` and its history entry's.
-fn tag_links(root: &Path, tag: &str, digest: &str) -> [PathBuf; 2] {
-    let dir = tree::v2(root)
-        .join("repositories")
-        .join(APP)
-        .join("_manifests/tags")
-        .join(tag);
-    [
-        dir.join("current/link"),
-        dir.join("index/sha256")
-            .join(&digest["sha256:".len()..])
-            .join("link"),
-    ]
-}
-
-/// Sets when `tag` was pushed, as storage tells it.
-fn backdate(root: &Path, tag: &str, digest: &str, days: u64) {
-    let t = SystemTime::now() - Duration::from_secs(days * 86_400);
-    for link in tag_links(root, tag, digest) {
-        fs::File::options()
-            .write(true)
-            .open(&link)
-            .and_then(|f| f.set_modified(t))
-            .unwrap_or_else(|e| panic!("{}: {e}", link.display()));
-    }
-}
 
 /// A request as a client makes it; answers 200.
 fn call(reg: &Registry, method: &str, reference: &str, user_agent: &str) -> Option<String> {
@@ -106,7 +78,7 @@ fn pulled_registry(
     }
     assert_eq!(digests[ALIAS], digests[PULLED]);
     for tag in TAGS {
-        backdate(reg.root(), tag, &digests[tag], 10);
+        backdate(reg.root(), APP, tag, &digests[tag], 10);
     }
     let pulls_begin = started + Duration::from_secs(6);
     if let Ok(wait) = pulls_begin.duration_since(SystemTime::now()) {
@@ -131,44 +103,6 @@ fn window_from(start: SystemTime) -> String {
     format!("{secs}s")
 }
 
-fn policy_tags(report: &Value, which: &str) -> BTreeMap<String, String> {
-    let repo = report["policy"]["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == APP)
-        .unwrap_or_else(|| panic!("no policy entry for {APP}: {report:#}"));
-    repo[which]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["tag"].as_str().unwrap().to_owned(),
-                t["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn gc_args<'a>(root: &'a str, window: &'a str, log: &'a str, dry_run: bool) -> Vec<&'a str> {
-    let mut args = vec!["gc", "-y"];
-    if dry_run {
-        args.push("--dry-run");
-    }
-    args.extend([
-        "--keep-last",
-        "0",
-        "--allow-empty-repos",
-        "--keep-pulled-within",
-        window,
-        "--pull-log",
-        log,
-        root,
-    ]);
-    args
-}
-
 /// Runs the whole story on a registry logging with `formatter`.
 fn pulled_tags_stay_and_the_unpulled_one_goes(formatter: &'static str) {
     let (reg, digests, window_start) = pulled_registry(formatter);
@@ -187,7 +121,7 @@ fn pulled_tags_stay_and_the_unpulled_one_goes(formatter: &'static str) {
         &root,
     ]);
     assert_eq!(
-        policy_tags(&without, "deleted").len(),
+        policy_tags(&without, APP, "deleted").len(),
         TAGS.len(),
         "{without:#}"
     );
@@ -197,8 +131,8 @@ fn pulled_tags_stay_and_the_unpulled_one_goes(formatter: &'static str) {
         let window = window_from(window_start);
         let report = gc::regsweep_json(&gc_args(&root, &window, log, true));
         assert_eq!(report["exit_code"], 0, "{log}: {report:#}");
-        let kept = policy_tags(&report, "kept");
-        let deleted = policy_tags(&report, "deleted");
+        let kept = policy_tags(&report, APP, "kept");
+        let deleted = policy_tags(&report, APP, "deleted");
         assert_eq!(
             deleted.keys().collect::<Vec<_>>(),
             [UNPULLED],
@@ -273,8 +207,12 @@ fn pulled_tags_stay_and_the_unpulled_one_goes(formatter: &'static str) {
         .concat(),
     );
     assert_eq!(assumed["exit_code"], 0, "{assumed:#}");
-    assert_eq!(policy_tags(&assumed, "deleted").len(), 0, "{assumed:#}");
-    let kept = policy_tags(&assumed, "kept");
+    assert_eq!(
+        policy_tags(&assumed, APP, "deleted").len(),
+        0,
+        "{assumed:#}"
+    );
+    let kept = policy_tags(&assumed, APP, "kept");
     assert!(kept[UNPULLED].contains("(HEAD by tag, ureq"), "{kept:?}");
     assert_eq!(assumed["pull_logs"]["coverage"]["assumed_complete"], true);
 

@@ -12,6 +12,7 @@
 pub mod gc;
 pub mod http;
 pub mod oci;
+pub mod pulls;
 pub mod registry;
 pub mod scenario;
 pub mod skopeo;
