@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Writes lines in the exact shape of docker-registry 2.8.2's text formatter (the
-//! field set and order of `src/pulls/testdata/registry-2.8.2-text.log`), timestamps
+//! field set and order of `src/retention/pulls/testdata/registry-2.8.2-text.log`), timestamps
 //! ascending over `--days` days up to `--end`: a mix of manifest HEADs and GETs by
 //! tag and by digest (the pulls), blob GETs, `/v2/` probes, and a few 404s. The
 //! repositories and tags are those `benches/synth.rs` writes for the same `--repos`

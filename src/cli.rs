@@ -7,16 +7,16 @@ use std::sync::atomic::AtomicBool;
 
 use clap::{Args, Parser, Subcommand};
 
-use regsweep::GcConfig;
 use regsweep::duration::Age;
+use regsweep::gc::GcConfig;
 use regsweep::interrupt::Interrupt;
-use regsweep::policy::PolicyFlags;
 use regsweep::progress::Progress;
-use regsweep::protect::ProtectList;
-use regsweep::pulls::{ClientPattern, PullLogConfig};
 use regsweep::report::BlobCache;
-use regsweep::sweep::SweepOptions;
-use regsweep::target::{self, Environment};
+use regsweep::retention::policy::PolicyFlags;
+use regsweep::retention::protect::ProtectList;
+use regsweep::retention::pulls::{ClientPattern, PullLogConfig};
+use regsweep::storage::fs::sweep::SweepOptions;
+use regsweep::storage::target::{self, Environment};
 use regsweep::verify::VerifyConfig;
 
 /// Test hook: stop the sweep after this many deletions, as a crash would.

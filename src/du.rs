@@ -36,15 +36,20 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::clock;
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::duration::Age;
+use crate::error::{Error, Result};
+use crate::gc::mark::{self, Loaded, Marking};
+use crate::gc::plan::Plan;
 use crate::index::{BlobId, Index, Repository};
-use crate::layout::Layout;
-use crate::mark::{self, Loaded, Marking};
-use crate::plan::Plan;
-use crate::progress::Task;
-use crate::pulls::{LastPull, Method, PullLogReport, PullLogs};
+use crate::interrupt::Interrupt;
+use crate::progress::{Progress, Task};
 use crate::report::{ExitStatus, human_bytes};
+use crate::retention::pulls::{LastPull, Method, PullLogConfig, PullLogReport, PullLogs};
+use crate::storage;
+use crate::storage::fs::index::IndexOptions;
+use crate::storage::layout::Layout;
 use crate::warning::Warning;
 
 /// Version of the JSON document's shape.
@@ -510,6 +515,51 @@ pub fn usage(
     }
 }
 
+/// `regsweep du`: indexes and marks `layout` in a pool of `threads`, then
+/// computes where the bytes are; with `pulls` (the logs, and the window
+/// `--pulled-within` asks about), also what was not pulled. Logs that do
+/// not cover the window are refused, unless taken as complete. Deletes
+/// nothing.
+pub fn disk_usage(
+    layout: &Layout,
+    options: DuOptions,
+    pulls: Option<(&PullLogConfig, Age)>,
+    threads: Option<usize>,
+    progress: Progress,
+) -> Result<Usage> {
+    crate::gc::thread_pool(threads, "regsweep")?.install(|| {
+        let now = SystemTime::now();
+        let task = progress.spinner("indexing", "files");
+        let index = storage::fs::index::build(layout, IndexOptions::default(), &task)?;
+        task.finish();
+        let mut warnings = index.warnings.clone();
+        let logs = match pulls {
+            Some((config, within)) => {
+                let task = progress.spinner("reading pull logs", "lines");
+                let interrupt = Interrupt::default();
+                let mut logs = PullLogs::read(config, layout, &index, now, &interrupt, &task)?;
+                task.finish();
+                let rule = format!("--pulled-within {within}");
+                logs.check_coverage(&rule, within, now, config.assume_complete)
+                    .map_err(Error::PullLog)?;
+                let since = clock::cutoff(now, within.duration());
+                warnings.extend(logs.warnings(Some(since), now));
+                Some((logs, within, since))
+            }
+            None => None,
+        };
+        let window = logs.as_ref().map(|(logs, within, since)| PullWindow {
+            logs,
+            within: *within,
+            since: *since,
+        });
+        let task = progress.spinner("marking", "manifests read");
+        let usage = compute(layout, &index, warnings, options, window.as_ref(), &task);
+        task.finish();
+        Ok(usage)
+    })
+}
+
 /// Loads every manifest the index's repositories hold or reach, marks, and
 /// plans; then computes the usage. Runs on the current rayon pool.
 pub fn compute(
@@ -663,9 +713,9 @@ fn describe_pull(pull: &PullSeen) -> String {
 mod tests {
     use super::*;
     use crate::digest::Digest;
+    use crate::gc::mark::{Refs, mark_loaded};
     use crate::index::{Blob, Repository, Revision, Tag};
-    use crate::mark::{Refs, mark_loaded};
-    use crate::pulls::{LastPull, Method, PullLogs};
+    use crate::retention::pulls::{LastPull, Method, PullLogs};
 
     fn d(n: u8) -> Digest {
         Digest::from_bytes([n; 32])
@@ -754,7 +804,7 @@ mod tests {
         LastPull {
             time: SystemTime::now() - std::time::Duration::from_secs(days_ago * 86_400),
             method,
-            via: crate::pulls::Via::Digest,
+            via: crate::retention::pulls::Via::Digest,
             user_agent: Some("containerd/1.7".into()),
         }
     }

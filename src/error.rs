@@ -108,16 +108,16 @@ pub enum Error {
 
     /// The retention policy cannot be used (a bad file, bad flags).
     #[error(transparent)]
-    Policy(crate::policy::PolicyError),
+    Policy(crate::retention::policy::PolicyError),
 
     /// The list of protected references cannot be read whole.
     #[error(transparent)]
-    Protect(crate::protect::ProtectError),
+    Protect(crate::retention::protect::ProtectError),
 
     /// The registry's logs (`--pull-log`) cannot be read, or do not cover
     /// the pull window.
     #[error(transparent)]
-    PullLog(crate::pulls::PullLogError),
+    PullLog(crate::retention::pulls::PullLogError),
 
     /// A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop before the
     /// sweep began: nothing was deleted.

@@ -15,12 +15,13 @@ use cli::{
     Cli, Command, DuArgs, GcArgs, ManArgs, MetricsFile, QUIT, RestoreArgs, TrashCommand,
     TrashEmptyArgs, VerifyArgs,
 };
+use regsweep::gc::Collector;
 use regsweep::interrupt::{Interrupt, Phase};
-use regsweep::lock::{self, Lock};
 use regsweep::report::{ErrorRecord, StopReport, TrashRecord};
-use regsweep::sweep::Disposal;
-use regsweep::trash::{self, Trash};
-use regsweep::{Collector, ExitStatus, Report};
+use regsweep::storage::fs::lock::{self, Lock};
+use regsweep::storage::fs::sweep::Disposal;
+use regsweep::storage::fs::trash::{self, Trash};
+use regsweep::{ExitStatus, Report};
 use signals::Mode;
 
 fn main() -> ExitCode {
@@ -247,15 +248,15 @@ fn write_metrics(
     let Some(metrics) = metrics else {
         return status;
     };
-    let run = regsweep::metrics::RunFacts {
+    let run = regsweep::report::metrics::RunFacts {
         target: &metrics.target,
         finished: std::time::SystemTime::now(),
         duration: metrics.started.elapsed(),
         dry_run: metrics.dry_run,
         exit_code: status,
     };
-    let text = regsweep::metrics::render(&run, report);
-    match regsweep::metrics::write_atomically(&metrics.path, &text) {
+    let text = regsweep::report::metrics::render(&run, report);
+    match regsweep::report::metrics::write_atomically(&metrics.path, &text) {
         Ok(()) => status,
         Err(e) => {
             eprintln!("regsweep: error: {e}");
@@ -458,7 +459,7 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
         eprintln!(
             "regsweep: error: {change}: the registry is taking writes, and the plan may no longer hold. Make it read-only (storage.maintenance.readonly.enabled: true in its config.yml, then restart it) or stop it, then run regsweep again"
         );
-        if report.deleted == regsweep::plan::Reclaim::default() {
+        if report.deleted == regsweep::gc::plan::Reclaim::default() {
             eprintln!("regsweep: nothing was deleted");
         } else {
             eprintln!(
@@ -495,7 +496,7 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
 
 /// Whether the registry's configuration keeps it from taking pushes: said
 /// before the prompt, where a push would race the sweep.
-fn readonly_notice(config: &regsweep::target::RegistryConfig) -> String {
+fn readonly_notice(config: &regsweep::storage::target::RegistryConfig) -> String {
     let path = config.path.display();
     if config.readonly {
         format!(
@@ -636,9 +637,9 @@ fn ask(out: &mut impl Write, question: &str) -> Answer {
 fn du(args: DuArgs) -> ExitStatus {
     signals::describe_target(args.target.clone(), None);
     let run = || -> regsweep::Result<ExitStatus> {
-        let layout = regsweep::target::resolve(
+        let layout = regsweep::storage::target::resolve(
             &args.target,
-            &regsweep::target::Environment::from_process(),
+            &regsweep::storage::target::Environment::from_process(),
         )?;
         let options = regsweep::du::DuOptions {
             delete_untagged: args.delete_untagged,
@@ -647,7 +648,7 @@ fn du(args: DuArgs) -> ExitStatus {
         };
         let progress = regsweep::progress::Progress::new(io::stderr().is_terminal());
         let pulls = args.pulls();
-        let usage = regsweep::disk_usage(
+        let usage = regsweep::du::disk_usage(
             &layout,
             options,
             pulls.as_ref().map(|(config, within)| (config, *within)),

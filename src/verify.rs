@@ -3,7 +3,7 @@
 //! name. Reads only; deletes nothing.
 //!
 //! The checks reuse the pipeline's first two stages:
-//! - the index ([`index::build_checking_links`]) reports links that are
+//! - the index ([`crate::storage::fs::index::build_checking_links`]) reports links that are
 //!   empty, have a newline, are not digests or disagree with their path
 //!   (revision, `_layers` and tag history links), tags whose current link is
 //!   invalid, and entries the registry does not write;
@@ -36,13 +36,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::error::Result;
-use crate::fs_at::{Dir, is_symlink_error};
-use crate::index::{self, Index, Repository};
-use crate::layout::{Layout, link_file, relative};
-use crate::lock;
-use crate::mark::{self, Loaded};
+use crate::gc::mark::{self, Loaded};
+use crate::index::{Index, Repository};
 use crate::progress::Progress;
 use crate::report::{ExitStatus, human_bytes};
+use crate::storage::fs::dir::{Dir, is_symlink_error};
+use crate::storage::fs::lock;
+use crate::storage::layout::{Layout, link_file, relative};
 use crate::warning::{Warning, WarningKind};
 
 /// Version of the JSON report's shape.
@@ -58,7 +58,7 @@ pub struct VerifyConfig {
     pub layout: Layout,
     /// Also hash every blob's data.
     pub digests: bool,
-    /// Worker threads; `None` for [`crate::default_threads`].
+    /// Worker threads; `None` for [`crate::gc::default_threads`].
     pub threads: Option<usize>,
     /// Progress on stderr (the caller decides: only when it is a terminal).
     pub progress: bool,
@@ -212,7 +212,7 @@ pub struct Verification {
 
 /// Runs the checks in a thread pool of its own.
 pub fn verify(config: &VerifyConfig) -> Result<Verification> {
-    crate::thread_pool(config.threads, "regsweep-verify")?.install(|| run(config))
+    crate::gc::thread_pool(config.threads, "regsweep-verify")?.install(|| run(config))
 }
 
 fn run(config: &VerifyConfig) -> Result<Verification> {
@@ -221,7 +221,7 @@ fn run(config: &VerifyConfig) -> Result<Verification> {
     let mut problems: Vec<Problem> = lock_problem(layout).into_iter().collect();
 
     let task = progress.spinner("indexing", "files");
-    let index = index::build_checking_links(layout, &task)?;
+    let index = crate::storage::fs::index::build_checking_links(layout, &task)?;
     task.finish();
     let task = progress.spinner("reading manifests", "manifests");
     let loaded = mark::load_all(layout, &index, &task);

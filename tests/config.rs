@@ -317,9 +317,9 @@ fn registry_and_regsweep_agree_on_refusals_and_readonly() {
         };
         let cfg = write_config(dir.path(), &text);
         let registry = registry_upload_root(&cfg, &env);
-        let ours = regsweep::target::read_config(
+        let ours = regsweep::storage::target::read_config(
             &cfg,
-            &regsweep::target::Environment::from_vars(env.iter().copied()),
+            &regsweep::storage::target::Environment::from_vars(env.iter().copied()),
         );
         match readonly {
             Some(readonly) => {

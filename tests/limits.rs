@@ -30,19 +30,19 @@ fn huge_min_age_is_refused_not_read_as_zero() {
 fn min_age_beyond_the_earliest_time_keeps_everything() {
     let mut b = LayoutBuilder::new();
     let orphan = b.orphan_blob("o");
-    let config = regsweep::GcConfig {
+    let config = regsweep::gc::GcConfig {
         delete_untagged: true,
         threads: Some(2),
         delete_threads: Some(2),
         min_age: regsweep::duration::Age::from(Duration::MAX),
-        ..regsweep::GcConfig::new(regsweep::target::storage_root(b.root()).unwrap())
+        ..regsweep::gc::GcConfig::new(regsweep::storage::target::storage_root(b.root()).unwrap())
     };
-    let collector = regsweep::Collector::new(config).unwrap();
+    let collector = regsweep::gc::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
     assert!(planned.cutoff.is_some(), "a minimum age is never dropped");
     let outcome = collector.sweep(
         &planned,
-        regsweep::sweep::Disposal::Delete,
+        regsweep::storage::fs::sweep::Disposal::Delete,
         true,
         planned.now,
     );

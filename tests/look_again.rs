@@ -181,14 +181,14 @@ fn a_blob_whose_data_went_but_whose_directory_stayed_counts_its_bytes() {
 #[test]
 fn a_retag_after_the_plan_stops_the_sweep_before_any_deletion() {
     let (mut b, _live, old) = app_with_untagged_image();
-    let config = regsweep::GcConfig {
+    let config = regsweep::gc::GcConfig {
         delete_untagged: true,
         threads: Some(2),
         delete_threads: Some(4),
         min_age: regsweep::duration::Age::ZERO,
-        ..regsweep::GcConfig::new(regsweep::target::storage_root(b.root()).unwrap())
+        ..regsweep::gc::GcConfig::new(regsweep::storage::target::storage_root(b.root()).unwrap())
     };
-    let collector = regsweep::Collector::new(config).unwrap();
+    let collector = regsweep::gc::Collector::new(config).unwrap();
     let index_began = SystemTime::now();
     let planned = collector.plan().unwrap();
     assert!(
@@ -205,7 +205,7 @@ fn a_retag_after_the_plan_stops_the_sweep_before_any_deletion() {
     let before = snapshot_contents(b.root());
     let outcome = collector.sweep(
         &planned,
-        regsweep::sweep::Disposal::Delete,
+        regsweep::storage::fs::sweep::Disposal::Delete,
         true,
         index_began,
     );

@@ -517,7 +517,7 @@ fn a_held_lock_refuses_a_sweep_and_a_leftover_one_does_not() {
     let lock = root.join("regsweep.lock");
     let before = snapshot(&root);
 
-    let held = regsweep::lock::Lock::acquire(&root, "gc").unwrap();
+    let held = regsweep::storage::fs::lock::Lock::acquire(&root, "gc").unwrap();
     let out = regsweep(&["gc", "-y", "-m", root.to_str().unwrap()]);
     assert_eq!(code(&out), 2, "{}", describe(&out));
     let err = stderr(&out);
@@ -826,21 +826,21 @@ fn the_quit_flag_stops_the_sweep_between_deletions() {
     static QUIT: AtomicBool = AtomicBool::new(false);
     let (_d, root) = fixture(true);
     let before = snapshot(&root);
-    let config = regsweep::GcConfig {
+    let config = regsweep::gc::GcConfig {
         delete_untagged: true,
         threads: Some(2),
         delete_threads: Some(4),
         interrupt: regsweep::interrupt::Interrupt::new(&QUIT),
         min_age: regsweep::duration::Age::ZERO,
-        ..regsweep::GcConfig::new(regsweep::target::storage_root(&root).unwrap())
+        ..regsweep::gc::GcConfig::new(regsweep::storage::target::storage_root(&root).unwrap())
     };
-    let collector = regsweep::Collector::new(config).unwrap();
+    let collector = regsweep::gc::Collector::new(config).unwrap();
     let planned = collector.plan().unwrap();
     assert!(!planned.plan.candidates.is_empty());
     QUIT.store(true, std::sync::atomic::Ordering::SeqCst);
     let outcome = collector.sweep(
         &planned,
-        regsweep::sweep::Disposal::Delete,
+        regsweep::storage::fs::sweep::Disposal::Delete,
         true,
         planned.now,
     );

@@ -581,8 +581,8 @@ fn both_locks_held_are_reported_at_once() {
     let trash = dir.path().join("trash");
     fs::create_dir(&trash).unwrap();
     let before = snapshot(&root);
-    let _storage = regsweep::lock::Lock::acquire(&root, "gc").unwrap();
-    let _trash = regsweep::lock::Lock::acquire(&trash, "restore").unwrap();
+    let _storage = regsweep::storage::fs::lock::Lock::acquire(&root, "gc").unwrap();
+    let _trash = regsweep::storage::fs::lock::Lock::acquire(&trash, "restore").unwrap();
     let out = regsweep(&gc_args(&root, &["--trash", trash.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let report = one_json(&out);
@@ -674,7 +674,7 @@ fn every_refusal_prints_one_json_object_with_exit_code_error_and_kind() {
     assert_refusal(&out, "protect", "a protect file that is not there");
 
     {
-        let _held = regsweep::lock::Lock::acquire(&root, "gc").unwrap();
+        let _held = regsweep::storage::fs::lock::Lock::acquire(&root, "gc").unwrap();
         let out = regsweep(&gc_args(&root, &[]));
         let report = assert_refusal(&out, "lock_held", "the lock held");
         assert!(
@@ -785,7 +785,7 @@ fn a_leftover_lock_file_of_another_user_is_taken_over_unless_held() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(!lock.exists());
 
-    let held = regsweep::lock::Lock::acquire(&trash, "gc").unwrap();
+    let held = regsweep::storage::fs::lock::Lock::acquire(&trash, "gc").unwrap();
     fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
     let out = as_nobody();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

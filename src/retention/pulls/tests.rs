@@ -524,7 +524,7 @@ fn the_newest_pull_of_a_tag_describes_how() {
 /// by tag, docker's a GET by digest, and a GET of a missing tag got 404.
 fn real_log(kind: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/pulls/testdata")
+        .join("src/retention/pulls/testdata")
         .join(format!("registry-2.8.2-{kind}.log"))
 }
 
@@ -582,7 +582,8 @@ fn every_line_of_the_real_registrys_logs_is_read_and_three_are_pulls() {
 /// and `team/app:unpulled`, then copied `pulled` (two GETs by tag),
 /// containerd's user agent sent a HEAD by tag, docker's a GET by digest.
 fn real_events() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/pulls/testdata/registry-2.8.2-events.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/retention/pulls/testdata/registry-2.8.2-events.json")
 }
 
 const EVENTS_DIGEST: &str =

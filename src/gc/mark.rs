@@ -38,12 +38,12 @@
 use rayon::prelude::*;
 
 use crate::digest::{Digest, DigestMap, DigestSet};
-use crate::fs_at::Dir;
 use crate::index::{BlobId, Index, Repository, Tag};
 use crate::interrupt::{Interrupt, Phase};
-use crate::layout::{Layout, relative};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::progress::Task;
+use crate::storage::fs::dir::Dir;
+use crate::storage::layout::{Layout, relative};
 use crate::warning::{Warning, WarningKind};
 
 /// The references of a loaded manifest, resolved against the index.

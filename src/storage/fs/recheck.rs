@@ -38,9 +38,9 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 
 use crate::digest::Digest;
+use crate::gc::plan::{CandidateKind, Plan};
 use crate::index::Index;
-use crate::layout::{self, Layout};
-use crate::plan::{CandidateKind, Plan};
+use crate::storage::layout::{self, Layout};
 
 /// Something changed in the tree since the index began.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,8 +256,8 @@ fn parent(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gc::plan::{Candidate, Reason};
     use crate::index::{Repository, Tag};
-    use crate::plan::{Candidate, Reason};
     use std::time::Duration;
 
     fn d(n: u8) -> Digest {

@@ -45,11 +45,11 @@ use walkdir::WalkDir;
 use crate::clock;
 use crate::duration::Age;
 use crate::error::{Error, Result};
-use crate::fs_at::{self, Dir};
-use crate::layout::{Layout, V2_SUFFIX, names};
-use crate::lock::{self, Lock};
 use crate::report::{count, counted, human_bytes};
-use crate::target;
+use crate::storage::fs::dir::{self, Dir};
+use crate::storage::fs::lock::{self, Lock};
+use crate::storage::layout::{Layout, V2_SUFFIX, names};
+use crate::storage::target;
 
 /// The journal of a batch.
 pub const JOURNAL: &str = "journal.jsonl";
@@ -480,7 +480,7 @@ pub fn read_batch(dir: &Path) -> Result<Option<BatchInfo>> {
         path: path.clone(),
         reason: format!("{reason}; nothing of this batch is restored, listed or deleted"),
     };
-    let file = match fs_at::open_regular(&path) {
+    let file = match dir::open_regular(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(unreadable(format!("cannot read the journal: {e}"))),
@@ -723,7 +723,7 @@ fn open_below(base: &Dir, components: &[String]) -> io::Result<Option<Dir>> {
         match parent.open_dir(name) {
             Ok(Some(next)) => dir = Some(next),
             Ok(None) => return Ok(None),
-            Err(e) if fs_at::is_symlink_error(&e) => {
+            Err(e) if dir::is_symlink_error(&e) => {
                 return Err(not_a_directory(&components[..=i]));
             }
             Err(e) => return Err(e),
@@ -752,7 +752,7 @@ fn make_below(base: &Dir, components: &[String]) -> io::Result<Dir> {
         match opened {
             Ok(Some(next)) => dir = Some(next),
             Ok(None) => return Err(io::ErrorKind::NotFound.into()),
-            Err(e) if fs_at::is_symlink_error(&e) => {
+            Err(e) if dir::is_symlink_error(&e) => {
                 return Err(not_a_directory(&components[..=i]));
             }
             Err(e) => return Err(e),
@@ -788,7 +788,7 @@ fn check_needs(v2: &Dir, needs: &Needs) -> Result<(), String> {
         path.extend(name.iter().cloned());
         path
     };
-    let is = |dir: &Dir, name: &str, kind: fs_at::Kind| {
+    let is = |dir: &Dir, name: &str, kind: dir::Kind| {
         dir.stat(name)
             .ok()
             .flatten()
@@ -801,8 +801,8 @@ fn check_needs(v2: &Dir, needs: &Needs) -> Result<(), String> {
                 .ok()
                 .flatten()
                 .is_some_and(|repo| {
-                    is(&repo, names::MANIFESTS, fs_at::Kind::Dir)
-                        || is(&repo, names::LAYERS, fs_at::Kind::Dir)
+                    is(&repo, names::MANIFESTS, dir::Kind::Dir)
+                        || is(&repo, names::LAYERS, dir::Kind::Dir)
                 });
             exists.then_some(()).ok_or_else(|| {
                 format!(
@@ -817,7 +817,7 @@ fn check_needs(v2: &Dir, needs: &Needs) -> Result<(), String> {
             let exists = open_below(v2, &current)
                 .ok()
                 .flatten()
-                .is_some_and(|dir| is(&dir, names::LINK, fs_at::Kind::File));
+                .is_some_and(|dir| is(&dir, names::LINK, dir::Kind::File));
             exists.then_some(()).ok_or_else(|| {
                 format!(
                     "tag `{tag}` of `{}` no longer exists (no `current/link`: deleted since the sweep?): its history is not brought back, which would make a tag that lists and does not pull; it stays in the batch",

@@ -2,7 +2,10 @@
 //! and the verbose list of candidates.
 //!
 //! JSON field names are part of regsweep's interface (README, "JSON report");
-//! a change to them bumps [`REPORT_VERSION`].
+//! a change to them bumps [`REPORT_VERSION`]. The `--metrics-file` text is
+//! in [`metrics`].
+
+pub mod metrics;
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -15,11 +18,11 @@ use std::time::SystemTime;
 
 use crate::clock;
 use crate::duration::Age;
+use crate::gc::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
 use crate::index::Index;
 use crate::interrupt::Phase;
-use crate::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
-use crate::policy::PolicyReport;
-use crate::sweep::{Failure, SweepOutcome};
+use crate::retention::policy::PolicyReport;
+use crate::storage::fs::sweep::{Failure, SweepOutcome};
 use crate::warning::Warning;
 
 /// Serializes a path as a string, replacing what is not UTF-8 with U+FFFD:
@@ -358,11 +361,11 @@ pub struct Report<'a> {
     /// What the `--protect` list came to: references found, not found (each
     /// also a warning) and those of other registries (noted); `null`
     /// without `--protect`.
-    pub protect: Option<&'a crate::protect::ProtectReport>,
+    pub protect: Option<&'a crate::retention::protect::ProtectReport>,
     /// What the `--pull-log` files held: per file, lines per format, lines
     /// not read (with samples), pulls, the time span; and whether they
     /// cover the pull window. `null` without `--pull-log`.
-    pub pull_logs: Option<&'a crate::pulls::PullLogReport>,
+    pub pull_logs: Option<&'a crate::retention::pulls::PullLogReport>,
     /// The registry's blob descriptor cache (not in JSON).
     #[serde(skip)]
     pub blob_cache: BlobCache,
@@ -633,7 +636,7 @@ impl<'a> Report<'a> {
                     count(refused.tags)
                 )?;
             }
-            let rows: Vec<(&str, &crate::policy::TagRecord)> = repo
+            let rows: Vec<(&str, &crate::retention::policy::TagRecord)> = repo
                 .deleted
                 .iter()
                 .map(|t| ("delete", t))

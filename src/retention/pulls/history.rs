@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use crate::digest::Digest;
 use crate::index::Index;
-use crate::layout::{Layout, link_file};
+use crate::storage::layout::{Layout, link_file};
 
 /// A tag's history, with the times read from storage.
 #[derive(Debug, Clone, Default)]

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::fs_at::{not_regular, not_regular_kind};
+use crate::storage::fs::dir::{not_regular, not_regular_kind};
 use crate::warning::{Warning, WarningKind};
 
 /// The lock file's name, in the storage root or the trash directory.

@@ -20,12 +20,12 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 
 use crate::digest::{Digest, SHA256};
-use crate::fs_at::Dir;
+use crate::gc::plan::{Candidate, CandidateKind, Hold, Plan, Reason};
 use crate::index::Index;
 use crate::interrupt::{Interrupt, Phase};
-use crate::layout::{Layout, link_file, names};
-use crate::plan::{Candidate, CandidateKind, Hold, Plan, Reason};
-use crate::sweep::candidate_dir;
+use crate::storage::fs::dir::Dir;
+use crate::storage::fs::sweep::candidate_dir;
+use crate::storage::layout::{Layout, link_file, names};
 
 /// What the ages of a plan's candidates decide.
 #[derive(Debug, Default)]
@@ -109,8 +109,10 @@ fn modified(
                 dir,
             ])
         }
-        CandidateKind::Tag => latest(&[dir.join(crate::layout::relative::tag_current_link())])
-            .or_else(|| latest(&[dir])),
+        CandidateKind::Tag => {
+            latest(&[dir.join(crate::storage::layout::relative::tag_current_link())])
+                .or_else(|| latest(&[dir]))
+        }
         _ => latest(&[link_file(&dir)]).or_else(|| latest(&[dir])),
     }
 }
@@ -174,7 +176,7 @@ pub fn find_until(
             &plan.candidates[..]
         }
     };
-    let groups = crate::plan::parent_groups(candidates);
+    let groups = crate::gc::plan::parent_groups(candidates);
     let unstatted = AtomicU64::new(0);
     let ages: Vec<Option<Duration>> = groups
         .par_iter()

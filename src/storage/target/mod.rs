@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::layout::{Layout, V2_SUFFIX};
+use crate::storage::layout::{Layout, V2_SUFFIX};
 
 use yaml::{Decoder, Kind, Map, Scalar, Value};
 

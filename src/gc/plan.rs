@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::digest::{Digest, DigestSet};
-use crate::hygiene::{TemporaryFile, Upload};
+use crate::gc::mark::Marking;
 use crate::index::{BlobId, Index};
-use crate::mark::Marking;
+use crate::storage::fs::hygiene::{TemporaryFile, Upload};
 
 /// What a candidate is. The order is the sweep order: each step only removes
 /// things nothing left behind still points at, so a sweep stopped anywhere
@@ -71,7 +71,7 @@ impl CandidateKind {
     }
 
     /// Whether a sweep looks again, before deleting candidates of this
-    /// kind, at what the plan depends on (see [`crate::recheck`]). Stray
+    /// kind, at what the plan depends on (see [`crate::storage::fs::recheck`]). Stray
     /// temporary files are no content, and repositories are checked one by
     /// one, right before each goes.
     pub fn rechecked(&self) -> bool {
@@ -972,9 +972,9 @@ pub fn count(index: &Index) -> Counts {
 mod tests {
     use super::*;
     use crate::digest::DigestMap;
+    use crate::gc::mark::{Loaded, Refs, mark_loaded};
     use crate::index::{Blob, Repository, Revision, Tag};
-    use crate::layout::Layout;
-    use crate::mark::{Loaded, Refs, mark_loaded};
+    use crate::storage::layout::Layout;
 
     fn d(n: u8) -> Digest {
         Digest::from_bytes([n; 32])
@@ -1166,7 +1166,7 @@ mod tests {
     fn a_dropped_tag_goes_whole_after_the_manifests_it_held() {
         let (index, loaded) = fixture();
         let dropped = vec![vec![0]];
-        let marking = crate::mark::mark_with_policy(
+        let marking = crate::gc::mark::mark_with_policy(
             &Layout::new("/s"),
             &index,
             &loaded,

@@ -221,7 +221,7 @@ pub fn parse_reference(text: &str, line: usize) -> Result<Reference, String> {
     }
     let tag = match (tag, digest) {
         (Some(tag), _) => Some(tag.to_owned()),
-        (None, None) => Some(crate::policy::LATEST.to_owned()),
+        (None, None) => Some(crate::retention::policy::LATEST.to_owned()),
         (None, Some(_)) => None,
     };
     Ok(Reference {

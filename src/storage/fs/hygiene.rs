@@ -18,7 +18,7 @@ use walkdir::WalkDir;
 
 use crate::clock;
 use crate::index::Index;
-use crate::layout::{Layout, names};
+use crate::storage::layout::{Layout, names};
 use crate::warning::{Warning, WarningKind};
 
 /// The file an upload records its start time in.

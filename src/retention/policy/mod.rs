@@ -19,7 +19,7 @@
 //! 4. a tag the rule would delete is kept when it was pulled (by name, or
 //!    its manifest by any reference) or pushed within the rule's
 //!    `pulled_within` or `--keep-pulled-within`, as the registry's logs
-//!    tell (see [`crate::pulls`]);
+//!    tell (see [`crate::retention::pulls`]);
 //! 5. the guard: a repository where every tag would be deleted keeps them
 //!    all, and says which rules wanted them, unless empty repositories are
 //!    allowed.
@@ -47,9 +47,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::duration::Age;
+use crate::gc::mark::{Loaded, Refs};
 use crate::index::{BlobId, Index, Tag};
-use crate::mark::{Loaded, Refs};
-use crate::pulls::TagPulls;
+use crate::retention::pulls::TagPulls;
 use crate::warning::{Warning, WarningKind};
 
 /// The tag that is kept unless a policy file says `"keep_latest": false`.
@@ -1340,7 +1340,7 @@ impl Policy {
 }
 
 /// Per repository, the sorted indices of the tags `decisions` delete, for
-/// [`crate::mark::mark_with_policy`] and [`crate::plan::PlanOptions`].
+/// [`crate::gc::mark::mark_with_policy`] and [`crate::gc::plan::PlanOptions`].
 pub fn dropped_tags(decisions: &[RepositoryDecision], repositories: usize) -> Vec<Vec<u32>> {
     let mut dropped = vec![Vec::new(); repositories];
     for decision in decisions {
@@ -2304,7 +2304,7 @@ mod tests {
 
     /// The ```json blocks of the README's section on retention policies.
     fn readme_policy_examples() -> Vec<&'static str> {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../../README.md");
         let start = readme
             .find("\n## Retention policies")
             .expect("the README has a retention policies section");
@@ -2533,7 +2533,7 @@ mod tests {
         policy: &Policy,
         spec: &[(&str, u64, Option<u64>, Option<u64>)],
     ) -> RepositoryDecision {
-        use crate::pulls::{LastPull, Method, Via};
+        use crate::retention::pulls::{LastPull, Method, Via};
         use std::sync::Arc;
         let tags: Vec<Tag> = spec.iter().map(|(n, ..)| tag(n)).collect();
         let pull = |days: Option<u64>, via: Via| {

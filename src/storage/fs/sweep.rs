@@ -11,7 +11,7 @@
 //! with the next candidate.
 //!
 //! With a trash batch, a candidate's directory moves as a whole, with one
-//! `rename(2)`, journaled first (see [`crate::trash`]).
+//! `rename(2)`, journaled first (see [`crate::storage::fs::trash`]).
 //!
 //! What could not be removed stays a root for the rest of the run: a
 //! revision (or a tag) that stays keeps the blobs and layer links its
@@ -41,15 +41,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::digest::{Digest, DigestMap};
-use crate::fs_at::Dir;
-use crate::hygiene::is_temporary_name;
+use crate::gc::plan::{self, Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
 use crate::interrupt::{Interrupt, Phase};
-use crate::layout::{self, Layout, names};
-use crate::plan::{self, Candidate, CandidateKind, Plan, Reclaim};
 use crate::progress::Progress;
-use crate::recheck::{Change, Recheck};
-use crate::trash::{self, Batch};
+use crate::storage::fs::dir::Dir;
+use crate::storage::fs::hygiene::is_temporary_name;
+use crate::storage::fs::recheck::{Change, Recheck};
+use crate::storage::fs::trash::{self, Batch};
+use crate::storage::layout::{self, Layout, names};
 
 /// Something the sweep could not delete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -88,7 +88,7 @@ pub struct SweepOptions {
     /// clean-up and no end of journal follow.
     pub stop_after: Option<u64>,
     /// Checked before each deletion, to stop cleanly between two (a
-    /// [`crate::Collector`] sweeps with [`crate::GcConfig::interrupt`]).
+    /// [`crate::gc::Collector`] sweeps with [`crate::gc::GcConfig::interrupt`]).
     pub interrupt: Interrupt,
     /// Stray temporary files modified after this stay.
     pub cutoff: Option<SystemTime>,
@@ -368,7 +368,7 @@ impl Held {
                     continue;
                 }
                 let mut keep = vec![manifest];
-                match crate::mark::load(blob_shards.as_ref(), index, &manifest) {
+                match crate::gc::mark::load(blob_shards.as_ref(), index, &manifest) {
                     Ok(refs) => {
                         keep.extend(
                             refs.stored
@@ -388,7 +388,7 @@ impl Held {
                 }
                 // The registry serves what a revision link names, as marking
                 // follows it.
-                stack.extend(crate::mark::link_targets(repo, &manifest));
+                stack.extend(crate::gc::mark::link_targets(repo, &manifest));
                 for digest in keep {
                     held.links
                         .entry((r, digest))
@@ -740,8 +740,8 @@ fn remove_tree(root: &Path) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gc::plan::Reason;
     use crate::index::{Blob, Repository, Revision};
-    use crate::plan::Reason;
 
     /// A failed revision keeps what its manifest references, and what the
     /// manifest its revision link names references (the registry serves that

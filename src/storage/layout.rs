@@ -86,8 +86,8 @@ impl Layout {
 
     /// `blobs/sha256/`, opened without following a symbolic link below the
     /// root; `None` when any part of it cannot be opened.
-    pub fn open_blob_shards(&self) -> Option<crate::fs_at::Dir> {
-        crate::fs_at::Dir::open(&self.v2)
+    pub fn open_blob_shards(&self) -> Option<crate::storage::fs::dir::Dir> {
+        crate::storage::fs::dir::Dir::open(&self.v2)
             .and_then(|v2| v2.open_dir(names::BLOBS))
             .ok()
             .flatten()

@@ -16,7 +16,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::plan::Reclaim;
+use crate::gc::plan::Reclaim;
 use crate::report::{ExitStatus, Report};
 
 /// Facts of a run that the report does not hold.
@@ -392,10 +392,10 @@ mod tests {
 
     #[test]
     fn a_sweep_report_renders_deletions_reclaimable_warnings_and_failures() {
+        use crate::gc::plan::Plan;
         use crate::index::Index;
-        use crate::plan::Plan;
         use crate::report::RunInfo;
-        use crate::sweep::{Failure, SweepOutcome};
+        use crate::storage::fs::sweep::{Failure, SweepOutcome};
         use crate::warning::{Warning, WarningKind};
 
         let index = Index::default();

@@ -47,8 +47,8 @@ use crate::digest::Digest;
 use crate::duration::{Age, human};
 use crate::index::{Index, Tag};
 use crate::interrupt::{Interrupt, Phase};
-use crate::layout::Layout;
 use crate::progress::Task;
+use crate::storage::layout::Layout;
 use crate::warning::{Warning, WarningKind};
 use input::Source;
 use parse::{Parsed, Request};
@@ -347,7 +347,7 @@ pub struct PullLogFile {
     /// The collectors' wrappers peeled off its lines (Docker json-file,
     /// Kubernetes CRI, journald, syslog, timestamp and compose prefixes),
     /// the lines they split joined again.
-    pub wrappers: crate::logwrap::Counts,
+    pub wrappers: crate::retention::logwrap::Counts,
     /// Completed requests read from the registry's app log (`response
     /// completed`), of any path.
     pub app_requests: u64,
@@ -378,7 +378,7 @@ impl PullLogFile {
             last: None,
             instances: Vec::new(),
             hosts: Vec::new(),
-            wrappers: crate::logwrap::Counts::default(),
+            wrappers: crate::retention::logwrap::Counts::default(),
             app_requests: 0,
             access_requests: 0,
             instance_spans: Vec::new(),
@@ -791,7 +791,7 @@ impl Reader<'_> {
         task: &Task,
     ) -> crate::Result<()> {
         let mut buf = Vec::new();
-        let mut peeler = crate::logwrap::Peeler::new();
+        let mut peeler = crate::retention::logwrap::Peeler::new();
         loop {
             let cut = match input::next_line(reader, &mut buf) {
                 Ok(Some(cut)) => cut,
