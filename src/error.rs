@@ -3,9 +3,16 @@
 //! Damage that can be contained (one bad manifest, one bad link) is not an
 //! error: it is a [`crate::warning::Warning`], collected during the run, that
 //! makes regsweep keep whatever the damaged file might reference.
+//!
+//! Nearly every module returns this error, so it depends on none of them:
+//! the errors of the retention parts it carries are defined in their own
+//! modules (`retention::{policy,protect,pulls}::error`), which need nothing
+//! of the crate, and it names the [`Phase`] an interruption stopped.
 
 use std::io;
 use std::path::PathBuf;
+
+use crate::interrupt::{Interrupt, Phase};
 
 /// A reason to refuse the whole run. Every variant names the path at fault.
 #[derive(Debug, thiserror::Error)]
@@ -108,23 +115,23 @@ pub enum Error {
 
     /// The retention policy cannot be used (a bad file, bad flags).
     #[error(transparent)]
-    Policy(crate::retention::policy::PolicyError),
+    Policy(crate::retention::policy::error::PolicyError),
 
     /// The list of protected references cannot be read whole.
     #[error(transparent)]
-    Protect(crate::retention::protect::ProtectError),
+    Protect(crate::retention::protect::error::ProtectError),
 
     /// The registry's logs (`--pull-log`) cannot be read, or do not cover
     /// the pull window.
     #[error(transparent)]
-    PullLog(crate::retention::pulls::PullLogError),
+    PullLog(crate::retention::pulls::error::PullLogError),
 
     /// A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop before the
     /// sweep began: nothing was deleted.
     #[error("interrupted while {}: nothing was deleted", phase.doing())]
     Interrupted {
         /// What the run was doing.
-        phase: crate::interrupt::Phase,
+        phase: Phase,
     },
 
     /// The worker thread pool could not be started.
@@ -185,6 +192,19 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl Interrupt {
+    /// [`Interrupt::stops`] as an error: [`Error::Interrupted`]. Defined
+    /// here rather than in [`crate::interrupt`], which the error refers to
+    /// for [`Phase`].
+    pub fn check(&self, phase: Phase) -> Result<()> {
+        if self.stops(phase) {
+            Err(Error::Interrupted { phase })
+        } else {
+            Ok(())
         }
     }
 }

@@ -3,14 +3,15 @@
 //! The library installs no signal handler: the caller owns a flag (set by
 //! SIGINT, SIGTERM or SIGHUP in `regsweep`) and hands it in. Indexing and
 //! planning check it between two directories or files and give up with
-//! [`Error::Interrupted`] (nothing was deleted); the sweep checks it before
-//! each deletion and stops between two.
+//! [`crate::Error::Interrupted`] (nothing was deleted); the sweep checks it
+//! before each deletion and stops between two.
+//!
+//! [`Interrupt::check`], the stop as an error, is defined with the error in
+//! [`crate::error`]: this module needs nothing of the crate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
-
-use crate::error::{Error, Result};
 
 /// Where a run is: what an interruption stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,20 +96,12 @@ impl Interrupt {
         }
         self.requested()
     }
-
-    /// [`Interrupt::stops`] as an error: [`Error::Interrupted`].
-    pub fn check(&self, phase: Phase) -> Result<()> {
-        if self.stops(phase) {
-            Err(Error::Interrupted { phase })
-        } else {
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use std::sync::atomic::AtomicUsize;
 
     #[test]

@@ -40,6 +40,10 @@
 //! a local build) and only noted: clusters run those every day, and a
 //! warning for each would make every run exit 1.
 
+pub(crate) mod error;
+
+pub use error::ProtectError;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io;
@@ -66,32 +70,6 @@ pub struct Reference {
     pub tag: Option<String>,
     /// The manifest digest, if one is named.
     pub digest: Option<Digest>,
-}
-
-/// A protection file that cannot be used. Nothing is deleted.
-#[derive(Debug, thiserror::Error)]
-pub enum ProtectError {
-    /// The file cannot be read.
-    #[error("{}: cannot read the protected references: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// A token is not an image reference.
-    #[error("{}:{line}: `{text}` is not an image reference: {reason}", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The line (from 1).
-        line: usize,
-        /// The token.
-        text: String,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
 /// Whether `component` is a registry host rather than part of a repository
