@@ -126,6 +126,16 @@ pub enum Error {
     #[error(transparent)]
     PullLog(crate::retention::pulls::error::PullLogError),
 
+    /// A request to the object store failed (after its retries), or the
+    /// store cannot be reached as configured.
+    #[error("{}: {message}", path.display())]
+    ObjectStore {
+        /// The `s3://` address of the bucket or key.
+        path: PathBuf,
+        /// What the store or the client said (never a credential).
+        message: String,
+    },
+
     /// A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop before the
     /// sweep began: nothing was deleted.
     #[error("interrupted while {}: nothing was deleted", phase.doing())]
@@ -161,6 +171,7 @@ impl Error {
             Error::Policy(_) => "policy",
             Error::Protect(_) => "protect",
             Error::PullLog(e) => e.kind(),
+            Error::ObjectStore { .. } => "object_store",
             Error::Interrupted { .. } => "interrupted",
             Error::ThreadPool { .. } => "thread_pool",
         }
@@ -178,7 +189,8 @@ impl Error {
             | Error::LockHeld { path, .. }
             | Error::RegistryActive { path, .. }
             | Error::Trash { path, .. }
-            | Error::Restore { path, .. } => Some(path),
+            | Error::Restore { path, .. }
+            | Error::ObjectStore { path, .. } => Some(path),
             Error::PullLog(e) => e.path(),
             Error::Policy(_)
             | Error::Protect(_)

@@ -154,16 +154,7 @@ impl RepositoryMark {
 /// through a symbolic link, and checked against its digest, so a damaged blob
 /// cannot pass for a smaller manifest.
 pub fn load(blob_shards: Option<&Dir>, index: &Index, digest: &Digest) -> Loaded {
-    let size = match index.blob(digest).map(|b| b.data_size()) {
-        None => return Err("manifest blob is not in storage".into()),
-        Some(None) => return Err("manifest blob has no data file".into()),
-        Some(Some(size)) if size > MAX_MANIFEST_BYTES => {
-            return Err(format!(
-                "manifest blob is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"
-            ));
-        }
-        Some(Some(size)) => size,
-    };
+    let size = readable_size(index, digest)?;
     let blob_shards = blob_shards.ok_or("blob storage cannot be opened")?;
     let bytes = blob_shards
         .read_to_end(
@@ -172,15 +163,35 @@ pub fn load(blob_shards: Option<&Dir>, index: &Index, digest: &Digest) -> Loaded
             MAX_MANIFEST_BYTES,
         )
         .map_err(|e| format!("cannot read manifest blob: {e}"))?;
+    refs_of(index, digest, &bytes)
+}
+
+/// The size of the manifest stored as blob `digest`, as the index knows it,
+/// when it can be read: a known size no larger than [`MAX_MANIFEST_BYTES`].
+pub fn readable_size(index: &Index, digest: &Digest) -> Result<u64, String> {
+    match index.blob(digest).map(|b| b.data_size()) {
+        None => Err("manifest blob is not in storage".into()),
+        Some(None) => Err("manifest blob has no data file".into()),
+        Some(Some(size)) if size > MAX_MANIFEST_BYTES => Err(format!(
+            "manifest blob is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"
+        )),
+        Some(Some(size)) => Ok(size),
+    }
+}
+
+/// What the manifest `bytes`, read as blob `digest`, references: checked
+/// against its digest first, so a damaged blob cannot pass for a smaller
+/// manifest.
+pub fn refs_of(index: &Index, digest: &Digest, bytes: &[u8]) -> Loaded {
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(format!(
             "manifest blob is over the {MAX_MANIFEST_BYTES}-byte limit"
         ));
     }
-    if Digest::of_bytes(&bytes) != *digest {
+    if Digest::of_bytes(bytes) != *digest {
         return Err("manifest blob content does not match its digest".into());
     }
-    let manifest = manifest::parse(&bytes).map_err(|e| e.to_string())?;
+    let manifest = manifest::parse(bytes).map_err(|e| e.to_string())?;
     let mut stored = Vec::with_capacity(manifest.blobs.len());
     let mut absent = Vec::new();
     for blob in manifest.blobs {
@@ -256,6 +267,24 @@ pub fn load_all_until(
     interrupt: &Interrupt,
 ) -> crate::Result<DigestMap<Loaded>> {
     let blob_shards = layout.open_blob_shards();
+    load_rounds(index, |wanted| {
+        wanted
+            .par_iter()
+            .map(|d| {
+                interrupt.check(Phase::Plan)?;
+                progress.inc(1);
+                Ok((*d, load(blob_shards.as_ref(), index, d)))
+            })
+            .collect()
+    })
+}
+
+/// Loads every manifest any repository holds or reaches, round by round:
+/// `fetch` loads a round's manifests, whose children make the next round.
+pub fn load_rounds(
+    index: &Index,
+    mut fetch: impl FnMut(&DigestSet) -> crate::Result<Vec<(Digest, Loaded)>>,
+) -> crate::Result<DigestMap<Loaded>> {
     let mut wanted: DigestSet = index
         .repositories
         .iter()
@@ -263,14 +292,7 @@ pub fn load_all_until(
         .collect();
     let mut loaded: DigestMap<Loaded> = DigestMap::default();
     while !wanted.is_empty() {
-        let batch: Vec<(Digest, Loaded)> = wanted
-            .par_iter()
-            .map(|d| {
-                interrupt.check(Phase::Plan)?;
-                progress.inc(1);
-                Ok((*d, load(blob_shards.as_ref(), index, d)))
-            })
-            .collect::<crate::Result<_>>()?;
+        let batch = fetch(&wanted)?;
         wanted = batch
             .iter()
             .filter_map(|(_, result)| result.as_ref().ok())

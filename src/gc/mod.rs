@@ -443,7 +443,14 @@ impl Collector {
                 // again, and only what is still garbage is looked at next.
                 let times = (now, cutoff);
                 let mut recent =
-                    recent::find_until(layout, &index, &plan, times, true, &interrupt)?;
+                    recent::find_until(
+                    recent::Times::Filesystem(layout),
+                    &index,
+                    &plan,
+                    times,
+                    true,
+                    &interrupt,
+                )?;
                 // A tag whose image is too recent to go stays with it for
                 // now: deleting the tag alone would leave its manifests
                 // looking like any untagged revision.
@@ -477,7 +484,7 @@ impl Collector {
                 };
                 interrupt.check(Phase::Plan)?;
                 recent.merge(recent::find_until(
-                    layout,
+                    recent::Times::Filesystem(layout),
                     &index,
                     after_roots,
                     times,

@@ -12,6 +12,7 @@
 //! Blobs of a shard whose own mtime (read by the index) is older than the
 //! cutoff need no stat at all: blob directories are written once.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,6 +118,26 @@ fn modified(
     }
 }
 
+/// Where the modification times of candidates come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Times<'a> {
+    /// Asked of the filesystem under the layout's root: one `lstat` per
+    /// candidate.
+    Filesystem(&'a Layout),
+    /// Known from a listing of object storage: the candidate directories
+    /// (layout paths) holding something modified after the cutoff, with
+    /// the time; every other candidate is older.
+    Listed(&'a Layout, &'a HashMap<PathBuf, SystemTime>),
+}
+
+impl<'a> Times<'a> {
+    fn layout(&self) -> &'a Layout {
+        match self {
+            Times::Filesystem(layout) | Times::Listed(layout, _) => layout,
+        }
+    }
+}
+
 /// Looks at the mtimes of `plan`'s candidates: those modified after `cutoff`
 /// are held back.
 ///
@@ -133,7 +154,7 @@ pub fn find(
     revisions: bool,
 ) -> Recent {
     match find_until(
-        layout,
+        Times::Filesystem(layout),
         index,
         plan,
         (now, cutoff),
@@ -148,7 +169,7 @@ pub fn find(
 /// [`find`], checking `interrupt` before each candidate's directory: a
 /// stop request ends it with [`crate::Error::Interrupted`].
 pub fn find_until(
-    layout: &Layout,
+    times: Times,
     index: &Index,
     plan: &Plan,
     (now, cutoff): (SystemTime, SystemTime),
@@ -176,6 +197,11 @@ pub fn find_until(
             &plan.candidates[..]
         }
     };
+    let layout = times.layout();
+    let listed = match times {
+        Times::Listed(_, recent) => Some(recent),
+        Times::Filesystem(_) => None,
+    };
     let groups = crate::gc::plan::parent_groups(candidates);
     let unstatted = AtomicU64::new(0);
     let ages: Vec<Option<Duration>> = groups
@@ -185,14 +211,15 @@ pub fn find_until(
             let first = &group[0];
             // Blobs of a shard not modified since the cutoff: none of them
             // was (see `Index::shard_unchanged_since`), no stat needed.
-            let old_shard = first.kind == CandidateKind::Blob
+            let old_shard = listed.is_none()
+                && first.kind == CandidateKind::Blob
                 && wanted(first)
                 && index.shard_unchanged_since(first.digest.shard_byte(), cutoff);
             if old_shard {
                 unstatted.fetch_add(group.len() as u64, Ordering::Relaxed);
             }
             let parent = match first.kind {
-                _ if old_shard || interrupt.requested() => None,
+                _ if listed.is_some() || old_shard || interrupt.requested() => None,
                 _ if !wanted(first) => None,
                 // Decided from their own times when the plan is built.
                 CandidateKind::TemporaryFile | CandidateKind::Upload => None,
@@ -214,15 +241,19 @@ pub fn find_until(
                 {
                     return None;
                 }
-                let modified = modified(layout, index, plan, candidate, parent.as_ref())?;
+                let modified = match listed {
+                    Some(recent) => *recent.get(&candidate_dir(layout, index, plan, candidate))?,
+                    None => modified(layout, index, plan, candidate, parent.as_ref())?,
+                };
                 (modified > cutoff).then(|| crate::clock::age(now, modified))
             })
         })
         .collect();
     // Candidates left unlooked-at: the result is not to be used.
     interrupt.check(Phase::Plan)?;
-    let mut recent = Recent {
-        stats: candidates
+    let stats = match listed {
+        Some(_) => 0,
+        None => candidates
             .iter()
             .filter(|c| wanted(c))
             .map(|c| match c.kind {
@@ -231,7 +262,10 @@ pub fn find_until(
                 _ => 1,
             })
             .sum::<u64>()
-            - unstatted.into_inner(),
+            .saturating_sub(unstatted.into_inner()),
+    };
+    let mut recent = Recent {
+        stats,
         ..Recent::default()
     };
     for (candidate, age) in candidates.iter().zip(ages) {

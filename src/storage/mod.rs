@@ -11,4 +11,5 @@
 
 pub mod fs;
 pub mod layout;
+pub mod s3;
 pub mod target;

@@ -57,7 +57,8 @@ impl Holder {
         }
     }
 
-    fn describe(&self) -> String {
+    /// Who, for messages.
+    pub fn describe(&self) -> String {
         format!(
             "regsweep {} pid {} on {} since {}",
             self.command, self.pid, self.host, self.started

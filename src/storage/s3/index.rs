@@ -1,0 +1,674 @@
+//! The index of a bucket, from listings: the blob shards and the
+//! repositories' top-level prefixes are listed in parallel, every key is
+//! classified by its name ([`super::keys`]), and only what a name cannot
+//! tell is read: a link whose ETag is not the md5 of a content its path or
+//! its tag's history implies (S3 shows an object's md5 as the ETag of a
+//! single-part PUT; with some server-side encryptions it does not), a link
+//! under another digest algorithm, and an upload's `startedat`.
+//!
+//! The result is the same [`Index`] the filesystem walk builds, plus what
+//! the listing showed that a filesystem would answer with a `stat` later:
+//! the modification times of what is recent, and the keys of uploads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use object_store::ObjectMeta;
+
+use super::keys::{self, Key};
+use super::{S3Storage, bare_etag, link_etag};
+use crate::clock;
+use crate::digest::{Digest, DigestSet};
+use crate::error::{Error, Result};
+use crate::storage::fs::hygiene::Upload;
+use crate::index::{Blob, ForeignLink, Index, LinkContent, Repository, Revision, Tag, parse_link};
+use crate::interrupt::{Interrupt, Phase};
+use crate::storage::layout::names;
+use crate::progress::Task;
+use crate::warning::{Warning, WarningKind};
+
+/// Link files hold 71 bytes; anything much longer is not a link.
+const MAX_LINK_BYTES: u64 = 256;
+/// `startedat` holds an RFC 3339 time.
+const MAX_STARTED_AT_BYTES: u64 = 256;
+
+/// What a listing shows beyond the index.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Candidate directories (layout paths: a blob's, a link's, a
+    /// revision's, a tag's, a repository's) holding a key modified after
+    /// the cutoff, with the latest such time. Everything else is older.
+    pub recent: HashMap<PathBuf, SystemTime>,
+    /// Uploads in progress or abandoned.
+    pub uploads: Vec<Upload>,
+    /// The keys of each upload (by [`Upload::path`]).
+    pub upload_keys: HashMap<PathBuf, Vec<String>>,
+    /// Keys listed.
+    pub keys: u64,
+}
+
+/// Builds the index of the bucket. `cutoff`: keys modified after it are
+/// remembered in [`Listing::recent`].
+pub fn build(
+    storage: &S3Storage,
+    cutoff: Option<SystemTime>,
+    interrupt: &Interrupt,
+    progress: &Task,
+) -> Result<(Index, Listing)> {
+    storage.block_on(build_async(storage, cutoff, interrupt, progress))
+}
+
+/// One listing task's findings.
+#[derive(Default)]
+struct Found {
+    blobs: Vec<(Digest, u64)>,
+    repositories: HashMap<String, RepoFound>,
+    recent: HashMap<PathBuf, SystemTime>,
+    warnings: Vec<Warning>,
+    keys: u64,
+}
+
+#[derive(Default)]
+struct RepoFound {
+    layer_links: Vec<Digest>,
+    foreign_links: Vec<(String, String)>,
+    /// Revision links, and whether the ETag shows the expected content.
+    revisions: Vec<(Digest, bool)>,
+    signatures: Vec<(Digest, Digest)>,
+    tags: BTreeMap<String, TagFound>,
+    uploads: BTreeMap<String, UploadFound>,
+    opaque: bool,
+}
+
+#[derive(Default)]
+struct TagFound {
+    /// When `current/link` was written, and its ETag.
+    current: Option<(SystemTime, Option<String>)>,
+    history: Vec<Digest>,
+}
+
+impl TagFound {
+    /// The digest `current/link` holds, when its ETag shows it: the md5 of
+    /// one of the tag's history entries' link content (the registry writes
+    /// both with the same content).
+    fn current_from_etag(&self) -> Option<Digest> {
+        let etag = self.current.as_ref()?.1.as_deref()?;
+        self.history
+            .iter()
+            .find(|d| link_etag(&d.to_string()) == etag)
+            .copied()
+    }
+}
+
+#[derive(Default)]
+struct UploadFound {
+    keys: Vec<String>,
+    last_activity: Option<SystemTime>,
+    bytes: u64,
+    started_at: bool,
+}
+
+impl Found {
+    fn merge(&mut self, other: Found) {
+        self.blobs.extend(other.blobs);
+        for (name, repo) in other.repositories {
+            let into = self.repositories.entry(name).or_default();
+            into.layer_links.extend(repo.layer_links);
+            into.foreign_links.extend(repo.foreign_links);
+            into.revisions.extend(repo.revisions);
+            into.signatures.extend(repo.signatures);
+            for (tag, found) in repo.tags {
+                let t = into.tags.entry(tag).or_default();
+                if t.current.is_none() {
+                    t.current = found.current;
+                }
+                t.history.extend(found.history);
+            }
+            for (uuid, found) in repo.uploads {
+                let u = into.uploads.entry(uuid).or_default();
+                u.keys.extend(found.keys);
+                u.last_activity = u.last_activity.max(found.last_activity);
+                u.bytes = u.bytes.max(found.bytes);
+                u.started_at |= found.started_at;
+            }
+            into.opaque |= repo.opaque;
+        }
+        for (path, time) in other.recent {
+            let t = self.recent.entry(path).or_insert(time);
+            *t = (*t).max(time);
+        }
+        self.warnings.extend(other.warnings);
+        self.keys += other.keys;
+    }
+
+    fn note_recent(&mut self, path: PathBuf, time: SystemTime) {
+        let t = self.recent.entry(path).or_insert(time);
+        *t = (*t).max(time);
+    }
+}
+
+fn modified(meta: &ObjectMeta) -> SystemTime {
+    let secs = meta.last_modified.timestamp();
+    let nanos = meta.last_modified.timestamp_subsec_nanos();
+    match u64::try_from(secs) {
+        Ok(secs) => UNIX_EPOCH + Duration::new(secs, nanos),
+        Err(_) => UNIX_EPOCH,
+    }
+}
+
+impl S3Storage {
+    /// The key relative to the `v2/` prefix.
+    fn relative<'a>(&self, key: &'a str, v2: &str) -> Option<&'a str> {
+        key.strip_prefix(v2)?.strip_prefix('/')
+    }
+
+    /// Lists every key under `prefix` into `found`.
+    async fn list_into(
+        &self,
+        prefix: PathBuf,
+        cutoff: Option<SystemTime>,
+        interrupt: &Interrupt,
+        progress: &Task,
+    ) -> Result<Found> {
+        let v2 = super::path_str(self.layout.v2());
+        let mut found = Found::default();
+        let mut pages = self.list(&prefix).chunks(1000);
+        while let Some(page) = pages.next().await {
+            interrupt.check(Phase::Index)?;
+            self.requests.list.fetch_add(1, Ordering::Relaxed);
+            progress.inc(page.len() as u64);
+            for meta in page {
+                let meta = meta.map_err(|e| Error::IncompleteIndex {
+                    path: PathBuf::from(self.url(&prefix)),
+                    source: std::io::Error::other(super::config::describe_error(&e)),
+                })?;
+                found.keys += 1;
+                let key = meta.location.as_ref();
+                let Some(relative) = self.relative(key, &v2) else {
+                    continue;
+                };
+                self.classify_into(&mut found, relative, &meta, cutoff);
+            }
+        }
+        Ok(found)
+    }
+
+    fn classify_into(
+        &self,
+        found: &mut Found,
+        relative: &str,
+        meta: &ObjectMeta,
+        cutoff: Option<SystemTime>,
+    ) {
+        let layout = &self.layout;
+        let time = modified(meta);
+        let recent = cutoff.is_some_and(|c| time > c);
+        let path = || layout.v2().join(relative);
+        match keys::classify(relative) {
+            Key::BlobData(digest) => {
+                found.blobs.push((digest, meta.size));
+                if recent {
+                    found.note_recent(layout.blob_dir(&digest), time);
+                }
+            }
+            Key::Other => found.warnings.push(Warning::new(
+                WarningKind::UnexpectedEntry,
+                path(),
+                None,
+                "not part of the registry's storage layout; kept",
+            )),
+            key => {
+                let repository = match &key {
+                    Key::LayerLink { repository, .. }
+                    | Key::ForeignLayerLink { repository, .. }
+                    | Key::RevisionLink { repository, .. }
+                    | Key::Signature { repository, .. }
+                    | Key::ForeignRevision { repository }
+                    | Key::TagCurrent { repository, .. }
+                    | Key::TagIndex { repository, .. }
+                    | Key::Upload { repository, .. }
+                    | Key::RepositoryOther { repository } => *repository,
+                    Key::BlobData(_) | Key::Other => unreachable!("handled above"),
+                };
+                if recent {
+                    found.note_recent(layout.repository_dir(repository), time);
+                }
+                let repo = found.repositories.entry(repository.to_owned()).or_default();
+                let mut recent_dir = None;
+                match key {
+                    Key::LayerLink { digest, .. } => {
+                        repo.layer_links.push(digest);
+                        recent_dir = Some(layout.layer_link_dir(repository, &digest));
+                    }
+                    Key::ForeignLayerLink { algorithm, hex, .. } => {
+                        repo.foreign_links
+                            .push((algorithm.to_owned(), hex.to_owned()));
+                        recent_dir = Some(layout.layer_link_dir_for(repository, algorithm, hex));
+                    }
+                    Key::RevisionLink { digest, .. } => {
+                        let expected = link_etag(&digest.to_string());
+                        let shows_path = bare_etag(meta) == Some(expected.as_str());
+                        repo.revisions.push((digest, shows_path));
+                        recent_dir = Some(layout.revision_dir(repository, &digest));
+                    }
+                    Key::Signature {
+                        revision,
+                        signature,
+                        ..
+                    } => repo.signatures.push((revision, signature)),
+                    Key::ForeignRevision { .. } => {
+                        repo.opaque = true;
+                        found.warnings.push(Warning::new(
+                            WarningKind::UnsupportedDigest,
+                            path(),
+                            Some(repository),
+                            "manifest under a digest algorithm regsweep does not follow; repository kept whole",
+                        ));
+                    }
+                    Key::TagCurrent { tag, .. } => {
+                        let etag = bare_etag(meta).map(str::to_owned);
+                        repo.tags.entry(tag.to_owned()).or_default().current = Some((time, etag));
+                        recent_dir = Some(layout.tag_dir(repository, tag));
+                    }
+                    Key::TagIndex { tag, digest, .. } => {
+                        repo.tags
+                            .entry(tag.to_owned())
+                            .or_default()
+                            .history
+                            .push(digest);
+                        recent_dir = Some(layout.tag_index_entry_dir(repository, tag, &digest));
+                    }
+                    Key::Upload { uuid, rest, .. } => {
+                        let upload = repo.uploads.entry(uuid.to_owned()).or_default();
+                        upload.keys.push(meta.location.as_ref().to_owned());
+                        upload.last_activity = upload.last_activity.max(Some(time));
+                        if rest == names::DATA {
+                            upload.bytes = meta.size;
+                        }
+                        upload.started_at |= rest == "startedat";
+                    }
+                    Key::RepositoryOther { .. } => {
+                        repo.opaque = true;
+                        found.warnings.push(Warning::new(
+                            WarningKind::UnexpectedEntry,
+                            path(),
+                            Some(repository),
+                            "not part of the registry's storage layout, inside a repository's metadata; the repository is kept whole",
+                        ));
+                    }
+                    Key::BlobData(_) | Key::Other => {}
+                }
+                if let (true, Some(dir)) = (recent, recent_dir) {
+                    found.note_recent(dir, time);
+                }
+            }
+        }
+    }
+}
+
+async fn build_async(
+    storage: &S3Storage,
+    cutoff: Option<SystemTime>,
+    interrupt: &Interrupt,
+    progress: &Task,
+) -> Result<(Index, Listing)> {
+    let layout = storage.layout();
+    let v2 = layout.v2().to_path_buf();
+    let mut found = Found::default();
+    // What is right below v2/blobs/ and v2/blobs/sha256/: the shards to list.
+    let blobs_dir = v2.join(names::BLOBS);
+    let (algorithms, odd) = storage.list_dirs(&blobs_dir).await?;
+    found
+        .warnings
+        .extend(odd.iter().map(|m| odd_key(storage, m)));
+    let mut prefixes = Vec::new();
+    for algorithm in algorithms {
+        if algorithm != crate::digest::SHA256 {
+            found.warnings.push(Warning::new(
+                WarningKind::UnsupportedDigest,
+                blobs_dir.join(&algorithm),
+                None,
+                "blob storage for a digest algorithm other than sha256; kept",
+            ));
+            continue;
+        }
+        let sha256 = blobs_dir.join(&algorithm);
+        let (shards, odd) = storage.list_dirs(&sha256).await?;
+        found
+            .warnings
+            .extend(odd.iter().map(|m| odd_key(storage, m)));
+        prefixes.extend(shards.into_iter().map(|s| sha256.join(s)));
+    }
+    // Repositories: one listing per top-level name, all in parallel.
+    let repositories_dir = layout.repositories_dir();
+    let (tops, odd) = storage.list_dirs(&repositories_dir).await?;
+    found
+        .warnings
+        .extend(odd.iter().map(|m| odd_key(storage, m)));
+    prefixes.extend(tops.into_iter().map(|t| repositories_dir.join(t)));
+    interrupt.check(Phase::Index)?;
+    let mut listings = stream::iter(prefixes)
+        .map(|prefix| storage.list_into(prefix, cutoff, interrupt, progress))
+        .buffer_unordered(storage.concurrency());
+    while let Some(listed) = listings.next().await {
+        found.merge(listed?);
+    }
+    drop(listings);
+    interrupt.check(Phase::Index)?;
+    assemble(storage, found, interrupt).await
+}
+
+/// A key where the registry writes none.
+fn odd_key(storage: &S3Storage, meta: &ObjectMeta) -> Warning {
+    Warning::new(
+        WarningKind::UnexpectedEntry,
+        PathBuf::from(meta.location.as_ref()),
+        None,
+        format!(
+            "{}: not part of the registry's storage layout; kept",
+            storage.url(Path::new(meta.location.as_ref()))
+        ),
+    )
+}
+
+/// What a GET of a link found.
+enum Read {
+    TagCurrent(usize, String, LinkContent),
+    Revision(usize, Digest, LinkContent),
+    Foreign(usize, String, String, LinkContent),
+    StartedAt(usize, String, Option<SystemTime>),
+}
+
+async fn read_link(storage: &S3Storage, path: &Path) -> Result<LinkContent> {
+    match storage.get(path, MAX_LINK_BYTES).await {
+        Ok(Some(bytes)) => Ok(parse_link(&bytes)),
+        Ok(None) => Ok(LinkContent::Missing),
+        // Over the limit: not a link. Anything else: the index is incomplete.
+        Err(object_store::Error::Generic { source, .. }) => {
+            Ok(LinkContent::Invalid(source.to_string()))
+        }
+        Err(e) => Err(storage.error(path, e)),
+    }
+}
+
+/// Reads what names cannot tell, then builds the index.
+async fn assemble(
+    storage: &S3Storage,
+    mut found: Found,
+    interrupt: &Interrupt,
+) -> Result<(Index, Listing)> {
+    let layout = storage.layout();
+    let mut names: Vec<String> = found.repositories.keys().cloned().collect();
+    names.sort_unstable();
+    let mut reads = Vec::new();
+    for (r, name) in names.iter().enumerate() {
+        let repo = &found.repositories[name];
+        for (tag, t) in &repo.tags {
+            if t.current.is_some() && t.current_from_etag().is_none() {
+                reads.push((r, ReadKind::TagCurrent(tag.clone())));
+            }
+        }
+        for (digest, shows_path) in &repo.revisions {
+            if !shows_path {
+                reads.push((r, ReadKind::Revision(*digest)));
+            }
+        }
+        for (algorithm, hex) in &repo.foreign_links {
+            reads.push((r, ReadKind::Foreign(algorithm.clone(), hex.clone())));
+        }
+        for (uuid, upload) in &repo.uploads {
+            if upload.started_at {
+                reads.push((r, ReadKind::StartedAt(uuid.clone())));
+            }
+        }
+    }
+    let names_ref = &names;
+    let results: Vec<Read> = stream::iter(reads)
+        .map(|(r, kind)| async move {
+            interrupt.check(Phase::Index)?;
+            let name = &names_ref[r];
+            Ok::<_, Error>(match kind {
+                ReadKind::TagCurrent(tag) => {
+                    let path = layout.tag_current_link(name, &tag);
+                    let content = read_link(storage, &path).await?;
+                    Read::TagCurrent(r, tag, content)
+                }
+                ReadKind::Revision(digest) => {
+                    let path = crate::storage::layout::link_file(&layout.revision_dir(name, &digest));
+                    Read::Revision(r, digest, read_link(storage, &path).await?)
+                }
+                ReadKind::Foreign(algorithm, hex) => {
+                    let dir = layout.layer_link_dir_for(name, &algorithm, &hex);
+                    let content = read_link(storage, &crate::storage::layout::link_file(&dir)).await?;
+                    Read::Foreign(r, algorithm, hex, content)
+                }
+                ReadKind::StartedAt(uuid) => {
+                    let path = layout.uploads_dir(name).join(&uuid).join("startedat");
+                    let started = match storage.get(&path, MAX_STARTED_AT_BYTES).await {
+                        Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+                            .ok()
+                            .and_then(clock::parse_rfc3339),
+                        Ok(None) | Err(object_store::Error::Generic { .. }) => None,
+                        Err(e) => return Err(storage.error(&path, e)),
+                    };
+                    Read::StartedAt(r, uuid, started)
+                }
+            })
+        })
+        .buffer_unordered(storage.concurrency())
+        .try_collect()
+        .await?;
+    let mut current: HashMap<(usize, String), LinkContent> = HashMap::new();
+    let mut revision_content: HashMap<(usize, Digest), LinkContent> = HashMap::new();
+    let mut foreign: HashMap<(usize, String, String), LinkContent> = HashMap::new();
+    let mut started: HashMap<(usize, String), SystemTime> = HashMap::new();
+    for read in results {
+        match read {
+            Read::TagCurrent(r, tag, c) => {
+                current.insert((r, tag), c);
+            }
+            Read::Revision(r, d, c) => {
+                revision_content.insert((r, d), c);
+            }
+            Read::Foreign(r, a, h, c) => {
+                foreign.insert((r, a, h), c);
+            }
+            Read::StartedAt(r, uuid, Some(t)) => {
+                started.insert((r, uuid), t);
+            }
+            Read::StartedAt(..) => {}
+        }
+    }
+    let mut warnings = std::mem::take(&mut found.warnings);
+    let mut repositories = Vec::with_capacity(names.len());
+    let mut listing = Listing {
+        recent: std::mem::take(&mut found.recent),
+        keys: found.keys,
+        ..Listing::default()
+    };
+    for (r, name) in names.iter().enumerate() {
+        let Some(mut f) = found.repositories.remove(name) else {
+            continue;
+        };
+        let mut repo = Repository {
+            name: name.clone(),
+            opaque: f.opaque,
+            ..Repository::default()
+        };
+        f.layer_links.sort_unstable();
+        f.layer_links.dedup();
+        repo.layer_links = f.layer_links;
+        for (algorithm, hex) in f.foreign_links {
+            let dir = layout.layer_link_dir_for(name, &algorithm, &hex);
+            match foreign.remove(&(r, algorithm.clone(), hex.clone())) {
+                Some(LinkContent::Digest(target)) => repo.foreign_links.push(ForeignLink {
+                    algorithm,
+                    hex,
+                    target,
+                }),
+                other => {
+                    let why = match other {
+                        Some(LinkContent::Invalid(reason)) => reason,
+                        Some(LinkContent::Missing) | None => "no link file".into(),
+                        _ => "it does not name a sha256 blob".into(),
+                    };
+                    warnings.push(Warning::new(
+                        WarningKind::InvalidLink,
+                        crate::storage::layout::link_file(&dir),
+                        Some(name),
+                        format!("invalid link under another digest algorithm ({why}); kept"),
+                    ));
+                }
+            }
+        }
+        f.signatures.sort_unstable();
+        f.revisions.sort_unstable_by_key(|(d, _)| *d);
+        f.revisions.dedup_by_key(|(d, _)| *d);
+        for (digest, shows_path) in f.revisions {
+            let linked = if shows_path {
+                true
+            } else {
+                let content = revision_content
+                    .remove(&(r, digest))
+                    .unwrap_or(LinkContent::Missing);
+                revision_link(layout, &mut repo, &digest, content, &mut warnings)
+            };
+            let start = f.signatures.partition_point(|(rev, _)| *rev < digest);
+            let signatures = f.signatures[start..]
+                .iter()
+                .take_while(|(rev, _)| *rev == digest)
+                .map(|(_, sig)| *sig)
+                .collect();
+            repo.revisions.push(Revision {
+                digest,
+                linked,
+                signatures,
+            });
+        }
+        repo.revision_link_targets.sort_unstable();
+        for (tag_name, t) in f.tags {
+            let content = match (t.current_from_etag(), &t.current) {
+                (Some(digest), _) => Some(LinkContent::Digest(digest)),
+                (None, Some(_)) => current.remove(&(r, tag_name.clone())),
+                (None, None) => None,
+            };
+            let current_digest = match content {
+                Some(LinkContent::Digest(d)) => Some(d),
+                other => {
+                    let why = match other {
+                        None | Some(LinkContent::Missing) => "missing".to_owned(),
+                        Some(LinkContent::OtherAlgorithm(text)) => {
+                            format!("unsupported digest {text}")
+                        }
+                        Some(LinkContent::Invalid(reason)) => reason,
+                        Some(LinkContent::Digest(_)) => unreachable!("matched above"),
+                    };
+                    warnings.push(Warning::new(
+                        WarningKind::InvalidTagLink,
+                        layout.tag_current_link(name, &tag_name),
+                        Some(name),
+                        format!(
+                            "tag `{tag_name}` has an invalid current link ({why}); every manifest in its history is kept"
+                        ),
+                    ));
+                    None
+                }
+            };
+            let mut history = t.history;
+            history.sort_unstable();
+            history.dedup();
+            repo.tags.push(Tag {
+                name: tag_name,
+                pushed: current_digest.and(t.current.map(|(time, _)| time)),
+                current: current_digest,
+                history,
+            });
+        }
+        repo.uploads = f.uploads.len();
+        for (uuid, u) in f.uploads {
+            let dir = layout.uploads_dir(name).join(&uuid);
+            let path = dir
+                .strip_prefix(layout.root())
+                .unwrap_or(&dir)
+                .to_path_buf();
+            let started_at = started.remove(&(r, uuid));
+            let last_activity = u.last_activity.max(started_at).unwrap_or(UNIX_EPOCH);
+            listing.upload_keys.insert(path.clone(), u.keys);
+            listing.uploads.push(Upload {
+                repository: r as u32,
+                path,
+                started: started_at,
+                last_activity,
+                bytes: u.bytes,
+                temporary_files: Vec::new(),
+            });
+        }
+        repositories.push(repo);
+    }
+    let mut blobs: Vec<Blob> = found
+        .blobs
+        .into_iter()
+        .map(|(digest, size)| Blob::new(digest, Some(size)))
+        .collect();
+    blobs.sort_unstable_by_key(|b| b.digest);
+    blobs.dedup_by_key(|b| b.digest);
+    listing.uploads.sort_by(|a, b| a.path.cmp(&b.path));
+    let index = Index {
+        blobs,
+        repositories,
+        protected: DigestSet::default(),
+        warnings,
+        files: listing.keys,
+        shard_times: Vec::new(),
+    };
+    Ok((index, listing))
+}
+
+/// What to GET.
+enum ReadKind {
+    TagCurrent(String),
+    Revision(Digest),
+    Foreign(String, String),
+    StartedAt(String),
+}
+
+/// A revision link whose content is not known from its ETag, read as the
+/// registry reads it (the same rules as on a filesystem): the registry
+/// serves the manifest the content names. Returns whether it exists.
+fn revision_link(
+    layout: &crate::storage::layout::Layout,
+    repo: &mut Repository,
+    digest: &Digest,
+    content: LinkContent,
+    warnings: &mut Vec<Warning>,
+) -> bool {
+    let problem = match content {
+        LinkContent::Missing => return false,
+        LinkContent::Digest(d) if d == *digest => return true,
+        LinkContent::Digest(target) => {
+            repo.revision_link_targets.push((*digest, target));
+            format!(
+                "revision link holds {target}, its path says {digest}: the registry serves {target} for {digest}; both are kept with what they reference"
+            )
+        }
+        LinkContent::OtherAlgorithm(text) => {
+            repo.opaque = true;
+            format!(
+                "revision link holds {text}, its path says {digest}: the registry serves a manifest regsweep cannot follow; the repository is kept whole"
+            )
+        }
+        LinkContent::Invalid(reason) => format!(
+            "invalid revision link: {reason}; the registry cannot serve {digest} through it; kept by the digest in its path"
+        ),
+    };
+    warnings.push(Warning::new(
+        WarningKind::InvalidLink,
+        crate::storage::layout::link_file(&layout.revision_dir(&repo.name, digest)),
+        Some(&repo.name),
+        problem,
+    ));
+    true
+}

@@ -1,0 +1,52 @@
+//! Manifests read from the bucket: one GET per manifest the repositories
+//! hold or reach, many in flight, round by round as children appear.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::S3Storage;
+use crate::digest::{Digest, DigestMap};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::interrupt::{Interrupt, Phase};
+use crate::manifest::MAX_MANIFEST_BYTES;
+use crate::gc::mark::{self, Loaded};
+use crate::progress::Task;
+
+/// Loads every manifest any repository holds or reaches. A GET that fails
+/// after the client's retries is an error (the marking would be
+/// incomplete); a manifest that is absent or damaged is a [`Loaded`] error,
+/// which keeps what it might reference, as on a filesystem.
+pub fn load_all(
+    storage: &S3Storage,
+    index: &Index,
+    progress: &Task,
+    interrupt: &Interrupt,
+) -> Result<DigestMap<Loaded>> {
+    mark::load_rounds(index, |wanted| {
+        storage.block_on(
+            stream::iter(wanted.iter().copied())
+                .map(|digest| async move {
+                    interrupt.check(Phase::Plan)?;
+                    progress.inc(1);
+                    Ok::<_, Error>((digest, load(storage, index, &digest).await?))
+                })
+                .buffer_unordered(storage.concurrency())
+                .try_collect(),
+        )
+    })
+}
+
+async fn load(storage: &S3Storage, index: &Index, digest: &Digest) -> Result<Loaded> {
+    if let Err(why) = mark::readable_size(index, digest) {
+        return Ok(Err(why));
+    }
+    let path = storage.layout().blob_data(digest);
+    match storage.get(&path, MAX_MANIFEST_BYTES).await {
+        Ok(Some(bytes)) => Ok(mark::refs_of(index, digest, &bytes)),
+        Ok(None) => Ok(Err("manifest blob is gone from the bucket".into())),
+        Err(object_store::Error::Generic { source, .. }) => {
+            Ok(Err(format!("cannot read manifest blob: {source}")))
+        }
+        Err(e) => Err(storage.error(&path, e)),
+    }
+}

@@ -1,0 +1,365 @@
+//! Sweep on a bucket: the plan's candidates kind by kind in plan order (the
+//! order that keeps an interrupted sweep consistent), each kind in
+//! DeleteObjects requests of up to 1,000 keys, several in flight.
+//!
+//! A candidate is the keys the listing found in its "directory": a link's
+//! `link`, a blob's `data`, a revision's link and its schema1 signature
+//! links, a tag's current link and history, an upload's keys. S3 answers
+//! success for a key already gone, so a re-run after an interruption just
+//! finishes.
+//!
+//! A failure keeps what depends on it: a manifest, tag or history entry
+//! that could not be deleted stops the sweep before any layer link or blob
+//! goes (what it references must stay, and reading it again would cost a
+//! request per manifest); a layer link that stays keeps its blob.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use futures_util::{StreamExt, stream};
+use object_store::ObjectStore;
+
+use super::S3Storage;
+use super::config::describe_error;
+use super::index::Listing;
+use crate::digest::DigestSet;
+use crate::index::Index;
+use crate::interrupt::Phase;
+use crate::storage::layout::{link_file, names};
+use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
+use crate::progress::Progress;
+use crate::storage::fs::sweep::{Failure, SweepOptions, SweepOutcome, candidate_dir};
+
+/// Keys per DeleteObjects request (the API's limit).
+const BATCH: usize = 1000;
+
+/// Deletes the plan's candidates from the bucket.
+pub fn sweep(
+    storage: &S3Storage,
+    index: &Index,
+    plan: &Plan,
+    listing: &Listing,
+    options: SweepOptions,
+    progress: Progress,
+) -> SweepOutcome {
+    storage.block_on(sweep_async(
+        storage, index, plan, listing, options, progress,
+    ))
+}
+
+async fn sweep_async(
+    storage: &S3Storage,
+    index: &Index,
+    plan: &Plan,
+    listing: &Listing,
+    options: SweepOptions,
+    progress: Progress,
+) -> SweepOutcome {
+    let layout = storage.layout();
+    let task = progress.bar(plan.candidates.len() as u64, "deleting", "objects");
+    let quit = || options.interrupt.stops(Phase::Sweep);
+    let crashed = AtomicBool::new(false);
+    let started = AtomicU64::new(0);
+    let mut gone = vec![false; plan.candidates.len()];
+    let mut failures = Vec::new();
+    let mut stopped_by_failure = false;
+    let mut held_blobs = DigestSet::default();
+    let mut offset = 0;
+    for kind in CandidateKind::ALL {
+        let count = plan.candidates[offset..]
+            .iter()
+            .take_while(|c| c.kind == kind)
+            .count();
+        let range = offset..offset + count;
+        offset += count;
+        if count == 0 {
+            continue;
+        }
+        if crashed.load(Ordering::Relaxed) || quit() {
+            break;
+        }
+        if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && stopped_by_failure {
+            break;
+        }
+        // A repository goes only if everything else of it went.
+        let mut incomplete = vec![false; index.repositories.len()];
+        if kind == CandidateKind::Repository {
+            for (c, g) in plan.candidates[..range.start].iter().zip(&gone) {
+                if let (Some(r), false) = (c.repository(), *g) {
+                    incomplete[r as usize] = true;
+                }
+            }
+        }
+        // (candidate position, keys) for this kind.
+        let mut work: Vec<(usize, Vec<String>)> = Vec::with_capacity(count);
+        for i in range {
+            let candidate = &plan.candidates[i];
+            if let Some(limit) = options.stop_after {
+                if started.fetch_add(1, Ordering::SeqCst) >= limit {
+                    crashed.store(true, Ordering::SeqCst);
+                    break;
+                }
+            }
+            let dir = candidate_dir(layout, index, plan, candidate);
+            if kind == CandidateKind::Blob && held_blobs.contains(&candidate.digest) {
+                failures.push(Failure {
+                    path: dir,
+                    message: "kept: a layer link to it could not be deleted".into(),
+                });
+                task.inc(1);
+                continue;
+            }
+            if candidate
+                .repository()
+                .is_some_and(|r| incomplete.get(r as usize) == Some(&true))
+            {
+                task.inc(1);
+                continue;
+            }
+            let keys = match candidate_keys(storage, index, listing, candidate, &dir).await {
+                Ok(keys) => keys,
+                Err(message) => {
+                    failures.push(Failure { path: dir, message });
+                    task.inc(1);
+                    continue;
+                }
+            };
+            work.push((i, keys));
+        }
+        let outcome = delete_all(storage, &work, &quit, &task).await;
+        for (i, _) in &work {
+            if outcome.unsent.contains(i) {
+                continue;
+            }
+            let Some(message) = outcome.failed.get(i) else {
+                gone[*i] = true;
+                continue;
+            };
+            let candidate = &plan.candidates[*i];
+            failures.push(Failure {
+                path: candidate_dir(layout, index, plan, candidate),
+                message: message.clone(),
+            });
+            match kind {
+                CandidateKind::TagIndexEntry | CandidateKind::Manifest | CandidateKind::Tag => {
+                    stopped_by_failure = true
+                }
+                CandidateKind::LayerLink => {
+                    held_blobs.insert(candidate.digest);
+                }
+                _ => {}
+            }
+        }
+        if !outcome.unsent.is_empty() {
+            break;
+        }
+    }
+    task.finish();
+    if stopped_by_failure {
+        failures.push(Failure {
+            path: PathBuf::from(storage.target().to_string()),
+            message: "no layer link or blob was deleted: a manifest, tag or history entry above could not be, and what it references stays; run regsweep again".into(),
+        });
+    }
+    let mut deleted = Reclaim::default();
+    for (candidate, _) in plan.candidates.iter().zip(&gone).filter(|(_, g)| **g) {
+        deleted.add(candidate);
+    }
+    let crashed = crashed.into_inner();
+    let interrupted = crashed || quit() && gone.iter().any(|g| !g);
+    failures.sort_by(|a, b| a.path.cmp(&b.path));
+    SweepOutcome {
+        deleted,
+        gone,
+        failures,
+        interrupted,
+        empty_directories: 0,
+        temporary_files: 0,
+        changed: None,
+    }
+}
+
+/// The keys of `candidate`, whose directory is `dir`.
+async fn candidate_keys(
+    storage: &S3Storage,
+    index: &Index,
+    listing: &Listing,
+    candidate: &Candidate,
+    dir: &Path,
+) -> Result<Vec<String>, String> {
+    let key = |p: &Path| super::path_str(p);
+    let repo = candidate
+        .repository()
+        .and_then(|r| index.repositories.get(r as usize));
+    Ok(match candidate.kind {
+        CandidateKind::Blob => vec![key(&dir.join(names::DATA))],
+        CandidateKind::LayerLink | CandidateKind::TagIndexEntry => vec![key(&link_file(dir))],
+        CandidateKind::Manifest => {
+            let mut keys = vec![key(&link_file(dir))];
+            let revision = repo.and_then(|repo| {
+                let i = repo
+                    .revisions
+                    .binary_search_by(|r| r.digest.cmp(&candidate.digest))
+                    .ok()?;
+                repo.revisions.get(i)
+            });
+            for signature in revision.iter().flat_map(|r| &r.signatures) {
+                let sig_dir = dir
+                    .join(names::SIGNATURES)
+                    .join(crate::digest::SHA256)
+                    .join(signature.hex());
+                keys.push(key(&link_file(&sig_dir)));
+            }
+            keys
+        }
+        CandidateKind::Tag => {
+            let tag = repo
+                .zip(candidate.tag())
+                .and_then(|(repo, t)| repo.tags.get(t as usize));
+            let Some(tag) = tag else {
+                return Err("the tag is not in the index".into());
+            };
+            let mut keys = vec![key(&dir.join(crate::storage::layout::relative::tag_current_link()))];
+            for digest in &tag.history {
+                let entry = dir
+                    .join(names::INDEX)
+                    .join(crate::digest::SHA256)
+                    .join(digest.hex());
+                keys.push(key(&link_file(&entry)));
+            }
+            keys
+        }
+        CandidateKind::Upload => {
+            let relative = dir.strip_prefix(storage.layout().root()).unwrap_or(dir);
+            listing
+                .upload_keys
+                .get(relative)
+                .cloned()
+                .unwrap_or_default()
+        }
+        CandidateKind::Repository => {
+            // Whatever is left of its metadata, listed now.
+            let mut keys = Vec::new();
+            for metadata in [names::MANIFESTS, names::LAYERS, names::UPLOADS] {
+                let prefix = dir.join(metadata);
+                let mut listed = storage.list(&prefix);
+                storage.requests.list.fetch_add(1, Ordering::Relaxed);
+                while let Some(meta) = listed.next().await {
+                    let meta = meta.map_err(|e| {
+                        format!(
+                            "cannot list {}: {}",
+                            storage.url(&prefix),
+                            describe_error(&e)
+                        )
+                    })?;
+                    keys.push(meta.location.as_ref().to_owned());
+                }
+            }
+            keys
+        }
+        CandidateKind::TemporaryFile => vec![key(dir)],
+    })
+}
+
+/// What became of a kind's deletions.
+#[derive(Default)]
+struct Deleted {
+    /// Candidates (by position) that failed, with why.
+    failed: HashMap<usize, String>,
+    /// Candidates not sent: a stop request came first.
+    unsent: HashSet<usize>,
+}
+
+/// Deletes the keys of `work`, in batches of [`BATCH`], several in flight.
+async fn delete_all(
+    storage: &S3Storage,
+    work: &[(usize, Vec<String>)],
+    quit: &(impl Fn() -> bool + Sync),
+    task: &crate::progress::Task,
+) -> Deleted {
+    // Whole candidates per batch where they fit: a candidate split across
+    // two batches is gone only when both went.
+    let mut batches: Vec<Vec<(usize, &str)>> = Vec::new();
+    let mut batch: Vec<(usize, &str)> = Vec::new();
+    for (i, keys) in work {
+        if batch.len() + keys.len() > BATCH && !batch.is_empty() {
+            batches.push(std::mem::take(&mut batch));
+        }
+        for key in keys {
+            if batch.len() == BATCH {
+                batches.push(std::mem::take(&mut batch));
+            }
+            batch.push((*i, key.as_str()));
+        }
+        if keys.is_empty() {
+            task.inc(1);
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    let in_flight = (storage.concurrency() / 4).clamp(1, 16);
+    let results: Vec<Deleted> = stream::iter(batches)
+        .map(|batch| delete_batch(storage, batch, quit, task))
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let mut all = Deleted::default();
+    for r in results {
+        all.failed.extend(r.failed);
+        all.unsent.extend(r.unsent);
+    }
+    all
+}
+
+/// One DeleteObjects request.
+async fn delete_batch(
+    storage: &S3Storage,
+    batch: Vec<(usize, &str)>,
+    quit: &(impl Fn() -> bool + Sync),
+    task: &crate::progress::Task,
+) -> Deleted {
+    let mut deleted = Deleted::default();
+    if quit() {
+        deleted.unsent.extend(batch.iter().map(|(i, _)| *i));
+        return deleted;
+    }
+    let paths: Vec<object_store::path::Path> = batch
+        .iter()
+        .map(|(_, k)| object_store::path::Path::from(*k))
+        .collect();
+    let n = paths.len();
+    storage.requests.delete.fetch_add(1, Ordering::Relaxed);
+    let keys = stream::iter(paths.into_iter().map(Ok)).boxed();
+    let answers: Vec<object_store::Result<object_store::path::Path>> =
+        storage.store().delete_stream(keys).collect().await;
+    if answers.len() == n {
+        // One answer per key, in order.
+        for ((i, _), answer) in batch.iter().zip(answers) {
+            match answer {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    deleted.failed.insert(*i, describe_error(&e));
+                }
+            }
+        }
+    } else {
+        // The request failed as a whole: nothing of it is known gone.
+        let why = answers
+            .into_iter()
+            .find_map(Result::err)
+            .map(|e| describe_error(&e))
+            .unwrap_or_else(|| "the DeleteObjects request failed".into());
+        for (i, _) in &batch {
+            deleted.failed.insert(*i, why.clone());
+        }
+    }
+    let mut counted = HashSet::new();
+    for (i, _) in &batch {
+        if counted.insert(*i) {
+            task.inc(1);
+        }
+    }
+    deleted
+}
