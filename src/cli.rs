@@ -231,7 +231,7 @@ pub struct VerifyOutput {
 impl VerifyArgs {
     /// Resolves the target and builds the configuration.
     pub fn into_config(self) -> regsweep::Result<(VerifyConfig, VerifyOutput)> {
-        let layout = target::resolve(&self.target, &Environment::from_process())?;
+        let layout = target::resolve(&self.target, &Environment::from_process(), "verify")?;
         let config = VerifyConfig {
             layout,
             digests: self.digests,
@@ -313,6 +313,10 @@ pub struct GcArgs {
     /// Sweep even if uploads are in progress (the registry is taking pushes)
     #[arg(long)]
     pub force: bool,
+
+    /// On object storage that does not support conditional writes: run without the lock that keeps two runs apart (make sure no other run is going)
+    #[arg(long)]
+    pub force_unlocked: bool,
 
     /// Also remove `_uploads/<uuid>` directories untouched for this long (never within --min-age)
     #[arg(long, value_name = "DURATION")]
@@ -469,6 +473,8 @@ pub struct Output {
     pub trash: Option<PathBuf>,
     /// Sweep although uploads are in progress.
     pub force: bool,
+    /// Run without a lock where the object store cannot give one.
+    pub force_unlocked: bool,
     /// The registry's configuration, when TARGET was its `config.yml`.
     pub registry_config: Option<target::RegistryConfig>,
     /// `--metrics-file`.
@@ -500,7 +506,7 @@ impl GcArgs {
     pub fn into_config(self) -> regsweep::Result<(GcConfig, Output)> {
         let metrics = self.metrics_file();
         let target::Target {
-            layout,
+            storage,
             config: registry_config,
         } = target::resolve_target(&self.target, &Environment::from_process())?;
         let blob_cache = registry_config.as_ref().map_or(BlobCache::Unknown, |c| {
@@ -515,6 +521,7 @@ impl GcArgs {
             confirm: !self.dry_run && !self.yes && stderr_tty && std::io::stdin().is_terminal(),
             trash: self.trash,
             force: self.force,
+            force_unlocked: self.force_unlocked,
             registry_config,
             metrics,
         };
@@ -540,7 +547,7 @@ impl GcArgs {
             .transpose()
             .map_err(regsweep::Error::Protect)?;
         let config = GcConfig {
-            layout,
+            storage,
             delete_untagged: self.delete_untagged,
             check_layer_links: self.check_links,
             threads: self.threads.map(usize::from),

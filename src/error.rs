@@ -136,6 +136,15 @@ pub enum Error {
         message: String,
     },
 
+    /// What was asked is not done on this kind of storage.
+    #[error("{}: {what} is not supported", path.display())]
+    Unsupported {
+        /// The storage.
+        path: PathBuf,
+        /// What was asked.
+        what: String,
+    },
+
     /// A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop before the
     /// sweep began: nothing was deleted.
     #[error("interrupted while {}: nothing was deleted", phase.doing())]
@@ -172,6 +181,7 @@ impl Error {
             Error::Protect(_) => "protect",
             Error::PullLog(e) => e.kind(),
             Error::ObjectStore { .. } => "object_store",
+            Error::Unsupported { .. } => "unsupported",
             Error::Interrupted { .. } => "interrupted",
             Error::ThreadPool { .. } => "thread_pool",
         }
@@ -190,7 +200,8 @@ impl Error {
             | Error::RegistryActive { path, .. }
             | Error::Trash { path, .. }
             | Error::Restore { path, .. }
-            | Error::ObjectStore { path, .. } => Some(path),
+            | Error::ObjectStore { path, .. }
+            | Error::Unsupported { path, .. } => Some(path),
             Error::PullLog(e) => e.path(),
             Error::Policy(_)
             | Error::Protect(_)

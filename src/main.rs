@@ -21,6 +21,7 @@ use regsweep::report::{ErrorRecord, StopReport, TrashRecord};
 use regsweep::storage::fs::lock::{self, Lock};
 use regsweep::storage::fs::sweep::Disposal;
 use regsweep::storage::fs::trash::{self, Trash};
+use regsweep::storage::{Storage, s3};
 use regsweep::{ExitStatus, Report};
 use signals::Mode;
 
@@ -347,23 +348,40 @@ impl From<regsweep::Error> for Refusal {
 
 fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
     let (mut config, output) = args.into_config()?;
-    let root = config.layout.root().to_path_buf();
+    let storage = config.storage.clone();
+    let root = storage.name();
     signals::describe_target(root.clone(), Some(output.dry_run));
     config.interrupt = Interrupt::new(&QUIT).observed_by(signals::observe);
     // A dry run changes nothing and may run on read-only storage: it takes
     // no lock, but says when another run holds one.
     let mut lock_warning = None;
     let mut locks = Vec::new();
+    let mut bucket_lock = None;
     let mut trash = None;
-    if output.dry_run {
-        lock_warning = lock::held_warning(&root, "dry run");
-    } else {
-        (locks, trash) =
-            lock_gc(&root, output.trash.as_deref(), &config.layout).map_err(Refusal)?;
-        for note in locks.iter().filter_map(Lock::note) {
-            if !output.quiet {
-                eprintln!("regsweep: note: {note}");
+    match (&storage, output.dry_run) {
+        (Storage::Filesystem(layout), true) => {
+            lock_warning = lock::held_warning(layout.root(), "dry run");
+        }
+        (Storage::S3(bucket), true) => {
+            lock_warning = s3::lock::held_warning(bucket, "dry run");
+        }
+        (Storage::Filesystem(layout), false) => {
+            (locks, trash) =
+                lock_gc(layout.root(), output.trash.as_deref(), layout).map_err(Refusal)?;
+            for note in locks.iter().filter_map(Lock::note) {
+                if !output.quiet {
+                    eprintln!("regsweep: note: {note}");
+                }
             }
+        }
+        (Storage::S3(bucket), false) => {
+            if output.trash.is_some() {
+                return Err(Refusal::from(regsweep::Error::Unsupported {
+                    path: root.clone(),
+                    what: "--trash on object storage".into(),
+                }));
+            }
+            bucket_lock = s3::lock::S3Lock::acquire(bucket, "gc", output.force_unlocked)?;
         }
     }
     // The lock file's time was set just now, on the storage's own clock:
@@ -418,7 +436,9 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
             None
         } else {
             batch = match &trash {
-                Some(t) if !planned.plan.candidates.is_empty() => Some(t.begin(&root)?),
+                Some(t) if !planned.plan.candidates.is_empty() => {
+                    Some(t.begin(storage.layout().root())?)
+                }
                 _ => None,
             };
             let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
@@ -491,6 +511,7 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
         report_write_error(written.and_then(|()| stdout.flush()));
     });
     drop(locks);
+    drop(bucket_lock);
     Ok(status)
 }
 
@@ -640,6 +661,7 @@ fn du(args: DuArgs) -> ExitStatus {
         let layout = regsweep::storage::target::resolve(
             &args.target,
             &regsweep::storage::target::Environment::from_process(),
+            "du",
         )?;
         let options = regsweep::du::DuOptions {
             delete_untagged: args.delete_untagged,

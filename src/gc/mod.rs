@@ -11,6 +11,7 @@ pub mod mark;
 pub mod plan;
 pub mod recent;
 
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -27,9 +28,11 @@ use crate::retention::policy::{Policy, PolicyReport, RepositoryDecision, TagFact
 use crate::retention::protect::{self, ProtectList, Protection};
 use crate::retention::{self, pulls};
 use crate::storage;
+use crate::storage::Storage;
 use crate::storage::fs::hygiene::{self, Upload};
 use crate::storage::fs::sweep::{self, Disposal, SweepOptions, SweepOutcome};
 use crate::storage::layout::Layout;
+use crate::storage::s3;
 use crate::warning::{Warning, WarningKind};
 use plan::{CandidateKind, Plan, PlanOptions};
 
@@ -37,7 +40,7 @@ use plan::{CandidateKind, Plan, PlanOptions};
 #[derive(Debug, Clone)]
 pub struct GcConfig {
     /// The storage to collect.
-    pub layout: Layout,
+    pub storage: Storage,
     /// Manifests no tag reaches are garbage too.
     pub delete_untagged: bool,
     /// Also read every `_layers` link and report invalid ones.
@@ -80,8 +83,13 @@ impl GcConfig {
     /// [`default_threads`] readers and [`DEFAULT_DELETE_THREADS`] deleters, no
     /// progress shown.
     pub fn new(layout: Layout) -> GcConfig {
+        GcConfig::on(Storage::Filesystem(layout))
+    }
+
+    /// [`GcConfig::new`] on any storage.
+    pub fn on(storage: Storage) -> GcConfig {
         GcConfig {
-            layout,
+            storage,
             delete_untagged: false,
             check_layer_links: false,
             threads: None,
@@ -126,6 +134,9 @@ pub struct Planned {
     pub protect: Option<protect::ProtectReport>,
     /// What the pull logs held, when given.
     pub pull_logs: Option<pulls::PullLogReport>,
+    /// What a bucket's listing showed beyond the index (uploads' keys,
+    /// what is recent); `None` on a filesystem.
+    pub listing: Option<s3::index::Listing>,
 }
 
 impl Planned {
@@ -267,7 +278,8 @@ impl Collector {
     /// Indexes, marks and plans. Deletes nothing. A stop request
     /// ([`GcConfig::interrupt`]) ends it with [`Error::Interrupted`].
     pub fn plan(&self) -> Result<Planned> {
-        let layout = &self.config.layout;
+        let storage = &self.config.storage;
+        let layout = storage.layout();
         let progress = self.config.progress;
         let now = SystemTime::now();
         // A minimum age reaching back before any representable time keeps
@@ -291,6 +303,13 @@ impl Collector {
             .into_iter()
             .chain(protect_within.map(|w| (w, format!("--protect-pulled-within {w}"))))
             .max_by_key(|(window, _)| window.duration());
+        if let (Some(bucket), Some(_)) = (storage.bucket(), &self.config.pull_logs) {
+            // Attributing a pull by tag needs each history entry's time.
+            return Err(Error::Unsupported {
+                path: PathBuf::from(bucket.target().to_string()),
+                what: "--pull-log on object storage".into(),
+            });
+        }
         if let (Some((_, rule)), None) = (&pull_window, &self.config.pull_logs) {
             return Err(Error::PullLog(pulls::PullLogError::Needed {
                 rule: rule.clone(),
@@ -304,7 +323,15 @@ impl Collector {
                 defer_signatures: true,
                 interrupt,
             };
-            let mut index = storage::fs::index::build(layout, options, &task)?;
+            let (mut index, listing) = match storage {
+                Storage::Filesystem(layout) => {
+                    (storage::fs::index::build(layout, options, &task)?, None)
+                }
+                Storage::S3(bucket) => {
+                    let (index, listing) = s3::index::build(bucket, cutoff, &interrupt, &task)?;
+                    (index, Some(listing))
+                }
+            };
             task.finish();
             interrupt.check(Phase::Plan)?;
             // A keep pattern that keeps nothing it was meant to is refused
@@ -336,8 +363,12 @@ impl Collector {
                 None => None,
             };
             interrupt.check(Phase::Plan)?;
-            let (uploads, upload_warnings) = hygiene::scan_uploads(layout, &index);
-            let temporary_files = if self.config.scan_temporary_files {
+            let (uploads, upload_warnings) = match &listing {
+                Some(listing) => (listing.uploads.clone(), Vec::new()),
+                None => hygiene::scan_uploads(layout, &index),
+            };
+            // The s3 driver writes whole objects: no temporary files.
+            let temporary_files = if self.config.scan_temporary_files && listing.is_none() {
                 hygiene::scan_temporary_files(layout, &index)
             } else {
                 Vec::new()
@@ -388,12 +419,20 @@ impl Collector {
             let mut dropped = retention::policy::dropped_tags(&decisions, index.repositories.len());
             let task = progress.spinner("marking", "manifests read");
             interrupt.check(Phase::Plan)?;
-            let loaded = mark::load_all_until(layout, &index, &task, &interrupt)?;
+            let loaded = match storage {
+                Storage::Filesystem(layout) => {
+                    mark::load_all_until(layout, &index, &task, &interrupt)?
+                }
+                Storage::S3(bucket) => s3::manifests::load_all(bucket, &index, &task, &interrupt)?,
+            };
             // Signatures of schema1 revisions, and of any revision whose
             // manifest is not known to be something else.
-            storage::fs::index::read_signatures(layout, &mut index, |digest| {
-                !matches!(loaded.get(digest), Some(Ok(refs)) if !refs.schema1)
-            })?;
+            // (A listing found every signature already.)
+            if listing.is_none() {
+                storage::fs::index::read_signatures(layout, &mut index, |digest| {
+                    !matches!(loaded.get(digest), Some(Ok(refs)) if !refs.schema1)
+                })?;
+            }
             let delete_untagged = self.config.delete_untagged;
             let mut marking = mark::mark_with_policy(
                 layout,
@@ -438,13 +477,17 @@ impl Collector {
                 },
             );
             let mut stats = 0;
+            let times_source = match &listing {
+                Some(listing) => recent::Times::Listed(layout, &listing.recent),
+                None => recent::Times::Filesystem(layout),
+            };
             if let Some(cutoff) = cutoff {
                 // Recent revisions first: they become roots, marking runs
                 // again, and only what is still garbage is looked at next.
                 let times = (now, cutoff);
                 let mut recent =
                     recent::find_until(
-                    recent::Times::Filesystem(layout),
+                    times_source,
                     &index,
                     &plan,
                     times,
@@ -484,7 +527,7 @@ impl Collector {
                 };
                 interrupt.check(Phase::Plan)?;
                 recent.merge(recent::find_until(
-                    recent::Times::Filesystem(layout),
+                    times_source,
                     &index,
                     after_roots,
                     times,
@@ -583,6 +626,7 @@ impl Collector {
                 policy: policy_report,
                 protect: protect_report,
                 pull_logs,
+                listing,
             })
         })
     }
@@ -595,7 +639,7 @@ impl Collector {
             return Ok(());
         };
         let repo = &planned.index.repositories[newest.repository as usize].name;
-        let path = self.config.layout.root().join(&newest.path);
+        let path = self.config.storage.name().join(&newest.path);
         let message = format!(
             "{} upload(s) active within --min-age {} (newest: repository `{repo}`, {} ago): the registry is taking pushes, and a sweep now could delete layers a push is about to reference. Put it in read-only mode first (storage.maintenance.readonly.enabled: true in its config.yml, then restart it) or stop it; --force sweeps anyway",
             active.len(),
@@ -631,25 +675,40 @@ impl Collector {
         // Without threads of its own (the system refused them), the sweep
         // runs in the workers' pool: slower, never skipped.
         let deleters = named_thread_pool(threads, "regsweep-delete").ok();
+        let options = SweepOptions {
+            cutoff: planned.cutoff,
+            interrupt: self.config.interrupt,
+            ..self.config.sweep
+        };
+        let layout = match &self.config.storage {
+            Storage::Filesystem(layout) => layout,
+            Storage::S3(bucket) => {
+                let listing = planned.listing.as_ref();
+                let empty = s3::index::Listing::default();
+                return s3::sweep::sweep(
+                    bucket,
+                    &planned.index,
+                    &planned.plan,
+                    listing.unwrap_or(&empty),
+                    options,
+                    self.config.progress,
+                );
+            }
+        };
         deleters.as_ref().unwrap_or(&self.pool).install(|| {
             let possibly_empty = if clean_up {
-                hygiene::possibly_empty_dirs(&self.config.layout, &planned.index)
+                hygiene::possibly_empty_dirs(layout, &planned.index)
             } else {
                 Vec::new()
             };
-            let options = SweepOptions {
-                cutoff: planned.cutoff,
-                interrupt: self.config.interrupt,
-                ..self.config.sweep
-            };
             let recheck = storage::fs::recheck::Recheck::new(
-                &self.config.layout,
+                layout,
                 &planned.index,
                 &planned.plan,
                 index_began,
             );
             sweep::sweep(
-                &self.config.layout,
+                layout,
                 &planned.index,
                 &planned.plan,
                 options,
@@ -672,7 +731,7 @@ impl Collector {
         trash: Option<report::TrashRecord>,
     ) -> Report<'a> {
         let mut report = Report::new(
-            self.config.layout.root().to_path_buf(),
+            self.config.storage.name(),
             self.config.delete_untagged,
             &planned.index,
             &planned.plan,

@@ -23,11 +23,11 @@ use super::{S3Storage, bare_etag, link_etag};
 use crate::clock;
 use crate::digest::{Digest, DigestSet};
 use crate::error::{Error, Result};
-use crate::storage::fs::hygiene::Upload;
 use crate::index::{Blob, ForeignLink, Index, LinkContent, Repository, Revision, Tag, parse_link};
 use crate::interrupt::{Interrupt, Phase};
-use crate::storage::layout::names;
 use crate::progress::Task;
+use crate::storage::fs::hygiene::Upload;
+use crate::storage::layout::names;
 use crate::warning::{Warning, WarningKind};
 
 /// Link files hold 71 bytes; anything much longer is not a link.
@@ -437,12 +437,14 @@ async fn assemble(
                     Read::TagCurrent(r, tag, content)
                 }
                 ReadKind::Revision(digest) => {
-                    let path = crate::storage::layout::link_file(&layout.revision_dir(name, &digest));
+                    let path =
+                        crate::storage::layout::link_file(&layout.revision_dir(name, &digest));
                     Read::Revision(r, digest, read_link(storage, &path).await?)
                 }
                 ReadKind::Foreign(algorithm, hex) => {
                     let dir = layout.layer_link_dir_for(name, &algorithm, &hex);
-                    let content = read_link(storage, &crate::storage::layout::link_file(&dir)).await?;
+                    let content =
+                        read_link(storage, &crate::storage::layout::link_file(&dir)).await?;
                     Read::Foreign(r, algorithm, hex, content)
                 }
                 ReadKind::StartedAt(uuid) => {

@@ -6,10 +6,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use super::S3Storage;
 use crate::digest::{Digest, DigestMap};
 use crate::error::{Error, Result};
+use crate::gc::mark::{self, Loaded};
 use crate::index::Index;
 use crate::interrupt::{Interrupt, Phase};
 use crate::manifest::MAX_MANIFEST_BYTES;
-use crate::gc::mark::{self, Loaded};
 use crate::progress::Task;
 
 /// Loads every manifest any repository holds or reaches. A GET that fails

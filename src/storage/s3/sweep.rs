@@ -24,12 +24,12 @@ use super::S3Storage;
 use super::config::describe_error;
 use super::index::Listing;
 use crate::digest::DigestSet;
+use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
 use crate::interrupt::Phase;
-use crate::storage::layout::{link_file, names};
-use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::progress::Progress;
 use crate::storage::fs::sweep::{Failure, SweepOptions, SweepOutcome, candidate_dir};
+use crate::storage::layout::{link_file, names};
 
 /// Keys per DeleteObjects request (the API's limit).
 const BATCH: usize = 1000;
@@ -220,7 +220,9 @@ async fn candidate_keys(
             let Some(tag) = tag else {
                 return Err("the tag is not in the index".into());
             };
-            let mut keys = vec![key(&dir.join(crate::storage::layout::relative::tag_current_link()))];
+            let mut keys = vec![key(
+                &dir.join(crate::storage::layout::relative::tag_current_link())
+            )];
             for digest in &tag.history {
                 let entry = dir
                     .join(names::INDEX)

@@ -16,9 +16,12 @@ mod yaml;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::storage::Storage;
 use crate::storage::layout::{Layout, V2_SUFFIX};
+use crate::storage::s3::{self, S3Storage, S3Target};
 
 use yaml::{Decoder, Kind, Map, Scalar, Value};
 
@@ -89,8 +92,10 @@ pub struct RegistryConfig {
     /// The configuration file, as given.
     pub path: PathBuf,
     /// The filesystem driver's root directory (before it is checked to
-    /// hold registry storage).
+    /// hold registry storage); empty for the s3 driver.
     pub root: PathBuf,
+    /// The s3 driver's bucket and how to reach it.
+    pub s3: Option<S3Target>,
     /// `storage.maintenance.readonly.enabled`: the registry refuses pushes.
     pub readonly: bool,
     /// `storage.cache.blobdescriptor` (or its older name `layerinfo`) as
@@ -103,31 +108,54 @@ pub struct RegistryConfig {
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The storage.
-    pub layout: Layout,
+    pub storage: Storage,
     /// The registry's configuration, when TARGET was its `config.yml`.
     pub config: Option<RegistryConfig>,
 }
 
-/// Resolves TARGET to the layout of a storage root, checking that it is one.
-pub fn resolve(target: &Path, env: &Environment) -> Result<Layout> {
-    resolve_target(target, env).map(|t| t.layout)
+/// Resolves TARGET to the layout of a storage root on a filesystem,
+/// checking that it is one; `command` names what refuses a bucket.
+pub fn resolve(target: &Path, env: &Environment, command: &str) -> Result<Layout> {
+    match resolve_target(target, env)?.storage {
+        Storage::Filesystem(layout) => Ok(layout),
+        Storage::S3(bucket) => Err(Error::Unsupported {
+            path: PathBuf::from(bucket.target().to_string()),
+            what: format!("`{command}` on object storage"),
+        }),
+    }
 }
 
-/// Resolves TARGET: a storage root directory, or a `config.yml` whose
-/// storage root is read as the registry reads it.
+/// Resolves TARGET: a storage root directory, `s3://bucket[/root]`, or a
+/// `config.yml` whose storage is read as the registry reads it.
 pub fn resolve_target(target: &Path, env: &Environment) -> Result<Target> {
+    if let Some(url) = target.to_str().filter(|t| s3::config::is_s3_url(t)) {
+        let bucket = S3Target::from_url(url, |name| std::env::var(name).ok())?;
+        return Ok(Target {
+            storage: open_bucket(bucket)?,
+            config: None,
+        });
+    }
     let meta = fs::metadata(target).map_err(|e| Error::io(target, e))?;
     if meta.is_dir() {
         return Ok(Target {
-            layout: storage_root(target)?,
+            storage: Storage::Filesystem(storage_root(target)?),
             config: None,
         });
     }
     let config = read_config(target, env)?;
+    let storage = match &config.s3 {
+        Some(bucket) => open_bucket(bucket.clone())?,
+        None => Storage::Filesystem(storage_root(&config.root)?),
+    };
     Ok(Target {
-        layout: storage_root(&config.root)?,
+        storage,
         config: Some(config),
     })
+}
+
+fn open_bucket(target: S3Target) -> Result<Storage> {
+    let bucket = S3Storage::open(target, s3::DEFAULT_CONCURRENCY)?;
+    Ok(Storage::S3(Arc::new(bucket)))
 }
 
 /// Reads the storage root directory out of a registry configuration file.
@@ -165,15 +193,28 @@ pub fn read_config(path: &Path, env: &Environment) -> Result<RegistryConfig> {
             )));
         }
     };
-    if driver != "filesystem" {
-        return Err(Error::UnsupportedDriver {
-            path: path.to_path_buf(),
-            driver: driver.to_owned(),
-        });
-    }
+    let (root, s3) = match driver {
+        "filesystem" => (
+            root_directory(storage.get("filesystem")).map_err(config_error)?,
+            None,
+        ),
+        "s3" => {
+            let params = storage.get("s3").flatten();
+            let get = |name: &str| params?.get_str(name)?.as_go_string();
+            let bucket = S3Target::from_registry(get).map_err(config_error)?;
+            (PathBuf::new(), Some(bucket))
+        }
+        _ => {
+            return Err(Error::UnsupportedDriver {
+                path: path.to_path_buf(),
+                driver: driver.to_owned(),
+            });
+        }
+    };
     Ok(RegistryConfig {
         path: path.to_path_buf(),
-        root: root_directory(storage.get("filesystem")).map_err(config_error)?,
+        root,
+        s3,
         readonly: readonly(storage.get("maintenance")).map_err(config_error)?,
         blob_descriptor_cache: blob_descriptor_cache(&storage).map_err(config_error)?,
     })
@@ -182,11 +223,11 @@ pub fn read_config(path: &Path, env: &Environment) -> Result<RegistryConfig> {
 /// The `storage` section: driver or option name → parameters (`None` for
 /// a Go nil map), as distribution's `Storage` (`map[string]Parameters`).
 #[derive(Debug, Default)]
-struct Storage {
+struct StorageSection {
     entries: Vec<(String, Option<Map>)>,
 }
 
-impl Storage {
+impl StorageSection {
     fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(k, _)| k.as_str())
     }
@@ -209,7 +250,7 @@ impl Storage {
 
 /// The `storage` section of a config text, before environment overrides;
 /// `None` when there is none (or it is null).
-fn storage_from_file(text: &str) -> Result<Option<Storage>, String> {
+fn storage_from_file(text: &str) -> Result<Option<StorageSection>, String> {
     let doc = yaml::parse(text)?;
     let mut decoder = Decoder::new(&doc);
     let mut storage = None;
@@ -228,10 +269,10 @@ fn storage_from_file(text: &str) -> Result<Option<Storage>, String> {
 
 /// Unmarshals `value` as distribution's `Storage` does: a map of names to
 /// parameter maps (with at most one driver), or a bare driver name.
-fn storage_from_value(value: Value, key: &str) -> Result<Option<Storage>, String> {
+fn storage_from_value(value: Value, key: &str) -> Result<Option<StorageSection>, String> {
     match value {
         Value::Map(map) => {
-            let mut storage = Storage::default();
+            let mut storage = StorageSection::default();
             for (name, params) in map.entries {
                 let name = name
                     .as_go_string()
@@ -252,7 +293,7 @@ fn storage_from_value(value: Value, key: &str) -> Result<Option<Storage>, String
             Ok(Some(storage))
         }
         Value::Scalar(s) if s.kind == Kind::Null => Ok(None),
-        Value::Scalar(s) => Ok(Some(Storage {
+        Value::Scalar(s) => Ok(Some(StorageSection {
             entries: vec![(s.text, Some(Map::go_parameters()))],
         })),
         Value::Seq(_) => Err(format!(
@@ -292,7 +333,10 @@ fn go_string(text: String) -> Value {
 /// the value read as YAML. Below a map the YAML file made
 /// (`map[interface{}]interface{}`), the parser goes no deeper and the
 /// variable is ignored.
-fn apply_environment(storage: &mut Option<Storage>, env: &Environment) -> Result<(), String> {
+fn apply_environment(
+    storage: &mut Option<StorageSection>,
+    env: &Environment,
+) -> Result<(), String> {
     for (name, value) in &env.vars {
         let value = value
             .to_str()
@@ -306,7 +350,7 @@ fn apply_environment(storage: &mut Option<Storage>, env: &Environment) -> Result
             *storage = storage_from_value(parse(value)?, name)?;
             continue;
         }
-        let storage = storage.get_or_insert_with(Storage::default);
+        let storage = storage.get_or_insert_with(StorageSection::default);
         let (first, rest) = (path[0], &path[1..]);
         let existing = match rest {
             [] => None,
@@ -428,7 +472,7 @@ fn readonly(maintenance: Option<Option<&Map>>) -> Result<bool, String> {
 }
 
 /// `storage.cache.blobdescriptor`, or its older name `layerinfo`.
-fn blob_descriptor_cache(storage: &Storage) -> Result<Option<String>, String> {
+fn blob_descriptor_cache(storage: &StorageSection) -> Result<Option<String>, String> {
     let Some(cache) = storage.get("cache") else {
         return Ok(None);
     };
