@@ -637,9 +637,14 @@ mod tests {
         let (_d, path) = config("storage:\n  filesystem: {rootdirectory: /a}\n");
         let env = Environment::from_vars([("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/b")]);
         assert_eq!(root_from_config(&path, &env).unwrap(), PathBuf::from("/b"));
+        let env = Environment::from_vars([("REGISTRY_STORAGE", "gcs")]);
+        assert!(
+            matches!(root_from_config(&path, &env), Err(Error::UnsupportedDriver { driver, .. }) if driver == "gcs")
+        );
+        // The s3 driver's section, with no bucket once REGISTRY_STORAGE replaced it.
         let env = Environment::from_vars([("REGISTRY_STORAGE", "s3")]);
         assert!(
-            matches!(root_from_config(&path, &env), Err(Error::UnsupportedDriver { driver, .. }) if driver == "s3")
+            matches!(read_config(&path, &env), Err(Error::Config { reason, .. }) if reason.contains("storage.s3.bucket"))
         );
         // REGISTRY_STORAGE replaces the section (its root too); the more
         // specific variable is applied after it.
@@ -845,9 +850,9 @@ mod tests {
 
     #[test]
     fn other_drivers_and_broken_configs_are_refused_naming_the_file() {
-        let (_d, path) = config("storage:\n  s3: {bucket: b}\n  delete: {enabled: true}\n");
+        let (_d, path) = config("storage:\n  azure: {container: b}\n  delete: {enabled: true}\n");
         let err = root_from_config(&path, &Environment::default()).unwrap_err();
-        assert!(matches!(&err, Error::UnsupportedDriver { driver, .. } if driver == "s3"));
+        assert!(matches!(&err, Error::UnsupportedDriver { driver, .. } if driver == "azure"));
         assert!(err.to_string().starts_with(&path.display().to_string()));
         let (_d, path) = config("version: 0.1\nhttp: {addr: :5000}\n");
         assert!(matches!(
@@ -859,6 +864,23 @@ mod tests {
             root_from_config(&path, &Environment::default()),
             Err(Error::Config { .. })
         ));
+    }
+
+    #[test]
+    fn s3_driver_parameters_and_their_overrides_are_read_as_the_registry_reads_them() {
+        let (_d, path) = config(
+            "defaults: &s3\n  region: eu-west-1\n  bucket: images\nstorage:\n  s3:\n    <<: *s3\n    rootdirectory: /registry\n    secure: false\n    regionendpoint: minio.local:9000\n    secretkey: from-file\n",
+        );
+        let env = Environment::from_vars([("REGISTRY_STORAGE_S3_SECRETKEY", "from-env")]);
+        let config = read_config(&path, &env).unwrap();
+        let s3 = config.s3.expect("an s3 target");
+        assert_eq!(s3.bucket, "images");
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s3.root, "registry");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://minio.local:9000"));
+        assert!(s3.allow_http);
+        assert_eq!(s3.secret_key.as_ref().map(|k| k.reveal()), Some("from-env"));
+        assert!(!format!("{s3:?}").contains("from-env"));
     }
 
     #[test]
