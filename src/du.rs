@@ -46,10 +46,13 @@ use crate::index::{BlobId, Index, Repository};
 use crate::interrupt::Interrupt;
 use crate::progress::{Progress, Task};
 use crate::report::{ExitStatus, human_bytes};
-use crate::retention::pulls::{LastPull, Method, PullLogConfig, PullLogReport, PullLogs};
+use crate::retention::pulls::{
+    HistoryTimes, LastPull, Method, PullLogConfig, PullLogReport, PullLogs,
+};
 use crate::storage;
 use crate::storage::fs::index::IndexOptions;
 use crate::storage::layout::Layout;
+use crate::storage::{Storage, s3};
 use crate::warning::Warning;
 
 /// Version of the JSON document's shape.
@@ -521,23 +524,42 @@ pub fn usage(
 /// not cover the window are refused, unless taken as complete. Deletes
 /// nothing.
 pub fn disk_usage(
-    layout: &Layout,
+    storage: &Storage,
     options: DuOptions,
     pulls: Option<(&PullLogConfig, Age)>,
     threads: Option<usize>,
     progress: Progress,
 ) -> Result<Usage> {
+    let layout = storage.layout();
     crate::gc::thread_pool(threads, "regsweep")?.install(|| {
         let now = SystemTime::now();
         let task = progress.spinner("indexing", "files");
-        let index = storage::fs::index::build(layout, IndexOptions::default(), &task)?;
+        let interrupt = Interrupt::default();
+        let (index, listing) = match storage {
+            Storage::Filesystem(layout) => (
+                storage::fs::index::build(layout, IndexOptions::default(), &task)?,
+                None,
+            ),
+            Storage::S3(bucket) => {
+                let options = s3::index::ListOptions {
+                    cutoff: None,
+                    tag_history_times: pulls.is_some(),
+                };
+                let (index, listing) = s3::index::build(bucket, options, &interrupt, &task)?;
+                (index, Some(listing))
+            }
+        };
+        let history_times = match &listing {
+            Some(listing) => HistoryTimes::Listed(&listing.tag_history_times),
+            None => HistoryTimes::Filesystem(layout),
+        };
         task.finish();
         let mut warnings = index.warnings.clone();
         let logs = match pulls {
             Some((config, within)) => {
                 let task = progress.spinner("reading pull logs", "lines");
-                let interrupt = Interrupt::default();
-                let mut logs = PullLogs::read(config, layout, &index, now, &interrupt, &task)?;
+                let mut logs =
+                    PullLogs::read(config, history_times, &index, now, &interrupt, &task)?;
                 task.finish();
                 let rule = format!("--pulled-within {within}");
                 logs.check_coverage(&rule, within, now, config.assume_complete)
@@ -554,7 +576,12 @@ pub fn disk_usage(
             since: *since,
         });
         let task = progress.spinner("marking", "manifests read");
-        let usage = compute(layout, &index, warnings, options, window.as_ref(), &task);
+        let loaded = match storage {
+            Storage::Filesystem(layout) => mark::load_all(layout, &index, &task),
+            Storage::S3(bucket) => s3::manifests::load_all(bucket, &index, &task, &interrupt)?,
+        };
+        let mut usage = compute_loaded(layout, &index, &loaded, warnings, options, window.as_ref());
+        usage.storage_root = storage.name();
         task.finish();
         Ok(usage)
     })
@@ -565,18 +592,30 @@ pub fn disk_usage(
 pub fn compute(
     layout: &Layout,
     index: &Index,
-    mut warnings: Vec<Warning>,
+    warnings: Vec<Warning>,
     options: DuOptions,
     pulls: Option<&PullWindow>,
     progress: &Task,
 ) -> Usage {
     let loaded = mark::load_all(layout, index, progress);
-    let marking = mark::mark_loaded(layout, index, &loaded, options.delete_untagged);
+    compute_loaded(layout, index, &loaded, warnings, options, pulls)
+}
+
+/// [`compute`], given every manifest the index's repositories hold or reach.
+pub fn compute_loaded(
+    layout: &Layout,
+    index: &Index,
+    loaded: &DigestMap<Loaded>,
+    mut warnings: Vec<Warning>,
+    options: DuOptions,
+    pulls: Option<&PullWindow>,
+) -> Usage {
+    let marking = mark::mark_loaded(layout, index, loaded, options.delete_untagged);
     let plan = Plan::new(index, &marking);
     warnings.extend(marking.warnings.iter().cloned());
     warnings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     usage(
-        layout, index, &loaded, &marking, &plan, warnings, options, pulls,
+        layout, index, loaded, &marking, &plan, warnings, options, pulls,
     )
 }
 

@@ -658,11 +658,11 @@ fn ask(out: &mut impl Write, question: &str) -> Answer {
 fn du(args: DuArgs) -> ExitStatus {
     signals::describe_target(args.target.clone(), None);
     let run = || -> regsweep::Result<ExitStatus> {
-        let layout = regsweep::storage::target::resolve(
+        let storage = regsweep::storage::target::resolve_target(
             &args.target,
             &regsweep::storage::target::Environment::from_process(),
-            "du",
-        )?;
+        )?
+        .storage;
         let options = regsweep::du::DuOptions {
             delete_untagged: args.delete_untagged,
             top: args.top.or((!args.json).then_some(20)),
@@ -671,7 +671,7 @@ fn du(args: DuArgs) -> ExitStatus {
         let progress = regsweep::progress::Progress::new(io::stderr().is_terminal());
         let pulls = args.pulls();
         let usage = regsweep::du::disk_usage(
-            &layout,
+            &storage,
             options,
             pulls.as_ref().map(|(config, within)| (config, *within)),
             args.threads.map(usize::from),

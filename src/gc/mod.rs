@@ -11,7 +11,6 @@ pub mod mark;
 pub mod plan;
 pub mod recent;
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -303,13 +302,6 @@ impl Collector {
             .into_iter()
             .chain(protect_within.map(|w| (w, format!("--protect-pulled-within {w}"))))
             .max_by_key(|(window, _)| window.duration());
-        if let (Some(bucket), Some(_)) = (storage.bucket(), &self.config.pull_logs) {
-            // Attributing a pull by tag needs each history entry's time.
-            return Err(Error::Unsupported {
-                path: PathBuf::from(bucket.target().to_string()),
-                what: "--pull-log on object storage".into(),
-            });
-        }
         if let (Some((_, rule)), None) = (&pull_window, &self.config.pull_logs) {
             return Err(Error::PullLog(pulls::PullLogError::Needed {
                 rule: rule.clone(),
@@ -328,7 +320,12 @@ impl Collector {
                     (storage::fs::index::build(layout, options, &task)?, None)
                 }
                 Storage::S3(bucket) => {
-                    let (index, listing) = s3::index::build(bucket, cutoff, &interrupt, &task)?;
+                    let options = s3::index::ListOptions {
+                        cutoff,
+                        // Pulls by tag are attributed by these times.
+                        tag_history_times: self.config.pull_logs.is_some(),
+                    };
+                    let (index, listing) = s3::index::build(bucket, options, &interrupt, &task)?;
                     (index, Some(listing))
                 }
             };
@@ -343,12 +340,16 @@ impl Collector {
                 None => Vec::new(),
             };
             interrupt.check(Phase::Plan)?;
+            let history_times = match &listing {
+                Some(listing) => pulls::HistoryTimes::Listed(&listing.tag_history_times),
+                None => pulls::HistoryTimes::Filesystem(layout),
+            };
             let mut pull_log_warnings = Vec::new();
             let pull_logs = match &self.config.pull_logs {
                 Some(config) => {
                     let task = progress.spinner("reading pull logs", "lines");
                     let mut logs =
-                        pulls::PullLogs::read(config, layout, &index, now, &interrupt, &task)?;
+                        pulls::PullLogs::read(config, history_times, &index, now, &interrupt, &task)?;
                     task.finish();
                     if let Some((window, rule)) = &coverage_window {
                         logs.check_coverage(rule, *window, now, config.assume_complete)

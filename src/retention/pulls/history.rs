@@ -63,9 +63,23 @@ impl TagHistory {
     }
 }
 
+/// When each tag history entry was last written, per (repository, tag)
+/// index, in the order of [`crate::index::Tag::history`]: what a listing of
+/// object storage shows.
+pub type ListedHistoryTimes = HashMap<(u32, u32), Vec<SystemTime>>;
+
+/// Where the times of tag history entries come from.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryTimes<'a> {
+    /// The mtimes of the `link` files under the layout's root.
+    Filesystem(&'a Layout),
+    /// Known from a listing.
+    Listed(&'a ListedHistoryTimes),
+}
+
 /// Tag histories of an indexed storage, read when first asked for.
 pub struct Histories<'a> {
-    layout: &'a Layout,
+    times: HistoryTimes<'a>,
     index: &'a Index,
     read: HashMap<(u32, u32), TagHistory>,
 }
@@ -73,8 +87,13 @@ pub struct Histories<'a> {
 impl<'a> Histories<'a> {
     /// Histories of the tags of `index`, under `layout`.
     pub fn new(layout: &'a Layout, index: &'a Index) -> Histories<'a> {
+        Histories::with_times(HistoryTimes::Filesystem(layout), index)
+    }
+
+    /// Histories of the tags of `index`, their times from `times`.
+    pub fn with_times(times: HistoryTimes<'a>, index: &'a Index) -> Histories<'a> {
         Histories {
-            layout,
+            times,
             index,
             read: HashMap::new(),
         }
@@ -93,16 +112,26 @@ impl<'a> Histories<'a> {
             .tags
             .binary_search_by(|t| t.name.as_str().cmp(tag))
             .ok()?;
-        let layout = self.layout;
-        Some(self.read.entry((r as u32, t as u32)).or_insert_with(|| {
+        let times = self.times;
+        let key = (r as u32, t as u32);
+        Some(self.read.entry(key).or_insert_with(|| {
             let tag = &repo.tags[t];
             let entries = tag
                 .history
                 .iter()
-                .map(|digest| {
-                    let link =
-                        link_file(&layout.tag_index_entry_dir(&repo.name, &tag.name, digest));
-                    let mtime = std::fs::metadata(link).and_then(|m| m.modified()).ok();
+                .enumerate()
+                .map(|(i, digest)| {
+                    let mtime = match times {
+                        HistoryTimes::Filesystem(layout) => {
+                            let dir = layout.tag_index_entry_dir(&repo.name, &tag.name, digest);
+                            std::fs::metadata(link_file(&dir))
+                                .and_then(|m| m.modified())
+                                .ok()
+                        }
+                        HistoryTimes::Listed(listed) => {
+                            listed.get(&key).and_then(|t| t.get(i)).copied()
+                        }
+                    };
                     (*digest, mtime)
                 })
                 .collect();

@@ -43,14 +43,13 @@ use std::time::{Duration, SystemTime};
 use serde::{Serialize, Serializer};
 
 pub use error::PullLogError;
-pub use history::{Histories, TagHistory};
+pub use history::{Histories, HistoryTimes, ListedHistoryTimes, TagHistory};
 
 use crate::digest::Digest;
 use crate::duration::{Age, human};
 use crate::index::{Index, Tag};
 use crate::interrupt::{Interrupt, Phase};
 use crate::progress::Task;
-use crate::storage::layout::Layout;
 use crate::warning::{Warning, WarningKind};
 use input::Source;
 use parse::{Parsed, Request};
@@ -972,12 +971,13 @@ fn uncertain_pull<'a>(
 
 impl PullLogs {
     /// Reads every input of `config`, attributing pulls by tag to the
-    /// manifests of `index` (under `layout`) they could have served. A pull
+    /// manifests of `index` they could have served (by the times of the
+    /// tags' history entries, from `times`). A pull
     /// named by a line not read, in a file with no time, counts as of the
     /// latest time of any file, or `now`.
     pub fn read(
         config: &PullLogConfig,
-        layout: &Layout,
+        times: HistoryTimes,
         index: &Index,
         now: SystemTime,
         interrupt: &Interrupt,
@@ -986,7 +986,7 @@ impl PullLogs {
         let sources = input::expand(&config.inputs).map_err(crate::Error::PullLog)?;
         let mut reader = Reader {
             table: PullTable::default(),
-            histories: Histories::new(layout, index),
+            histories: Histories::with_times(times, index),
             ignore_user_agents: &config.ignore_user_agents,
             ignore_clients: &config.ignore_clients,
             ignored: 0,

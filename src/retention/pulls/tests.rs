@@ -244,7 +244,7 @@ fn read(inputs: &[PathBuf]) -> PullLogs {
             ignore_user_agents: Vec::new(),
             ignore_clients: Vec::new(),
         },
-        &layout,
+        super::HistoryTimes::Filesystem(&layout),
         &index,
         at("2024-06-01T00:00:00Z"),
         &Interrupt::default(),

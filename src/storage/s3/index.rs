@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::index::{Blob, ForeignLink, Index, LinkContent, Repository, Revision, Tag, parse_link};
 use crate::interrupt::{Interrupt, Phase};
 use crate::progress::Task;
+use crate::retention::pulls::ListedHistoryTimes;
 use crate::storage::fs::hygiene::Upload;
 use crate::storage::layout::names;
 use crate::warning::{Warning, WarningKind};
@@ -48,17 +49,28 @@ pub struct Listing {
     pub upload_keys: HashMap<PathBuf, Vec<String>>,
     /// Keys listed.
     pub keys: u64,
+    /// When each tag history entry was written (kept when asked for:
+    /// attributing pulls by tag needs them).
+    pub tag_history_times: ListedHistoryTimes,
 }
 
-/// Builds the index of the bucket. `cutoff`: keys modified after it are
-/// remembered in [`Listing::recent`].
+/// What to read beyond the index.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListOptions {
+    /// Keys modified after this are remembered in [`Listing::recent`].
+    pub cutoff: Option<SystemTime>,
+    /// Keep [`Listing::tag_history_times`].
+    pub tag_history_times: bool,
+}
+
+/// Builds the index of the bucket.
 pub fn build(
     storage: &S3Storage,
-    cutoff: Option<SystemTime>,
+    options: ListOptions,
     interrupt: &Interrupt,
     progress: &Task,
 ) -> Result<(Index, Listing)> {
-    storage.block_on(build_async(storage, cutoff, interrupt, progress))
+    storage.block_on(build_async(storage, options, interrupt, progress))
 }
 
 /// One listing task's findings.
@@ -87,7 +99,8 @@ struct RepoFound {
 struct TagFound {
     /// When `current/link` was written, and its ETag.
     current: Option<(SystemTime, Option<String>)>,
-    history: Vec<Digest>,
+    /// History entries, and when each was written.
+    history: Vec<(Digest, SystemTime)>,
 }
 
 impl TagFound {
@@ -98,8 +111,8 @@ impl TagFound {
         let etag = self.current.as_ref()?.1.as_deref()?;
         self.history
             .iter()
+            .map(|(d, _)| *d)
             .find(|d| link_etag(&d.to_string()) == etag)
-            .copied()
     }
 }
 
@@ -278,7 +291,7 @@ impl S3Storage {
                             .entry(tag.to_owned())
                             .or_default()
                             .history
-                            .push(digest);
+                            .push((digest, time));
                         recent_dir = Some(layout.tag_index_entry_dir(repository, tag, &digest));
                     }
                     Key::Upload { uuid, rest, .. } => {
@@ -311,10 +324,11 @@ impl S3Storage {
 
 async fn build_async(
     storage: &S3Storage,
-    cutoff: Option<SystemTime>,
+    options: ListOptions,
     interrupt: &Interrupt,
     progress: &Task,
 ) -> Result<(Index, Listing)> {
+    let cutoff = options.cutoff;
     let layout = storage.layout();
     let v2 = layout.v2().to_path_buf();
     let mut found = Found::default();
@@ -358,7 +372,7 @@ async fn build_async(
     }
     drop(listings);
     interrupt.check(Phase::Index)?;
-    assemble(storage, found, interrupt).await
+    assemble(storage, found, options, interrupt).await
 }
 
 /// A key where the registry writes none.
@@ -398,6 +412,7 @@ async fn read_link(storage: &S3Storage, path: &Path) -> Result<LinkContent> {
 async fn assemble(
     storage: &S3Storage,
     mut found: Found,
+    options: ListOptions,
     interrupt: &Interrupt,
 ) -> Result<(Index, Listing)> {
     let layout = storage.layout();
@@ -579,9 +594,17 @@ async fn assemble(
                     None
                 }
             };
-            let mut history = t.history;
-            history.sort_unstable();
-            history.dedup();
+            let mut entries = t.history;
+            // One entry per digest, at its latest time.
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            entries.dedup_by_key(|(d, _)| *d);
+            let history: Vec<Digest> = entries.iter().map(|(d, _)| *d).collect();
+            if options.tag_history_times {
+                let times = entries.iter().map(|(_, t)| *t).collect();
+                listing
+                    .tag_history_times
+                    .insert((r as u32, repo.tags.len() as u32), times);
+            }
             repo.tags.push(Tag {
                 name: tag_name,
                 pushed: current_digest.and(t.current.map(|(time, _)| time)),
