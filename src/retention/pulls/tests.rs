@@ -234,7 +234,7 @@ fn app_line(time: &str, method: &str, uri: &str, status: u16, ua: &str) -> Strin
 fn read(inputs: &[PathBuf]) -> PullLogs {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("docker/registry/v2/repositories")).unwrap();
-    let layout = Layout::new(dir.path());
+    let layout = crate::storage::layout::Layout::new(dir.path());
     let index = Index::default();
     PullLogs::read(
         &PullLogConfig {
