@@ -216,6 +216,50 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
+/// What a manifest revision link's `content` means for `repo`, as the
+/// registry reads it (it serves the manifest the content names): records a
+/// link naming another manifest in [`Repository::revision_link_targets`],
+/// keeps the repository whole where the content cannot be followed, and
+/// returns what is wrong, if anything. `followed` says whether the registry
+/// would follow an unreadable link (a symbolic link on a filesystem).
+pub fn judge_revision_link(
+    repo: &mut Repository,
+    digest: &Digest,
+    content: LinkContent,
+    followed: impl FnOnce() -> bool,
+) -> Option<String> {
+    Some(match content {
+        LinkContent::Missing => return None,
+        LinkContent::Digest(d) if d == *digest => return None,
+        LinkContent::Digest(target) => {
+            repo.revision_link_targets.push((*digest, target));
+            format!(
+                "revision link holds {target}, its path says {digest}: the registry serves {target} for {digest}; both are kept with what they reference"
+            )
+        }
+        LinkContent::OtherAlgorithm(text) => {
+            repo.opaque = true;
+            format!(
+                "revision link holds {text}, its path says {digest}: the registry serves a manifest regsweep cannot follow; the repository is kept whole"
+            )
+        }
+        LinkContent::Invalid(reason) if followed() => {
+            // The registry's storage driver follows it to a manifest
+            // regsweep does not read.
+            repo.opaque = true;
+            format!(
+                "invalid revision link: {reason}; the registry would follow it: the repository is kept whole"
+            )
+        }
+        // The registry cannot parse it and serves nothing through it (an
+        // error for the digest and its tags). Repaired, it would most
+        // likely name its path: keep that manifest.
+        LinkContent::Invalid(reason) => format!(
+            "invalid revision link: {reason}; the registry cannot serve {digest} through it; kept by the digest in its path"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

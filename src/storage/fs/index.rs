@@ -26,7 +26,8 @@ use walkdir::WalkDir;
 use crate::digest::{Digest, DigestSet, SHA256};
 use crate::error::{Error, Result};
 use crate::index::{
-    Blob, ForeignLink, Index, LinkContent, MAX_LINK_BYTES, Repository, Revision, Tag, parse_link,
+    Blob, ForeignLink, Index, LinkContent, MAX_LINK_BYTES, Repository, Revision, Tag,
+    judge_revision_link, parse_link,
 };
 use crate::interrupt::{Interrupt, Phase};
 use crate::progress::Task;
@@ -726,39 +727,10 @@ impl Ctx<'_> {
         if content != LinkContent::Missing {
             self.count_files(1);
         }
-        let problem = match content {
-            LinkContent::Missing => return false,
-            LinkContent::Digest(d) if d == *digest => return true,
-            LinkContent::Digest(target) => {
-                repo.revision_link_targets.push((*digest, target));
-                format!(
-                    "revision link holds {target}, its path says {digest}: the registry serves {target} for {digest}; both are kept with what they reference"
-                )
-            }
-            LinkContent::OtherAlgorithm(text) => {
-                repo.opaque = true;
-                format!(
-                    "revision link holds {text}, its path says {digest}: the registry serves a manifest regsweep cannot follow; the repository is kept whole"
-                )
-            }
-            LinkContent::Invalid(reason)
-                if matches!(dir.dir.stat(&name), Ok(Some((Kind::Symlink, _)))) =>
-            {
-                // The registry's storage driver follows it to a manifest
-                // regsweep does not read.
-                repo.opaque = true;
-                format!(
-                    "invalid revision link: {reason}; the registry would follow it: the repository is kept whole"
-                )
-            }
-            LinkContent::Invalid(reason) => {
-                // The registry cannot parse it and serves nothing through it
-                // (an error for the digest and its tags). Repaired, it would
-                // most likely name its path: keep that manifest.
-                format!(
-                    "invalid revision link: {reason}; the registry cannot serve {digest} through it; kept by the digest in its path"
-                )
-            }
+        let missing = content == LinkContent::Missing;
+        let followed = || matches!(dir.dir.stat(&name), Ok(Some((Kind::Symlink, _))));
+        let Some(problem) = judge_revision_link(repo, digest, content, followed) else {
+            return !missing;
         };
         scan.warnings.push(Warning::new(
             WarningKind::InvalidLink,

@@ -23,7 +23,10 @@ use super::{S3Storage, bare_etag, link_etag};
 use crate::clock;
 use crate::digest::{Digest, DigestSet};
 use crate::error::{Error, Result};
-use crate::index::{Blob, ForeignLink, Index, LinkContent, Repository, Revision, Tag, parse_link};
+use crate::index::{
+    Blob, ForeignLink, Index, LinkContent, MAX_LINK_BYTES, Repository, Revision, Tag,
+    judge_revision_link, parse_link,
+};
 use crate::interrupt::{Interrupt, Phase};
 use crate::progress::Task;
 use crate::retention::pulls::ListedHistoryTimes;
@@ -31,8 +34,6 @@ use crate::storage::fs::hygiene::Upload;
 use crate::storage::layout::names;
 use crate::warning::{Warning, WarningKind};
 
-/// Link files hold 71 bytes; anything much longer is not a link.
-const MAX_LINK_BYTES: u64 = 256;
 /// `startedat` holds an RFC 3339 time.
 const MAX_STARTED_AT_BYTES: u64 = 256;
 
@@ -397,7 +398,7 @@ enum Read {
 }
 
 async fn read_link(storage: &S3Storage, path: &Path) -> Result<LinkContent> {
-    match storage.get(path, MAX_LINK_BYTES).await {
+    match storage.get(path, MAX_LINK_BYTES as u64).await {
         Ok(Some(bytes)) => Ok(parse_link(&bytes)),
         Ok(None) => Ok(LinkContent::Missing),
         // Over the limit: not a link. Anything else: the index is incomplete.
@@ -661,8 +662,7 @@ enum ReadKind {
 }
 
 /// A revision link whose content is not known from its ETag, read as the
-/// registry reads it (the same rules as on a filesystem): the registry
-/// serves the manifest the content names. Returns whether it exists.
+/// registry reads it. Returns whether it exists.
 fn revision_link(
     layout: &crate::storage::layout::Layout,
     repo: &mut Repository,
@@ -670,24 +670,10 @@ fn revision_link(
     content: LinkContent,
     warnings: &mut Vec<Warning>,
 ) -> bool {
-    let problem = match content {
-        LinkContent::Missing => return false,
-        LinkContent::Digest(d) if d == *digest => return true,
-        LinkContent::Digest(target) => {
-            repo.revision_link_targets.push((*digest, target));
-            format!(
-                "revision link holds {target}, its path says {digest}: the registry serves {target} for {digest}; both are kept with what they reference"
-            )
-        }
-        LinkContent::OtherAlgorithm(text) => {
-            repo.opaque = true;
-            format!(
-                "revision link holds {text}, its path says {digest}: the registry serves a manifest regsweep cannot follow; the repository is kept whole"
-            )
-        }
-        LinkContent::Invalid(reason) => format!(
-            "invalid revision link: {reason}; the registry cannot serve {digest} through it; kept by the digest in its path"
-        ),
+    let missing = content == LinkContent::Missing;
+    // No symbolic links in a bucket.
+    let Some(problem) = judge_revision_link(repo, digest, content, || false) else {
+        return !missing;
     };
     warnings.push(Warning::new(
         WarningKind::InvalidLink,
