@@ -389,6 +389,7 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
     let index_began = locks
         .first()
         .and_then(Lock::taken_at)
+        .or_else(|| bucket_lock.as_ref().and_then(s3::lock::S3Lock::taken_at))
         .unwrap_or_else(|| SystemTime::now() - Duration::from_secs(1));
     let collector = Collector::new(config)?;
     let mut planned = collector.plan()?;

@@ -692,6 +692,7 @@ impl Collector {
                     &planned.plan,
                     listing.unwrap_or(&empty),
                     options,
+                    Some(index_began),
                     self.config.progress,
                 );
             }

@@ -164,7 +164,8 @@ impl Found {
     }
 }
 
-fn modified(meta: &ObjectMeta) -> SystemTime {
+/// When the object was last written, on the store's clock.
+pub(crate) fn modified(meta: &ObjectMeta) -> SystemTime {
     let secs = meta.last_modified.timestamp();
     let nanos = meta.last_modified.timestamp_subsec_nanos();
     match u64::try_from(secs) {

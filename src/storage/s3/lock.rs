@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -23,6 +24,7 @@ use crate::warning::{Warning, WarningKind};
 pub struct S3Lock<'a> {
     storage: &'a S3Storage,
     path: PathBuf,
+    taken: Option<SystemTime>,
 }
 
 /// The lock object's layout path.
@@ -53,7 +55,20 @@ impl<'a> S3Lock<'a> {
             options,
         ));
         match put {
-            Ok(_) => Ok(Some(S3Lock { storage, path })),
+            Ok(_) => {
+                // Its time on the store's own clock: what the sweep compares
+                // the registry's writes with.
+                storage.requests.head.fetch_add(1, Ordering::Relaxed);
+                let taken = storage
+                    .block_on(storage.store().head(&super::key(&path)))
+                    .ok()
+                    .map(|meta| super::index::modified(&meta));
+                Ok(Some(S3Lock {
+                    storage,
+                    path,
+                    taken,
+                }))
+            }
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => {
                 let who = held_by(storage, &path);
@@ -83,6 +98,13 @@ impl<'a> S3Lock<'a> {
                 reason: format!("cannot create the lock object: {}", describe_error(&e)),
             }),
         }
+    }
+}
+
+impl S3Lock<'_> {
+    /// When the lock object was written, on the store's clock.
+    pub fn taken_at(&self) -> Option<SystemTime> {
+        self.taken
     }
 }
 

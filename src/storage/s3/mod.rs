@@ -18,6 +18,7 @@ pub mod index;
 pub mod keys;
 pub mod lock;
 pub mod manifests;
+pub mod recheck;
 pub mod sweep;
 
 use std::fmt;
@@ -47,6 +48,8 @@ pub struct RequestCounts {
     pub list: AtomicU64,
     /// GETs of objects.
     pub get: AtomicU64,
+    /// HEADs (the lock's time).
+    pub head: AtomicU64,
     /// PUTs (the lock).
     pub put: AtomicU64,
     /// DeleteObjects requests (up to 1,000 keys each) and single DELETEs.
@@ -54,9 +57,10 @@ pub struct RequestCounts {
 }
 
 impl RequestCounts {
-    /// (list, get, put, delete) as read now.
-    pub fn snapshot(&self) -> [u64; 4] {
-        [&self.list, &self.get, &self.put, &self.delete].map(|c| c.load(Ordering::Relaxed))
+    /// (list, get, head, put, delete) as read now.
+    pub fn snapshot(&self) -> [u64; 5] {
+        [&self.list, &self.get, &self.head, &self.put, &self.delete]
+            .map(|c| c.load(Ordering::Relaxed))
     }
 }
 

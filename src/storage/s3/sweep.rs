@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use futures_util::{StreamExt, stream};
 use object_store::ObjectStore;
@@ -35,16 +36,27 @@ use crate::storage::layout::{link_file, names};
 const BATCH: usize = 1000;
 
 /// Deletes the plan's candidates from the bucket.
+///
+/// `index_began`, on the store's clock: the repositories are listed again
+/// before the first deletion and before the blobs go, and a key written
+/// since stops the sweep (see [`super::recheck`]).
 pub fn sweep(
     storage: &S3Storage,
     index: &Index,
     plan: &Plan,
     listing: &Listing,
     options: SweepOptions,
+    index_began: Option<SystemTime>,
     progress: Progress,
 ) -> SweepOutcome {
     storage.block_on(sweep_async(
-        storage, index, plan, listing, options, progress,
+        storage,
+        index,
+        plan,
+        listing,
+        options,
+        index_began,
+        progress,
     ))
 }
 
@@ -54,8 +66,11 @@ async fn sweep_async(
     plan: &Plan,
     listing: &Listing,
     options: SweepOptions,
+    index_began: Option<SystemTime>,
     progress: Progress,
 ) -> SweepOutcome {
+    let mut changed = None;
+    let mut looked_again = false;
     let layout = storage.layout();
     let task = progress.bar(plan.candidates.len() as u64, "deleting", "objects");
     let quit = || options.interrupt.stops(Phase::Sweep);
@@ -81,6 +96,15 @@ async fn sweep_async(
         }
         if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && stopped_by_failure {
             break;
+        }
+        if let Some(since) = index_began {
+            if kind.rechecked() && (!looked_again || kind == CandidateKind::Blob) {
+                looked_again = true;
+                changed = super::recheck::look_again(storage, since).await;
+                if changed.is_some() {
+                    break;
+                }
+            }
         }
         // A repository goes only if everything else of it went.
         let mut incomplete = vec![false; index.repositories.len()];
@@ -167,7 +191,7 @@ async fn sweep_async(
         deleted.add(candidate);
     }
     let crashed = crashed.into_inner();
-    let interrupted = crashed || quit() && gone.iter().any(|g| !g);
+    let interrupted = crashed || changed.is_some() || quit() && gone.iter().any(|g| !g);
     failures.sort_by(|a, b| a.path.cmp(&b.path));
     SweepOutcome {
         deleted,
@@ -176,7 +200,7 @@ async fn sweep_async(
         interrupted,
         empty_directories: 0,
         temporary_files: 0,
-        changed: None,
+        changed,
     }
 }
 
