@@ -18,6 +18,7 @@ pub mod index;
 pub mod keys;
 pub mod lock;
 pub mod manifests;
+pub mod multipart;
 pub mod recheck;
 pub mod sweep;
 
@@ -30,6 +31,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::HttpConnector;
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
 
@@ -68,6 +70,11 @@ impl RequestCounts {
 /// run on.
 pub struct S3Storage {
     target: S3Target,
+    /// For the one request the store's client does not make
+    /// (ListMultipartUploads): the bucket's address, region and a client.
+    base_url: String,
+    region: String,
+    http: object_store::client::HttpClient,
     store: Arc<AmazonS3>,
     runtime: tokio::runtime::Runtime,
     layout: Layout,
@@ -129,6 +136,17 @@ impl S3Storage {
             retry_timeout: Duration::from_secs(300),
             ..RetryConfig::default()
         };
+        let http = object_store::client::ReqwestConnector::default()
+            .connect(&options)
+            .map_err(|e| target.error(&target.to_string(), e))?;
+        let base_url = match &target.endpoint {
+            Some(endpoint) => format!("{}/{}", endpoint.trim_end_matches('/'), target.bucket),
+            None => format!(
+                "https://s3.{}.amazonaws.com/{}",
+                target.region.as_deref().unwrap_or("us-east-1"),
+                target.bucket
+            ),
+        };
         let store = builder
             .with_client_options(options)
             .with_retry(retry)
@@ -142,6 +160,9 @@ impl S3Storage {
             .map_err(|e| Error::io(PathBuf::from(target.to_string()), e))?;
         let layout = Layout::new(target.root_path());
         Ok(S3Storage {
+            region: target.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            base_url,
+            http,
             target,
             store: Arc::new(store),
             runtime,

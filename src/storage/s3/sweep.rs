@@ -175,6 +175,14 @@ async fn sweep_async(
                 _ => {}
             }
         }
+        if kind == CandidateKind::Upload {
+            let purged: Vec<PathBuf> = work
+                .iter()
+                .filter(|(i, _)| gone[*i])
+                .map(|(i, _)| candidate_dir(layout, index, plan, &plan.candidates[*i]))
+                .collect();
+            failures.extend(abort_multipart_uploads(storage, &purged).await);
+        }
         if !outcome.unsent.is_empty() {
             break;
         }
@@ -202,6 +210,39 @@ async fn sweep_async(
         temporary_files: 0,
         changed,
     }
+}
+
+/// Aborts the multipart uploads of the purged uploads `dirs`: their data
+/// while in progress, billed until aborted.
+async fn abort_multipart_uploads(storage: &S3Storage, dirs: &[PathBuf]) -> Vec<Failure> {
+    if dirs.is_empty() {
+        return Vec::new();
+    }
+    let prefix = format!("{}/", super::path_str(&storage.layout().repositories_dir()));
+    let open = match super::multipart::list(storage, &prefix).await {
+        Ok(open) => open,
+        Err(message) => {
+            return vec![Failure {
+                path: PathBuf::from(storage.url(&storage.layout().repositories_dir())),
+                message: format!(
+                    "the purged uploads' multipart uploads were not aborted: {message}"
+                ),
+            }];
+        }
+    };
+    let mut failures = Vec::new();
+    for dir in dirs {
+        let key = super::path_str(&dir.join(names::DATA));
+        for id in open.get(&key).into_iter().flatten() {
+            if let Err(message) = super::multipart::abort(storage, &key, id).await {
+                failures.push(Failure {
+                    path: dir.join(names::DATA),
+                    message: format!("multipart upload {id} not aborted: {message}"),
+                });
+            }
+        }
+    }
+    failures
 }
 
 /// The keys of `candidate`, whose directory is `dir`.
