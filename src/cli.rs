@@ -15,7 +15,7 @@ use regsweep::report::BlobCache;
 use regsweep::retention::policy::PolicyFlags;
 use regsweep::retention::protect::ProtectList;
 use regsweep::retention::pulls::{ClientPattern, PullLogConfig};
-use regsweep::storage::fs::sweep::SweepOptions;
+use regsweep::storage::SweepOptions;
 use regsweep::storage::target::{self, Environment};
 use regsweep::verify::VerifyConfig;
 

@@ -29,9 +29,10 @@ use crate::retention::{self, pulls};
 use crate::storage;
 use crate::storage::Storage;
 use crate::storage::fs::hygiene::{self, Upload};
-use crate::storage::fs::sweep::{self, Disposal, SweepOptions, SweepOutcome};
+use crate::storage::fs::sweep::{self, Disposal};
 use crate::storage::layout::Layout;
 use crate::storage::s3;
+use crate::storage::{SweepOptions, SweepOutcome};
 use crate::warning::{Warning, WarningKind};
 use plan::{CandidateKind, Plan, PlanOptions};
 

@@ -24,8 +24,8 @@ use crate::digest::{Digest, SHA256};
 use crate::gc::plan::{Candidate, CandidateKind, Hold, Plan, Reason};
 use crate::index::Index;
 use crate::interrupt::{Interrupt, Phase};
+use crate::storage::candidate_dir;
 use crate::storage::fs::dir::Dir;
-use crate::storage::fs::sweep::candidate_dir;
 use crate::storage::layout::{Layout, link_file, names};
 
 /// What the ages of a plan's candidates decide.

@@ -395,7 +395,7 @@ mod tests {
         use crate::gc::plan::Plan;
         use crate::index::Index;
         use crate::report::RunInfo;
-        use crate::storage::fs::sweep::{Failure, SweepOutcome};
+        use crate::storage::{Failure, SweepOutcome};
         use crate::warning::{Warning, WarningKind};
 
         let index = Index::default();

@@ -22,7 +22,7 @@ use crate::gc::plan::{Candidate, Counts, Plan, Reclaim, RepositoryReclaim};
 use crate::index::Index;
 use crate::interrupt::Phase;
 use crate::retention::policy::PolicyReport;
-use crate::storage::fs::sweep::{Failure, SweepOutcome};
+use crate::storage::{Failure, SweepOutcome};
 use crate::warning::Warning;
 
 /// Serializes a path as a string, replacing what is not UTF-8 with U+FFFD:

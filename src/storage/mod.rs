@@ -1,22 +1,35 @@
-//! Where the registry's data lives, and what a storage backend provides to
-//! the pipeline: it produces the [`crate::index::Index`] of the whole tree,
-//! reads a manifest's bytes for marking (today [`crate::gc::mark::load`],
-//! through the filesystem's blob directories), and deletes what the plan
-//! lists in its sweep order ([`crate::gc::plan::CandidateKind`]), so that a
-//! sweep stopped anywhere leaves a registry that serves every live image.
+//! Where the registry's data lives, and the seam between the pipeline and
+//! a storage backend. A backend does three things: it produces the
+//! [`crate::index::Index`] of the whole storage, reads a manifest's bytes
+//! for marking, and deletes what the plan lists in its sweep order
+//! ([`crate::gc::plan::CandidateKind`]), so that a sweep stopped anywhere
+//! leaves a registry that serves every live image, then says what it did
+//! ([`SweepOutcome`]). Deciding (marking, planning, retention, `--min-age`,
+//! the report) is the same for every backend.
 //!
-//! The filesystem driver's storage is the first backend ([`fs`]);
-//! [`layout`] knows its paths and [`target`] finds it from the command
-//! line's target or the registry's `config.yml`.
+//! - [`fs`]: the `filesystem` driver's tree, walked in parallel through
+//!   directory handles, swept by `unlink`/`rmdir` or moved into a trash;
+//! - [`s3`]: the `s3` driver's bucket, indexed from listings, swept in
+//!   DeleteObjects batches.
+//!
+//! [`layout`] knows the paths (on a bucket, the keys); [`target`] finds the
+//! storage from the command line's TARGET or the registry's `config.yml`.
 
 pub mod fs;
 pub mod layout;
 pub mod s3;
 pub mod target;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use serde::Serialize;
+
+use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
+use crate::index::Index;
+use crate::interrupt::Interrupt;
 use layout::Layout;
 
 /// The storage a run works on.
@@ -58,5 +71,113 @@ impl Storage {
 impl From<Layout> for Storage {
     fn from(layout: Layout) -> Storage {
         Storage::Filesystem(layout)
+    }
+}
+
+/// Something the sweep could not delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The path that could not be removed.
+    #[serde(serialize_with = "crate::report::lossy_path")]
+    pub path: PathBuf,
+    /// Why.
+    pub message: String,
+}
+
+/// What a sweep did.
+#[derive(Debug, Default)]
+pub struct SweepOutcome {
+    /// Totals of what was deleted.
+    pub deleted: Reclaim,
+    /// Per candidate of the plan: whether it is gone.
+    pub gone: Vec<bool>,
+    /// What could not be deleted.
+    pub failures: Vec<Failure>,
+    /// The sweep stopped before the end of the plan.
+    pub interrupted: bool,
+    /// Empty directories removed.
+    pub empty_directories: u64,
+    /// Stray temporary files found in, and removed with, deleted directories.
+    pub temporary_files: u64,
+    /// The sweep stopped because the tree changed since the index began.
+    pub changed: Option<Change>,
+}
+
+/// How to sweep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SweepOptions {
+    /// Stop after this many deletions, as a crash would (for testing that
+    /// an interrupted sweep leaves a consistent registry): no directory
+    /// clean-up and no end of journal follow.
+    pub stop_after: Option<u64>,
+    /// Checked before each deletion, to stop cleanly between two (a
+    /// [`crate::gc::Collector`] sweeps with [`crate::gc::GcConfig::interrupt`]).
+    pub interrupt: Interrupt,
+    /// Stray temporary files modified after this stay.
+    pub cutoff: Option<SystemTime>,
+}
+
+/// Something changed in the tree since the index began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// What changed.
+    pub path: PathBuf,
+    /// How: modified after the index began, or could not be checked.
+    pub what: String,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.path.display(), self.what)
+    }
+}
+
+/// The directory (or file) a candidate is.
+pub fn candidate_dir(
+    layout: &Layout,
+    index: &Index,
+    plan: &Plan,
+    candidate: &Candidate,
+) -> PathBuf {
+    let repo = candidate
+        .repository()
+        .map(|r| index.repositories[r as usize].name.as_str())
+        .unwrap_or_default();
+    let tag = || {
+        candidate
+            .repository()
+            .zip(candidate.tag())
+            .map(|(r, t)| {
+                index.repositories[r as usize].tags[t as usize]
+                    .name
+                    .as_str()
+            })
+            .unwrap_or_default()
+    };
+    match candidate.kind {
+        CandidateKind::TagIndexEntry => layout.tag_index_entry_dir(repo, tag(), &candidate.digest),
+        CandidateKind::Manifest => layout.revision_dir(repo, &candidate.digest),
+        CandidateKind::Tag => {
+            let tag = tag();
+            if tag.is_empty() {
+                return PathBuf::new();
+            }
+            layout.tag_dir(repo, tag)
+        }
+        CandidateKind::LayerLink => match candidate.foreign_link() {
+            Some(i) => {
+                let link = &index.repositories[candidate.repository().unwrap_or_default() as usize]
+                    .foreign_links[i as usize];
+                layout.layer_link_dir_for(repo, &link.algorithm, &link.hex)
+            }
+            None => layout.layer_link_dir(repo, &candidate.digest),
+        },
+        CandidateKind::Blob => layout.blob_dir(&candidate.digest),
+        CandidateKind::TemporaryFile | CandidateKind::Upload => candidate
+            .path()
+            .and_then(|i| plan.paths.get(i as usize))
+            .map(|p| layout.root().join(p))
+            .unwrap_or_default(),
+        CandidateKind::Repository => layout.repository_dir(repo),
     }
 }

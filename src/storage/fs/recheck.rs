@@ -28,7 +28,6 @@
 //! registry that is read-only or stopped.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -40,22 +39,8 @@ use rayon::prelude::*;
 use crate::digest::Digest;
 use crate::gc::plan::{CandidateKind, Plan};
 use crate::index::Index;
+use crate::storage::Change;
 use crate::storage::layout::{self, Layout};
-
-/// Something changed in the tree since the index began.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// What changed.
-    pub path: PathBuf,
-    /// How: modified after the index began, or could not be checked.
-    pub what: String,
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.path.display(), self.what)
-    }
-}
 
 /// Watches what a plan depends on; see the module documentation.
 pub struct Recheck<'a> {

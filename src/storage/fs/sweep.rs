@@ -38,61 +38,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
-use serde::Serialize;
 
 use crate::digest::{Digest, DigestMap};
 use crate::gc::plan::{self, Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
-use crate::interrupt::{Interrupt, Phase};
+use crate::interrupt::Phase;
 use crate::progress::Progress;
 use crate::storage::fs::dir::Dir;
 use crate::storage::fs::hygiene::is_temporary_name;
-use crate::storage::fs::recheck::{Change, Recheck};
+use crate::storage::fs::recheck::Recheck;
 use crate::storage::fs::trash::{self, Batch};
 use crate::storage::layout::{self, Layout, names};
-
-/// Something the sweep could not delete.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// The path that could not be removed.
-    #[serde(serialize_with = "crate::report::lossy_path")]
-    pub path: PathBuf,
-    /// Why.
-    pub message: String,
-}
-
-/// What a sweep did.
-#[derive(Debug, Default)]
-pub struct SweepOutcome {
-    /// Totals of what was deleted.
-    pub deleted: Reclaim,
-    /// Per candidate of the plan: whether it is gone.
-    pub gone: Vec<bool>,
-    /// What could not be deleted.
-    pub failures: Vec<Failure>,
-    /// The sweep stopped before the end of the plan.
-    pub interrupted: bool,
-    /// Empty directories removed.
-    pub empty_directories: u64,
-    /// Stray temporary files found in, and removed with, deleted directories.
-    pub temporary_files: u64,
-    /// The sweep stopped because the tree changed since the index began.
-    pub changed: Option<Change>,
-}
-
-/// How to sweep.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SweepOptions {
-    /// Stop after this many deletions, as a crash would (for testing that
-    /// an interrupted sweep leaves a consistent registry): no directory
-    /// clean-up and no end of journal follow.
-    pub stop_after: Option<u64>,
-    /// Checked before each deletion, to stop cleanly between two (a
-    /// [`crate::gc::Collector`] sweeps with [`crate::gc::GcConfig::interrupt`]).
-    pub interrupt: Interrupt,
-    /// Stray temporary files modified after this stay.
-    pub cutoff: Option<SystemTime>,
-}
+use crate::storage::{Failure, SweepOptions, SweepOutcome, candidate_dir};
 
 /// Where swept things go.
 #[derive(Debug, Clone, Copy)]
@@ -418,56 +375,6 @@ impl Held {
             "kept: {} could not be removed and still references it",
             by.display()
         ))
-    }
-}
-
-/// The directory (or file) a candidate is.
-pub fn candidate_dir(
-    layout: &Layout,
-    index: &Index,
-    plan: &Plan,
-    candidate: &Candidate,
-) -> PathBuf {
-    let repo = candidate
-        .repository()
-        .map(|r| index.repositories[r as usize].name.as_str())
-        .unwrap_or_default();
-    let tag = || {
-        candidate
-            .repository()
-            .zip(candidate.tag())
-            .map(|(r, t)| {
-                index.repositories[r as usize].tags[t as usize]
-                    .name
-                    .as_str()
-            })
-            .unwrap_or_default()
-    };
-    match candidate.kind {
-        CandidateKind::TagIndexEntry => layout.tag_index_entry_dir(repo, tag(), &candidate.digest),
-        CandidateKind::Manifest => layout.revision_dir(repo, &candidate.digest),
-        CandidateKind::Tag => {
-            let tag = tag();
-            if tag.is_empty() {
-                return PathBuf::new();
-            }
-            layout.tag_dir(repo, tag)
-        }
-        CandidateKind::LayerLink => match candidate.foreign_link() {
-            Some(i) => {
-                let link = &index.repositories[candidate.repository().unwrap_or_default() as usize]
-                    .foreign_links[i as usize];
-                layout.layer_link_dir_for(repo, &link.algorithm, &link.hex)
-            }
-            None => layout.layer_link_dir(repo, &candidate.digest),
-        },
-        CandidateKind::Blob => layout.blob_dir(&candidate.digest),
-        CandidateKind::TemporaryFile | CandidateKind::Upload => candidate
-            .path()
-            .and_then(|i| plan.paths.get(i as usize))
-            .map(|p| layout.root().join(p))
-            .unwrap_or_default(),
-        CandidateKind::Repository => layout.repository_dir(repo),
     }
 }
 

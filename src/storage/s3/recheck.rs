@@ -16,7 +16,7 @@ use futures_util::{StreamExt, stream};
 
 use super::S3Storage;
 use super::config::describe_error;
-use crate::storage::fs::recheck::Change;
+use crate::storage::Change;
 
 /// The first key under `repositories/` modified at or after `since`, or
 /// a listing that failed (the registry's state is then unknown).

@@ -29,8 +29,8 @@ use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
 use crate::interrupt::Phase;
 use crate::progress::Progress;
-use crate::storage::fs::sweep::{Failure, SweepOptions, SweepOutcome, candidate_dir};
 use crate::storage::layout::{link_file, names};
+use crate::storage::{Failure, SweepOptions, SweepOutcome, candidate_dir};
 
 /// Keys per DeleteObjects request (the API's limit).
 const BATCH: usize = 1000;
