@@ -38,15 +38,28 @@ pub const ACCESS_KEY: &str = "regsweep-test-access-key";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `moto_server` to run: `$REGSWEEP_MOTO_SERVER`, else the one on PATH,
-/// else [`MOTO_DEFAULT`] if it exists.
-pub fn moto_bin() -> Option<PathBuf> {
+/// else [`MOTO_DEFAULT`]; or why there is none.
+pub fn moto_bin() -> Result<PathBuf, String> {
     if let Some(bin) = env::var_os(MOTO_ENV).filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(bin));
+        let bin = PathBuf::from(bin);
+        return if is_executable(&bin) {
+            Ok(bin)
+        } else {
+            Err(format!(
+                "${MOTO_ENV}={} is not an executable file",
+                bin.display()
+            ))
+        };
     }
     if on_path(MOTO_BIN) {
-        return Some(PathBuf::from(MOTO_BIN));
+        return Ok(PathBuf::from(MOTO_BIN));
     }
-    is_executable(Path::new(MOTO_DEFAULT)).then(|| PathBuf::from(MOTO_DEFAULT))
+    if is_executable(Path::new(MOTO_DEFAULT)) {
+        return Ok(PathBuf::from(MOTO_DEFAULT));
+    }
+    Err(format!(
+        "{MOTO_BIN} not found (neither ${MOTO_ENV}, PATH nor {MOTO_DEFAULT})"
+    ))
 }
 
 /// [`require_tools`], and moto too: true when the registry, skopeo and
@@ -57,10 +70,10 @@ pub fn require_s3() -> bool {
     if !require_tools() {
         return false;
     }
-    if moto_bin().is_some() {
-        return true;
-    }
-    let reason = format!("{MOTO_BIN} not found (${MOTO_ENV}, PATH, {MOTO_DEFAULT})");
+    let reason = match moto_bin() {
+        Ok(_) => return true,
+        Err(reason) => reason,
+    };
     if env::var("REGSWEEP_REQUIRE_REGISTRY").as_deref() == Ok("1") {
         panic!("REGSWEEP_REQUIRE_REGISTRY=1 but {reason}; install it with: {MOTO_INSTALL}");
     }
@@ -144,7 +157,7 @@ impl S3Server {
     /// moto on a free port of 127.0.0.1, answering, with an empty bucket
     /// `regsweep-test`.
     pub fn start() -> S3Server {
-        let bin = moto_bin().expect("moto_server not found: call require_s3() first");
+        let bin = moto_bin().unwrap_or_else(|e| panic!("{e} (call require_s3() first)"));
         let dir = tempfile::tempdir().expect("moto tempdir");
         let mut server = S3Server {
             dir,
