@@ -11,9 +11,11 @@
 
 pub mod gc;
 pub mod http;
+pub mod images;
 pub mod oci;
 pub mod pulls;
 pub mod registry;
+pub mod s3;
 pub mod scenario;
 pub mod skopeo;
 pub mod tree;

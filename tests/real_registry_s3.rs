@@ -1,0 +1,1047 @@
+//! End to end on S3 storage: the real registry (docker-registry 2.8.2) with
+//! its `s3` driver over a local S3 endpoint (moto's server mode), a real
+//! client (skopeo), and regsweep given the bucket in its two forms:
+//! - the registry's own config.yml with `storage.s3`;
+//! - `s3://BUCKET/ROOTDIRECTORY` with the `AWS_*` environment
+//!   (`AWS_ENDPOINT_URL` for a path-style endpoint).
+//!
+//! The scenarios are those of the filesystem suite (`real_registry.rs`),
+//! pushed together into one bucket to keep moto's share of the run short;
+//! each writes down, from the digests it pushed, what must go. Tests skip
+//! (pass, printing `skipping: ...`) without the registry, skopeo or moto,
+//! unless `REGSWEEP_REQUIRE_REGISTRY=1`.
+
+mod registry_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use registry_support::gc::{self, Run, candidate_digests, candidate_pairs, count, upstream_gc};
+use registry_support::images::{
+    blob, exclusive, image_on, index_on, layout, manifest, push_oci, put_oci_manifest,
+    rebuild_arm64, referrer,
+};
+use registry_support::oci::OCI_MANIFEST;
+use registry_support::oci::{Descriptor, Image, Index, Layer, Layout, OCI_CONFIG, OCI_EMPTY};
+use registry_support::s3::{S3Server, S3Storage, closed_port, require_s3};
+use registry_support::scenario::{Expect, Manifest, assert_served};
+use registry_support::skopeo::{self, Format, push};
+use registry_support::{Registry, random_hex, sha256_digest};
+use rustix::process::{Pid, Signal, kill_process};
+use serde_json::{Value, json};
+
+/// Where in the bucket the registry keeps its storage.
+const ROOTDIR: &str = "registry";
+
+/// Every scenario of the filesystem suite, pushed into `reg`'s storage in
+/// repositories of their own, with the union of their expectations. `base`
+/// is a layer every scenario shares and that stays live.
+fn push_scenarios(reg: &Registry, layout: &mut Layout, base: &Layer) -> Expect {
+    let mut e = Expect {
+        push_after_repo: "app".into(),
+        ..Expect::default()
+    };
+    retagged_history(reg, layout, base, &mut e);
+    multi_arch_pushed_twice(reg, layout, base, &mut e);
+    nested_repositories(reg, layout, base, &mut e);
+    schema1_next_to_schema2(reg, layout, base, &mut e);
+    referrers_and_cosign(reg, layout, base, &mut e);
+    deleted_through_the_api(reg, layout, base, &mut e);
+    e
+}
+
+/// `app:latest` pushed three times, `app:stable`, an orphan blob linked
+/// into `app`, another uploaded under its sha512 name, and an upload in
+/// progress.
+fn retagged_history(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
+    let x: Vec<Image> = (0..3)
+        .map(|i| {
+            let label = format!("latest-{i}");
+            let image = image_on(layout, base, &label);
+            push_oci(reg, layout, &label, "app", "latest", &image);
+            image
+        })
+        .collect();
+    let y = image_on(layout, base, "stable");
+    push_oci(reg, layout, "stable", "app", "stable", &y);
+    let orphan = reg.upload_blob("app", random_hex(100).as_bytes());
+    let orphan_512 = random_hex(100).into_bytes();
+    reg.upload_blob_sha512("app", &orphan_512);
+    reg.start_upload("app", random_hex(100).as_bytes());
+
+    e.tags.extend([
+        ("app:latest".into(), x[2].all()),
+        ("app:stable".into(), y.all()),
+    ]);
+    e.live.extend([manifest("app", &x[2]), manifest("app", &y)]);
+    e.untagged
+        .extend([manifest("app", &x[0]), manifest("app", &x[1])]);
+    e.garbage.extend([orphan, sha256_digest(&orphan_512)]);
+    e.untagged_garbage
+        .extend([exclusive(&x[0]), exclusive(&x[1])].concat());
+}
+
+/// An OCI index pushed twice to `multi:oci` (only arm64 rebuilt), and a
+/// Docker manifest list pushed twice to `multi:docker`.
+fn multi_arch_pushed_twice(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
+    let i1 = index_on(layout, base, "oci-1");
+    let i2 = rebuild_arm64(layout, base, "oci-2", &i1.images[0]);
+    for (label, index) in [("oci-1", &i1), ("oci-2", &i2)] {
+        assert_eq!(
+            push(reg, layout, label, "multi", "oci", Format::Oci),
+            index.digest()
+        );
+    }
+    let d1 = index_on(layout, base, "docker-1");
+    let d2 = index_on(layout, base, "docker-2");
+    let l1 = push(reg, layout, "docker-1", "multi", "docker", Format::V2s2);
+    let l1_children = reg.index_children("multi", &l1);
+    let l2 = push(reg, layout, "docker-2", "multi", "docker", Format::V2s2);
+    let l2_children = reg.index_children("multi", &l2);
+
+    // Child manifests: (digest as stored, image it was made from). skopeo
+    // keeps configs, layers and the order of the children when converting.
+    let oci_children = |index: &Index| -> Vec<(String, Image)> {
+        index
+            .images
+            .iter()
+            .map(|i| (i.digest(), i.clone()))
+            .collect()
+    };
+    let converted = |children: &[String], from: &Index| -> Vec<(String, Image)> {
+        assert_eq!(children.len(), from.images.len());
+        children
+            .iter()
+            .cloned()
+            .zip(from.images.iter().cloned())
+            .collect()
+    };
+    let c_i2 = oci_children(&i2);
+    let c_i1: Vec<(String, Image)> = oci_children(&i1)
+        .into_iter()
+        .filter(|(digest, _)| c_i2.iter().all(|(d, _)| d != digest))
+        .collect();
+    assert_eq!(c_i1.len(), 1, "only arm64 was replaced");
+    let (c_l1, c_l2) = (converted(&l1_children, &d1), converted(&l2_children, &d2));
+
+    let child_manifests = |children: &[(String, Image)]| -> Vec<Manifest> {
+        children
+            .iter()
+            .map(|(digest, image)| Manifest::new("multi", digest, &image.blobs()))
+            .collect()
+    };
+    let all_of = |top: &str, children: &[(String, Image)]| -> Vec<String> {
+        let mut v = vec![top.to_string()];
+        for (digest, image) in children {
+            v.push(digest.clone());
+            v.extend(image.blobs());
+        }
+        v
+    };
+    let above_base = |children: &[(String, Image)]| -> Vec<String> {
+        children
+            .iter()
+            .flat_map(|(_, image)| [image.config_digest(), image.layer(1)])
+            .collect()
+    };
+
+    e.tags.extend([
+        ("multi:oci".into(), all_of(&i2.digest(), &c_i2)),
+        ("multi:docker".into(), all_of(&l2, &c_l2)),
+    ]);
+    e.live.extend([
+        Manifest::new("multi", &i2.digest(), &[]),
+        Manifest::new("multi", &l2, &[]),
+    ]);
+    e.live.extend(child_manifests(&c_i2));
+    e.live.extend(child_manifests(&c_l2));
+    e.untagged.extend([
+        Manifest::new("multi", &i1.digest(), &[]),
+        Manifest::new("multi", &l1, &[]),
+    ]);
+    e.untagged.extend(child_manifests(&c_i1));
+    e.untagged.extend(child_manifests(&c_l1));
+    e.untagged_garbage.extend(
+        [all_of(&i1.digest(), &c_i1), all_of(&l1, &c_l1)]
+            .concat()
+            .into_iter()
+            .filter(|d| *d != base.digest()),
+    );
+    // Upstream 2.8 -m deletes the children of tagged indexes and what only
+    // they use (the base stays: other scenarios' tags mark it).
+    e.upstream_m_extra_manifests.extend(
+        c_i2.iter()
+            .chain(&c_l2)
+            .map(|(digest, _)| ("multi".to_string(), digest.clone())),
+    );
+    e.upstream_m_extra_blobs.extend(above_base(&c_i2));
+    e.upstream_m_extra_blobs.extend(above_base(&c_l2));
+}
+
+/// The same layers in `a`, `a/b` and deeper repositories, untagged in one
+/// and tagged in another.
+fn nested_repositories(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
+    let repos = ["a", "a/b", "org-1/app_name.v2/web"];
+    let s = image_on(layout, base, "shared");
+    for repo in repos {
+        push_oci(reg, layout, "shared", repo, "shared", &s);
+    }
+    let a1 = image_on(layout, base, "a1");
+    let a2 = image_on(layout, base, "a2");
+    push_oci(reg, layout, "a1", "a", "t", &a1);
+    push_oci(reg, layout, "a2", "a", "t", &a2);
+    push_oci(reg, layout, "a1", "a/b", "t", &a1);
+    let t1 = image_on(layout, base, "t1");
+    push_oci(reg, layout, "t1", "a/b", "tmp", &t1);
+    push_oci(reg, layout, "shared", "a/b", "tmp", &s);
+
+    e.tags
+        .extend(repos.iter().map(|r| (format!("{r}:shared"), s.all())));
+    e.tags.extend([
+        ("a:t".into(), a2.all()),
+        ("a/b:t".into(), a1.all()),
+        ("a/b:tmp".into(), s.all()),
+    ]);
+    e.live.extend(repos.iter().map(|r| manifest(r, &s)));
+    e.live.extend([manifest("a", &a2), manifest("a/b", &a1)]);
+    // a1 is untagged in `a` but tagged in `a/b`: its blobs stay.
+    e.untagged
+        .extend([manifest("a", &a1), manifest("a/b", &t1)]);
+    e.untagged_garbage.extend(exclusive(&t1));
+}
+
+/// Schema 1 (which carries no config blob) pushed twice, next to schema 2.
+fn schema1_next_to_schema2(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
+    let p1 = image_on(layout, base, "p1");
+    let p2 = image_on(layout, base, "p2");
+    let q = image_on(layout, base, "q");
+    let p1_s1 = push(reg, layout, "p1", "s1", "v", Format::V2s1);
+    let p2_s1 = push(reg, layout, "p2", "s1", "v", Format::V2s1);
+    let q_s2 = push(reg, layout, "q", "s2", "v", Format::V2s2);
+
+    e.tags.extend([
+        (
+            "s1:v".into(),
+            p2.layers.iter().map(|l| l.digest.clone()).collect(),
+        ),
+        ("s2:v".into(), [vec![q_s2.clone()], q.blobs()].concat()),
+    ]);
+    e.live.extend([
+        Manifest::new("s1", &p2_s1, &[base.digest(), p2.layer(1)]),
+        Manifest::new("s2", &q_s2, &q.blobs()),
+    ]);
+    e.untagged
+        .push(Manifest::new("s1", &p1_s1, &[base.digest(), p1.layer(1)]));
+    e.untagged_garbage.extend([p1_s1, p1.layer(1)]);
+}
+
+/// OCI 1.1 referrers of a live image (a chain of them), of a manifest
+/// deleted through the API, cosign's re-pushed signature tag, and an image
+/// with a foreign layer. (Not the filesystem suite's zero-byte blob: 2.8's
+/// s3 driver completes its multipart upload with no part, which S3 refuses
+/// as MalformedXML.)
+fn referrers_and_cosign(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
+    const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+    const SPDX: &str = "application/spdx+json";
+    let repo = "sig";
+    let image = image_on(layout, base, "sig-v1");
+    let doomed = image_on(layout, base, "sig-v2");
+    push_oci(reg, layout, "sig-v1", repo, "v1", &image);
+    push_oci(reg, layout, "sig-v2", repo, "v2", &doomed);
+
+    let payload = |kind: &str| format!(r#"{{"{kind}":"{}"}}"#, random_hex(16)).into_bytes();
+    let empty = blob(reg, repo, OCI_EMPTY, b"{}");
+    let refer = |artifact_type: &str, media_type: &str, subject: &Descriptor| {
+        let payload = blob(reg, repo, media_type, &payload(artifact_type));
+        let digest = referrer(reg, repo, artifact_type, &empty, &payload, subject);
+        (digest, payload.digest)
+    };
+    let sig = refer(SIG, SIMPLESIGNING, &image.manifest);
+    let sbom = refer(SPDX, SPDX, &image.manifest);
+    let sbom_desc = Descriptor {
+        media_type: OCI_MANIFEST.into(),
+        digest: sbom.0.clone(),
+        size: reg.get_manifest(repo, &sbom.0).body.len() as u64,
+    };
+    let sbom_sig = refer(SIG, SIMPLESIGNING, &sbom_desc);
+    let dead_sig = refer(SIG, SIMPLESIGNING, &doomed.manifest);
+    assert_eq!(reg.delete_manifest(repo, &doomed.digest()), 202);
+
+    let cosign_tag = format!(
+        "sha256-{}.sig",
+        image.digest().trim_start_matches("sha256:")
+    );
+    let s1 = blob(reg, repo, SIMPLESIGNING, &payload("critical"));
+    let s2 = blob(reg, repo, SIMPLESIGNING, &payload("critical"));
+    let cosign = |layers: &[&Descriptor]| {
+        let config = blob(reg, repo, OCI_CONFIG, &payload("rootfs"));
+        let body = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.json(),
+            "layers": layers.iter().map(|l| l.json()).collect::<Vec<_>>(),
+        });
+        (
+            put_oci_manifest(reg, repo, Some(&cosign_tag), body),
+            config.digest,
+        )
+    };
+    let (c1, c1_config) = cosign(&[&s1]);
+    let (c2, c2_config) = cosign(&[&s1, &s2]);
+
+    let foreign_config_bytes = payload("config");
+    let foreign_config_512 = reg.upload_blob_sha512(repo, &foreign_config_bytes);
+    let foreign_config = Descriptor {
+        media_type: OCI_CONFIG.into(),
+        digest: sha256_digest(&foreign_config_bytes),
+        size: foreign_config_bytes.len() as u64,
+    };
+    let foreign = put_oci_manifest(
+        reg,
+        repo,
+        Some("foreign"),
+        json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": foreign_config.json(),
+            "layers": [base.desc.json(), {
+                "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                "digest": sha256_digest(random_hex(32).as_bytes()),
+                "size": 32,
+                "urls": ["https://foreign.example.invalid/layer.tar.gz"],
+            }],
+        }),
+    );
+    let artifact = |(digest, payload): &(String, String)| {
+        Manifest::new(repo, digest, &[empty.digest.clone(), payload.clone()])
+    };
+    e.tags.extend([
+        (format!("{repo}:v1"), image.all()),
+        (format!("{repo}:{cosign_tag}"), vec![c2.clone()]),
+    ]);
+    e.live.extend([
+        manifest(repo, &image),
+        artifact(&sig),
+        artifact(&sbom),
+        artifact(&sbom_sig),
+        Manifest::new(repo, &c2, &[c2_config, s1.digest.clone(), s2.digest]),
+        Manifest::new(
+            repo,
+            &foreign,
+            &[foreign_config.digest, foreign_config_512, base.digest()],
+        ),
+    ]);
+    e.untagged.extend([
+        artifact(&dead_sig),
+        Manifest::new(repo, &c1, &[c1_config.clone(), s1.digest.clone()]),
+    ]);
+    e.api_deleted.push((repo.into(), doomed.digest()));
+    e.garbage.extend(exclusive(&doomed));
+    e.untagged_garbage
+        .extend([dead_sig.0.clone(), dead_sig.1.clone(), c1, c1_config]);
+    // Upstream 2.8 knows nothing of `subject`: -m deletes every untagged
+    // referrer with its payload, and the empty config only they use.
+    for (digest, payload) in [&sig, &sbom, &sbom_sig] {
+        e.upstream_m_extra_manifests
+            .push((repo.to_string(), digest.clone()));
+        e.upstream_m_extra_blobs
+            .extend([digest.clone(), payload.clone()]);
+    }
+    e.upstream_m_extra_blobs.push(empty.digest.clone());
+}
+
+/// Manifests deleted through the API, one of them still named in a tag's
+/// index, and a repository left with nothing.
+fn deleted_through_the_api(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
+    let p = image_on(layout, base, "p");
+    let q = image_on(layout, base, "q-del");
+    let r: Vec<Image> = (0..3)
+        .map(|i| image_on(layout, base, &format!("r{i}")))
+        .collect();
+    push_oci(reg, layout, "p", "del", "t1", &p);
+    push_oci(reg, layout, "q-del", "del", "t2", &q);
+    for (i, image) in r.iter().enumerate() {
+        push_oci(reg, layout, &format!("r{i}"), "del", "t3", image);
+    }
+    push_oci(reg, layout, "q-del", "del2", "q", &q);
+    for (repo, digest) in [
+        ("del", p.digest()),
+        ("del", r[1].digest()),
+        ("del2", q.digest()),
+    ] {
+        assert_eq!(
+            reg.delete_manifest(repo, &digest),
+            202,
+            "DELETE {repo}@{digest}"
+        );
+    }
+    e.tags
+        .extend([("del:t2".into(), q.all()), ("del:t3".into(), r[2].all())]);
+    e.live.extend([manifest("del", &q), manifest("del", &r[2])]);
+    e.untagged.push(manifest("del", &r[0]));
+    e.api_deleted.extend([
+        ("del".into(), p.digest()),
+        ("del".into(), r[1].digest()),
+        ("del2".into(), q.digest()),
+    ]);
+    e.garbage.extend([exclusive(&p), exclusive(&r[1])].concat());
+    e.untagged_garbage.extend(exclusive(&r[0]));
+    e.repush.push(("p".into(), "del:t1".into(), p.all()));
+}
+
+// ------------------------------------------------------------------ bucket
+
+/// Blobs with a `data` object under `storage`: digest → size.
+fn blobs(s3: &S3Server, storage: &S3Storage) -> BTreeMap<String, u64> {
+    let prefix = format!("{}blobs/", storage.v2_prefix());
+    s3.objects(&prefix)
+        .into_iter()
+        .filter_map(|(key, size)| {
+            let rest = key[prefix.len()..].strip_suffix("/data")?;
+            let (algorithm, rest) = rest.split_once('/')?;
+            let (_, hex) = rest.split_once('/')?;
+            Some((format!("{algorithm}:{hex}"), size))
+        })
+        .collect()
+}
+
+/// Every object of the storage tree: key → size.
+fn objects(s3: &S3Server, storage: &S3Storage) -> BTreeMap<String, u64> {
+    s3.objects(&storage.v2_prefix())
+}
+
+/// Link objects under `repositories/` whose content names a blob without a
+/// `data` object: (key, digest).
+fn dangling_links(s3: &S3Server, storage: &S3Storage) -> Vec<(String, String)> {
+    let present = blobs(s3, storage);
+    let prefix = format!("{}repositories/", storage.v2_prefix());
+    s3.keys(&prefix)
+        .into_iter()
+        .filter(|key| key.ends_with("/link"))
+        .filter_map(|key| {
+            let digest = String::from_utf8(s3.get(&key)?).ok()?;
+            (!present.contains_key(digest.trim())).then_some((key, digest))
+        })
+        .collect()
+}
+
+/// Keys of in-progress uploads (`_uploads/`) and multipart uploads.
+fn uploads(s3: &S3Server, storage: &S3Storage) -> (BTreeSet<String>, BTreeSet<String>) {
+    let keys = s3
+        .keys(&storage.v2_prefix())
+        .into_iter()
+        .filter(|k| k.contains("/_uploads/"))
+        .collect();
+    let multipart = s3
+        .multipart_uploads(&storage.v2_prefix())
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    (keys, multipart)
+}
+
+// ---------------------------------------------------------------- regsweep
+
+/// A regsweep `gc` run on S3 storage: the TARGET and the environment that go
+/// with one of the two forms.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    /// The registry's config.yml.
+    Config,
+    /// `s3://bucket/rootdirectory` with the `AWS_*` variables.
+    Url,
+}
+
+/// `regsweep gc --min-age 0 ARGS... TARGET` in `form`, with any `AWS_*`
+/// variable of the test's own environment removed first.
+fn regsweep_gc(reg: &Registry, form: Form, args: &[&str]) -> Run {
+    regsweep_gc_env(reg, form, args, &[])
+}
+
+fn regsweep_gc_env(reg: &Registry, form: Form, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let storage = reg.s3().expect("a registry on S3");
+    let config = reg.config();
+    let target = match form {
+        Form::Config => config.to_str().unwrap().to_string(),
+        Form::Url => storage.url(),
+    };
+    let mut all = vec!["gc"];
+    all.extend_from_slice(args);
+    all.push(&target);
+    let mut env: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Form::Url = form {
+        env.extend(
+            storage
+                .aws_env()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+    }
+    bounded(&all, &env, Duration::from_secs(120))
+}
+
+/// Runs regsweep (`gc` gets `--min-age 0`) with no `AWS_*` variable but
+/// `env`, killing it after `limit`.
+fn bounded(args: &[&str], env: &[(String, String)], limit: Duration) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    match args.split_first() {
+        Some((&"gc", rest)) => cmd.arg("gc").args(["--min-age", "0"]).args(rest),
+        _ => cmd.args(args),
+    };
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("REGSWEEP_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run regsweep");
+    let stdout = reader(child.stdout.take().unwrap());
+    let stderr = reader(child.stderr.take().unwrap());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "regsweep {args:?} still running after {limit:?}; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+        sleep(Duration::from_millis(20));
+    };
+    // The readers end with the pipes.
+    sleep(Duration::from_millis(50));
+    Run {
+        code: status.code(),
+        stdout: stdout.lock().unwrap().clone(),
+        stderr: stderr.lock().unwrap().clone(),
+    }
+}
+
+fn reader(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+/// [`regsweep_gc`] with `--json -v`: the report, whose `exit_code` must be
+/// the process's, and the run.
+fn regsweep_report(reg: &Registry, form: Form, args: &[&str]) -> (Value, Run) {
+    let mut all = vec!["--json", "-v"];
+    all.extend_from_slice(args);
+    let run = regsweep_gc(reg, form, &all);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!("regsweep gc {all:?} ({form:?}): stdout is not one JSON value ({e}):\n{run}")
+    });
+    assert_eq!(report["regsweep_report"], 2, "report version:\n{run}");
+    assert_eq!(
+        report["exit_code"].as_i64().map(|c| c as i32),
+        run.code,
+        "exit_code in the report vs the process:\n{run}"
+    );
+    (report, run)
+}
+
+/// The secret key appears nowhere in what regsweep printed.
+fn assert_no_secret(s3: &S3Server, run: &Run, what: &str) {
+    let secret = s3.secret_key();
+    assert!(
+        !run.stdout.contains(secret) && !run.stderr.contains(secret),
+        "{what}: the secret access key appears in regsweep's output:\n{run}"
+    );
+}
+
+fn set<T: Ord + Clone>(items: &[T]) -> BTreeSet<T> {
+    items.iter().cloned().collect()
+}
+
+fn candidate_set(report: &Value) -> BTreeSet<String> {
+    let all = report["candidates"].as_array().expect("candidates[]");
+    all.iter().map(Value::to_string).collect()
+}
+
+/// Pushes the scenarios through a registry on S3 and stops it.
+fn pushed_registry(s3: &S3Server) -> (Registry, Layout, tempfile::TempDir, Layer, Expect) {
+    let mut reg = Registry::start_s3(s3.storage(ROOTDIR));
+    let (dir, mut layout) = layout();
+    let base = layout.layer("base");
+    let started = Instant::now();
+    let mark = s3.mark();
+    let expect = push_scenarios(&reg, &mut layout, &base);
+    eprintln!(
+        "pushed the scenarios through the s3 driver in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        s3.requests_since(mark)
+    );
+    reg.stop();
+    (reg, layout, dir, base, expect)
+}
+
+/// Dry runs in both forms, with and without `-m`: the candidates are the
+/// scenarios' expectations, the same in both forms; without `-m` the blob
+/// verdicts are upstream's; nothing in the bucket changes and no request
+/// writes; the secret key is never printed. Then the `-m` sweep: exactly the
+/// expected blobs go, no key of theirs is left, no link dangles, uploads in
+/// progress stay; the registry restarted on the bucket serves every tag byte
+/// for byte, every kept manifest, 404 for the deleted ones, and takes a new
+/// push; a second run finds nothing.
+#[test]
+fn s3_storage_dry_runs_match_the_filesystem_expectations_and_upstream_then_the_sweep_keeps_every_tag()
+ {
+    if !require_s3() {
+        return;
+    }
+    let test_started = Instant::now();
+    let s3 = S3Server::start();
+    let (mut reg, mut layout, _layout_dir, base, e) = pushed_registry(&s3);
+    let storage = reg.s3().unwrap().clone();
+
+    let before = blobs(&s3, &storage);
+    let before_objects = objects(&s3, &storage);
+    let before_uploads = uploads(&s3, &storage);
+    assert!(
+        !before_uploads.0.is_empty(),
+        "the upload in progress left keys under _uploads/"
+    );
+    // The s3 driver deletes a revision's link object, and a "directory" is
+    // only its keys: nothing is left of a manifest deleted through the API.
+    for (repo, digest) in &e.api_deleted {
+        let revision = format!(
+            "{}repositories/{repo}/_manifests/revisions/sha256/{}/",
+            storage.v2_prefix(),
+            digest.trim_start_matches("sha256:")
+        );
+        assert!(
+            s3.keys(&revision).is_empty(),
+            "{repo}@{digest}: keys left under {revision}"
+        );
+    }
+
+    // The -m dry run's report, for the sweep to match.
+    let mut planned = Value::Null;
+    for m in [false, true] {
+        let mode = if m { "gc -m" } else { "gc" };
+        let mut expected = set(&e.garbage);
+        let mut expected_manifests: BTreeSet<(String, String)> = BTreeSet::new();
+        if m {
+            expected.extend(e.untagged_garbage.iter().cloned());
+            expected_manifests.extend(
+                e.untagged
+                    .iter()
+                    .map(|man| (man.repo.clone(), man.digest.clone())),
+            );
+        }
+        let not_there: Vec<&String> = expected
+            .iter()
+            .filter(|d| !before.contains_key(*d))
+            .collect();
+        assert!(
+            not_there.is_empty(),
+            "[{mode}] test bug: expected garbage {not_there:?} is not in the bucket"
+        );
+
+        // Upstream on the same bucket: the check of the test's model.
+        let started = Instant::now();
+        let mark = s3.mark();
+        let (upstream, _) = upstream_gc(&reg.config(), true, m);
+        eprintln!(
+            "[{mode}] upstream garbage-collect --dry-run: {:.1} s, {}",
+            started.elapsed().as_secs_f64(),
+            s3.requests_since(mark)
+        );
+        let mut upstream_expected = expected.clone();
+        let mut upstream_expected_manifests = expected_manifests.clone();
+        if m {
+            upstream_expected.extend(e.upstream_m_extra_blobs.iter().cloned());
+            upstream_expected_manifests.extend(e.upstream_m_extra_manifests.iter().cloned());
+        }
+        assert_eq!(
+            upstream.blobs, upstream_expected,
+            "[{mode}] upstream garbage-collect --dry-run blobs vs the test's model"
+        );
+        assert_eq!(
+            upstream.manifests, upstream_expected_manifests,
+            "[{mode}] upstream garbage-collect --dry-run manifests vs the test's model"
+        );
+
+        let mut reports = Vec::new();
+        for form in [Form::Config, Form::Url] {
+            let ctx = format!("[{mode}, {form:?}]");
+            let mut args = vec!["--dry-run"];
+            if m {
+                args.push("-m");
+            }
+            let mark = s3.mark();
+            let started = Instant::now();
+            let (dry, run) = regsweep_report(&reg, form, &args);
+            let requests = s3.requests_since(mark);
+            eprintln!(
+                "{ctx} regsweep --dry-run: {:.1} s, {requests}",
+                started.elapsed().as_secs_f64()
+            );
+            assert_no_secret(&s3, &run, &ctx);
+            assert_eq!(dry["exit_code"], 0, "{ctx} dry run exit code:\n{run}");
+            assert_eq!(dry["warnings"], json!([]), "{ctx} dry run warnings");
+            assert_eq!(dry["dry_run"], true);
+            assert_eq!(dry["delete_untagged"], m);
+            assert!(
+                dry["storage_root"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(s3.bucket())),
+                "{ctx} storage_root names the bucket: {}",
+                dry["storage_root"]
+            );
+            let would = candidate_digests(&dry, "blob");
+            assert_eq!(would, expected, "{ctx} blob candidates");
+            if !m {
+                assert_eq!(
+                    would, upstream.blobs,
+                    "{ctx} differential: blob verdicts vs upstream's"
+                );
+            }
+            assert_eq!(
+                candidate_pairs(&dry, "manifest"),
+                expected_manifests,
+                "{ctx} manifest candidates"
+            );
+            assert_eq!(
+                count(&dry, "reclaimable", "blobs"),
+                expected.len() as u64,
+                "{ctx}"
+            );
+            let expected_bytes: u64 = expected.iter().map(|d| before[d]).sum();
+            assert_eq!(
+                count(&dry, "reclaimable", "bytes"),
+                expected_bytes,
+                "{ctx} reclaimable.bytes"
+            );
+            assert_eq!(
+                count(&dry, "before", "blobs"),
+                before.len() as u64,
+                "{ctx} before.blobs"
+            );
+            for key in gc::RECLAIM_KEYS {
+                assert_eq!(
+                    count(&dry, "deleted", key),
+                    0,
+                    "{ctx} dry run deleted.{key}"
+                );
+            }
+            let writes = s3.writes_under_since(mark, &storage.v2_prefix());
+            assert!(
+                writes.is_empty(),
+                "{ctx} a dry run writes nothing to the storage tree: {writes:#?}"
+            );
+            assert_eq!(
+                objects(&s3, &storage),
+                before_objects,
+                "{ctx} --dry-run changed the bucket"
+            );
+            reports.push(dry);
+        }
+        assert_eq!(
+            candidate_set(&reports[0]),
+            candidate_set(&reports[1]),
+            "[{mode}] candidates with TARGET=config.yml vs TARGET=s3://"
+        );
+        planned = reports.swap_remove(0);
+    }
+
+    // The -m sweep, through the URL form.
+    let expected: BTreeSet<String> = e
+        .garbage
+        .iter()
+        .chain(&e.untagged_garbage)
+        .cloned()
+        .collect();
+    let mark = s3.mark();
+    let started = Instant::now();
+    let (report, run) = regsweep_report(&reg, Form::Url, &["-y", "-m"]);
+    eprintln!(
+        "regsweep gc -m -y: {:.1} s, {}",
+        started.elapsed().as_secs_f64(),
+        s3.requests_since(mark)
+    );
+    assert_no_secret(&s3, &run, "sweep");
+    assert_eq!(report["exit_code"], 0, "sweep:\n{run}");
+    assert_eq!(report["failures"], json!([]), "sweep failures");
+    for key in gc::RECLAIM_KEYS {
+        assert_eq!(
+            count(&report, "deleted", key),
+            count(&planned, "reclaimable", key),
+            "deleted.{key} vs the dry run's reclaimable.{key}"
+        );
+    }
+    let after = blobs(&s3, &storage);
+    let expected_after: BTreeSet<String> = before
+        .keys()
+        .filter(|d| !expected.contains(*d))
+        .cloned()
+        .collect();
+    let after_set: BTreeSet<String> = after.keys().cloned().collect();
+    assert_eq!(
+        after_set,
+        expected_after,
+        "blobs in the bucket after the sweep\n  wrongly deleted: {:?}\n  wrongly kept: {:?}",
+        expected_after.difference(&after_set).collect::<Vec<_>>(),
+        after_set.difference(&expected_after).collect::<Vec<_>>()
+    );
+    let all_keys = s3.keys("");
+    for digest in &expected {
+        let hex = digest.split_once(':').unwrap().1;
+        let left: Vec<&String> = all_keys.iter().filter(|k| k.contains(hex)).collect();
+        assert!(
+            left.is_empty(),
+            "keys of the deleted blob {digest} left: {left:?}"
+        );
+    }
+    let dangling = dangling_links(&s3, &storage);
+    assert!(
+        dangling.is_empty(),
+        "links to deleted blobs left: {dangling:#?}"
+    );
+    assert_eq!(
+        uploads(&s3, &storage),
+        before_uploads,
+        "uploads in progress are not garbage"
+    );
+
+    // The registry on the swept bucket.
+    reg.restart();
+    for (tag, must) in &e.tags {
+        skopeo::pull_complete(&reg, tag, must);
+    }
+    for man in &e.live {
+        assert_served(&reg, man, "gc -m");
+    }
+    for (repo, digest) in e
+        .untagged
+        .iter()
+        .map(|man| (&man.repo, &man.digest))
+        .chain(e.api_deleted.iter().map(|(r, d)| (r, d)))
+    {
+        assert_eq!(
+            reg.manifest_status(repo, digest),
+            404,
+            "{repo}@{digest} should be gone"
+        );
+    }
+    let fresh = layout.layer("after-sweep");
+    let image = layout.image(&[&base, &fresh], "amd64");
+    layout.tag("after-sweep", &image.manifest);
+    push_oci(
+        &reg,
+        &layout,
+        "after-sweep",
+        &e.push_after_repo,
+        "after-sweep",
+        &image,
+    );
+    let new_ref = format!("{}:after-sweep", e.push_after_repo);
+    skopeo::pull_complete(&reg, &new_ref, &image.all());
+    for (layout_tag, dest, must) in &e.repush {
+        let (repo, tag) = dest.rsplit_once(':').expect("repo:tag");
+        skopeo::push(&reg, &layout, layout_tag, repo, tag, Format::Oci);
+        skopeo::pull_complete(&reg, dest, must);
+    }
+    reg.stop();
+
+    // Nothing left to do, and the config form agrees.
+    let in_bucket = blobs(&s3, &storage);
+    let (again, run) = regsweep_report(&reg, Form::Config, &["-y", "-m"]);
+    assert_no_secret(&s3, &run, "second sweep");
+    assert_eq!(again["exit_code"], 0, "second sweep:\n{run}");
+    gc::assert_nothing_reclaimable(&again);
+    assert_eq!(
+        blobs(&s3, &storage),
+        in_bucket,
+        "the second sweep deleted blobs"
+    );
+    eprintln!("whole test: {:.1} s", test_started.elapsed().as_secs_f64());
+}
+
+/// An S3 endpoint that does not answer: a clear error naming it, a
+/// non-zero exit, nothing deleted, no secret printed, in both forms; the
+/// same once moto itself is killed.
+#[test]
+fn an_s3_endpoint_that_does_not_answer_fails_the_run_and_deletes_nothing() {
+    if !require_s3() {
+        return;
+    }
+    let mut s3 = S3Server::start();
+    let mut reg = Registry::start_s3(s3.storage(ROOTDIR));
+    let (_dir, mut layout) = layout();
+    let base = layout.layer("base");
+    for i in 0..2 {
+        let label = format!("v{i}");
+        let image = image_on(&mut layout, &base, &label);
+        push_oci(&reg, &layout, &label, "app", "latest", &image);
+    }
+    reg.upload_blob("app", random_hex(64).as_bytes());
+    reg.stop();
+    let storage = reg.s3().unwrap().clone();
+    let before = objects(&s3, &storage);
+
+    // The same storage, at a port where nothing listens.
+    let port = closed_port();
+    let dead = S3Storage {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        ..storage.clone()
+    };
+    let unreachable = Registry::stopped_s3(dead);
+    for form in [Form::Config, Form::Url] {
+        let run = regsweep_gc(&unreachable, form, &["-y", "-m"]);
+        let ctx = format!("{form:?} at a closed port");
+        assert_ne!(run.code, Some(0), "{ctx}: exit status\n{run}");
+        assert!(run.code.is_some(), "{ctx}: killed by a signal\n{run}");
+        assert!(
+            run.stderr.contains(&port.to_string()) || run.stderr.contains(s3.bucket()),
+            "{ctx}: the error names the endpoint or the bucket\n{run}"
+        );
+        assert_no_secret(&s3, &run, &ctx);
+        let (report, run) = regsweep_report(&unreachable, form, &["-y", "-m"]);
+        assert_ne!(report["exit_code"], 0, "{ctx} --json: {run}");
+        assert_no_secret(&s3, &run, &ctx);
+    }
+    assert_eq!(
+        objects(&s3, &storage),
+        before,
+        "a failed run deleted something"
+    );
+
+    s3.stop();
+    for form in [Form::Config, Form::Url] {
+        let run = regsweep_gc(&reg, form, &["-y", "-m"]);
+        assert_ne!(run.code, Some(0), "{form:?} with moto killed:\n{run}");
+        assert!(run.code.is_some(), "{form:?}: killed by a signal\n{run}");
+        assert_no_secret(&s3, &run, "moto killed");
+    }
+}
+
+/// regsweep killed (SIGKILL) in the middle of an `-m` sweep on S3: the
+/// registry restarted on the bucket serves every live tag completely, no
+/// link names a missing blob, and a re-run finishes with exactly the
+/// expected blobs left.
+#[test]
+fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it() {
+    if !require_s3() {
+        return;
+    }
+    let s3 = S3Server::start();
+    let mut reg = Registry::start_s3(s3.storage(ROOTDIR));
+    let (_dir, mut layout) = layout();
+    let base = layout.layer("base");
+    let mut e = Expect::default();
+    retagged_history(&reg, &mut layout, &base, &mut e);
+    multi_arch_pushed_twice(&reg, &mut layout, &base, &mut e);
+    reg.stop();
+    let storage = reg.s3().unwrap().clone();
+    let before = blobs(&s3, &storage);
+    let before_objects = objects(&s3, &storage);
+    let expected: BTreeSet<String> = e
+        .garbage
+        .iter()
+        .chain(&e.untagged_garbage)
+        .cloned()
+        .collect();
+
+    // Held at the 4th deletion (one thread): three done, then killed.
+    let config = reg.config();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
+    cmd.args(["gc", "--min-age", "0", "-y", "-m", "--delete-threads", "1"])
+        .arg(&config)
+        .env("REGSWEEP_TEST_PAUSE_AT", "sweep:4")
+        .env_remove("REGSWEEP_FAULT_STOP_AFTER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run regsweep");
+    let stderr = reader(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stderr.lock().unwrap().contains("test pause at sweep (pid ") {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "regsweep ended ({status}) before its 4th deletion:\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pause within 60 s:\n{}",
+            stderr.lock().unwrap()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    kill_process(Pid::from_raw(child.id() as i32).unwrap(), Signal::KILL).unwrap();
+    let _ = child.wait();
+    assert_no_secret(
+        &s3,
+        &Run {
+            code: None,
+            stdout: String::new(),
+            stderr: stderr.lock().unwrap().clone(),
+        },
+        "killed run",
+    );
+
+    let midway = objects(&s3, &storage);
+    assert!(
+        midway.len() < before_objects.len()
+            && midway.keys().all(|k| before_objects.contains_key(k)),
+        "the killed run deleted something and wrote nothing ({} objects before, {} after)",
+        before_objects.len(),
+        midway.len()
+    );
+    let dangling = dangling_links(&s3, &storage);
+    assert!(
+        dangling.is_empty(),
+        "links to deleted blobs after the kill: {dangling:#?}"
+    );
+    reg.restart();
+    for (tag, must) in &e.tags {
+        skopeo::pull_complete(&reg, tag, must);
+    }
+    reg.stop();
+
+    let (rerun, run) = regsweep_report(&reg, Form::Url, &["-y", "-m"]);
+    assert_eq!(rerun["exit_code"], 0, "re-run:\n{run}");
+    let after: BTreeSet<String> = blobs(&s3, &storage).into_keys().collect();
+    let expected_after: BTreeSet<String> = before
+        .keys()
+        .filter(|d| !expected.contains(*d))
+        .cloned()
+        .collect();
+    assert_eq!(after, expected_after, "blobs after the re-run");
+    let (again, run) = regsweep_report(&reg, Form::Url, &["--dry-run", "-m"]);
+    assert_eq!(again["exit_code"], 0, "dry run after the re-run:\n{run}");
+    gc::assert_nothing_reclaimable(&again);
+    reg.restart();
+    for (tag, must) in &e.tags {
+        skopeo::pull_complete(&reg, tag, must);
+    }
+}
