@@ -382,6 +382,10 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
                 }));
             }
             bucket_lock = s3::lock::S3Lock::acquire(bucket, "gc", output.force_unlocked)?;
+            let note = bucket_lock.as_ref().and_then(s3::lock::S3Lock::note);
+            if let (Some(note), false) = (note, output.quiet) {
+                eprintln!("regsweep: note: {note}");
+            }
         }
     }
     // The lock file's time was set just now, on the storage's own clock:

@@ -188,6 +188,14 @@ impl S3Storage {
         self.concurrency
     }
 
+    /// Runs `future` in the background on the storage's runtime.
+    pub(crate) fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.spawn(future)
+    }
+
     /// Runs `future` on the storage's runtime.
     pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

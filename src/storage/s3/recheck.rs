@@ -1,7 +1,7 @@
 //! Look again before deleting, on a bucket: the repositories' keys are
-//! listed again, and any modified since the index began (on the store's own
-//! clock: the lock object's time) means the registry is taking writes, and
-//! the sweep stops there. Blobs are not listed again: a new blob is not in
+//! listed again, and any modified after the lock object (on the store's own
+//! clock; the index begins only once that clock has moved past the lock's
+//! time) means the registry is taking writes, and the sweep stops there. Blobs are not listed again: a new blob is not in
 //! the plan, and what makes an old one live again is a new link or
 //! manifest, which is under `repositories/`.
 //!
@@ -18,7 +18,7 @@ use super::S3Storage;
 use super::config::describe_error;
 use crate::storage::Change;
 
-/// The first key under `repositories/` modified at or after `since`, or
+/// The first key under `repositories/` modified after `since`, or
 /// a listing that failed (the registry's state is then unknown).
 pub async fn look_again(storage: &S3Storage, since: SystemTime) -> Option<Change> {
     let repositories = storage.layout().repositories_dir();
@@ -51,7 +51,7 @@ pub async fn look_again(storage: &S3Storage, since: SystemTime) -> Option<Change
                                 });
                             }
                         };
-                        if super::index::modified(&meta) >= since {
+                        if super::index::modified(&meta) > since {
                             return Some(Change {
                                 path: PathBuf::from(format!(
                                     "s3://{}/{}",
