@@ -231,9 +231,9 @@ pub struct VerifyOutput {
 impl VerifyArgs {
     /// Resolves the target and builds the configuration.
     pub fn into_config(self) -> regsweep::Result<(VerifyConfig, VerifyOutput)> {
-        let layout = target::resolve(&self.target, &Environment::from_process(), "verify")?;
+        let storage = target::resolve_target(&self.target, &Environment::from_process())?.storage;
         let config = VerifyConfig {
-            layout,
+            storage,
             digests: self.digests,
             threads: self.threads.map(usize::from),
             progress: std::io::stderr().is_terminal() && !self.quiet,

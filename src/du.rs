@@ -544,6 +544,7 @@ pub fn disk_usage(
                 let options = s3::index::ListOptions {
                     cutoff: None,
                     tag_history_times: pulls.is_some(),
+                    ..Default::default()
                 };
                 let (index, listing) = s3::index::build(bucket, options, &interrupt, &task)?;
                 (index, Some(listing))

@@ -216,6 +216,29 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
+/// What the registry does with a layer link whose content is not its path.
+pub const LAYER_LINK_READ: &str = "the registry serves the blob the content names (if any) under the path's digest, which clients reject as a digest mismatch, so no pull through it works";
+
+/// What the registry does with a tag history link's content.
+pub const TAG_INDEX_LINK_READ: &str = "the registry never reads a tag history link's content";
+
+/// What is wrong with a link (a layer link or a tag history entry) whose
+/// path names `digest` and which holds `content`, saying what the registry
+/// does with it (`registry_reads`); `None` when it holds its path's digest
+/// or is missing.
+pub fn judge_link(digest: &Digest, content: LinkContent, registry_reads: &str) -> Option<String> {
+    let problem = match content {
+        LinkContent::Digest(d) if d == *digest => return None,
+        LinkContent::Missing => return None,
+        LinkContent::Digest(d) => format!("holds {d}, its path says {digest}"),
+        LinkContent::OtherAlgorithm(text) => format!("holds {text}, its path says {digest}"),
+        LinkContent::Invalid(reason) => reason,
+    };
+    Some(format!(
+        "invalid link: {problem}; {registry_reads}; regsweep goes by the digest in the path"
+    ))
+}
+
 /// What a manifest revision link's `content` means for `repo`, as the
 /// registry reads it (it serves the manifest the content names): records a
 /// link naming another manifest in [`Repository::revision_link_targets`],

@@ -37,12 +37,13 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::error::Result;
 use crate::gc::mark::{self, Loaded};
-use crate::index::{Index, Repository};
+use crate::index::{Blob, Index, Repository};
 use crate::progress::Progress;
 use crate::report::{ExitStatus, human_bytes};
 use crate::storage::fs::dir::{Dir, is_symlink_error};
 use crate::storage::fs::lock;
 use crate::storage::layout::{Layout, link_file, relative};
+use crate::storage::{Storage, s3};
 use crate::warning::{Warning, WarningKind};
 
 /// Version of the JSON report's shape.
@@ -55,7 +56,7 @@ pub const HASH_BUFFER_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct VerifyConfig {
     /// The storage to check.
-    pub layout: Layout,
+    pub storage: Storage,
     /// Also hash every blob's data.
     pub digests: bool,
     /// Worker threads; `None` for [`crate::gc::default_threads`].
@@ -216,22 +217,43 @@ pub fn verify(config: &VerifyConfig) -> Result<Verification> {
 }
 
 fn run(config: &VerifyConfig) -> Result<Verification> {
-    let layout = &config.layout;
+    let storage = &config.storage;
+    let layout = storage.layout();
     let progress = Progress::new(config.progress);
-    let mut problems: Vec<Problem> = lock_problem(layout).into_iter().collect();
+    let lock = match storage {
+        Storage::Filesystem(layout) => lock::held_warning(layout.root(), "check"),
+        Storage::S3(bucket) => s3::lock::held_warning(bucket, "check"),
+    };
+    let mut problems: Vec<Problem> = lock.into_iter().map(Problem::from_warning).collect();
 
     let task = progress.spinner("indexing", "files");
-    let index = crate::storage::fs::index::build_checking_links(layout, &task)?;
+    let interrupt = crate::interrupt::Interrupt::default();
+    let index = match storage {
+        Storage::Filesystem(layout) => {
+            crate::storage::fs::index::build_checking_links(layout, &task)?
+        }
+        Storage::S3(bucket) => {
+            let options = s3::index::ListOptions {
+                check_layer_links: true,
+                check_tag_index_links: true,
+                ..Default::default()
+            };
+            s3::index::build(bucket, options, &interrupt, &task)?.0
+        }
+    };
     task.finish();
     let task = progress.spinner("reading manifests", "manifests");
-    let loaded = mark::load_all(layout, &index, &task);
+    let loaded = match storage {
+        Storage::Filesystem(layout) => mark::load_all(layout, &index, &task),
+        Storage::S3(bucket) => s3::manifests::load_all(bucket, &index, &task, &interrupt)?,
+    };
     task.finish();
 
     problems.extend(index.warnings.iter().cloned().map(Problem::from_warning));
     // Blobs whose data is bad, each reported once, with the images it
     // breaks when a manifest uses it.
     let (digests, bad_blobs) = if config.digests {
-        let (check, found) = check_digests(layout, &index, config.progress);
+        let (check, found) = check_digests(storage, &index, config.progress);
         (Some(check), found)
     } else {
         (None, DigestMap::default())
@@ -290,7 +312,7 @@ fn run(config: &VerifyConfig) -> Result<Verification> {
     };
     Ok(Verification {
         regsweep_verify: VERIFY_REPORT_VERSION,
-        storage_root: layout.root().to_path_buf(),
+        storage_root: storage.name(),
         checked,
         broken_manifests: broken_manifests.len() as u64,
         problems,
@@ -298,12 +320,6 @@ fn run(config: &VerifyConfig) -> Result<Verification> {
         digests,
         exit_code,
     })
-}
-
-/// A lock file means a `gc` is running (or was killed): what is read may be
-/// changing.
-fn lock_problem(layout: &Layout) -> Option<Problem> {
-    lock::held_warning(layout.root(), "check").map(Problem::from_warning)
 }
 
 /// How a manifest was reached within a repository.
@@ -458,67 +474,93 @@ fn describe_reach(repository: &str, digest: &Digest, how: &Reach) -> String {
 /// Hashes every blob with data, in parallel on the current pool. Returns the
 /// pass's figures and a problem per blob whose data is bad.
 fn check_digests(
-    layout: &Layout,
+    storage: &Storage,
     index: &Index,
     progress: bool,
 ) -> (DigestCheck, DigestMap<Problem>) {
-    let shards = layout.open_blob_shards();
+    let layout = storage.layout();
     let total: u64 = index.blobs.iter().map(|b| b.bytes()).sum();
     let bar = byte_bar(progress, total);
     let bytes = AtomicU64::new(0);
+    let read = |n: u64| {
+        bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(bar) = &bar {
+            bar.inc(n);
+        }
+    };
     let start = Instant::now();
-    let results: Vec<(u64, Option<Problem>)> = index
+    let with_data: Vec<&Blob> = index
         .blobs
-        .par_iter()
+        .iter()
         .filter(|b| b.data_size().is_some())
-        .map_init(
-            || vec![0u8; HASH_BUFFER_BYTES],
-            |buf, blob| {
-                let path = layout.blob_data(&blob.digest);
-                let outcome = match &shards {
-                    Some(shards) => hash_blob(shards, &blob.digest, buf, |n| {
-                        bytes.fetch_add(n, Ordering::Relaxed);
-                        if let Some(bar) = &bar {
-                            bar.inc(n);
-                        }
-                    }),
-                    None => Err(io::Error::other("blob storage cannot be opened")),
-                };
-                let problem = |kind, message: String| {
-                    Some(Problem {
-                        kind: ProblemKind::Verify(kind),
-                        path: path.clone(),
-                        repository: None,
-                        tags: Vec::new(),
-                        manifest: None,
-                        digest: Some(blob.digest.to_string()),
-                        message,
+        .collect();
+    let outcomes: Vec<io::Result<Hashed>> = match storage {
+        Storage::Filesystem(layout) => {
+            let shards = layout.open_blob_shards();
+            with_data
+                .par_iter()
+                .map_init(
+                    || vec![0u8; HASH_BUFFER_BYTES],
+                    |buf, blob| match &shards {
+                        Some(shards) => hash_blob(shards, &blob.digest, buf, read),
+                        None => Err(io::Error::other("blob storage cannot be opened")),
+                    },
+                )
+                .collect()
+        }
+        Storage::S3(bucket) => {
+            let digests: Vec<Digest> = with_data.iter().map(|b| b.digest).collect();
+            s3::manifests::hash_blobs(bucket, &digests, read)
+                .into_iter()
+                .zip(&digests)
+                .map(|(hashed, digest)| {
+                    hashed.map(|actual| match actual == *digest {
+                        true => Hashed::Matches,
+                        false => Hashed::Differs(actual),
                     })
-                };
-                match outcome {
-                    Ok(Hashed::Matches) => (1, None),
-                    Ok(Hashed::Differs(actual)) => (
-                        1,
-                        problem(
-                            VerifyKind::DigestMismatch,
-                            format!(
-                                "blob data hashes to {actual}, not to its name {}",
-                                blob.digest
-                            ),
+                })
+                .collect()
+        }
+    };
+    let results: Vec<(u64, Option<Problem>)> = with_data
+        .par_iter()
+        .zip(outcomes)
+        .map(|(blob, outcome)| {
+            let path = layout.blob_data(&blob.digest);
+            let problem = |kind, message: String| {
+                Some(Problem {
+                    kind: ProblemKind::Verify(kind),
+                    path: path.clone(),
+                    repository: None,
+                    tags: Vec::new(),
+                    manifest: None,
+                    digest: Some(blob.digest.to_string()),
+                    message,
+                })
+            };
+            match outcome {
+                Ok(Hashed::Matches) => (1, None),
+                Ok(Hashed::Differs(actual)) => (
+                    1,
+                    problem(
+                        VerifyKind::DigestMismatch,
+                        format!(
+                            "blob data hashes to {actual}, not to its name {}",
+                            blob.digest
                         ),
                     ),
-                    // Not a regular file: the index reported it already.
-                    Ok(Hashed::NotAFile) => (0, None),
-                    Err(e) => (
-                        1,
-                        problem(
-                            VerifyKind::UnreadableBlob,
-                            format!("cannot read blob data: {e}"),
-                        ),
+                ),
+                // Not a regular file: the index reported it already.
+                Ok(Hashed::NotAFile) => (0, None),
+                Err(e) => (
+                    1,
+                    problem(
+                        VerifyKind::UnreadableBlob,
+                        format!("cannot read blob data: {e}"),
                     ),
-                }
-            },
-        )
+                ),
+            }
+        })
         .collect();
     let elapsed = start.elapsed();
     if let Some(bar) = bar {

@@ -325,6 +325,8 @@ impl Collector {
                         cutoff,
                         // Pulls by tag are attributed by these times.
                         tag_history_times: self.config.pull_logs.is_some(),
+                        check_layer_links: self.config.check_layer_links,
+                        check_tag_index_links: false,
                     };
                     let (index, listing) = s3::index::build(bucket, options, &interrupt, &task)?;
                     (index, Some(listing))

@@ -26,8 +26,8 @@ use walkdir::WalkDir;
 use crate::digest::{Digest, DigestSet, SHA256};
 use crate::error::{Error, Result};
 use crate::index::{
-    Blob, ForeignLink, Index, LinkContent, MAX_LINK_BYTES, Repository, Revision, Tag,
-    judge_revision_link, parse_link,
+    Blob, ForeignLink, Index, LAYER_LINK_READ, LinkContent, MAX_LINK_BYTES, Repository, Revision,
+    TAG_INDEX_LINK_READ, Tag, judge_link, judge_revision_link, parse_link,
 };
 use crate::interrupt::{Interrupt, Phase};
 use crate::progress::Task;
@@ -202,12 +202,6 @@ impl At {
         }
     }
 }
-
-/// What the registry does with a layer link whose content is not its path.
-const LAYER_LINK_READ: &str = "the registry serves the blob the content names (if any) under the path's digest, which clients reject as a digest mismatch, so no pull through it works";
-
-/// What the registry does with a tag history link's content.
-const TAG_INDEX_LINK_READ: &str = "the registry never reads a tag history link's content";
 
 /// What reading repositories produced.
 #[derive(Default)]
@@ -689,22 +683,17 @@ impl Ctx<'_> {
         scan: &mut RepoScan,
     ) -> bool {
         let name = relative::link(digest.hex());
-        let problem = match dir.read_link(&name) {
-            LinkContent::Digest(d) if d == *digest => None,
-            LinkContent::Missing => return false,
-            LinkContent::Digest(d) => Some(format!("holds {d}, its path says {digest}")),
-            LinkContent::OtherAlgorithm(text) => {
-                Some(format!("holds {text}, its path says {digest}"))
-            }
-            LinkContent::Invalid(reason) => Some(reason),
-        };
+        let content = dir.read_link(&name);
+        if content == LinkContent::Missing {
+            return false;
+        }
         self.count_files(1);
-        if let Some(problem) = problem {
+        if let Some(problem) = judge_link(digest, content, registry_reads) {
             scan.warnings.push(Warning::new(
                 WarningKind::InvalidLink,
                 dir.path.join(name),
                 Some(repo),
-                format!("invalid link: {problem}; {registry_reads}; regsweep goes by the digest in the path"),
+                problem,
             ));
         }
         true

@@ -24,8 +24,8 @@ use crate::clock;
 use crate::digest::{Digest, DigestSet};
 use crate::error::{Error, Result};
 use crate::index::{
-    Blob, ForeignLink, Index, LinkContent, MAX_LINK_BYTES, Repository, Revision, Tag,
-    judge_revision_link, parse_link,
+    Blob, ForeignLink, Index, LAYER_LINK_READ, LinkContent, MAX_LINK_BYTES, Repository, Revision,
+    TAG_INDEX_LINK_READ, Tag, judge_link, judge_revision_link, parse_link,
 };
 use crate::interrupt::{Interrupt, Phase};
 use crate::progress::Task;
@@ -62,6 +62,11 @@ pub struct ListOptions {
     pub cutoff: Option<SystemTime>,
     /// Keep [`Listing::tag_history_times`].
     pub tag_history_times: bool,
+    /// Check every layer link (`gc --check-links`, `verify`): those whose
+    /// ETag does not show the content their path implies are read.
+    pub check_layer_links: bool,
+    /// Check every tag history link the same way (`verify`).
+    pub check_tag_index_links: bool,
 }
 
 /// Builds the index of the bucket.
@@ -94,6 +99,9 @@ struct RepoFound {
     tags: BTreeMap<String, TagFound>,
     uploads: BTreeMap<String, UploadFound>,
     opaque: bool,
+    /// Links to read (`verify`): the digest their path names, their layout
+    /// path, and what the registry does with their content.
+    suspect_links: Vec<(Digest, PathBuf, &'static str)>,
 }
 
 #[derive(Default)]
@@ -149,6 +157,7 @@ impl Found {
                 u.started_at |= found.started_at;
             }
             into.opaque |= repo.opaque;
+            into.suspect_links.extend(repo.suspect_links);
         }
         for (path, time) in other.recent {
             let t = self.recent.entry(path).or_insert(time);
@@ -184,7 +193,7 @@ impl S3Storage {
     async fn list_into(
         &self,
         prefix: PathBuf,
-        cutoff: Option<SystemTime>,
+        options: ListOptions,
         interrupt: &Interrupt,
         progress: &Task,
     ) -> Result<Found> {
@@ -205,7 +214,7 @@ impl S3Storage {
                 let Some(relative) = self.relative(key, &v2) else {
                     continue;
                 };
-                self.classify_into(&mut found, relative, &meta, cutoff);
+                self.classify_into(&mut found, relative, &meta, options);
             }
         }
         Ok(found)
@@ -216,11 +225,14 @@ impl S3Storage {
         found: &mut Found,
         relative: &str,
         meta: &ObjectMeta,
-        cutoff: Option<SystemTime>,
+        options: ListOptions,
     ) {
         let layout = &self.layout;
         let time = modified(meta);
-        let recent = cutoff.is_some_and(|c| time > c);
+        let recent = options.cutoff.is_some_and(|c| time > c);
+        let suspect = |digest: &Digest, check: bool| {
+            check && bare_etag(meta) != Some(link_etag(&digest.to_string()).as_str())
+        };
         let path = || layout.v2().join(relative);
         match keys::classify(relative) {
             Key::BlobData(digest) => {
@@ -256,6 +268,9 @@ impl S3Storage {
                 match key {
                     Key::LayerLink { digest, .. } => {
                         repo.layer_links.push(digest);
+                        if suspect(&digest, options.check_layer_links) {
+                            repo.suspect_links.push((digest, path(), LAYER_LINK_READ));
+                        }
                         recent_dir = Some(layout.layer_link_dir(repository, &digest));
                     }
                     Key::ForeignLayerLink { algorithm, hex, .. } => {
@@ -289,6 +304,10 @@ impl S3Storage {
                         recent_dir = Some(layout.tag_dir(repository, tag));
                     }
                     Key::TagIndex { tag, digest, .. } => {
+                        if suspect(&digest, options.check_tag_index_links) {
+                            repo.suspect_links
+                                .push((digest, path(), TAG_INDEX_LINK_READ));
+                        }
                         repo.tags
                             .entry(tag.to_owned())
                             .or_default()
@@ -330,7 +349,6 @@ async fn build_async(
     interrupt: &Interrupt,
     progress: &Task,
 ) -> Result<(Index, Listing)> {
-    let cutoff = options.cutoff;
     let layout = storage.layout();
     let v2 = layout.v2().to_path_buf();
     let mut found = Found::default();
@@ -367,7 +385,7 @@ async fn build_async(
     prefixes.extend(tops.into_iter().map(|t| repositories_dir.join(t)));
     interrupt.check(Phase::Index)?;
     let mut listings = stream::iter(prefixes)
-        .map(|prefix| storage.list_into(prefix, cutoff, interrupt, progress))
+        .map(|prefix| storage.list_into(prefix, options, interrupt, progress))
         .buffer_unordered(storage.concurrency());
     while let Some(listed) = listings.next().await {
         found.merge(listed?);
@@ -392,6 +410,7 @@ fn odd_key(storage: &S3Storage, meta: &ObjectMeta) -> Warning {
 
 /// What a GET of a link found.
 enum Read {
+    Suspect(usize, PathBuf, Option<String>),
     TagCurrent(usize, String, LinkContent),
     Revision(usize, Digest, LinkContent),
     Foreign(usize, String, String, LinkContent),
@@ -441,6 +460,9 @@ async fn assemble(
                 reads.push((r, ReadKind::StartedAt(uuid.clone())));
             }
         }
+        for (digest, path, reads_as) in &repo.suspect_links {
+            reads.push((r, ReadKind::Suspect(*digest, path.clone(), reads_as)));
+        }
     }
     let names_ref = &names;
     let results: Vec<Read> = stream::iter(reads)
@@ -448,6 +470,10 @@ async fn assemble(
             interrupt.check(Phase::Index)?;
             let name = &names_ref[r];
             Ok::<_, Error>(match kind {
+                ReadKind::Suspect(digest, path, reads_as) => {
+                    let content = read_link(storage, &path).await?;
+                    Read::Suspect(r, path, judge_link(&digest, content, reads_as))
+                }
                 ReadKind::TagCurrent(tag) => {
                     let path = layout.tag_current_link(name, &tag);
                     let content = read_link(storage, &path).await?;
@@ -484,8 +510,16 @@ async fn assemble(
     let mut revision_content: HashMap<(usize, Digest), LinkContent> = HashMap::new();
     let mut foreign: HashMap<(usize, String, String), LinkContent> = HashMap::new();
     let mut started: HashMap<(usize, String), SystemTime> = HashMap::new();
+    let mut warnings = std::mem::take(&mut found.warnings);
     for read in results {
         match read {
+            Read::Suspect(r, path, Some(problem)) => warnings.push(Warning::new(
+                WarningKind::InvalidLink,
+                path,
+                Some(&names[r]),
+                problem,
+            )),
+            Read::Suspect(..) => {}
             Read::TagCurrent(r, tag, c) => {
                 current.insert((r, tag), c);
             }
@@ -501,7 +535,6 @@ async fn assemble(
             Read::StartedAt(..) => {}
         }
     }
-    let mut warnings = std::mem::take(&mut found.warnings);
     let mut repositories = Vec::with_capacity(names.len());
     let mut listing = Listing {
         recent: std::mem::take(&mut found.recent),
@@ -656,6 +689,7 @@ async fn assemble(
 
 /// What to GET.
 enum ReadKind {
+    Suspect(Digest, PathBuf, &'static str),
     TagCurrent(String),
     Revision(Digest),
     Foreign(String, String),

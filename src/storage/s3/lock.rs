@@ -308,7 +308,10 @@ mod tests {
         let this = std::process::id();
         let here = host_name();
         assert_eq!(held(this, &here, Duration::from_secs(1)).gone(now), None);
-        assert_eq!(held(this, "elsewhere", Duration::from_secs(60)).gone(now), None);
+        assert_eq!(
+            held(this, "elsewhere", Duration::from_secs(60)).gone(now),
+            None
+        );
         // A pid above the kernel's limit is never alive.
         let dead = held(4_194_305, &here, Duration::from_secs(1)).gone(now);
         assert!(dead.is_some_and(|why| why.contains("4194305")));

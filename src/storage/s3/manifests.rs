@@ -1,7 +1,11 @@
-//! Manifests read from the bucket: one GET per manifest the repositories
-//! hold or reach, many in flight, round by round as children appear.
+//! Blobs read from the bucket: the manifests, one GET per manifest the
+//! repositories hold or reach, many in flight, round by round as children
+//! appear; and every blob's data streamed through sha256 (`verify
+//! --digests`).
 
 use futures_util::{StreamExt, TryStreamExt, stream};
+use object_store::ObjectStoreExt;
+use sha2::{Digest as _, Sha256};
 
 use super::S3Storage;
 use crate::digest::{Digest, DigestMap};
@@ -49,4 +53,41 @@ async fn load(storage: &S3Storage, index: &Index, digest: &Digest) -> Result<Loa
         }
         Err(e) => Err(storage.error(&path, e)),
     }
+}
+
+/// The sha256 of each blob's data, streamed (never whole in memory), many
+/// blobs at once; `read` is told of every chunk's size.
+pub fn hash_blobs(
+    storage: &S3Storage,
+    digests: &[Digest],
+    read: impl Fn(u64) + Sync,
+) -> Vec<std::io::Result<Digest>> {
+    let read = &read;
+    storage.block_on(
+        stream::iter(digests)
+            .map(|digest| async move {
+                let path = storage.layout().blob_data(digest);
+                storage
+                    .requests
+                    .get
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let result = storage
+                    .store()
+                    .get(&super::key(&path))
+                    .await
+                    .map_err(|e| std::io::Error::other(super::config::describe_error(&e)))?;
+                let mut chunks = result.into_stream();
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk
+                        .map_err(|e| std::io::Error::other(super::config::describe_error(&e)))?;
+                    hasher.update(&chunk);
+                    read(chunk.len() as u64);
+                }
+                Ok(Digest::from_bytes(hasher.finalize().into()))
+            })
+            // In order: the caller pairs the results with `digests`.
+            .buffered(storage.concurrency())
+            .collect(),
+    )
 }
