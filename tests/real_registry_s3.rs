@@ -970,12 +970,13 @@ fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it(
         .cloned()
         .collect();
 
-    // Held at the 4th deletion (one thread): three done, then killed.
+    // Held at the second deletion (or batch of deletions: a backend may send
+    // DeleteObjects) with one thread, then killed.
     let config = reg.config();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
     cmd.args(["gc", "--min-age", "0", "-y", "-m", "--delete-threads", "1"])
         .arg(&config)
-        .env("REGSWEEP_TEST_PAUSE_AT", "sweep:4")
+        .env("REGSWEEP_TEST_PAUSE_AT", "sweep:2")
         .env_remove("REGSWEEP_FAULT_STOP_AFTER")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -986,7 +987,7 @@ fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it(
     while !stderr.lock().unwrap().contains("test pause at sweep (pid ") {
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
-                "regsweep ended ({status}) before its 4th deletion:\n{}",
+                "regsweep ended ({status}) before its second deletion:\n{}",
                 stderr.lock().unwrap()
             );
         }
