@@ -611,8 +611,7 @@ fn pushed_registry(s3: &S3Server) -> (Registry, Layout, tempfile::TempDir, Layer
 /// for byte, every kept manifest, 404 for the deleted ones, and takes a new
 /// push; a second run finds nothing.
 #[test]
-fn s3_storage_dry_runs_match_the_filesystem_expectations_and_upstream_then_the_sweep_keeps_every_tag()
- {
+fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() {
     if !require_s3() {
         return;
     }
