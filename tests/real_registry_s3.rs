@@ -27,7 +27,7 @@ use registry_support::images::{
 };
 use registry_support::oci::OCI_MANIFEST;
 use registry_support::oci::{Descriptor, Image, Index, Layer, Layout, OCI_CONFIG, OCI_EMPTY};
-use registry_support::s3::{S3Server, S3Storage, closed_port, require_s3};
+use registry_support::s3::{RequestKind, S3Server, S3Storage, closed_port, require_s3};
 use registry_support::scenario::{Expect, Manifest, assert_served};
 use registry_support::skopeo::{self, Format, push};
 use registry_support::{Registry, random_hex, sha256_digest};
@@ -611,8 +611,7 @@ fn pushed_registry(s3: &S3Server) -> (Registry, Layout, tempfile::TempDir, Layer
 /// for byte, every kept manifest, 404 for the deleted ones, and takes a new
 /// push; a second run finds nothing.
 #[test]
-fn s3_storage_dry_runs_match_the_filesystem_expectations_and_upstream_then_the_sweep_keeps_every_tag()
- {
+fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() {
     if !require_s3() {
         return;
     }
@@ -970,12 +969,13 @@ fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it(
         .cloned()
         .collect();
 
-    // Held at the 4th deletion (one thread): three done, then killed.
+    // Held at the second deletion (or batch of deletions: a backend may send
+    // DeleteObjects) with one thread, then killed.
     let config = reg.config();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_regsweep"));
     cmd.args(["gc", "--min-age", "0", "-y", "-m", "--delete-threads", "1"])
         .arg(&config)
-        .env("REGSWEEP_TEST_PAUSE_AT", "sweep:4")
+        .env("REGSWEEP_TEST_PAUSE_AT", "sweep:2")
         .env_remove("REGSWEEP_FAULT_STOP_AFTER")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -986,7 +986,7 @@ fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it(
     while !stderr.lock().unwrap().contains("test pause at sweep (pid ") {
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
-                "regsweep ended ({status}) before its 4th deletion:\n{}",
+                "regsweep ended ({status}) before its second deletion:\n{}",
                 stderr.lock().unwrap()
             );
         }
@@ -1043,5 +1043,91 @@ fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it(
     reg.restart();
     for (tag, must) in &e.tags {
         skopeo::pull_complete(&reg, tag, must);
+    }
+}
+
+/// What an S3 backend may rely on, as moto answers it, and the request
+/// counter telling each kind of request apart: a single-part PUT's ETag is
+/// the hex MD5 of the content; LastModified has whole seconds; a PUT with
+/// `If-None-Match: *` fails (412) on an existing key and writes a new one;
+/// CopyObject, DeleteObjects and the multipart calls (ListMultipartUploads
+/// too) work.
+#[test]
+fn moto_answers_what_an_s3_backend_relies_on_and_each_request_kind_is_counted() {
+    if !require_s3() {
+        return;
+    }
+    let s3 = S3Server::start();
+    let b = s3.bucket().to_string();
+    let mark = s3.mark();
+
+    let put = s3.request("PUT", &format!("/{b}/t/a"), &[], b"hello world");
+    assert_eq!(put.status, 200, "PUT: {}", put.text());
+    assert_eq!(
+        put.header("etag"),
+        Some("\"5eb63bbbe01eeed093cb22bb8f5acdc3\""),
+        "ETag of a single-part PUT: the MD5 of `hello world`"
+    );
+    let head = s3.request("HEAD", &format!("/{b}/t/a"), &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("11"));
+    assert_eq!(s3.get("t/a").as_deref(), Some(&b"hello world"[..]));
+
+    let if_none_match = [("If-None-Match", "*")];
+    let taken = s3.request("PUT", &format!("/{b}/t/a"), &if_none_match, b"other");
+    assert_eq!(taken.status, 412, "conditional PUT on an existing key");
+    let fresh = s3.request("PUT", &format!("/{b}/t/b"), &if_none_match, b"other");
+    assert_eq!(fresh.status, 200, "conditional PUT of a new key");
+    assert_eq!(s3.get("t/a").as_deref(), Some(&b"hello world"[..]));
+
+    s3.copy_prefix("t/a", "u/a");
+    let listed = s3.request("GET", &format!("/{b}?list-type=2&prefix=u/"), &[], b"");
+    let listing = listed.text();
+    assert!(
+        listing.contains("<Key>u/a</Key>") && listing.contains(".000Z</LastModified>"),
+        "the copy listed, LastModified in whole seconds: {listing}"
+    );
+
+    let created = s3.request("POST", &format!("/{b}/m/data?uploads"), &[], b"");
+    assert_eq!(
+        created.status,
+        200,
+        "CreateMultipartUpload: {}",
+        created.text()
+    );
+    let uploads = s3.multipart_uploads("m/");
+    assert_eq!(uploads.len(), 1, "ListMultipartUploads: {uploads:?}");
+    let (_, upload_id) = uploads.first().unwrap();
+    let aborted = s3.request(
+        "DELETE",
+        &format!("/{b}/m/data?uploadId={upload_id}"),
+        &[],
+        b"",
+    );
+    assert_eq!(aborted.status, 204, "AbortMultipartUpload");
+
+    let batch = b"<Delete><Object><Key>t/b</Key></Object><Object><Key>u/a</Key></Object></Delete>";
+    let deleted = s3.request("POST", &format!("/{b}?delete"), &[], batch);
+    assert_eq!(deleted.status, 200, "DeleteObjects: {}", deleted.text());
+    let removed = s3.request("DELETE", &format!("/{b}/t/a"), &[], b"");
+    assert_eq!(removed.status, 204, "DeleteObject");
+    assert!(s3.keys("").is_empty(), "every key deleted");
+
+    let counts = s3.requests_since(mark);
+    let expect = [
+        (RequestKind::Put, 3),
+        (RequestKind::Head, 1),
+        (RequestKind::Get, 2),
+        (RequestKind::Copy, 1),
+        // copy_prefix's, the one above, keys("").
+        (RequestKind::List, 3),
+        // Create, ListMultipartUploads, Abort.
+        (RequestKind::Multipart, 3),
+        (RequestKind::DeleteObjects, 1),
+        (RequestKind::Delete, 1),
+        (RequestKind::Other, 0),
+    ];
+    for (kind, n) in expect {
+        assert_eq!(counts.get(kind), n, "{}: {counts}", kind.name());
     }
 }

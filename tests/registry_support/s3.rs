@@ -273,7 +273,7 @@ impl S3Server {
         fs::read_to_string(self.access_log()).unwrap_or_default()
     }
 
-    /// An unsigned request to `path` (`/bucket/key?query`): status and body.
+    /// A request to `path` (`/bucket/key?query`): status and body as text.
     fn raw(
         &self,
         method: &str,
@@ -281,8 +281,8 @@ impl S3Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String) {
-        let (status, bytes) = self.raw_bytes(method, path, headers, body);
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        let reply = self.request(method, path, headers, body);
+        (reply.status, reply.text())
     }
 
     fn raw_bytes(
@@ -292,9 +292,22 @@ impl S3Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
+        let reply = self.request(method, path, headers, body);
+        (reply.status, reply.body)
+    }
+
+    /// A request to `path` (`/bucket/key?query`), with an `Authorization`
+    /// header whose signature moto does not check.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> S3Reply {
         let uri = format!("{}{path}", self.endpoint());
-        // moto checks no signature, but answers an anonymous request by the
-        // object's ACL, which the registry's writes make private.
+        // moto answers an anonymous request by the object's ACL, which the
+        // registry's writes make private.
         let authorization = format!(
             "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20240101/{REGION}/s3/aws4_request, \
              SignedHeaders=host, Signature={}",
@@ -311,14 +324,28 @@ impl S3Server {
         let mut resp = agent(Duration::from_secs(60))
             .run(req)
             .unwrap_or_else(|e| panic!("{method} {uri}: {e}"));
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_ascii_lowercase(),
+                    value.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
         let status = resp.status().as_u16();
-        let bytes = resp
+        let body = resp
             .body_mut()
             .with_config()
             .limit(256 << 20)
             .read_to_vec()
             .unwrap_or_default();
-        (status, bytes)
+        S3Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Every key under `prefix` with its size (ListObjectsV2, page by page).
@@ -467,6 +494,24 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// An S3 response: status, headers (lower-case names), body.
+#[derive(Debug)]
+pub struct S3Reply {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl S3Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
     }
 }
 
