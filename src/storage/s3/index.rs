@@ -93,8 +93,8 @@ struct Found {
 struct RepoFound {
     layer_links: Vec<Digest>,
     foreign_links: Vec<(String, String)>,
-    /// Revision links, and whether the ETag shows the expected content.
-    revisions: Vec<(Digest, bool)>,
+    /// What was found of each revision (several entries per digest).
+    revisions: Vec<(Digest, RevisionKey)>,
     signatures: Vec<(Digest, Digest)>,
     tags: BTreeMap<String, TagFound>,
     uploads: BTreeMap<String, UploadFound>,
@@ -257,6 +257,8 @@ impl S3Storage {
                     | Key::TagCurrent { repository, .. }
                     | Key::TagIndex { repository, .. }
                     | Key::Upload { repository, .. }
+                    | Key::RevisionOther { repository, .. }
+                    | Key::LayerLinkOther { repository, .. }
                     | Key::RepositoryOther { repository } => *repository,
                     Key::BlobData(_) | Key::Other => unreachable!("handled above"),
                 };
@@ -281,14 +283,48 @@ impl S3Storage {
                     Key::RevisionLink { digest, .. } => {
                         let expected = link_etag(&digest.to_string());
                         let shows_path = bare_etag(meta) == Some(expected.as_str());
-                        repo.revisions.push((digest, shows_path));
+                        repo.revisions
+                            .push((digest, RevisionKey::Link { shows_path }));
                         recent_dir = Some(layout.revision_dir(repository, &digest));
                     }
                     Key::Signature {
                         revision,
                         signature,
                         ..
-                    } => repo.signatures.push((revision, signature)),
+                    } => {
+                        repo.signatures.push((revision, signature));
+                        repo.revisions.push((revision, RevisionKey::Other));
+                    }
+                    Key::RevisionOther {
+                        digest,
+                        link_is_dir,
+                        ..
+                    } => {
+                        let key = match link_is_dir {
+                            true => RevisionKey::LinkIsDir,
+                            false => RevisionKey::Other,
+                        };
+                        repo.revisions.push((digest, key));
+                        if !link_is_dir {
+                            repo.opaque = true;
+                            found.warnings.push(Warning::new(
+                                WarningKind::UnexpectedEntry,
+                                path(),
+                                Some(repository),
+                                "not part of the registry's storage layout, inside a manifest revision; the repository is kept whole",
+                            ));
+                        }
+                    }
+                    Key::LayerLinkOther { digest, .. } => {
+                        repo.layer_links.push(digest);
+                        repo.opaque = true;
+                        found.warnings.push(Warning::new(
+                            WarningKind::UnexpectedEntry,
+                            path(),
+                            Some(repository),
+                            "not part of the registry's storage layout, inside a layer link; the repository is kept whole",
+                        ));
+                    }
                     Key::ForeignRevision { .. } => {
                         repo.opaque = true;
                         found.warnings.push(Warning::new(
@@ -447,8 +483,8 @@ async fn assemble(
                 reads.push((r, ReadKind::TagCurrent(tag.clone())));
             }
         }
-        for (digest, shows_path) in &repo.revisions {
-            if !shows_path {
+        for (digest, key) in &repo.revisions {
+            if *key == (RevisionKey::Link { shows_path: false }) {
                 reads.push((r, ReadKind::Revision(*digest)));
             }
         }
@@ -577,16 +613,32 @@ async fn assemble(
             }
         }
         f.signatures.sort_unstable();
-        f.revisions.sort_unstable_by_key(|(d, _)| *d);
+        // Per digest, the most telling key first: its link, then a link
+        // that is a "directory", then anything else.
+        f.revisions.sort_unstable();
         f.revisions.dedup_by_key(|(d, _)| *d);
-        for (digest, shows_path) in f.revisions {
-            let linked = if shows_path {
-                true
-            } else {
-                let content = revision_content
-                    .remove(&(r, digest))
-                    .unwrap_or(LinkContent::Missing);
-                revision_link(layout, &mut repo, &digest, content, &mut warnings)
+        for (digest, key) in f.revisions {
+            let linked = match key {
+                RevisionKey::Link { shows_path: true } => true,
+                RevisionKey::Link { shows_path: false } => {
+                    let content = revision_content
+                        .remove(&(r, digest))
+                        .unwrap_or(LinkContent::Missing);
+                    revision_link(layout, &mut repo, &digest, content, &mut warnings)
+                }
+                // The registry cannot read it, as on a filesystem where
+                // `link` is a directory.
+                RevisionKey::LinkIsDir => revision_link(
+                    layout,
+                    &mut repo,
+                    &digest,
+                    LinkContent::Invalid(
+                        "`link` is a directory (keys below it), not a file".into(),
+                    ),
+                    &mut warnings,
+                ),
+                // A revision directory without a link: a deleted manifest.
+                RevisionKey::Other => false,
             };
             let start = f.signatures.partition_point(|(rev, _)| *rev < digest);
             let signatures = f.signatures[start..]
@@ -685,6 +737,17 @@ async fn assemble(
         shard_times: Vec::new(),
     };
     Ok((index, listing))
+}
+
+/// What a key under a revision's directory says of it, most telling first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum RevisionKey {
+    /// Its `link`, and whether the ETag shows the content its path implies.
+    Link { shows_path: bool },
+    /// Keys below `link/`.
+    LinkIsDir,
+    /// Anything else (signatures, stray keys).
+    Other,
 }
 
 /// What to GET.

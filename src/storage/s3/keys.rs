@@ -48,6 +48,26 @@ pub enum Key<'a> {
         /// The signature blob.
         signature: Digest,
     },
+    /// Something else under a manifest revision's directory
+    /// (`revisions/sha256/<hex>/…`): the revision exists, as its directory
+    /// would on a filesystem. `link_is_dir`: keys below `<hex>/link/`, as if
+    /// `link` were a directory.
+    RevisionOther {
+        /// The repository.
+        repository: &'a str,
+        /// The manifest the path names.
+        digest: Digest,
+        /// The key is below `<hex>/link/`.
+        link_is_dir: bool,
+    },
+    /// Something else under a layer link's directory
+    /// (`_layers/sha256/<hex>/…`): the link directory exists.
+    LayerLinkOther {
+        /// The repository.
+        repository: &'a str,
+        /// The blob the path names.
+        digest: Digest,
+    },
     /// A manifest revision (or its signature) under a digest algorithm
     /// regsweep does not follow: the repository is kept whole.
     ForeignRevision {
@@ -154,6 +174,20 @@ pub fn classify(key: &str) -> Key<'_> {
                 ..,
             ],
         ) if *algorithm != SHA256 => Key::ForeignRevision { repository },
+        (names::MANIFESTS, [names::REVISIONS, SHA256, hex, rest @ ..]) => {
+            match Digest::from_hex(hex) {
+                Some(digest) => Key::RevisionOther {
+                    repository,
+                    digest,
+                    link_is_dir: rest.first() == Some(&names::LINK),
+                },
+                None => other,
+            }
+        }
+        (names::LAYERS, [SHA256, hex, _, ..]) => match Digest::from_hex(hex) {
+            Some(digest) => Key::LayerLinkOther { repository, digest },
+            None => other,
+        },
         (names::MANIFESTS, [names::TAGS, tag, names::CURRENT, names::LINK]) => {
             Key::TagCurrent { repository, tag }
         }
@@ -307,12 +341,39 @@ mod tests {
     }
 
     #[test]
-    fn odd_keys_are_kept_and_keep_their_repository() {
+    fn odd_keys_in_a_revision_or_link_directory_still_name_it() {
         let hex = d(1).hex();
         assert_eq!(
-            classify(&format!("repositories/app/_layers/sha256/{hex}/link.tmp")),
-            Key::RepositoryOther { repository: "app" }
+            classify(&format!(
+                "repositories/app/_manifests/revisions/sha256/{hex}/link/inside"
+            )),
+            Key::RevisionOther {
+                repository: "app",
+                digest: d(1),
+                link_is_dir: true
+            }
         );
+        assert_eq!(
+            classify(&format!(
+                "repositories/app/_manifests/revisions/sha256/{hex}/extra"
+            )),
+            Key::RevisionOther {
+                repository: "app",
+                digest: d(1),
+                link_is_dir: false
+            }
+        );
+        assert_eq!(
+            classify(&format!("repositories/app/_layers/sha256/{hex}/link.tmp")),
+            Key::LayerLinkOther {
+                repository: "app",
+                digest: d(1)
+            }
+        );
+    }
+
+    #[test]
+    fn odd_keys_are_kept_and_keep_their_repository() {
         assert_eq!(
             classify("repositories/app/_manifests/tags/v1/current/link.1.tmp"),
             Key::RepositoryOther { repository: "app" }
