@@ -972,11 +972,13 @@ fn every_case_gets_the_same_verdicts_on_s3_as_on_a_filesystem() {
 /// - tag-current-is-a-file: the filesystem keeps the tag's history and
 ///   collects the rest of the repository; S3 adds `unexpected_entry` on
 ///   `current` and keeps the repository whole.
-/// - link-with-keys-below: the filesystem warns `invalid_link`, keeps the
-///   manifest by its path without `-m` and with `-m` plans it (its sweep
-///   then fails on the unknown file, keeping the blob); S3 sees no
-///   revision, keeps the repository whole for the unknown key, yet deletes
-///   the manifest's blob.
+/// - link-with-keys-below: the filesystem warns `invalid_link` and keeps
+///   the manifest by the digest in its path (with `-m` it plans it as
+///   untagged, and its sweep then fails on the unknown file, keeping the
+///   blob). S3 warns `unexpected_entry` at `.../link/inside`, says the
+///   repository is kept whole, sees no revision, and lists the manifest's
+///   blob as a candidate even without `-m`: a real run deletes it while
+///   the revision's key stays.
 #[test]
 #[ignore = "S3 and filesystem verdicts differ on these layouts (entries the registry never writes, a file or directory in the wrong place)"]
 fn known_differences_between_s3_and_a_filesystem() {
