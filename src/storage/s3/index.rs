@@ -50,6 +50,10 @@ pub struct Listing {
     pub upload_keys: HashMap<PathBuf, Vec<String>>,
     /// Keys listed.
     pub keys: u64,
+    /// Candidate directories (layout paths of revisions and layer links)
+    /// holding keys the registry never writes there: a sweep keeps them, as
+    /// it keeps a directory with unexpected entries on disk.
+    pub stray: std::collections::HashSet<PathBuf>,
     /// When each tag history entry was written (kept when asked for:
     /// attributing pulls by tag needs them).
     pub tag_history_times: ListedHistoryTimes,
@@ -85,6 +89,7 @@ struct Found {
     blobs: Vec<(Digest, u64)>,
     repositories: HashMap<String, RepoFound>,
     recent: HashMap<PathBuf, SystemTime>,
+    stray: std::collections::HashSet<PathBuf>,
     warnings: Vec<Warning>,
     keys: u64,
 }
@@ -163,6 +168,7 @@ impl Found {
             let t = self.recent.entry(path).or_insert(time);
             *t = (*t).max(time);
         }
+        self.stray.extend(other.stray);
         self.warnings.extend(other.warnings);
         self.keys += other.keys;
     }
@@ -305,6 +311,7 @@ impl S3Storage {
                             false => RevisionKey::Other,
                         };
                         repo.revisions.push((digest, key));
+                        found.stray.insert(layout.revision_dir(repository, &digest));
                         if !link_is_dir {
                             repo.opaque = true;
                             found.warnings.push(Warning::new(
@@ -317,6 +324,9 @@ impl S3Storage {
                     }
                     Key::LayerLinkOther { digest, .. } => {
                         repo.layer_links.push(digest);
+                        found
+                            .stray
+                            .insert(layout.layer_link_dir(repository, &digest));
                         repo.opaque = true;
                         found.warnings.push(Warning::new(
                             WarningKind::UnexpectedEntry,
@@ -574,6 +584,7 @@ async fn assemble(
     let mut repositories = Vec::with_capacity(names.len());
     let mut listing = Listing {
         recent: std::mem::take(&mut found.recent),
+        stray: std::mem::take(&mut found.stray),
         keys: found.keys,
         ..Listing::default()
     };

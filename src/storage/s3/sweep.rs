@@ -141,10 +141,15 @@ async fn sweep_async(
                 task.inc(1);
                 continue;
             }
-            let keys = match candidate_keys(storage, index, listing, candidate, &dir).await {
+            let keys = match listing.stray.contains(&dir) {
+                true => Err("holds keys the registry does not write there; kept".to_owned()),
+                false => candidate_keys(storage, index, listing, candidate, &dir).await,
+            };
+            let keys = match keys {
                 Ok(keys) => keys,
                 Err(message) => {
                     failures.push(Failure { path: dir, message });
+                    keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
                     task.inc(1);
                     continue;
                 }
@@ -165,15 +170,7 @@ async fn sweep_async(
                 path: candidate_dir(layout, index, plan, candidate),
                 message: message.clone(),
             });
-            match kind {
-                CandidateKind::TagIndexEntry | CandidateKind::Manifest | CandidateKind::Tag => {
-                    stopped_by_failure = true
-                }
-                CandidateKind::LayerLink => {
-                    held_blobs.insert(candidate.digest);
-                }
-                _ => {}
-            }
+            keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
         }
         if kind == CandidateKind::Upload {
             let purged: Vec<PathBuf> = work
@@ -209,6 +206,19 @@ async fn sweep_async(
         empty_directories: 0,
         temporary_files: 0,
         changed,
+    }
+}
+
+/// What a candidate that stays keeps: a manifest, tag or history entry
+/// stops the sweep before any layer link or blob goes; a layer link keeps
+/// its blob.
+fn keep_dependents(candidate: &Candidate, stop: &mut bool, held_blobs: &mut DigestSet) {
+    match candidate.kind {
+        CandidateKind::TagIndexEntry | CandidateKind::Manifest | CandidateKind::Tag => *stop = true,
+        CandidateKind::LayerLink => {
+            held_blobs.insert(candidate.digest);
+        }
+        _ => {}
     }
 }
 
