@@ -1,8 +1,9 @@
 //! A local S3 endpoint for the registry's `s3` storage driver: moto's server
 //! mode (`moto_server`) on 127.0.0.1, one per test, with a bucket, a record
-//! of every request it answered, and plain (unsigned) object access for the
-//! tests' own look at the bucket. moto accepts any credentials and keeps
-//! everything in memory: killing it loses the bucket.
+//! of every request it answered (with headers: a copy is told from a put),
+//! and plain object access (a signature moto does not check) for the tests'
+//! own look at the bucket. moto accepts any credentials and keeps everything
+//! in memory: killing it loses the bucket.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::env;
