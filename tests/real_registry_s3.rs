@@ -611,7 +611,6 @@ fn pushed_registry(s3: &S3Server) -> (Registry, Layout, tempfile::TempDir, Layer
 /// for byte, every kept manifest, 404 for the deleted ones, and takes a new
 /// push; a second run finds nothing.
 #[test]
-#[ignore = "needs regsweep's S3 backend: cargo test --test real_registry_s3 -- --include-ignored"]
 fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() {
     if !require_s3() {
         return;
@@ -889,7 +888,6 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
 /// non-zero exit, nothing deleted, no secret printed, in both forms; the
 /// same once moto itself is killed.
 #[test]
-#[ignore = "needs regsweep's S3 backend: cargo test --test real_registry_s3 -- --include-ignored"]
 fn an_s3_endpoint_that_does_not_answer_fails_the_run_and_deletes_nothing() {
     if !require_s3() {
         return;
@@ -949,7 +947,6 @@ fn an_s3_endpoint_that_does_not_answer_fails_the_run_and_deletes_nothing() {
 /// link names a missing blob, and a re-run finishes with exactly the
 /// expected blobs left.
 #[test]
-#[ignore = "needs regsweep's S3 backend: cargo test --test real_registry_s3 -- --include-ignored"]
 fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it() {
     if !require_s3() {
         return;
