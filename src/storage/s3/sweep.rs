@@ -91,7 +91,8 @@ async fn sweep_async(
         if count == 0 {
             continue;
         }
-        if crashed.load(Ordering::Relaxed) || quit() {
+        // A stop request is looked at before each DeleteObjects request.
+        if crashed.load(Ordering::Relaxed) || options.interrupt.requested() {
             break;
         }
         if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && stopped_by_failure {
