@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use object_store::ObjectMeta;
+use object_store::{ObjectMeta, ObjectStore};
 
 use super::keys::{self, Key};
 use super::{S3Storage, bare_etag, link_etag};
@@ -195,34 +195,53 @@ impl S3Storage {
         key.strip_prefix(v2)?.strip_prefix('/')
     }
 
-    /// Lists every key under `prefix` into `found`.
+    /// Lists every key of `range` into `found`.
     async fn list_into(
         &self,
-        prefix: PathBuf,
+        range: KeyRange,
         options: ListOptions,
         interrupt: &Interrupt,
         progress: &Task,
     ) -> Result<Found> {
         let v2 = super::path_str(self.layout.v2());
         let mut found = Found::default();
-        let mut pages = self.list(&prefix).chunks(1000);
-        while let Some(page) = pages.next().await {
-            interrupt.check(Phase::Index)?;
-            self.requests.list.fetch_add(1, Ordering::Relaxed);
-            progress.inc(page.len() as u64);
-            for meta in page {
-                let meta = meta.map_err(|e| Error::IncompleteIndex {
-                    path: PathBuf::from(self.url(&prefix)),
-                    source: std::io::Error::other(super::config::describe_error(&e)),
-                })?;
-                found.keys += 1;
-                let key = meta.location.as_ref();
-                let Some(relative) = self.relative(key, &v2) else {
-                    continue;
-                };
-                self.classify_into(&mut found, relative, &meta, options);
+        let mut listed = match &range.start {
+            Some(start) => {
+                let offset = object_store::path::Path::from(just_before(start));
+                let prefix = super::key(&range.prefix);
+                self.store().list_with_offset(Some(&prefix), &offset)
             }
+            None => self.list(&range.prefix),
+        };
+        let mut in_page = 0;
+        self.requests.list.fetch_add(1, Ordering::Relaxed);
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(|e| Error::IncompleteIndex {
+                path: PathBuf::from(self.url(&range.prefix)),
+                source: std::io::Error::other(super::config::describe_error(&e)),
+            })?;
+            in_page += 1;
+            if in_page == 1000 {
+                // The store answers a thousand keys a page.
+                in_page = 0;
+                interrupt.check(Phase::Index)?;
+                self.requests.list.fetch_add(1, Ordering::Relaxed);
+                progress.inc(1000);
+            }
+            let key = meta.location.as_ref();
+            if range.start.as_deref().is_some_and(|start| key < start) {
+                continue;
+            }
+            if range.end.as_deref().is_some_and(|end| key >= end) {
+                break;
+            }
+            found.keys += 1;
+            let Some(relative) = self.relative(key, &v2) else {
+                continue;
+            };
+            self.classify_into(&mut found, relative, &meta, options);
         }
+        progress.inc(in_page);
         Ok(found)
     }
 
@@ -404,7 +423,7 @@ async fn build_async(
     found
         .warnings
         .extend(odd.iter().map(|m| odd_key(storage, m)));
-    let mut prefixes = Vec::new();
+    let mut ranges = Vec::new();
     for algorithm in algorithms {
         if algorithm != crate::digest::SHA256 {
             found.warnings.push(Warning::new(
@@ -415,23 +434,39 @@ async fn build_async(
             ));
             continue;
         }
+        // The shards in sixteen slices, by the first hex digit.
         let sha256 = blobs_dir.join(&algorithm);
-        let (shards, odd) = storage.list_dirs(&sha256).await?;
-        found
-            .warnings
-            .extend(odd.iter().map(|m| odd_key(storage, m)));
-        prefixes.extend(shards.into_iter().map(|s| sha256.join(s)));
+        let under = |digit: u32| {
+            char::from_digit(digit, 16).map(|d| format!("{}/{d}", super::path_str(&sha256)))
+        };
+        ranges.extend((0..16).map(|i| KeyRange {
+            prefix: sha256.clone(),
+            start: if i == 0 { None } else { under(i) },
+            end: under(i + 1),
+        }));
     }
-    // Repositories: one listing per top-level name, all in parallel.
+    // Repositories: the top-level names in up to sixteen slices of the
+    // same number of names.
     let repositories_dir = layout.repositories_dir();
     let (tops, odd) = storage.list_dirs(&repositories_dir).await?;
     found
         .warnings
         .extend(odd.iter().map(|m| odd_key(storage, m)));
-    prefixes.extend(tops.into_iter().map(|t| repositories_dir.join(t)));
+    let slices = tops.len().clamp(1, REPOSITORY_SLICES);
+    let boundary = |i: usize| {
+        (i < slices).then(|| {
+            let top = &tops[i * tops.len() / slices];
+            format!("{}/{top}/", super::path_str(&repositories_dir))
+        })
+    };
+    ranges.extend((0..slices).map(|i| KeyRange {
+        prefix: repositories_dir.clone(),
+        start: if i == 0 { None } else { boundary(i) },
+        end: boundary(i + 1),
+    }));
     interrupt.check(Phase::Index)?;
-    let mut listings = stream::iter(prefixes)
-        .map(|prefix| storage.list_into(prefix, options, interrupt, progress))
+    let mut listings = stream::iter(ranges)
+        .map(|range| storage.list_into(range, options, interrupt, progress))
         .buffer_unordered(storage.concurrency());
     while let Some(listed) = listings.next().await {
         found.merge(listed?);
@@ -439,6 +474,31 @@ async fn build_async(
     drop(listings);
     interrupt.check(Phase::Index)?;
     assemble(storage, found, options, interrupt).await
+}
+
+/// Slices of the repositories' keys listed in parallel.
+const REPOSITORY_SLICES: usize = 16;
+
+/// The keys under `prefix` from `start` (inclusive) to `end` (exclusive):
+/// one listing, page after page, of a slice of the bucket.
+struct KeyRange {
+    prefix: PathBuf,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// A key just before `start`, for a listing to start after: `start` with
+/// its last character one lower, then `~`. Keys between it and `start` are
+/// listed and skipped, never missed.
+fn just_before(start: &str) -> String {
+    let mut chars: Vec<char> = start.chars().collect();
+    if let Some(last) = chars.pop() {
+        if let Some(lower) = char::from_u32(last as u32 - 1).filter(|_| last as u32 > 0) {
+            chars.push(lower);
+            chars.push('~');
+        }
+    }
+    chars.into_iter().collect()
 }
 
 /// A key where the registry writes none.
@@ -791,4 +851,26 @@ fn revision_link(
         problem,
     ));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_starts_just_before_its_slice() {
+        assert_eq!(just_before("reg/blobs/sha256/1"), "reg/blobs/sha256/0~");
+        assert_eq!(just_before("r/repositories/lib/"), "r/repositories/lib.~");
+        // Every key of the previous slice sorts before it, every key of
+        // the slice after.
+        let before = just_before("r/repositories/b/");
+        for key in [
+            "r/repositories/a/x",
+            "r/repositories/a.b/x",
+            "r/repositories/a~/x",
+        ] {
+            assert!(key < before.as_str(), "{key}");
+        }
+        assert!(before.as_str() < "r/repositories/b/_layers");
+    }
 }
