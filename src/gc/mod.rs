@@ -752,6 +752,11 @@ impl Collector {
         report.policy = planned.policy.as_ref();
         report.protect = planned.protect.as_ref();
         report.pull_logs = planned.pull_logs.as_ref();
+        report.s3_requests = self
+            .config
+            .storage
+            .bucket()
+            .map(s3::S3Storage::request_report);
         report
     }
 }

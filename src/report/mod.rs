@@ -366,9 +366,28 @@ pub struct Report<'a> {
     /// not read (with samples), pulls, the time span; and whether they
     /// cover the pull window. `null` without `--pull-log`.
     pub pull_logs: Option<&'a crate::retention::pulls::PullLogReport>,
+    /// The requests sent to object storage, by kind; `null` on a
+    /// filesystem.
+    pub s3_requests: Option<S3Requests>,
     /// The registry's blob descriptor cache (not in JSON).
     #[serde(skip)]
     pub blob_cache: BlobCache,
+}
+
+/// Requests a run sent to object storage: what it cost at the provider.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct S3Requests {
+    /// LIST pages (ListObjectsV2, ListMultipartUploads).
+    pub list: u64,
+    /// GETs of objects.
+    pub get: u64,
+    /// HEADs.
+    pub head: u64,
+    /// PUTs (the lock object).
+    pub put: u64,
+    /// DeleteObjects requests (up to 1,000 keys each), single DELETEs and
+    /// aborted multipart uploads.
+    pub delete: u64,
 }
 
 impl<'a> Report<'a> {
@@ -458,6 +477,7 @@ impl<'a> Report<'a> {
             policy: None,
             protect: None,
             pull_logs: None,
+            s3_requests: None,
         }
     }
 
@@ -552,7 +572,15 @@ impl<'a> Report<'a> {
             protect.write_human(out, verbose)?;
             writeln!(out)?;
         }
-        self.write_summary(out, top)
+        self.write_summary(out, top)?;
+        if let Some(r) = self.s3_requests {
+            writeln!(
+                out,
+                "S3 requests: {} LIST, {} GET, {} HEAD, {} PUT, {} DELETE.",
+                r.list, r.get, r.head, r.put, r.delete
+            )?;
+        }
+        Ok(())
     }
 
     /// Writes the plan shown before asking whether to go on: the tags the

@@ -183,6 +183,18 @@ impl S3Storage {
         &self.layout
     }
 
+    /// The requests sent so far, for the report.
+    pub fn request_report(&self) -> crate::report::S3Requests {
+        let [list, get, head, put, delete] = self.requests.snapshot();
+        crate::report::S3Requests {
+            list,
+            get,
+            head,
+            put,
+            delete,
+        }
+    }
+
     /// Requests in flight at once.
     pub fn concurrency(&self) -> usize {
         self.concurrency
