@@ -32,7 +32,7 @@
 //! `docker/registry/v2/blobs/` or `…/repositories/` are restored, and only
 //! into the bucket the trash is in.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
@@ -309,7 +309,7 @@ struct Found {
     prefix: String,
     header: Header,
     /// Journal entries in sweep order: (journal object, kind, key).
-    moves: Vec<(usize, String)>,
+    moves: Vec<(usize, String, String)>,
     /// Journals that could not be read: (url, why).
     problems: Vec<(PathBuf, String)>,
     /// Every object of the batch: key and size.
@@ -416,7 +416,7 @@ impl Opened {
                 header.get_or_insert(this);
                 for (i, line) in lines.enumerate() {
                     match serde_json::from_slice::<Line>(line) {
-                        Ok(Line::Move { key, .. }) => moves.push((n, key)),
+                        Ok(Line::Move { kind, key }) => moves.push((n, kind, key)),
                         Err(e) => problems.push((
                             url.clone(),
                             format!(
@@ -530,6 +530,76 @@ fn journal_root(header: &Header, bucket: &str) -> std::result::Result<String, St
     })
 }
 
+/// What must exist in the registry for a restored key to mean anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Needs {
+    /// Nothing: a blob, or a key of a repository moved whole (it comes back
+    /// as a whole).
+    Nothing,
+    /// The repository, by its key prefix `…/repositories/<name>/`: a key
+    /// under its `_manifests/` or `_layers/` (registry 2.8 lists a
+    /// repository by its `_layers`, later ones by `_manifests`).
+    Repository(String),
+    /// The tag's `current/link` key: a tag without one lists in the tag list
+    /// and does not pull.
+    Tag(String),
+}
+
+/// What the journaled key `parts` of `kind` needs.
+fn needs_of(kind: &str, root: &str, parts: &[&str]) -> Needs {
+    if parts[3] == names::BLOBS || kind == "repository" {
+        return Needs::Nothing;
+    }
+    let Some(meta) = parts
+        .iter()
+        .skip(5)
+        .position(|p| p.starts_with(names::METADATA_PREFIX))
+        .map(|i| i + 5)
+    else {
+        return Needs::Nothing;
+    };
+    let in_tag = parts[meta] == names::MANIFESTS
+        && parts.get(meta + 1) == Some(&names::TAGS)
+        && parts.len() > meta + 3;
+    if kind == "tag_index_entry" && in_tag {
+        return Needs::Tag(format!(
+            "{root}{}/{}/{}",
+            parts[..meta + 3].join("/"),
+            names::CURRENT,
+            names::LINK
+        ));
+    }
+    Needs::Repository(format!("{root}{}/", parts[..meta].join("/")))
+}
+
+/// Whether what `needs` names is in `present`; if not, why the key stays.
+fn check_needs(present: &BTreeSet<String>, needs: &Needs) -> std::result::Result<(), String> {
+    let any_under = |prefix: &str| {
+        present
+            .range(prefix.to_owned()..)
+            .next()
+            .is_some_and(|k| k.starts_with(prefix))
+    };
+    match needs {
+        Needs::Nothing => Ok(()),
+        Needs::Repository(repo) => {
+            let exists = [names::MANIFESTS, names::LAYERS]
+                .iter()
+                .any(|meta| any_under(&format!("{repo}{meta}/")));
+            exists.then_some(()).ok_or_else(|| {
+                format!(
+                    "repository {repo} no longer exists (nothing under `_manifests/` or `_layers/`: deleted since the sweep?): not brought back, which would recreate part of it; it stays in the batch"
+                )
+            })
+        }
+        Needs::Tag(current) => present.contains(current).then_some(()).ok_or_else(|| {
+            format!(
+                "the tag's {current} no longer exists (deleted since the sweep?): its history is not brought back, which would make a tag that lists and does not pull; it stays in the batch"
+            )
+        }),
+    }
+}
+
 /// One key to bring back.
 struct Step {
     /// The journal object it was written in (keys of one are copied together).
@@ -538,6 +608,7 @@ struct Step {
     from: String,
     /// In the registry.
     to: String,
+    needs: Needs,
 }
 
 /// A batch checked for restoring.
@@ -588,12 +659,13 @@ pub fn restore(
         };
         let mut reported = found.problems.clone();
         let mut steps = Vec::new();
-        for (journal, key) in found.moves.iter().rev() {
+        for (journal, kind, key) in found.moves.iter().rev() {
             match journal_key(key) {
-                Ok(_) => steps.push(Step {
+                Ok(parts) => steps.push(Step {
                     journal: *journal,
                     from: format!("{}/{key}", found.prefix),
                     to: format!("{root}{key}"),
+                    needs: needs_of(kind, &root, &parts),
                 }),
                 Err(why) => reported.push((
                     opened.url(&format!("{}/", found.prefix)),
@@ -648,6 +720,15 @@ async fn copy_back(
                 if let Ok(parts) = journal_key(key) {
                     prefixes.insert(listing_prefix(&plan.root, &parts));
                 }
+                if let Needs::Repository(repo) | Needs::Tag(repo) = &step.needs {
+                    // The repository of a tag's `current/link` too.
+                    let repo = repo
+                        .find(&format!("/{}/", names::MANIFESTS))
+                        .map_or(repo.as_str(), |i| &repo[..=i]);
+                    for meta in [names::MANIFESTS, names::LAYERS] {
+                        prefixes.insert(format!("{repo}{meta}/"));
+                    }
+                }
             }
         }
     }
@@ -656,7 +737,7 @@ async fn copy_back(
         .buffer_unordered(16)
         .collect()
         .await;
-    let mut existing = HashSet::new();
+    let mut existing = BTreeSet::new();
     for listing in listings {
         existing.extend(listing?.into_keys());
     }
@@ -702,17 +783,22 @@ async fn copy_back(
                 .count();
             let (group, next) = rest.split_at(n);
             rest = next;
-            let present: Vec<&Step> = group
-                .iter()
-                .filter(|s| plan.found.objects.contains_key(&s.from))
-                .collect();
-            outcome.skipped += (group.len() - present.len()) as u64;
+            let mut ready = Vec::new();
+            for step in group {
+                if !plan.found.objects.contains_key(&step.from) {
+                    outcome.skipped += 1;
+                } else if let Err(why) = check_needs(&existing, &step.needs) {
+                    outcome.failures.push((opened.url(&step.to), why));
+                } else {
+                    ready.push(step);
+                }
+            }
             opened
                 .storage
                 .requests
                 .put
-                .fetch_add(present.len() as u64, Ordering::Relaxed);
-            let copied: Vec<(&Step, object_store::Result<()>)> = stream::iter(present)
+                .fetch_add(ready.len() as u64, Ordering::Relaxed);
+            let copied: Vec<(&Step, object_store::Result<()>)> = stream::iter(ready)
                 .map(|step| async move {
                     let result = opened
                         .storage
@@ -724,19 +810,50 @@ async fn copy_back(
                 .buffer_unordered(in_flight)
                 .collect()
                 .await;
+            // What came back leaves the batch, as a move: a restore run
+            // again skips it.
+            let mut sources = Vec::new();
             for (step, result) in copied {
                 match result {
-                    Ok(()) => outcome.restored += 1,
+                    Ok(()) => {
+                        outcome.restored += 1;
+                        existing.insert(step.to.clone());
+                        sources.push(step.from.clone());
+                    }
                     Err(e) => outcome
                         .failures
                         .push((opened.url(&step.to), describe_error(&e))),
                 }
             }
+            outcome
+                .failures
+                .extend(opened.delete(sources).await.into_iter().map(|(path, why)| {
+                    (
+                        path,
+                        format!("restored, but not deleted from the trash: {why}"),
+                    )
+                }));
         }
         if outcome.failures.len() == failures_before {
-            let failures = opened
-                .delete(plan.found.objects.keys().cloned().collect())
-                .await;
+            // The journals and the end go with the batch; anything else
+            // (not written by regsweep) stays.
+            let own: Vec<String> = plan
+                .found
+                .objects
+                .keys()
+                .filter(|k| {
+                    k.strip_prefix(&plan.found.prefix)
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .is_some_and(|file| {
+                            file == END
+                                || (file.starts_with(JOURNAL_PREFIX)
+                                    && file.ends_with(JOURNAL_SUFFIX)
+                                    && !file.contains('/'))
+                        })
+                })
+                .cloned()
+                .collect();
+            let failures = opened.delete(own).await;
             if failures.is_empty() {
                 outcome.batches.push(plan.found.header.batch.clone());
             } else {
@@ -745,7 +862,7 @@ async fn copy_back(
                     .extend(failures.into_iter().map(|(path, why)| {
                         (
                             path,
-                            format!("restored, but not deleted from the trash: {why}"),
+                            format!("restored, but the journal was not deleted: {why}"),
                         )
                     }));
             }
@@ -813,4 +930,92 @@ pub fn empty(url: &Path, older_than: Age, dry_run: bool) -> Result<EmptyOutcome>
         }
         Ok(outcome)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trash_url_needs_a_plain_prefix() {
+        assert_eq!(
+            parse_url("s3://b/trash/x/").unwrap(),
+            ("b".into(), "trash/x".into())
+        );
+        for bad in ["s3://b", "s3://b/", "s3:///t", "s3://b/a/../t", "/tmp/t"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn journaled_keys_stay_below_blobs_or_repositories() {
+        assert!(journal_key("docker/registry/v2/blobs/sha256/ab/abc/data").is_ok());
+        assert!(journal_key("docker/registry/v2/repositories/a/_layers/x/link").is_ok());
+        for bad in [
+            "docker/registry/v2/blobs",
+            "docker/registry/v2/../v2/blobs/x/data",
+            "docker/registry/v2/other/x",
+            "regsweep.lock",
+            "docker/registry/v2/blobs//x",
+        ] {
+            assert!(journal_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_a_restored_key_needs() {
+        let needs = |kind: &str, key: &str| needs_of(kind, "r/", &journal_key(key).unwrap());
+        let v2 = "docker/registry/v2";
+        assert_eq!(
+            needs("blob", &format!("{v2}/blobs/sha256/ab/abc/data")),
+            Needs::Nothing
+        );
+        assert_eq!(
+            needs(
+                "repository",
+                &format!("{v2}/repositories/a/b/_layers/x/link")
+            ),
+            Needs::Nothing
+        );
+        assert_eq!(
+            needs(
+                "manifest",
+                &format!("{v2}/repositories/a/b/_manifests/revisions/sha256/x/link")
+            ),
+            Needs::Repository(format!("r/{v2}/repositories/a/b/"))
+        );
+        assert_eq!(
+            needs(
+                "tag",
+                &format!("{v2}/repositories/a/_manifests/tags/t/current/link")
+            ),
+            Needs::Repository(format!("r/{v2}/repositories/a/"))
+        );
+        assert_eq!(
+            needs(
+                "tag_index_entry",
+                &format!("{v2}/repositories/a/_manifests/tags/t/index/sha256/x/link")
+            ),
+            Needs::Tag(format!(
+                "r/{v2}/repositories/a/_manifests/tags/t/current/link"
+            ))
+        );
+        let present: BTreeSet<String> =
+            [format!("r/{v2}/repositories/a/_layers/sha256/x/link")].into();
+        assert!(
+            check_needs(
+                &present,
+                &Needs::Repository(format!("r/{v2}/repositories/a/"))
+            )
+            .is_ok()
+        );
+        assert!(
+            check_needs(
+                &present,
+                &Needs::Repository(format!("r/{v2}/repositories/b/"))
+            )
+            .is_err()
+        );
+        assert!(check_needs(&present, &Needs::Tag("r/x/current/link".into())).is_err());
+    }
 }
