@@ -365,20 +365,20 @@ impl Opened {
         let mut found = Vec::new();
         for name in names {
             let prefix = format!("{}/{name}", self.prefix);
-            let objects = self.list_all(&prefix).await?;
-            let mut journals: Vec<&String> = objects
-                .keys()
-                .filter(|k| {
-                    k.strip_prefix(&prefix)
-                        .and_then(|rest| rest.strip_prefix('/'))
-                        .is_some_and(|file| {
-                            file.starts_with(JOURNAL_PREFIX)
-                                && file.ends_with(JOURNAL_SUFFIX)
-                                && !file.contains('/')
-                        })
-                })
+            // Only a prefix with a journal at its top is a batch, and only
+            // a batch is listed whole (a trash above the registry's prefix
+            // must not list the registry).
+            let (_, top) = self.storage.list_dirs(Path::new(&prefix)).await?;
+            let mut journals: Vec<String> = top
+                .iter()
+                .map(|meta| meta.location.as_ref().to_owned())
+                .filter(|k| is_journal(&prefix, k))
                 .collect();
+            if journals.is_empty() {
+                continue;
+            }
             journals.sort();
+            let objects = self.list_all(&format!("{prefix}/")).await?;
             let mut header: Option<Header> = None;
             let mut moves = Vec::new();
             let mut problems = Vec::new();
@@ -462,6 +462,17 @@ impl Opened {
         }
         failures
     }
+}
+
+/// Whether `key` is a journal object of the batch `prefix`.
+fn is_journal(prefix: &str, key: &str) -> bool {
+    key.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|file| {
+            file.starts_with(JOURNAL_PREFIX)
+                && file.ends_with(JOURNAL_SUFFIX)
+                && !file.contains('/')
+        })
 }
 
 /// The components of a journaled key if it is a plain key below
@@ -842,14 +853,8 @@ async fn copy_back(
                 .objects
                 .keys()
                 .filter(|k| {
-                    k.strip_prefix(&plan.found.prefix)
-                        .and_then(|rest| rest.strip_prefix('/'))
-                        .is_some_and(|file| {
-                            file == END
-                                || (file.starts_with(JOURNAL_PREFIX)
-                                    && file.ends_with(JOURNAL_SUFFIX)
-                                    && !file.contains('/'))
-                        })
+                    is_journal(&plan.found.prefix, k)
+                        || k.strip_prefix(&plan.found.prefix) == Some(&format!("/{END}"))
                 })
                 .cloned()
                 .collect();
