@@ -1453,7 +1453,36 @@ fn an_s3_sweep_into_a_trash_prefix_is_undone_by_restore_byte_for_byte() {
 
     let run = regsweep_on_bucket(&reg, &["gc", "-y", "-m", "--trash", &trash_url, &url]);
     assert_eq!(run.code, Some(0), "third gc --trash:\n{run}");
-    assert!(!s3.keys("trash/").is_empty(), "the third batch");
+    let third = s3.keys("trash/");
+    assert!(!third.is_empty(), "the third batch");
+    // A batch without its end, its registry locked by a live run: it may
+    // still be written, and stays.
+    let end = third
+        .iter()
+        .find(|k| k.ends_with("/end.json"))
+        .expect("end.json in the third batch");
+    s3.delete(end);
+    let lock = format!("{ROOTDIR}/regsweep.lock");
+    let holder = json!({
+        "pid": std::process::id(),
+        "host": rustix::system::uname().nodename().to_string_lossy(),
+        "started": "2026-01-01T00:00:00Z",
+        "command": "gc",
+    });
+    s3.put(&lock, holder.to_string().as_bytes());
+    let run = regsweep_on_bucket(&reg, &["trash", "empty", "-y", &trash_url]);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "trash empty while the registry is locked:\n{run}"
+    );
+    assert!(run.stderr.contains("pid"), "names the holder:\n{run}");
+    assert_eq!(
+        s3.keys("trash/").len(),
+        third.len() - 1,
+        "nothing deleted while locked"
+    );
+    s3.delete(&lock);
     let run = regsweep_on_bucket(&reg, &["trash", "empty", "-y", &trash_url]);
     assert_eq!(run.code, Some(0), "trash empty:\n{run}");
     assert!(

@@ -31,6 +31,10 @@
 //! succeeded, deletes the batch's objects. Only keys below
 //! `docker/registry/v2/blobs/` or `…/repositories/` are restored, and only
 //! into the bucket the trash is in.
+//!
+//! Restore holds the registry's lock. `trash empty` holds the lock of the
+//! registry a batch without `end.json` came from: a run may still be
+//! writing it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -345,6 +349,21 @@ impl Opened {
             path: self.url(key),
             message: describe_error(e),
         }
+    }
+
+    /// The registries of the bucket at the rootdirectory key prefixes
+    /// `roots`, for their locks.
+    fn registries(&self, roots: &[String]) -> Result<Vec<S3Storage>> {
+        roots
+            .iter()
+            .map(|root| {
+                let target = S3Target::from_url(
+                    &format!("s3://{}/{}", self.bucket, root.trim_end_matches('/')),
+                    |name| std::env::var(name).ok(),
+                )?;
+                S3Storage::open(target, 4)
+            })
+            .collect()
     }
 
     /// Every object under `prefix/` (a key prefix), with its size.
@@ -696,14 +715,7 @@ pub fn restore(
     let mut roots: Vec<String> = plans.iter().map(|p| p.root.clone()).collect();
     roots.sort();
     roots.dedup();
-    let mut registries = Vec::new();
-    for root in &roots {
-        let target = S3Target::from_url(
-            &format!("s3://{}/{}", opened.bucket, root.trim_end_matches('/')),
-            |name| std::env::var(name).ok(),
-        )?;
-        registries.push(S3Storage::open(target, 4)?);
-    }
+    let registries = opened.registries(&roots)?;
     let mut locks = Vec::new();
     for registry in &registries {
         locks.push(super::lock::S3Lock::acquire(registry, "restore", false)?);
@@ -909,32 +921,55 @@ fn listing_of(opened: &Opened, batch: &Found) -> BatchListing {
 /// (all, when zero); with `dry_run`, says what it would delete.
 pub fn empty(url: &Path, older_than: Age, dry_run: bool) -> Result<EmptyOutcome> {
     let opened = open(url)?;
-    opened.storage.block_on(async {
-        let found = opened.scan().await?;
-        let now = SystemTime::now();
-        let mut outcome = EmptyOutcome {
-            dry_run,
-            ..EmptyOutcome::default()
-        };
-        let mut doomed = Vec::new();
-        for batch in &found {
-            let started = clock::parse_rfc3339(&batch.header.started);
-            let old_enough = older_than.is_zero()
-                || started.is_some_and(|t| clock::age(now, t) > older_than.duration());
-            if !old_enough {
-                outcome.kept.push(batch.header.batch.clone());
-                continue;
+    let found = opened.storage.block_on(opened.scan())?;
+    let now = SystemTime::now();
+    let mut outcome = EmptyOutcome {
+        dry_run,
+        ..EmptyOutcome::default()
+    };
+    let mut doomed = Vec::new();
+    // Batches without their end: a run may still be writing them.
+    let mut unfinished_roots = Vec::new();
+    for batch in &found {
+        let started = clock::parse_rfc3339(&batch.header.started);
+        let old_enough = older_than.is_zero()
+            || started.is_some_and(|t| clock::age(now, t) > older_than.duration());
+        if !old_enough {
+            outcome.kept.push(batch.header.batch.clone());
+            continue;
+        }
+        outcome.deleted.push(batch.header.batch.clone());
+        outcome.files += batch.objects.len() as u64;
+        outcome.bytes += batch.objects.values().sum::<u64>();
+        doomed.extend(batch.objects.keys().cloned());
+        if !batch
+            .objects
+            .contains_key(&format!("{}/{END}", batch.prefix))
+        {
+            if let Ok(root) = journal_root(&batch.header, &opened.bucket) {
+                unfinished_roots.push(root);
             }
-            outcome.deleted.push(batch.header.batch.clone());
-            outcome.files += batch.objects.len() as u64;
-            outcome.bytes += batch.objects.values().sum::<u64>();
-            doomed.extend(batch.objects.keys().cloned());
         }
-        if !dry_run {
-            outcome.problems = opened.delete(doomed).await;
-        }
-        Ok(outcome)
-    })
+    }
+    if dry_run {
+        return Ok(outcome);
+    }
+    // The lock of the registry an unfinished batch came from: refused while
+    // its run lives, taken over if it died.
+    unfinished_roots.sort();
+    unfinished_roots.dedup();
+    let registries = opened.registries(&unfinished_roots)?;
+    let mut locks = Vec::new();
+    for registry in &registries {
+        locks.push(super::lock::S3Lock::acquire(
+            registry,
+            "trash empty",
+            false,
+        )?);
+    }
+    outcome.problems = opened.storage.block_on(opened.delete(doomed));
+    drop(locks);
+    Ok(outcome)
 }
 
 #[cfg(test)]
