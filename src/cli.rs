@@ -306,7 +306,7 @@ pub struct GcArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub min_age: Age,
 
-    /// Move what would be deleted into DIR (same filesystem, outside docker/registry/v2) instead; `regsweep restore DIR` undoes it
+    /// Move what would be deleted into DIR (same filesystem, outside docker/registry/v2; on a bucket, s3://BUCKET/PREFIX in the same bucket) instead; `regsweep restore DIR` undoes it
     #[arg(long, value_name = "DIR")]
     pub trash: Option<PathBuf>,
 
@@ -399,7 +399,7 @@ pub struct GcArgs {
                   (something exists again in the registry, a lock is held), nothing restored."
 )]
 pub struct RestoreArgs {
-    /// The trash directory given to `gc --trash`
+    /// The trash given to `gc --trash`: a directory, or s3://BUCKET/PREFIX
     pub dir: PathBuf,
 
     /// Restore only this batch (a directory name in DIR, `<UTC time>-<pid>`)
@@ -427,7 +427,7 @@ pub enum TrashCommand {
                   or failed, nothing deleted."
 )]
 pub struct TrashEmptyArgs {
-    /// The trash directory given to `gc --trash`
+    /// The trash given to `gc --trash`: a directory, or s3://BUCKET/PREFIX
     pub dir: PathBuf,
 
     /// Only batches started longer ago than this (e.g. 30d) [default: all]
@@ -452,7 +452,7 @@ pub struct TrashEmptyArgs {
     after_help = "Exit codes: 0 success; 1 a journal or batch was reported; 2 refused or failed."
 )]
 pub struct TrashListArgs {
-    /// The trash directory given to `gc --trash`
+    /// The trash given to `gc --trash`: a directory, or s3://BUCKET/PREFIX
     pub dir: PathBuf,
 
     /// Print one JSON document on stdout instead of the table

@@ -44,7 +44,12 @@ fn main() -> ExitCode {
         Command::Trash(TrashCommand::List(args)) => report_result_json(
             "trash list",
             args.json.then(|| args.dir.clone()),
-            trash::list(&args.dir).map(|listing| {
+            if s3::trash::is_url(&args.dir) {
+                s3::trash::list(&args.dir)
+            } else {
+                trash::list(&args.dir)
+            }
+            .map(|listing| {
                 let mut stdout = buffered_stdout();
                 let _ = if args.json {
                     listing.write_json(&mut stdout)
@@ -358,6 +363,7 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
     let mut locks = Vec::new();
     let mut bucket_lock = None;
     let mut trash = None;
+    let mut bucket_trash = None;
     match (&storage, output.dry_run) {
         (Storage::Filesystem(layout), true) => {
             lock_warning = lock::held_warning(layout.root(), "dry run");
@@ -366,6 +372,12 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
             lock_warning = s3::lock::held_warning(bucket, "dry run");
         }
         (Storage::Filesystem(layout), false) => {
+            if let Some(url) = output.trash.as_deref().filter(|t| s3::trash::is_url(t)) {
+                return Err(Refusal::from(regsweep::Error::Trash {
+                    path: url.to_path_buf(),
+                    reason: "the storage is a directory: its trash is a directory on the same filesystem, not a bucket".into(),
+                }));
+            }
             (locks, trash) =
                 lock_gc(layout.root(), output.trash.as_deref(), layout).map_err(Refusal)?;
             for note in locks.iter().filter_map(Lock::note) {
@@ -375,11 +387,17 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
             }
         }
         (Storage::S3(bucket), false) => {
-            if output.trash.is_some() {
-                return Err(Refusal::from(regsweep::Error::Unsupported {
-                    path: root.clone(),
-                    what: "--trash on object storage".into(),
-                }));
+            if let Some(dir) = &output.trash {
+                if !s3::trash::is_url(dir) {
+                    return Err(Refusal::from(regsweep::Error::Trash {
+                        path: dir.clone(),
+                        reason: format!(
+                            "the storage is the bucket {root}: its trash is a prefix in that bucket, given as s3://BUCKET/PREFIX",
+                            root = root.display()
+                        ),
+                    }));
+                }
+                bucket_trash = Some(s3::trash::S3Trash::prepare(dir, bucket)?);
             }
             bucket_lock = s3::lock::S3Lock::acquire(bucket, "gc", output.force_unlocked)?;
             let note = bucket_lock.as_ref().and_then(s3::lock::S3Lock::note);
@@ -401,6 +419,7 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
     planned.warnings.extend(lock_warning);
 
     let mut batch = None;
+    let mut bucket_batch = None;
     let mut stopped_before_sweep = None;
     let mut declined = false;
     let outcome = if output.dry_run {
@@ -415,8 +434,9 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
             let preview = collector.report(&planned, None, None);
             print_warnings(&preview);
             let mut stderr = io::stderr().lock();
-            let _ = preview.write_preview(&mut stderr, 10, trash.is_some());
-            let question = if trash.is_some() {
+            let trashing = trash.is_some() || bucket_trash.is_some();
+            let _ = preview.write_preview(&mut stderr, 10, trashing);
+            let question = if trashing {
                 "Move these to the trash now? [y/N] "
             } else {
                 "Delete these now? [y/N] "
@@ -446,9 +466,19 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
                 }
                 _ => None,
             };
-            let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
-            let clean_up = trash.is_none() || batch.is_some();
-            Some(collector.sweep(&planned, disposal, clean_up, index_began))
+            if let (Some(t), Storage::S3(bucket)) = (&bucket_trash, &storage) {
+                if !planned.plan.candidates.is_empty() {
+                    bucket_batch = Some(t.begin(bucket));
+                }
+            }
+            match &bucket_batch {
+                Some(b) => collector.sweep_into_bucket_trash(&planned, b, index_began),
+                None => {
+                    let disposal = batch.as_ref().map_or(Disposal::Delete, Disposal::Trash);
+                    let clean_up = trash.is_none() || batch.is_some();
+                    Some(collector.sweep(&planned, disposal, clean_up, index_began))
+                }
+            }
         }
     };
 
@@ -459,6 +489,16 @@ fn run_gc(args: GcArgs) -> Result<ExitStatus, Refusal> {
             dir: t.dir().to_path_buf(),
             batch: b.name().to_owned(),
             journal: b.journal_path(),
+        })
+        .or_else(|| {
+            bucket_batch
+                .as_ref()
+                .zip(bucket_trash.as_ref())
+                .map(|(b, t)| TrashRecord {
+                    dir: PathBuf::from(t.url()),
+                    batch: b.name().to_owned(),
+                    journal: PathBuf::from(b.url()),
+                })
         });
     let mut report = collector.report(&planned, outcome, trash_record);
     if declined {
@@ -536,7 +576,12 @@ fn readonly_notice(config: &regsweep::storage::target::RegistryConfig) -> String
 }
 
 fn restore(args: RestoreArgs) -> ExitStatus {
-    let outcome = match trash::restore(&args.dir, args.batch.as_deref(), Some(&QUIT)) {
+    let restored = if s3::trash::is_url(&args.dir) {
+        s3::trash::restore(&args.dir, args.batch.as_deref(), Some(&QUIT))
+    } else {
+        trash::restore(&args.dir, args.batch.as_deref(), Some(&QUIT))
+    };
+    let outcome = match restored {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("regsweep: error: {e}");
@@ -575,6 +620,9 @@ fn restore(args: RestoreArgs) -> ExitStatus {
 /// `--yes`); without one, as in cron, it goes on as `gc` does.
 fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
     let json_target = args.json.then(|| args.dir.clone());
+    if s3::trash::is_url(&args.dir) {
+        return bucket_trash_empty(args);
+    }
     let mut plan =
         match trash::plan_empty(&args.dir, args.older_than.unwrap_or_default(), args.dry_run) {
             Ok(plan) => plan,
@@ -601,6 +649,49 @@ fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
             }
         }
         plan.run()
+    };
+    let status = problems_status(&outcome.problems);
+    if args.json {
+        print_json_with_code(&outcome, status);
+    } else {
+        let mut stdout = buffered_stdout();
+        let _ = outcome
+            .write_summary(&mut stdout, &args.dir)
+            .and_then(|()| stdout.flush());
+    }
+    report_problems(&outcome.problems)
+}
+
+/// `trash empty s3://BUCKET/PREFIX`: as [`trash_empty`], the question
+/// showing the batches a dry run finds.
+fn bucket_trash_empty(args: TrashEmptyArgs) -> ExitStatus {
+    let json_target = args.json.then(|| args.dir.clone());
+    let older_than = args.older_than.unwrap_or_default();
+    let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
+    if !args.dry_run && interactive && !args.yes {
+        let preview = match s3::trash::empty(&args.dir, older_than, true) {
+            Ok(preview) => preview,
+            Err(e) => return report_result_json("trash empty", json_target, Err(e)),
+        };
+        if !preview.deleted.is_empty() {
+            let mut stderr = io::stderr().lock();
+            let _ = preview.write_summary(&mut stderr, &args.dir);
+            match ask(&mut stderr, "Delete these batches for good? [y/N] ") {
+                Answer::Yes => {}
+                Answer::No => {
+                    let _ = writeln!(stderr, "Nothing deleted.");
+                    return ExitStatus::Success;
+                }
+                Answer::Interrupted => {
+                    let _ = writeln!(stderr, "Interrupted: nothing deleted.");
+                    return ExitStatus::Warnings;
+                }
+            }
+        }
+    }
+    let outcome = match s3::trash::empty(&args.dir, older_than, args.dry_run) {
+        Ok(outcome) => outcome,
+        Err(e) => return report_result_json("trash empty", json_target, Err(e)),
     };
     let status = problems_status(&outcome.problems);
     if args.json {

@@ -1209,3 +1209,286 @@ fn on_s3_upstream_agrees_with_the_scenarios_and_its_sweep_keeps_every_tag() {
     let (tag, must) = &e.tags[0];
     skopeo::pull_complete(&copy, tag, must);
 }
+
+/// Every object under `prefix`: key → content.
+fn contents(s3: &S3Server, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    s3.keys(prefix)
+        .into_iter()
+        .map(|key| {
+            let bytes = s3
+                .get(&key)
+                .unwrap_or_else(|| panic!("{key} listed, then gone"));
+            (key, bytes)
+        })
+        .collect()
+}
+
+/// `regsweep ARGS...` with the `AWS_*` environment of `reg`'s bucket.
+fn regsweep_on_bucket(reg: &Registry, args: &[&str]) -> Run {
+    let env: Vec<(String, String)> = reg
+        .s3()
+        .expect("a registry on S3")
+        .aws_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    bounded(args, &env, Duration::from_secs(120))
+}
+
+/// `gc --trash` on a bucket: refused (exit 2, nothing changed) inside the
+/// registry's v2 prefix, in another bucket, or as a directory. An `-m`
+/// sweep into `s3://BUCKET/trash` takes exactly the expected blobs out of
+/// the registry, copies every key it deletes into the batch byte for byte,
+/// journals it, and the registry serves every tag. `trash list` shows the
+/// batch. `restore` refuses while a key to restore exists again; once it is
+/// gone, it brings back every key of the registry byte for byte, empties
+/// the trash, and the registry serves the restored untagged manifests. A
+/// second sweep's batch goes for good with `trash empty`.
+#[test]
+fn an_s3_sweep_into_a_trash_prefix_is_undone_by_restore_byte_for_byte() {
+    if !require_s3() {
+        return;
+    }
+    let s3 = S3Server::start();
+    let mut reg = Registry::start_s3(s3.storage(ROOTDIR));
+    let (_dir, mut layout) = layout();
+    let base = layout.layer("base");
+    let mut e = Expect::default();
+    retagged_history(&reg, &mut layout, &base, &mut e);
+    multi_arch_pushed_twice(&reg, &mut layout, &base, &mut e);
+    reg.stop();
+    let storage = reg.s3().unwrap().clone();
+    let v2 = storage.v2_prefix();
+    let before = contents(&s3, &v2);
+    let before_blobs = blobs(&s3, &storage);
+    let expected: BTreeSet<String> = e
+        .garbage
+        .iter()
+        .chain(&e.untagged_garbage)
+        .cloned()
+        .collect();
+    let trash_url = format!("s3://{}/trash", storage.bucket);
+    let url = storage.url();
+
+    let refusals = [
+        (
+            format!("s3://{}/{v2}trash", storage.bucket),
+            "inside the registry's prefix",
+        ),
+        (
+            "s3://other-bucket/trash".to_string(),
+            "not in the registry's bucket",
+        ),
+        (
+            "/tmp/regsweep-trash".to_string(),
+            "its trash is a prefix in that bucket",
+        ),
+    ];
+    for (trash, why) in &refusals {
+        let run = regsweep_on_bucket(&reg, &["gc", "-y", "-m", "--trash", trash, &url]);
+        assert_eq!(run.code, Some(2), "--trash {trash}:\n{run}");
+        assert!(
+            run.stderr.contains(why),
+            "--trash {trash}: says `{why}`:\n{run}"
+        );
+        assert_eq!(
+            contents(&s3, &v2).keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "--trash {trash}: nothing deleted"
+        );
+        assert!(
+            s3.keys("trash/").is_empty(),
+            "--trash {trash}: nothing written"
+        );
+    }
+
+    let mark = s3.mark();
+    let run = regsweep_on_bucket(
+        &reg,
+        &["gc", "-y", "-m", "--json", "--trash", &trash_url, &url],
+    );
+    assert_eq!(run.code, Some(0), "gc --trash:\n{run}");
+    eprintln!("gc -m --trash: {}", s3.requests_since(mark));
+    let report: Value = serde_json::from_str(&run.stdout).expect("one JSON report");
+    let batch = report["trash"]["batch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("trash.batch in the report:\n{run}"))
+        .to_string();
+    assert_eq!(report["trash"]["dir"], trash_url.as_str(), "trash.dir");
+    let after: BTreeSet<String> = blobs(&s3, &storage).into_keys().collect();
+    let expected_after: BTreeSet<String> = before_blobs
+        .keys()
+        .filter(|d| !expected.contains(*d))
+        .cloned()
+        .collect();
+    assert_eq!(after, expected_after, "blobs left in the registry");
+    let now = contents(&s3, &v2);
+    let gone: BTreeSet<&String> = before.keys().filter(|k| !now.contains_key(*k)).collect();
+    assert!(!gone.is_empty(), "the sweep moved something");
+    let batch_prefix = format!("trash/{batch}/");
+    let in_batch = contents(&s3, &batch_prefix);
+    let mut journaled = BTreeSet::new();
+    for (key, bytes) in &in_batch {
+        let name = &key[batch_prefix.len()..];
+        if name.starts_with("journal-") {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            let mut lines = text.lines();
+            let header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+            assert_eq!(header["batch"], batch.as_str(), "{key}: header");
+            assert_eq!(header["storage_root"], url.as_str(), "{key}: header");
+            for line in lines {
+                let entry: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(entry["op"], "move", "{key}: {line}");
+                journaled.insert(format!("{ROOTDIR}/{}", entry["key"].as_str().unwrap()));
+            }
+        }
+    }
+    assert!(
+        in_batch.contains_key(&format!("{batch_prefix}end.json")),
+        "end.json in {batch_prefix}: {:?}",
+        in_batch.keys()
+    );
+    for key in &gone {
+        assert!(journaled.contains(*key), "{key} gone but not journaled");
+        let moved = format!("{batch_prefix}{}", &key[ROOTDIR.len() + 1..]);
+        assert_eq!(
+            in_batch.get(&moved),
+            before.get(*key),
+            "{key}: its copy {moved} in the batch"
+        );
+    }
+    reg.restart();
+    for (tag, must) in &e.tags {
+        skopeo::pull_complete(&reg, tag, must);
+    }
+    reg.stop();
+
+    let run = regsweep_on_bucket(&reg, &["trash", "list", "--json", &trash_url]);
+    assert_eq!(run.code, Some(0), "trash list:\n{run}");
+    let listing: Value = serde_json::from_str(&run.stdout).expect("trash list JSON");
+    assert_eq!(listing["batches"][0]["batch"], batch.as_str(), "{listing}");
+    assert_eq!(
+        listing["batches"][0]["moves"].as_u64(),
+        Some(journaled.len() as u64),
+        "{listing}"
+    );
+
+    // A key to restore is back in the registry: refused, nothing copied.
+    let blob_key = gone
+        .iter()
+        .find(|k| k.ends_with("/data"))
+        .expect("a blob moved");
+    s3.put(blob_key, &before[*blob_key]);
+    let run = regsweep_on_bucket(&reg, &["restore", &trash_url]);
+    assert_eq!(run.code, Some(2), "restore with a key in the way:\n{run}");
+    assert!(run.stderr.contains("exists again"), "says why:\n{run}");
+    assert_eq!(
+        contents(&s3, &batch_prefix),
+        in_batch,
+        "the batch is untouched"
+    );
+    assert_eq!(
+        s3.keys(&v2).len(),
+        now.len() + 1,
+        "nothing restored but the key put back"
+    );
+    s3.delete(blob_key);
+
+    let mark = s3.mark();
+    let run = regsweep_on_bucket(&reg, &["restore", "--json", &trash_url]);
+    assert_eq!(run.code, Some(0), "restore:\n{run}");
+    eprintln!("restore: {}", s3.requests_since(mark));
+    let restored: Value = serde_json::from_str(&run.stdout).expect("restore JSON");
+    assert_eq!(restored["batches"], json!([batch]), "{restored}");
+    assert_eq!(
+        restored["restored"].as_u64(),
+        Some(gone.len() as u64),
+        "{restored}"
+    );
+    assert!(
+        contents(&s3, &v2) == before,
+        "the registry's keys after restore differ from before the sweep"
+    );
+    assert!(
+        s3.keys("trash/").is_empty(),
+        "the trash is empty after restore"
+    );
+    reg.restart();
+    for man in &e.untagged {
+        assert_served(&reg, man, "restored");
+    }
+    for (tag, must) in &e.tags {
+        skopeo::pull_complete(&reg, tag, must);
+    }
+    reg.stop();
+
+    // A run killed between a journal and a copy: the key is journaled, not
+    // in the batch, still in the registry. Restore skips it.
+    let run = regsweep_on_bucket(&reg, &["gc", "-y", "-m", "--trash", &trash_url, &url]);
+    assert_eq!(run.code, Some(0), "second gc --trash:\n{run}");
+    let moved = format!("{batch_prefix}{}", &blob_key[ROOTDIR.len() + 1..]);
+    let second = s3
+        .keys("trash/")
+        .into_iter()
+        .find(|k| k.ends_with(&moved[batch_prefix.len()..]))
+        .expect("the blob in the second batch");
+    s3.delete(&second);
+    s3.put(blob_key, &before[*blob_key]);
+    let run = regsweep_on_bucket(&reg, &["restore", "--json", &trash_url]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "restore of a batch missing a key:\n{run}"
+    );
+    let restored: Value = serde_json::from_str(&run.stdout).expect("restore JSON");
+    assert_eq!(restored["skipped"].as_u64(), Some(1), "{restored}");
+    assert!(
+        contents(&s3, &v2) == before,
+        "the registry's keys after the second restore differ from before the sweeps"
+    );
+    assert!(
+        s3.keys("trash/").is_empty(),
+        "the trash is empty after restore"
+    );
+
+    let run = regsweep_on_bucket(&reg, &["gc", "-y", "-m", "--trash", &trash_url, &url]);
+    assert_eq!(run.code, Some(0), "third gc --trash:\n{run}");
+    let third = s3.keys("trash/");
+    assert!(!third.is_empty(), "the third batch");
+    // A batch without its end, its registry locked by a live run: it may
+    // still be written, and stays.
+    let end = third
+        .iter()
+        .find(|k| k.ends_with("/end.json"))
+        .expect("end.json in the third batch");
+    s3.delete(end);
+    let lock = format!("{ROOTDIR}/regsweep.lock");
+    let holder = json!({
+        "pid": std::process::id(),
+        "host": rustix::system::uname().nodename().to_string_lossy(),
+        "started": "2026-01-01T00:00:00Z",
+        "command": "gc",
+    });
+    s3.put(&lock, holder.to_string().as_bytes());
+    let run = regsweep_on_bucket(&reg, &["trash", "empty", "-y", &trash_url]);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "trash empty while the registry is locked:\n{run}"
+    );
+    assert!(run.stderr.contains("pid"), "names the holder:\n{run}");
+    assert_eq!(
+        s3.keys("trash/").len(),
+        third.len() - 1,
+        "nothing deleted while locked"
+    );
+    s3.delete(&lock);
+    let run = regsweep_on_bucket(&reg, &["trash", "empty", "-y", &trash_url]);
+    assert_eq!(run.code, Some(0), "trash empty:\n{run}");
+    assert!(
+        s3.keys("trash/").is_empty(),
+        "trash empty deleted the batch"
+    );
+    let run = regsweep_on_bucket(&reg, &["restore", &trash_url]);
+    assert_eq!(run.code, Some(2), "restore of an empty trash:\n{run}");
+}

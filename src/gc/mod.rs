@@ -696,6 +696,7 @@ impl Collector {
                     listing.unwrap_or(&empty),
                     options,
                     Some(index_began),
+                    None,
                     self.config.progress,
                 );
             }
@@ -725,6 +726,35 @@ impl Collector {
                 self.config.progress,
             )
         })
+    }
+
+    /// Moves what `planned` lists into `batch`, a trash on the storage's
+    /// bucket (see [`s3::trash`]); `None` when the storage is no bucket.
+    pub fn sweep_into_bucket_trash(
+        &self,
+        planned: &Planned,
+        batch: &s3::trash::S3Batch,
+        index_began: SystemTime,
+    ) -> Option<SweepOutcome> {
+        let Storage::S3(bucket) = &self.config.storage else {
+            return None;
+        };
+        let options = SweepOptions {
+            cutoff: planned.cutoff,
+            interrupt: self.config.interrupt,
+            ..self.config.sweep
+        };
+        let empty = s3::index::Listing::default();
+        Some(s3::sweep::sweep(
+            bucket,
+            &planned.index,
+            &planned.plan,
+            planned.listing.as_ref().unwrap_or(&empty),
+            options,
+            Some(index_began),
+            Some(batch),
+            self.config.progress,
+        ))
     }
 
     /// The report of a run; `outcome` is `None` when nothing was swept;

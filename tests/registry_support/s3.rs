@@ -399,6 +399,15 @@ impl S3Server {
         assert_eq!(status, 200, "PUT {key}: {body}");
     }
 
+    /// Deletes the object `key`.
+    pub fn delete(&self, key: &str) {
+        let (status, body) = self.raw("DELETE", &self.object_path(key), &[], b"");
+        assert!(
+            status == 204 || status == 200,
+            "DELETE {key}: status {status}: {body}"
+        );
+    }
+
     /// Copies every object under `from` to the same key under `to`
     /// (server-side, CopyObject).
     pub fn copy_prefix(&self, from: &str, to: &str) {

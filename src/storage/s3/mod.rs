@@ -21,6 +21,7 @@ pub mod manifests;
 pub mod multipart;
 pub mod recheck;
 pub mod sweep;
+pub mod trash;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,10 @@
 //! success for a key already gone, so a re-run after an interruption just
 //! finishes.
 //!
+//! With a trash ([`super::trash`]), each kind's keys are journaled, then
+//! copied into the batch before their DeleteObjects request; a key whose
+//! copy failed is not deleted and fails its candidate.
+//!
 //! A failure keeps what depends on it: a manifest, tag or history entry
 //! that could not be deleted stops the sweep before any layer link or blob
 //! goes (what it references must stay, and reading it again would cost a
@@ -19,11 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use futures_util::{StreamExt, stream};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::S3Storage;
 use super::config::describe_error;
 use super::index::Listing;
+use super::trash::S3Batch;
 use crate::digest::DigestSet;
 use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
@@ -40,6 +45,7 @@ const BATCH: usize = 1000;
 /// `index_began`, on the store's clock: the repositories are listed again
 /// before the first deletion and before the blobs go, and a key written
 /// since stops the sweep (see [`super::recheck`]).
+#[allow(clippy::too_many_arguments)]
 pub fn sweep(
     storage: &S3Storage,
     index: &Index,
@@ -47,6 +53,7 @@ pub fn sweep(
     listing: &Listing,
     options: SweepOptions,
     index_began: Option<SystemTime>,
+    trash: Option<&S3Batch>,
     progress: Progress,
 ) -> SweepOutcome {
     storage.block_on(sweep_async(
@@ -56,10 +63,12 @@ pub fn sweep(
         listing,
         options,
         index_began,
+        trash,
         progress,
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn sweep_async(
     storage: &S3Storage,
     index: &Index,
@@ -67,12 +76,19 @@ async fn sweep_async(
     listing: &Listing,
     options: SweepOptions,
     index_began: Option<SystemTime>,
+    trash: Option<&S3Batch>,
     progress: Progress,
 ) -> SweepOutcome {
     let mut changed = None;
     let mut looked_again = false;
     let layout = storage.layout();
-    let task = progress.bar(plan.candidates.len() as u64, "deleting", "objects");
+    let doing = if trash.is_some() {
+        "moving to the trash"
+    } else {
+        "deleting"
+    };
+    let task = progress.bar(plan.candidates.len() as u64, doing, "objects");
+    let mut journal_failed = false;
     let quit = || options.interrupt.stops(Phase::Sweep);
     let crashed = AtomicBool::new(false);
     let started = AtomicU64::new(0);
@@ -157,7 +173,26 @@ async fn sweep_async(
             };
             work.push((i, keys));
         }
-        let outcome = delete_all(storage, &work, &quit, &task).await;
+        if let Some(batch) = trash {
+            let keys: Vec<&str> = work
+                .iter()
+                .flat_map(|(_, keys)| keys.iter().map(String::as_str))
+                .collect();
+            if !keys.is_empty() {
+                if let Err(message) = batch.journal(storage, kind.as_str(), &keys).await {
+                    for (i, _) in &work {
+                        failures.push(Failure {
+                            path: candidate_dir(layout, index, plan, &plan.candidates[*i]),
+                            message: format!("not moved: {message}"),
+                        });
+                        task.inc(1);
+                    }
+                    journal_failed = true;
+                    break;
+                }
+            }
+        }
+        let outcome = delete_all(storage, &work, &quit, &task, trash).await;
         for (i, _) in &work {
             if outcome.unsent.contains(i) {
                 continue;
@@ -186,6 +221,12 @@ async fn sweep_async(
         }
     }
     task.finish();
+    if journal_failed {
+        failures.push(Failure {
+            path: PathBuf::from(storage.target().to_string()),
+            message: "the sweep stopped: a journal of the trash could not be written, and nothing is moved without one; run regsweep again".into(),
+        });
+    }
     if stopped_by_failure {
         failures.push(Failure {
             path: PathBuf::from(storage.target().to_string()),
@@ -198,6 +239,15 @@ async fn sweep_async(
     }
     let crashed = crashed.into_inner();
     let interrupted = crashed || changed.is_some() || quit() && gone.iter().any(|g| !g);
+    // A crash (`stop_after`) leaves the batch without its end, as a kill would.
+    if let (Some(batch), false) = (trash, crashed) {
+        if let Err(message) = batch.finish(storage, interrupted).await {
+            failures.push(Failure {
+                path: PathBuf::from(batch.url()),
+                message,
+            });
+        }
+    }
     failures.sort_by(|a, b| a.path.cmp(&b.path));
     SweepOutcome {
         deleted,
@@ -355,6 +405,7 @@ async fn delete_all(
     work: &[(usize, Vec<String>)],
     quit: &(impl Fn() -> bool + Sync),
     task: &crate::progress::Task,
+    trash: Option<&S3Batch>,
 ) -> Deleted {
     // Whole candidates per batch where they fit: a candidate split across
     // two batches is gone only when both went.
@@ -379,7 +430,7 @@ async fn delete_all(
     }
     let in_flight = (storage.concurrency() / 4).clamp(1, 16);
     let results: Vec<Deleted> = stream::iter(batches)
-        .map(|batch| delete_batch(storage, batch, quit, task))
+        .map(|batch| delete_batch(storage, batch, quit, task, trash, in_flight))
         .buffer_unordered(in_flight)
         .collect()
         .await;
@@ -391,17 +442,29 @@ async fn delete_all(
     all
 }
 
-/// One DeleteObjects request.
+/// One DeleteObjects request; with a trash, each key is copied into the
+/// batch first, and the keys of a candidate with a failed copy stay.
 async fn delete_batch(
     storage: &S3Storage,
-    batch: Vec<(usize, &str)>,
+    mut batch: Vec<(usize, &str)>,
     quit: &(impl Fn() -> bool + Sync),
     task: &crate::progress::Task,
+    trash: Option<&S3Batch>,
+    batches_in_flight: usize,
 ) -> Deleted {
     let mut deleted = Deleted::default();
     if quit() {
         deleted.unsent.extend(batch.iter().map(|(i, _)| *i));
         return deleted;
+    }
+    if let Some(trash) = trash {
+        let copies = (storage.concurrency() / batches_in_flight).max(1);
+        deleted.failed = copy_into(storage, trash, &batch, copies).await;
+        batch.retain(|(i, _)| !deleted.failed.contains_key(i));
+        task.inc(deleted.failed.len() as u64);
+        if batch.is_empty() {
+            return deleted;
+        }
     }
     let paths: Vec<object_store::path::Path> = batch
         .iter()
@@ -410,13 +473,14 @@ async fn delete_batch(
     let n = paths.len();
     storage.requests.delete.fetch_add(1, Ordering::Relaxed);
     let keys = stream::iter(paths.into_iter().map(Ok)).boxed();
+    let mut moved = 0;
     let answers: Vec<object_store::Result<object_store::path::Path>> =
         storage.store().delete_stream(keys).collect().await;
     if answers.len() == n {
         // One answer per key, in order.
         for ((i, _), answer) in batch.iter().zip(answers) {
             match answer {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => moved += 1,
                 Err(e) => {
                     deleted.failed.insert(*i, describe_error(&e));
                 }
@@ -433,6 +497,9 @@ async fn delete_batch(
             deleted.failed.insert(*i, why.clone());
         }
     }
+    if let Some(trash) = trash {
+        trash.moved(moved);
+    }
     let mut counted = HashSet::new();
     for (i, _) in &batch {
         if counted.insert(*i) {
@@ -440,4 +507,48 @@ async fn delete_batch(
         }
     }
     deleted
+}
+
+/// Copies each key of `batch` into the trash batch, `in_flight` at once:
+/// the candidates (by position) with a key that could not be, and why.
+async fn copy_into(
+    storage: &S3Storage,
+    trash: &S3Batch,
+    batch: &[(usize, &str)],
+    in_flight: usize,
+) -> HashMap<usize, String> {
+    storage
+        .requests
+        .put
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let results: Vec<(usize, Result<(), String>)> = stream::iter(batch)
+        .map(|(i, key)| async move {
+            let Some(to) = trash.destination(key) else {
+                return (*i, Err(format!("{key} is outside the rootdirectory")));
+            };
+            let from = object_store::path::Path::from(*key);
+            let copied = storage
+                .store()
+                .copy(&from, &object_store::path::Path::from(to))
+                .await;
+            let result = match copied {
+                // Gone since the listing: nothing to move, as when deleting.
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(format!(
+                    "not moved: the copy into the trash failed: {}",
+                    describe_error(&e)
+                )),
+            };
+            (*i, result)
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let mut failed = HashMap::new();
+    for (i, result) in results {
+        if let Err(message) = result {
+            failed.entry(i).or_insert(message);
+        }
+    }
+    failed
 }
