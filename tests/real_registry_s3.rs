@@ -881,6 +881,28 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
         in_bucket,
         "the second sweep deleted blobs"
     );
+
+    // The upload left in progress is stale now: purging it removes its keys
+    // and aborts its multipart upload (which the registry's purge leaves).
+    let (keys, multipart) = uploads(&s3, &storage);
+    assert!(
+        !keys.is_empty() && !multipart.is_empty(),
+        "an upload in progress before the purge: {keys:?} {multipart:?}"
+    );
+    let (purged, run) =
+        regsweep_report(&reg, Form::Url, &["-y", "--purge-uploads-older-than", "1s"]);
+    assert_eq!(purged["exit_code"], 0, "purge:\n{run}");
+    assert_eq!(purged["deleted"]["uploads"], 1, "purge:\n{run}");
+    assert_eq!(
+        uploads(&s3, &storage),
+        (BTreeSet::new(), BTreeSet::new()),
+        "the purged upload's keys and multipart upload are gone"
+    );
+    assert!(
+        purged["s3_requests"]["delete"].as_u64() >= Some(2),
+        "a DeleteObjects and an abort: {}",
+        purged["s3_requests"]
+    );
     eprintln!("whole test: {:.1} s", test_started.elapsed().as_secs_f64());
 }
 
