@@ -1483,7 +1483,7 @@ fn config_with_another_storage_driver_is_refused_with_exit_2() {
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         cfg_dir.path(),
-        "  s3:\n    region: us-east-1\n    bucket: registry\n",
+        "  gcs:\n    bucket: registry\n",
     );
     for json in [false, true] {
         let mut args = vec!["gc".to_owned()];
@@ -1496,7 +1496,7 @@ fn config_with_another_storage_driver_is_refused_with_exit_2() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("regsweep: error:"), "{stderr}");
         assert!(
-            stderr.contains("s3"),
+            stderr.contains("gcs"),
             "the error should name the driver: {stderr}"
         );
     }

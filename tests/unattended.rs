@@ -663,9 +663,9 @@ fn every_refusal_prints_one_json_object_with_exit_code_error_and_kind() {
     assert_eq!(report["regsweep_report"], 2);
 
     let config = dir.path().join("config.yml");
-    fs::write(&config, "version: 0.1\nstorage:\n  s3:\n    bucket: b\n").unwrap();
+    fs::write(&config, "version: 0.1\nstorage:\n  azure:\n    container: b\n").unwrap();
     let out = regsweep(&["gc", "--json", "-y", &path(&config)]);
-    assert_refusal(&out, "unsupported_driver", "an s3 configuration");
+    assert_refusal(&out, "unsupported_driver", "an azure configuration");
 
     let out = regsweep(&gc_args(&root, &["--policy", "/nonexistent/policy.json"]));
     assert_refusal(&out, "policy", "a policy file that is not there");

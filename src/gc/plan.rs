@@ -900,6 +900,42 @@ impl Plan {
         self.kept.sort_by_key(|k| k.candidate.kind);
     }
 
+    /// The candidates of each kind, in sweep order: (kind, positions),
+    /// kinds without any left out.
+    pub fn kind_ranges(&self) -> Vec<(CandidateKind, std::ops::Range<usize>)> {
+        let mut ranges = Vec::new();
+        let mut offset = 0;
+        for kind in CandidateKind::ALL {
+            let count = self.candidates[offset..]
+                .iter()
+                .take_while(|c| c.kind == kind)
+                .count();
+            if count > 0 {
+                ranges.push((kind, offset..offset + count));
+            }
+            offset += count;
+        }
+        ranges
+    }
+
+    /// Per repository (of `repositories`), whether a candidate of it before
+    /// position `before` is not `gone`: such a repository is not removed,
+    /// since it goes only once everything else of it went.
+    pub fn incomplete_repositories(
+        &self,
+        before: usize,
+        gone: &[bool],
+        repositories: usize,
+    ) -> Vec<bool> {
+        let mut incomplete = vec![false; repositories];
+        for (c, g) in self.candidates[..before].iter().zip(gone) {
+            if let (Some(r), false) = (c.repository(), *g) {
+                incomplete[r as usize] = true;
+            }
+        }
+        incomplete
+    }
+
     /// The counts after the candidates for which `deleted` is true are gone.
     pub fn after(&self, deleted: impl Fn(usize) -> bool) -> Counts {
         let mut after = self.before;

@@ -100,7 +100,6 @@ pub fn sweep(
     let mut held = Held::default();
     let mut changed = None;
     let mut gone = vec![false; plan.candidates.len()];
-    let mut offset = 0;
     let ctx = Ctx {
         layout,
         index,
@@ -117,18 +116,9 @@ pub fn sweep(
             .map(|c| candidate_dir(layout, index, plan, c))
             .collect(),
     };
-    for kind in CandidateKind::ALL {
-        // Kinds run one after the other: the order is what keeps an
-        // interrupted sweep consistent.
-        let count = plan.candidates[offset..]
-            .iter()
-            .take_while(|c| c.kind == kind)
-            .count();
-        let range = offset..offset + count;
-        offset += count;
-        if count == 0 {
-            continue;
-        }
+    // Kinds run one after the other: the order is what keeps an
+    // interrupted sweep consistent.
+    for (kind, range) in plan.kind_ranges() {
         if let Some(recheck) = recheck.filter(|_| kind.rechecked()) {
             if crashed.load(Ordering::Relaxed) || quit() {
                 break;
@@ -144,13 +134,7 @@ pub fn sweep(
         }
         // A repository goes only if everything else of it went.
         let incomplete: Vec<bool> = if kind == CandidateKind::Repository {
-            let mut incomplete = vec![false; index.repositories.len()];
-            for (c, g) in plan.candidates[..range.start].iter().zip(&gone) {
-                if let (Some(r), false) = (c.repository(), *g) {
-                    incomplete[r as usize] = true;
-                }
-            }
-            incomplete
+            plan.incomplete_repositories(range.start, &gone, index.repositories.len())
         } else {
             Vec::new()
         };

@@ -56,208 +56,176 @@ pub fn sweep(
     trash: Option<&S3Batch>,
     progress: Progress,
 ) -> SweepOutcome {
-    storage.block_on(sweep_async(
-        storage,
-        index,
-        plan,
-        listing,
-        options,
-        index_began,
-        trash,
-        progress,
-    ))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn sweep_async(
-    storage: &S3Storage,
-    index: &Index,
-    plan: &Plan,
-    listing: &Listing,
-    options: SweepOptions,
-    index_began: Option<SystemTime>,
-    trash: Option<&S3Batch>,
-    progress: Progress,
-) -> SweepOutcome {
-    let mut changed = None;
-    let mut looked_again = false;
-    let layout = storage.layout();
-    let doing = if trash.is_some() {
-        "moving to the trash"
-    } else {
-        "deleting"
-    };
-    let task = progress.bar(plan.candidates.len() as u64, doing, "objects");
-    let mut journal_failed = false;
-    let quit = || options.interrupt.stops(Phase::Sweep);
-    let crashed = AtomicBool::new(false);
-    let started = AtomicU64::new(0);
-    let mut gone = vec![false; plan.candidates.len()];
-    let mut failures = Vec::new();
-    let mut stopped_by_failure = false;
-    let mut held_blobs = DigestSet::default();
-    let mut offset = 0;
-    for kind in CandidateKind::ALL {
-        let count = plan.candidates[offset..]
-            .iter()
-            .take_while(|c| c.kind == kind)
-            .count();
-        let range = offset..offset + count;
-        offset += count;
-        if count == 0 {
-            continue;
-        }
-        // A stop request is looked at before each DeleteObjects request.
-        if crashed.load(Ordering::Relaxed) || options.interrupt.requested() {
-            break;
-        }
-        if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && stopped_by_failure {
-            break;
-        }
-        if let Some(since) = index_began {
-            if kind.rechecked() && (!looked_again || kind == CandidateKind::Blob) {
-                looked_again = true;
-                changed = super::recheck::look_again(storage, since).await;
-                if changed.is_some() {
-                    break;
+    storage.block_on(async {
+        let mut changed = None;
+        let mut looked_again = false;
+        let layout = storage.layout();
+        let doing = if trash.is_some() {
+            "moving to the trash"
+        } else {
+            "deleting"
+        };
+        let task = progress.bar(plan.candidates.len() as u64, doing, "objects");
+        let mut journal_failed = false;
+        let quit = || options.interrupt.stops(Phase::Sweep);
+        let crashed = AtomicBool::new(false);
+        let started = AtomicU64::new(0);
+        let mut gone = vec![false; plan.candidates.len()];
+        let mut failures = Vec::new();
+        let mut stopped_by_failure = false;
+        let mut held_blobs = DigestSet::default();
+        for (kind, range) in plan.kind_ranges() {
+            let count = range.len();
+            // A stop request is looked at before each DeleteObjects request.
+            if crashed.load(Ordering::Relaxed) || options.interrupt.requested() {
+                break;
+            }
+            if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && stopped_by_failure {
+                break;
+            }
+            if let Some(since) = index_began {
+                if kind.rechecked() && (!looked_again || kind == CandidateKind::Blob) {
+                    looked_again = true;
+                    changed = super::recheck::look_again(storage, since).await;
+                    if changed.is_some() {
+                        break;
+                    }
                 }
             }
-        }
-        // A repository goes only if everything else of it went.
-        let mut incomplete = vec![false; index.repositories.len()];
-        if kind == CandidateKind::Repository {
-            for (c, g) in plan.candidates[..range.start].iter().zip(&gone) {
-                if let (Some(r), false) = (c.repository(), *g) {
-                    incomplete[r as usize] = true;
+            // A repository goes only if everything else of it went.
+            let incomplete = match kind {
+                CandidateKind::Repository => {
+                    plan.incomplete_repositories(range.start, &gone, index.repositories.len())
                 }
-            }
-        }
-        // (candidate position, keys) for this kind.
-        let mut work: Vec<(usize, Vec<String>)> = Vec::with_capacity(count);
-        for i in range {
-            let candidate = &plan.candidates[i];
-            if let Some(limit) = options.stop_after {
-                if started.fetch_add(1, Ordering::SeqCst) >= limit {
-                    crashed.store(true, Ordering::SeqCst);
-                    break;
-                }
-            }
-            let dir = candidate_dir(layout, index, plan, candidate);
-            if kind == CandidateKind::Blob && held_blobs.contains(&candidate.digest) {
-                failures.push(Failure {
-                    path: dir,
-                    message: "kept: a layer link to it could not be deleted".into(),
-                });
-                task.inc(1);
-                continue;
-            }
-            if candidate
-                .repository()
-                .is_some_and(|r| incomplete.get(r as usize) == Some(&true))
-            {
-                task.inc(1);
-                continue;
-            }
-            let keys = match listing.stray.contains(&dir) {
-                true => Err("holds keys the registry does not write there; kept".to_owned()),
-                false => candidate_keys(storage, index, listing, candidate, &dir).await,
+                _ => Vec::new(),
             };
-            let keys = match keys {
-                Ok(keys) => keys,
-                Err(message) => {
-                    failures.push(Failure { path: dir, message });
-                    keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
+            // (candidate position, keys) for this kind.
+            let mut work: Vec<(usize, Vec<String>)> = Vec::with_capacity(count);
+            for i in range {
+                let candidate = &plan.candidates[i];
+                if let Some(limit) = options.stop_after {
+                    if started.fetch_add(1, Ordering::SeqCst) >= limit {
+                        crashed.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                }
+                let dir = candidate_dir(layout, index, plan, candidate);
+                if kind == CandidateKind::Blob && held_blobs.contains(&candidate.digest) {
+                    failures.push(Failure {
+                        path: dir,
+                        message: "kept: a layer link to it could not be deleted".into(),
+                    });
                     task.inc(1);
                     continue;
                 }
-            };
-            work.push((i, keys));
-        }
-        if let Some(batch) = trash {
-            let keys: Vec<&str> = work
-                .iter()
-                .flat_map(|(_, keys)| keys.iter().map(String::as_str))
-                .collect();
-            if !keys.is_empty() {
-                if let Err(message) = batch.journal(storage, kind.as_str(), &keys).await {
-                    for (i, _) in &work {
-                        failures.push(Failure {
-                            path: candidate_dir(layout, index, plan, &plan.candidates[*i]),
-                            message: format!("not moved: {message}"),
-                        });
+                if candidate
+                    .repository()
+                    .is_some_and(|r| incomplete.get(r as usize) == Some(&true))
+                {
+                    task.inc(1);
+                    continue;
+                }
+                let keys = match listing.stray.contains(&dir) {
+                    true => Err("holds keys the registry does not write there; kept".to_owned()),
+                    false => candidate_keys(storage, index, listing, candidate, &dir).await,
+                };
+                let keys = match keys {
+                    Ok(keys) => keys,
+                    Err(message) => {
+                        failures.push(Failure { path: dir, message });
+                        keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
                         task.inc(1);
+                        continue;
                     }
-                    journal_failed = true;
-                    break;
+                };
+                work.push((i, keys));
+            }
+            if let Some(batch) = trash {
+                let keys: Vec<&str> = work
+                    .iter()
+                    .flat_map(|(_, keys)| keys.iter().map(String::as_str))
+                    .collect();
+                if !keys.is_empty() {
+                    if let Err(message) = batch.journal(storage, kind.as_str(), &keys).await {
+                        for (i, _) in &work {
+                            failures.push(Failure {
+                                path: candidate_dir(layout, index, plan, &plan.candidates[*i]),
+                                message: format!("not moved: {message}"),
+                            });
+                            task.inc(1);
+                        }
+                        journal_failed = true;
+                        break;
+                    }
                 }
             }
-        }
-        let outcome = delete_all(storage, &work, &quit, &task, trash).await;
-        for (i, _) in &work {
-            if outcome.unsent.contains(i) {
-                continue;
+            let outcome = delete_all(storage, &work, &quit, &task, trash).await;
+            for (i, _) in &work {
+                if outcome.unsent.contains(i) {
+                    continue;
+                }
+                let Some(message) = outcome.failed.get(i) else {
+                    gone[*i] = true;
+                    continue;
+                };
+                let candidate = &plan.candidates[*i];
+                failures.push(Failure {
+                    path: candidate_dir(layout, index, plan, candidate),
+                    message: message.clone(),
+                });
+                keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
             }
-            let Some(message) = outcome.failed.get(i) else {
-                gone[*i] = true;
-                continue;
-            };
-            let candidate = &plan.candidates[*i];
+            if kind == CandidateKind::Upload {
+                let purged: Vec<PathBuf> = work
+                    .iter()
+                    .filter(|(i, _)| gone[*i])
+                    .map(|(i, _)| candidate_dir(layout, index, plan, &plan.candidates[*i]))
+                    .collect();
+                failures.extend(abort_multipart_uploads(storage, &purged).await);
+            }
+            if !outcome.unsent.is_empty() {
+                break;
+            }
+        }
+        task.finish();
+        if journal_failed {
             failures.push(Failure {
-                path: candidate_dir(layout, index, plan, candidate),
-                message: message.clone(),
-            });
-            keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
-        }
-        if kind == CandidateKind::Upload {
-            let purged: Vec<PathBuf> = work
-                .iter()
-                .filter(|(i, _)| gone[*i])
-                .map(|(i, _)| candidate_dir(layout, index, plan, &plan.candidates[*i]))
-                .collect();
-            failures.extend(abort_multipart_uploads(storage, &purged).await);
-        }
-        if !outcome.unsent.is_empty() {
-            break;
-        }
-    }
-    task.finish();
-    if journal_failed {
-        failures.push(Failure {
-            path: PathBuf::from(storage.target().to_string()),
-            message: "the sweep stopped: a journal of the trash could not be written, and nothing is moved without one; run regsweep again".into(),
-        });
-    }
-    if stopped_by_failure {
-        failures.push(Failure {
-            path: PathBuf::from(storage.target().to_string()),
-            message: "no layer link or blob was deleted: a manifest, tag or history entry above could not be, and what it references stays; run regsweep again".into(),
-        });
-    }
-    let mut deleted = Reclaim::default();
-    for (candidate, _) in plan.candidates.iter().zip(&gone).filter(|(_, g)| **g) {
-        deleted.add(candidate);
-    }
-    let crashed = crashed.into_inner();
-    let interrupted = crashed || changed.is_some() || quit() && gone.iter().any(|g| !g);
-    // A crash (`stop_after`) leaves the batch without its end, as a kill would.
-    if let (Some(batch), false) = (trash, crashed) {
-        if let Err(message) = batch.finish(storage, interrupted).await {
-            failures.push(Failure {
-                path: PathBuf::from(batch.url()),
-                message,
+                path: PathBuf::from(storage.target().to_string()),
+                message: "the sweep stopped: a journal of the trash could not be written, and nothing is moved without one; run regsweep again".into(),
             });
         }
-    }
-    failures.sort_by(|a, b| a.path.cmp(&b.path));
-    SweepOutcome {
-        deleted,
-        gone,
-        failures,
-        interrupted,
-        empty_directories: 0,
-        temporary_files: 0,
-        changed,
-    }
+        if stopped_by_failure {
+            failures.push(Failure {
+                path: PathBuf::from(storage.target().to_string()),
+                message: "no layer link or blob was deleted: a manifest, tag or history entry above could not be, and what it references stays; run regsweep again".into(),
+            });
+        }
+        let mut deleted = Reclaim::default();
+        for (candidate, _) in plan.candidates.iter().zip(&gone).filter(|(_, g)| **g) {
+            deleted.add(candidate);
+        }
+        let crashed = crashed.into_inner();
+        let interrupted = crashed || changed.is_some() || quit() && gone.iter().any(|g| !g);
+        // A crash (`stop_after`) leaves the batch without its end, as a kill would.
+        if let (Some(batch), false) = (trash, crashed) {
+            if let Err(message) = batch.finish(storage, interrupted).await {
+                failures.push(Failure {
+                    path: PathBuf::from(batch.url()),
+                    message,
+                });
+            }
+        }
+        failures.sort_by(|a, b| a.path.cmp(&b.path));
+        SweepOutcome {
+            deleted,
+            gone,
+            failures,
+            interrupted,
+            empty_directories: 0,
+            temporary_files: 0,
+            changed,
+        }
+    })
 }
 
 /// What a candidate that stays keeps: a manifest, tag or history entry

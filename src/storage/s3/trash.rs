@@ -262,15 +262,27 @@ impl S3Batch {
             "{}/{JOURNAL_PREFIX}{step:02}-{kind}{JOURNAL_SUFFIX}",
             self.prefix
         );
+        self.put(storage, &key, body, "the journal ").await
+    }
+
+    /// PUTs `body` at `key` of the batch's bucket; `what` names it in an
+    /// error.
+    async fn put(
+        &self,
+        storage: &S3Storage,
+        key: &str,
+        body: Vec<u8>,
+        what: &str,
+    ) -> std::result::Result<(), String> {
         storage.requests.put.fetch_add(1, Ordering::Relaxed);
         storage
             .store()
-            .put(&Key::from(key.as_str()), PutPayload::from(body))
+            .put(&Key::from(key), PutPayload::from(body))
             .await
             .map(|_| ())
             .map_err(|e| {
                 format!(
-                    "cannot write the journal s3://{}/{key}: {}",
+                    "cannot write {what}s3://{}/{key}: {}",
                     self.bucket,
                     describe_error(&e)
                 )
@@ -290,19 +302,7 @@ impl S3Batch {
         };
         let body = serde_json::to_vec(&end).map_err(|e| e.to_string())?;
         let key = format!("{}/{END}", self.prefix);
-        storage.requests.put.fetch_add(1, Ordering::Relaxed);
-        storage
-            .store()
-            .put(&Key::from(key.as_str()), PutPayload::from(body))
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "cannot write s3://{}/{key}: {}",
-                    self.bucket,
-                    describe_error(&e)
-                )
-            })
+        self.put(storage, &key, body, "").await
     }
 }
 
