@@ -56,8 +56,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// The registry is configured with a storage driver other than `filesystem`.
-    #[error("{}: storage driver `{driver}` is not supported: regsweep collects the `filesystem` driver's storage only", path.display())]
+    /// The registry is configured with a storage driver other than
+    /// `filesystem` and `s3`.
+    #[error("{}: storage driver `{driver}` is not supported: regsweep collects the `filesystem` and `s3` drivers' storage", path.display())]
     UnsupportedDriver {
         /// The configuration file.
         path: PathBuf,
