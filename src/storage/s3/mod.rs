@@ -109,6 +109,10 @@ impl S3Storage {
             builder = builder
                 .with_endpoint(endpoint)
                 .with_virtual_hosted_style_request(false);
+        } else if !target.bucket.contains('.') {
+            // AWS itself: the bucket in the host name, as its SDKs address
+            // it (a name with dots would not match the certificate).
+            builder = builder.with_virtual_hosted_style_request(true);
         }
         if let Some(key) = &target.access_key {
             builder = builder.with_access_key_id(key);
@@ -142,6 +146,11 @@ impl S3Storage {
             .map_err(|e| target.error(&target.to_string(), e))?;
         let base_url = match &target.endpoint {
             Some(endpoint) => format!("{}/{}", endpoint.trim_end_matches('/'), target.bucket),
+            None if !target.bucket.contains('.') => format!(
+                "https://{}.s3.{}.amazonaws.com",
+                target.bucket,
+                target.region.as_deref().unwrap_or("us-east-1")
+            ),
             None => format!(
                 "https://s3.{}.amazonaws.com/{}",
                 target.region.as_deref().unwrap_or("us-east-1"),
