@@ -131,78 +131,17 @@ fn tags_of(root: &Path, repo: &str) -> Vec<String> {
 // A registry with a bit of everything
 // ---------------------------------------------------------------------------
 
-/// Three repositories with tags moved over time, untagged pushes, a
-/// multi-arch index, a signature referrer, an API-deleted manifest, orphan
-/// blobs (linked and not), schema1 manifests and an upload in progress.
+/// [`push_mixed`]'s tree, with its API-deleted manifest.
 struct Mixed {
     b: LayoutBuilder,
-    /// Live whatever the mode.
-    always_live: Vec<(&'static str, Manifest)>,
-    /// Untagged: live without -m, garbage with -m.
-    untagged: Vec<(&'static str, Manifest)>,
-    /// API-deleted (revision link gone): garbage in both modes.
-    deleted: Vec<(&'static str, Manifest)>,
-    base: Desc,
-    orphan_linked: Desc,
-    orphan: Desc,
+    pushed: MixedPushes,
 }
 
 impl Mixed {
     fn new() -> Mixed {
         let mut b = LayoutBuilder::new();
-        let base = b.layer("base");
-        let m1 = b.simple_image("app-1", &[&base]);
-        b.push("app", "latest", &m1);
-        let m2 = b.simple_image("app-2", &[&base]);
-        b.push("app", "latest", &m2);
-        let m3 = b.simple_image("app-3", &[&base]);
-        b.push_untagged("app", &m3);
-        let c1 = b.simple_oci_image("c1");
-        let c2 = b.simple_oci_image("c2");
-        b.push_untagged("app", &c1);
-        b.push_untagged("app", &c2);
-        let idx = oci_index(&[&c1, &c2], None);
-        b.push("app", "multi", &idx);
-        let sig = b.signature_for(&m2, "s");
-        b.push_untagged("app", &sig);
-        let d = b.simple_image("app-d", &[]);
-        b.push("app", "beta", &d);
-        let b2 = b.simple_image("app-b2", &[]);
-        b.push("app", "beta", &b2);
-        b.api_delete("app", &d.digest);
-        let orphan_linked = b.orphan_linked_blob("app", "ol");
-        b.upload("app");
-
-        let l1 = b.simple_image("lib", &[&base]);
-        b.push("lib", "1.0", &l1);
-        let orphan = b.orphan_blob("o");
-
-        let s1 = b.layer("s1");
-        let s1_shared = b.layer("s1-shared");
-        let signed = schema1("team/x/y", "signed", &[&s1, &s1_shared, &s1], true);
-        b.push("team/x/y", "signed", &signed);
-        let u1 = b.layer("u1");
-        let unsigned = schema1("team/x/y", "old", &[&u1, &s1_shared], false);
-        b.push_untagged("team/x/y", &unsigned);
-
-        Mixed {
-            b,
-            always_live: vec![
-                ("app", m2),
-                ("app", c1),
-                ("app", c2),
-                ("app", idx),
-                ("app", sig),
-                ("app", b2),
-                ("lib", l1),
-                ("team/x/y", signed),
-            ],
-            untagged: vec![("app", m1), ("app", m3), ("team/x/y", unsigned)],
-            deleted: vec![("app", d)],
-            base,
-            orphan_linked,
-            orphan,
-        }
+        let pushed = push_mixed(&mut b, ApiDeleted::Yes);
+        Mixed { b, pushed }
     }
 
     fn root(&self) -> &Path {
@@ -210,9 +149,9 @@ impl Mixed {
     }
 
     fn live(&self, delete_untagged: bool) -> Vec<(&'static str, Manifest)> {
-        let mut live = self.always_live.clone();
+        let mut live = self.pushed.always_live.clone();
         if !delete_untagged {
-            live.extend(self.untagged.iter().cloned());
+            live.extend(self.pushed.untagged.iter().cloned());
         }
         live
     }
@@ -231,7 +170,7 @@ impl Mixed {
         for (repo, m) in &live {
             assert_manifest_intact(root, repo, m);
         }
-        for (repo, m) in &self.deleted {
+        for (repo, m) in &self.pushed.deleted {
             assert_revision_gone(root, repo, &m.digest);
         }
         let live_blobs = self.live_blobs(delete_untagged);
@@ -2223,9 +2162,9 @@ fn quiet_prints_nothing_on_stdout_without_warnings() {
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert!(out.stdout.is_empty(), "{}", describe(&out));
     assert!(out.stderr.is_empty(), "{}", describe(&out));
-    assert_blob_gone(fx.root(), &fx.orphan.digest);
-    assert_blob_gone(fx.root(), &fx.orphan_linked.digest);
-    assert_blob_kept(fx.root(), &fx.base.digest);
+    assert_blob_gone(fx.root(), &fx.pushed.orphan.digest);
+    assert_blob_gone(fx.root(), &fx.pushed.orphan_linked.digest);
+    assert_blob_kept(fx.root(), &fx.pushed.base.digest);
 }
 
 #[test]

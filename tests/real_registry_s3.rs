@@ -21,15 +21,15 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use registry_support::gc::{self, Run, candidate_digests, candidate_pairs, count, upstream_gc};
-use registry_support::images::{
-    blob, exclusive, image_on, index_on, layout, manifest, push_oci, put_oci_manifest,
-    rebuild_arm64, referrer,
-};
-use registry_support::oci::OCI_MANIFEST;
-use registry_support::oci::{Descriptor, Image, Index, Layer, Layout, OCI_CONFIG, OCI_EMPTY};
+use registry_support::images::{image_on, layout, push_oci};
+use registry_support::oci::{Layer, Layout};
 use registry_support::s3::{RequestKind, S3Server, S3Storage, closed_port, require_s3};
-use registry_support::scenario::{Expect, Manifest, assert_served};
-use registry_support::skopeo::{self, Format, push};
+use registry_support::scenario::{
+    Expect, assert_every_tag_pulls, assert_served, assert_stored,
+    assert_upstream_follows_the_model, candidate_set,
+};
+use registry_support::scenarios::{self, ZeroByteBlob};
+use registry_support::skopeo::{self, Format};
 use registry_support::{Registry, random_hex, sha256_digest};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
@@ -39,359 +39,35 @@ const ROOTDIR: &str = "registry";
 
 /// Every scenario of the filesystem suite, pushed into `reg`'s storage in
 /// repositories of their own, with the union of their expectations. `base`
-/// is a layer every scenario shares and that stays live.
+/// is a layer every scenario shares and that stays live: other scenarios'
+/// tags keep it from upstream's `-m` where it takes the multi-arch children.
 fn push_scenarios(reg: &Registry, layout: &mut Layout, base: &Layer) -> Expect {
-    let mut e = Expect {
-        push_after_repo: "app".into(),
-        ..Expect::default()
-    };
+    let mut e = Expect::pushing_after("app");
     retagged_history(reg, layout, base, &mut e);
-    multi_arch_pushed_twice(reg, layout, base, &mut e);
-    nested_repositories(reg, layout, base, &mut e);
-    schema1_next_to_schema2(reg, layout, base, &mut e);
-    referrers_and_cosign(reg, layout, base, &mut e);
-    deleted_through_the_api(reg, layout, base, &mut e);
+    scenarios::multi_arch_pushed_twice(reg, layout, base, &mut e);
+    scenarios::nested_repositories(reg, layout, base, &mut e);
+    scenarios::schema1_next_to_schema2(reg, layout, base, &mut e);
+    scenarios::referrers_and_cosign(reg, layout, base, &mut e, ZeroByteBlob::Left);
+    scenarios::deleted_through_the_api(reg, layout, base, &mut e);
     e
 }
 
-/// `app:latest` pushed three times, `app:stable`, an orphan blob linked
-/// into `app`, another uploaded under its sha512 name, and an upload in
-/// progress.
+/// Fewer scenarios, for the tests that sweep more than once: the retagged
+/// history and the multi-arch pushes.
+fn history_and_multi_arch(reg: &Registry, layout: &mut Layout, base: &Layer) -> Expect {
+    let mut e = Expect::default();
+    retagged_history(reg, layout, base, &mut e);
+    scenarios::multi_arch_pushed_twice(reg, layout, base, &mut e);
+    e
+}
+
+/// The filesystem suite's retagged history, and an orphan uploaded under its
+/// sha512 name (a test of its own there).
 fn retagged_history(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
-    let x: Vec<Image> = (0..3)
-        .map(|i| {
-            let label = format!("latest-{i}");
-            let image = image_on(layout, base, &label);
-            push_oci(reg, layout, &label, "app", "latest", &image);
-            image
-        })
-        .collect();
-    let y = image_on(layout, base, "stable");
-    push_oci(reg, layout, "stable", "app", "stable", &y);
-    let orphan = reg.upload_blob("app", random_hex(100).as_bytes());
+    scenarios::retagged_history(reg, layout, base, e);
     let orphan_512 = random_hex(100).into_bytes();
     reg.upload_blob_sha512("app", &orphan_512);
-    reg.start_upload("app", random_hex(100).as_bytes());
-
-    e.tags.extend([
-        ("app:latest".into(), x[2].all()),
-        ("app:stable".into(), y.all()),
-    ]);
-    e.live.extend([manifest("app", &x[2]), manifest("app", &y)]);
-    e.untagged
-        .extend([manifest("app", &x[0]), manifest("app", &x[1])]);
-    e.garbage.extend([orphan, sha256_digest(&orphan_512)]);
-    e.untagged_garbage
-        .extend([exclusive(&x[0]), exclusive(&x[1])].concat());
-}
-
-/// An OCI index pushed twice to `multi:oci` (only arm64 rebuilt), and a
-/// Docker manifest list pushed twice to `multi:docker`.
-fn multi_arch_pushed_twice(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
-    let i1 = index_on(layout, base, "oci-1");
-    let i2 = rebuild_arm64(layout, base, "oci-2", &i1.images[0]);
-    for (label, index) in [("oci-1", &i1), ("oci-2", &i2)] {
-        assert_eq!(
-            push(reg, layout, label, "multi", "oci", Format::Oci),
-            index.digest()
-        );
-    }
-    let d1 = index_on(layout, base, "docker-1");
-    let d2 = index_on(layout, base, "docker-2");
-    let l1 = push(reg, layout, "docker-1", "multi", "docker", Format::V2s2);
-    let l1_children = reg.index_children("multi", &l1);
-    let l2 = push(reg, layout, "docker-2", "multi", "docker", Format::V2s2);
-    let l2_children = reg.index_children("multi", &l2);
-
-    // Child manifests: (digest as stored, image it was made from). skopeo
-    // keeps configs, layers and the order of the children when converting.
-    let oci_children = |index: &Index| -> Vec<(String, Image)> {
-        index
-            .images
-            .iter()
-            .map(|i| (i.digest(), i.clone()))
-            .collect()
-    };
-    let converted = |children: &[String], from: &Index| -> Vec<(String, Image)> {
-        assert_eq!(children.len(), from.images.len());
-        children
-            .iter()
-            .cloned()
-            .zip(from.images.iter().cloned())
-            .collect()
-    };
-    let c_i2 = oci_children(&i2);
-    let c_i1: Vec<(String, Image)> = oci_children(&i1)
-        .into_iter()
-        .filter(|(digest, _)| c_i2.iter().all(|(d, _)| d != digest))
-        .collect();
-    assert_eq!(c_i1.len(), 1, "only arm64 was replaced");
-    let (c_l1, c_l2) = (converted(&l1_children, &d1), converted(&l2_children, &d2));
-
-    let child_manifests = |children: &[(String, Image)]| -> Vec<Manifest> {
-        children
-            .iter()
-            .map(|(digest, image)| Manifest::new("multi", digest, &image.blobs()))
-            .collect()
-    };
-    let all_of = |top: &str, children: &[(String, Image)]| -> Vec<String> {
-        let mut v = vec![top.to_string()];
-        for (digest, image) in children {
-            v.push(digest.clone());
-            v.extend(image.blobs());
-        }
-        v
-    };
-    let above_base = |children: &[(String, Image)]| -> Vec<String> {
-        children
-            .iter()
-            .flat_map(|(_, image)| [image.config_digest(), image.layer(1)])
-            .collect()
-    };
-
-    e.tags.extend([
-        ("multi:oci".into(), all_of(&i2.digest(), &c_i2)),
-        ("multi:docker".into(), all_of(&l2, &c_l2)),
-    ]);
-    e.live.extend([
-        Manifest::new("multi", &i2.digest(), &[]),
-        Manifest::new("multi", &l2, &[]),
-    ]);
-    e.live.extend(child_manifests(&c_i2));
-    e.live.extend(child_manifests(&c_l2));
-    e.untagged.extend([
-        Manifest::new("multi", &i1.digest(), &[]),
-        Manifest::new("multi", &l1, &[]),
-    ]);
-    e.untagged.extend(child_manifests(&c_i1));
-    e.untagged.extend(child_manifests(&c_l1));
-    e.untagged_garbage.extend(
-        [all_of(&i1.digest(), &c_i1), all_of(&l1, &c_l1)]
-            .concat()
-            .into_iter()
-            .filter(|d| *d != base.digest()),
-    );
-    // Upstream 2.8 -m deletes the children of tagged indexes and what only
-    // they use (the base stays: other scenarios' tags mark it).
-    e.upstream_m_extra_manifests.extend(
-        c_i2.iter()
-            .chain(&c_l2)
-            .map(|(digest, _)| ("multi".to_string(), digest.clone())),
-    );
-    e.upstream_m_extra_blobs.extend(above_base(&c_i2));
-    e.upstream_m_extra_blobs.extend(above_base(&c_l2));
-}
-
-/// The same layers in `a`, `a/b` and deeper repositories, untagged in one
-/// and tagged in another.
-fn nested_repositories(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
-    let repos = ["a", "a/b", "org-1/app_name.v2/web"];
-    let s = image_on(layout, base, "shared");
-    for repo in repos {
-        push_oci(reg, layout, "shared", repo, "shared", &s);
-    }
-    let a1 = image_on(layout, base, "a1");
-    let a2 = image_on(layout, base, "a2");
-    push_oci(reg, layout, "a1", "a", "t", &a1);
-    push_oci(reg, layout, "a2", "a", "t", &a2);
-    push_oci(reg, layout, "a1", "a/b", "t", &a1);
-    let t1 = image_on(layout, base, "t1");
-    push_oci(reg, layout, "t1", "a/b", "tmp", &t1);
-    push_oci(reg, layout, "shared", "a/b", "tmp", &s);
-
-    e.tags
-        .extend(repos.iter().map(|r| (format!("{r}:shared"), s.all())));
-    e.tags.extend([
-        ("a:t".into(), a2.all()),
-        ("a/b:t".into(), a1.all()),
-        ("a/b:tmp".into(), s.all()),
-    ]);
-    e.live.extend(repos.iter().map(|r| manifest(r, &s)));
-    e.live.extend([manifest("a", &a2), manifest("a/b", &a1)]);
-    // a1 is untagged in `a` but tagged in `a/b`: its blobs stay.
-    e.untagged
-        .extend([manifest("a", &a1), manifest("a/b", &t1)]);
-    e.untagged_garbage.extend(exclusive(&t1));
-}
-
-/// Schema 1 (which carries no config blob) pushed twice, next to schema 2.
-fn schema1_next_to_schema2(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
-    let p1 = image_on(layout, base, "p1");
-    let p2 = image_on(layout, base, "p2");
-    let q = image_on(layout, base, "q");
-    let p1_s1 = push(reg, layout, "p1", "s1", "v", Format::V2s1);
-    let p2_s1 = push(reg, layout, "p2", "s1", "v", Format::V2s1);
-    let q_s2 = push(reg, layout, "q", "s2", "v", Format::V2s2);
-
-    e.tags.extend([
-        (
-            "s1:v".into(),
-            p2.layers.iter().map(|l| l.digest.clone()).collect(),
-        ),
-        ("s2:v".into(), [vec![q_s2.clone()], q.blobs()].concat()),
-    ]);
-    e.live.extend([
-        Manifest::new("s1", &p2_s1, &[base.digest(), p2.layer(1)]),
-        Manifest::new("s2", &q_s2, &q.blobs()),
-    ]);
-    e.untagged
-        .push(Manifest::new("s1", &p1_s1, &[base.digest(), p1.layer(1)]));
-    e.untagged_garbage.extend([p1_s1, p1.layer(1)]);
-}
-
-/// OCI 1.1 referrers of a live image (a chain of them), of a manifest
-/// deleted through the API, cosign's re-pushed signature tag, and an image
-/// with a foreign layer. (Not the filesystem suite's zero-byte blob: 2.8's
-/// s3 driver completes its multipart upload with no part, which S3 refuses
-/// as MalformedXML.)
-fn referrers_and_cosign(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
-    const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
-    const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-    const SPDX: &str = "application/spdx+json";
-    let repo = "sig";
-    let image = image_on(layout, base, "sig-v1");
-    let doomed = image_on(layout, base, "sig-v2");
-    push_oci(reg, layout, "sig-v1", repo, "v1", &image);
-    push_oci(reg, layout, "sig-v2", repo, "v2", &doomed);
-
-    let payload = |kind: &str| format!(r#"{{"{kind}":"{}"}}"#, random_hex(16)).into_bytes();
-    let empty = blob(reg, repo, OCI_EMPTY, b"{}");
-    let refer = |artifact_type: &str, media_type: &str, subject: &Descriptor| {
-        let payload = blob(reg, repo, media_type, &payload(artifact_type));
-        let digest = referrer(reg, repo, artifact_type, &empty, &payload, subject);
-        (digest, payload.digest)
-    };
-    let sig = refer(SIG, SIMPLESIGNING, &image.manifest);
-    let sbom = refer(SPDX, SPDX, &image.manifest);
-    let sbom_desc = Descriptor {
-        media_type: OCI_MANIFEST.into(),
-        digest: sbom.0.clone(),
-        size: reg.get_manifest(repo, &sbom.0).body.len() as u64,
-    };
-    let sbom_sig = refer(SIG, SIMPLESIGNING, &sbom_desc);
-    let dead_sig = refer(SIG, SIMPLESIGNING, &doomed.manifest);
-    assert_eq!(reg.delete_manifest(repo, &doomed.digest()), 202);
-
-    let cosign_tag = format!(
-        "sha256-{}.sig",
-        image.digest().trim_start_matches("sha256:")
-    );
-    let s1 = blob(reg, repo, SIMPLESIGNING, &payload("critical"));
-    let s2 = blob(reg, repo, SIMPLESIGNING, &payload("critical"));
-    let cosign = |layers: &[&Descriptor]| {
-        let config = blob(reg, repo, OCI_CONFIG, &payload("rootfs"));
-        let body = json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config.json(),
-            "layers": layers.iter().map(|l| l.json()).collect::<Vec<_>>(),
-        });
-        (
-            put_oci_manifest(reg, repo, Some(&cosign_tag), body),
-            config.digest,
-        )
-    };
-    let (c1, c1_config) = cosign(&[&s1]);
-    let (c2, c2_config) = cosign(&[&s1, &s2]);
-
-    let foreign_config_bytes = payload("config");
-    let foreign_config_512 = reg.upload_blob_sha512(repo, &foreign_config_bytes);
-    let foreign_config = Descriptor {
-        media_type: OCI_CONFIG.into(),
-        digest: sha256_digest(&foreign_config_bytes),
-        size: foreign_config_bytes.len() as u64,
-    };
-    let foreign = put_oci_manifest(
-        reg,
-        repo,
-        Some("foreign"),
-        json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": foreign_config.json(),
-            "layers": [base.desc.json(), {
-                "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                "digest": sha256_digest(random_hex(32).as_bytes()),
-                "size": 32,
-                "urls": ["https://foreign.example.invalid/layer.tar.gz"],
-            }],
-        }),
-    );
-    let artifact = |(digest, payload): &(String, String)| {
-        Manifest::new(repo, digest, &[empty.digest.clone(), payload.clone()])
-    };
-    e.tags.extend([
-        (format!("{repo}:v1"), image.all()),
-        (format!("{repo}:{cosign_tag}"), vec![c2.clone()]),
-    ]);
-    e.live.extend([
-        manifest(repo, &image),
-        artifact(&sig),
-        artifact(&sbom),
-        artifact(&sbom_sig),
-        Manifest::new(repo, &c2, &[c2_config, s1.digest.clone(), s2.digest]),
-        Manifest::new(
-            repo,
-            &foreign,
-            &[foreign_config.digest, foreign_config_512, base.digest()],
-        ),
-    ]);
-    e.untagged.extend([
-        artifact(&dead_sig),
-        Manifest::new(repo, &c1, &[c1_config.clone(), s1.digest.clone()]),
-    ]);
-    e.api_deleted.push((repo.into(), doomed.digest()));
-    e.garbage.extend(exclusive(&doomed));
-    e.untagged_garbage
-        .extend([dead_sig.0.clone(), dead_sig.1.clone(), c1, c1_config]);
-    // Upstream 2.8 knows nothing of `subject`: -m deletes every untagged
-    // referrer with its payload, and the empty config only they use.
-    for (digest, payload) in [&sig, &sbom, &sbom_sig] {
-        e.upstream_m_extra_manifests
-            .push((repo.to_string(), digest.clone()));
-        e.upstream_m_extra_blobs
-            .extend([digest.clone(), payload.clone()]);
-    }
-    e.upstream_m_extra_blobs.push(empty.digest.clone());
-}
-
-/// Manifests deleted through the API, one of them still named in a tag's
-/// index, and a repository left with nothing.
-fn deleted_through_the_api(reg: &Registry, layout: &mut Layout, base: &Layer, e: &mut Expect) {
-    let p = image_on(layout, base, "p");
-    let q = image_on(layout, base, "q-del");
-    let r: Vec<Image> = (0..3)
-        .map(|i| image_on(layout, base, &format!("r{i}")))
-        .collect();
-    push_oci(reg, layout, "p", "del", "t1", &p);
-    push_oci(reg, layout, "q-del", "del", "t2", &q);
-    for (i, image) in r.iter().enumerate() {
-        push_oci(reg, layout, &format!("r{i}"), "del", "t3", image);
-    }
-    push_oci(reg, layout, "q-del", "del2", "q", &q);
-    for (repo, digest) in [
-        ("del", p.digest()),
-        ("del", r[1].digest()),
-        ("del2", q.digest()),
-    ] {
-        assert_eq!(
-            reg.delete_manifest(repo, &digest),
-            202,
-            "DELETE {repo}@{digest}"
-        );
-    }
-    e.tags
-        .extend([("del:t2".into(), q.all()), ("del:t3".into(), r[2].all())]);
-    e.live.extend([manifest("del", &q), manifest("del", &r[2])]);
-    e.untagged.push(manifest("del", &r[0]));
-    e.api_deleted.extend([
-        ("del".into(), p.digest()),
-        ("del".into(), r[1].digest()),
-        ("del2".into(), q.digest()),
-    ]);
-    e.garbage.extend([exclusive(&p), exclusive(&r[1])].concat());
-    e.untagged_garbage.extend(exclusive(&r[0]));
-    e.repush.push(("p".into(), "del:t1".into(), p.all()));
+    e.garbage.push(sha256_digest(&orphan_512));
 }
 
 // ------------------------------------------------------------------ bucket
@@ -407,6 +83,15 @@ fn blobs(s3: &S3Server, storage: &S3Storage) -> BTreeMap<String, u64> {
             let (_, hex) = rest.split_once('/')?;
             Some((format!("{algorithm}:{hex}"), size))
         })
+        .collect()
+}
+
+/// The blobs of `before` but those in `gone`.
+fn blobs_but(before: &BTreeMap<String, u64>, gone: &BTreeSet<String>) -> BTreeSet<String> {
+    before
+        .keys()
+        .filter(|d| !gone.contains(*d))
+        .cloned()
         .collect()
 }
 
@@ -501,37 +186,12 @@ fn bounded(args: &[&str], env: &[(String, String)], limit: Duration) -> Run {
             cmd.env_remove(&key);
         }
     }
-    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run regsweep");
-    let stdout = reader(child.stdout.take().unwrap());
-    let stderr = reader(child.stderr.take().unwrap());
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "regsweep {args:?} still running after {limit:?}; stderr:\n{}",
-                stderr.lock().unwrap()
-            );
-        }
-        sleep(Duration::from_millis(20));
-    };
-    // The readers end with the pipes.
-    sleep(Duration::from_millis(50));
-    Run {
-        code: status.code(),
-        stdout: stdout.lock().unwrap().clone(),
-        stderr: stderr.lock().unwrap().clone(),
-    }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Run::bounded(&mut cmd, limit)
 }
 
+/// What `pipe` has given so far, read on a thread of its own while the
+/// process runs.
 fn reader(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
@@ -576,23 +236,20 @@ fn assert_no_secret(s3: &S3Server, run: &Run, what: &str) {
     );
 }
 
-fn set<T: Ord + Clone>(items: &[T]) -> BTreeSet<T> {
-    items.iter().cloned().collect()
-}
+type Pusher = fn(&Registry, &mut Layout, &Layer) -> Expect;
 
-fn candidate_set(report: &Value) -> BTreeSet<String> {
-    let all = report["candidates"].as_array().expect("candidates[]");
-    all.iter().map(Value::to_string).collect()
-}
-
-/// Pushes the scenarios through a registry on S3 and stops it.
-fn pushed_registry(s3: &S3Server) -> (Registry, Layout, tempfile::TempDir, Layer, Expect) {
+/// Pushes scenarios (all of them with [`push_scenarios`]) through a registry
+/// on S3 and stops it.
+fn pushed_registry(
+    s3: &S3Server,
+    push: Pusher,
+) -> (Registry, Layout, tempfile::TempDir, Layer, Expect) {
     let mut reg = Registry::start_s3(s3.storage(ROOTDIR));
     let (dir, mut layout) = layout();
     let base = layout.layer("base");
     let started = Instant::now();
     let mark = s3.mark();
-    let expect = push_scenarios(&reg, &mut layout, &base);
+    let expect = push(&reg, &mut layout, &base);
     eprintln!(
         "pushed the scenarios through the s3 driver in {:.1} s: {}",
         started.elapsed().as_secs_f64(),
@@ -617,7 +274,7 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
     }
     let test_started = Instant::now();
     let s3 = S3Server::start();
-    let (mut reg, mut layout, _layout_dir, base, e) = pushed_registry(&s3);
+    let (mut reg, mut layout, _layout_dir, base, e) = pushed_registry(&s3, push_scenarios);
     let storage = reg.s3().unwrap().clone();
 
     let before = blobs(&s3, &storage);
@@ -645,24 +302,9 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
     let mut planned = Value::Null;
     for m in [false, true] {
         let mode = if m { "gc -m" } else { "gc" };
-        let mut expected = set(&e.garbage);
-        let mut expected_manifests: BTreeSet<(String, String)> = BTreeSet::new();
-        if m {
-            expected.extend(e.untagged_garbage.iter().cloned());
-            expected_manifests.extend(
-                e.untagged
-                    .iter()
-                    .map(|man| (man.repo.clone(), man.digest.clone())),
-            );
-        }
-        let not_there: Vec<&String> = expected
-            .iter()
-            .filter(|d| !before.contains_key(*d))
-            .collect();
-        assert!(
-            not_there.is_empty(),
-            "[{mode}] test bug: expected garbage {not_there:?} is not in the bucket"
-        );
+        let expected = e.blob_garbage(m);
+        let expected_manifests = e.manifest_garbage(m);
+        assert_stored(&expected, &before, mode);
 
         // Upstream on the same bucket: the check of the test's model.
         let started = Instant::now();
@@ -673,20 +315,7 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
             started.elapsed().as_secs_f64(),
             s3.requests_since(mark)
         );
-        let mut upstream_expected = expected.clone();
-        let mut upstream_expected_manifests = expected_manifests.clone();
-        if m {
-            upstream_expected.extend(e.upstream_m_extra_blobs.iter().cloned());
-            upstream_expected_manifests.extend(e.upstream_m_extra_manifests.iter().cloned());
-        }
-        assert_eq!(
-            upstream.blobs, upstream_expected,
-            "[{mode}] upstream garbage-collect --dry-run blobs vs the test's model"
-        );
-        assert_eq!(
-            upstream.manifests, upstream_expected_manifests,
-            "[{mode}] upstream garbage-collect --dry-run manifests vs the test's model"
-        );
+        assert_upstream_follows_the_model(&upstream, &e, m, mode);
 
         let mut reports = Vec::new();
         for form in [Form::Config, Form::Url] {
@@ -772,12 +401,7 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
     }
 
     // The -m sweep, through the URL form.
-    let expected: BTreeSet<String> = e
-        .garbage
-        .iter()
-        .chain(&e.untagged_garbage)
-        .cloned()
-        .collect();
+    let expected = e.blob_garbage(true);
     let mark = s3.mark();
     let started = Instant::now();
     let (report, run) = regsweep_report(&reg, Form::Url, &["-y", "-m"]);
@@ -797,11 +421,7 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
         );
     }
     let after = blobs(&s3, &storage);
-    let expected_after: BTreeSet<String> = before
-        .keys()
-        .filter(|d| !expected.contains(*d))
-        .cloned()
-        .collect();
+    let expected_after = blobs_but(&before, &expected);
     let after_set: BTreeSet<String> = after.keys().cloned().collect();
     assert_eq!(
         after_set,
@@ -832,9 +452,7 @@ fn s3_dry_runs_match_the_scenarios_and_upstream_and_the_sweep_keeps_every_tag() 
 
     // The registry on the swept bucket.
     reg.restart();
-    for (tag, must) in &e.tags {
-        skopeo::pull_complete(&reg, tag, must);
-    }
+    assert_every_tag_pulls(&reg, &e);
     for man in &e.live {
         assert_served(&reg, man, "gc -m");
     }
@@ -974,22 +592,11 @@ fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it(
         return;
     }
     let s3 = S3Server::start();
-    let mut reg = Registry::start_s3(s3.storage(ROOTDIR));
-    let (_dir, mut layout) = layout();
-    let base = layout.layer("base");
-    let mut e = Expect::default();
-    retagged_history(&reg, &mut layout, &base, &mut e);
-    multi_arch_pushed_twice(&reg, &mut layout, &base, &mut e);
-    reg.stop();
+    let (mut reg, _layout, _layout_dir, _base, e) = pushed_registry(&s3, history_and_multi_arch);
     let storage = reg.s3().unwrap().clone();
     let before = blobs(&s3, &storage);
     let before_objects = objects(&s3, &storage);
-    let expected: BTreeSet<String> = e
-        .garbage
-        .iter()
-        .chain(&e.untagged_garbage)
-        .cloned()
-        .collect();
+    let expected = e.blob_garbage(true);
 
     // Held at the second deletion (or batch of deletions: a backend may send
     // DeleteObjects) with one thread, then killed.
@@ -1045,27 +652,19 @@ fn an_s3_sweep_killed_mid_way_leaves_a_working_registry_and_a_rerun_finishes_it(
         "links to deleted blobs after the kill: {dangling:#?}"
     );
     reg.restart();
-    for (tag, must) in &e.tags {
-        skopeo::pull_complete(&reg, tag, must);
-    }
+    assert_every_tag_pulls(&reg, &e);
     reg.stop();
 
     let (rerun, run) = regsweep_report(&reg, Form::Url, &["-y", "-m"]);
     assert_eq!(rerun["exit_code"], 0, "re-run:\n{run}");
     let after: BTreeSet<String> = blobs(&s3, &storage).into_keys().collect();
-    let expected_after: BTreeSet<String> = before
-        .keys()
-        .filter(|d| !expected.contains(*d))
-        .cloned()
-        .collect();
+    let expected_after = blobs_but(&before, &expected);
     assert_eq!(after, expected_after, "blobs after the re-run");
     let (again, run) = regsweep_report(&reg, Form::Url, &["--dry-run", "-m"]);
     assert_eq!(again["exit_code"], 0, "dry run after the re-run:\n{run}");
     gc::assert_nothing_reclaimable(&again);
     reg.restart();
-    for (tag, must) in &e.tags {
-        skopeo::pull_complete(&reg, tag, must);
-    }
+    assert_every_tag_pulls(&reg, &e);
 }
 
 /// What an S3 backend may rely on, as moto answers it, and the request
@@ -1166,7 +765,7 @@ fn on_s3_upstream_agrees_with_the_scenarios_and_its_sweep_keeps_every_tag() {
         return;
     }
     let s3 = S3Server::start();
-    let (mut reg, _layout, _layout_dir, _base, e) = pushed_registry(&s3);
+    let (mut reg, _layout, _layout_dir, _base, e) = pushed_registry(&s3, push_scenarios);
     let storage = reg.s3().unwrap().clone();
     let before = blobs(&s3, &storage);
     let before_uploads = uploads(&s3, &storage);
@@ -1176,41 +775,18 @@ fn on_s3_upstream_agrees_with_the_scenarios_and_its_sweep_keeps_every_tag() {
         "the upload in progress is a multipart upload: {before_uploads:?}"
     );
 
-    let untagged: BTreeSet<(String, String)> = e
-        .untagged
-        .iter()
-        .map(|man| (man.repo.clone(), man.digest.clone()))
-        .collect();
-    let (plain, _) = upstream_gc(&reg.config(), true, false);
-    assert_eq!(plain.blobs, set(&e.garbage), "upstream --dry-run blobs");
-    assert_eq!(
-        plain.manifests,
-        BTreeSet::new(),
-        "upstream --dry-run manifests"
-    );
-    let (m, _) = upstream_gc(&reg.config(), true, true);
-    let m_blobs: BTreeSet<String> = e
-        .garbage
-        .iter()
-        .chain(&e.untagged_garbage)
-        .chain(&e.upstream_m_extra_blobs)
-        .cloned()
-        .collect();
-    let mut m_manifests = untagged;
-    m_manifests.extend(e.upstream_m_extra_manifests.iter().cloned());
-    assert_eq!(m.blobs, m_blobs, "upstream --dry-run -m blobs");
-    assert_eq!(m.manifests, m_manifests, "upstream --dry-run -m manifests");
+    for m in [false, true] {
+        let (dry, _) = upstream_gc(&reg.config(), true, m);
+        let mode = if m { "--dry-run -m" } else { "--dry-run" };
+        assert_upstream_follows_the_model(&dry, &e, m, mode);
+    }
 
     let mark = s3.mark();
     let (swept, run) = upstream_gc(&reg.config(), false, false);
     eprintln!("upstream garbage-collect: {}", s3.requests_since(mark));
-    assert_eq!(swept.blobs, set(&e.garbage), "upstream sweep:\n{run}");
+    assert_eq!(swept.blobs, e.blob_garbage(false), "upstream sweep:\n{run}");
     let after: BTreeSet<String> = blobs(&s3, &storage).into_keys().collect();
-    let expected_after: BTreeSet<String> = before
-        .keys()
-        .filter(|d| !e.garbage.contains(*d))
-        .cloned()
-        .collect();
+    let expected_after = blobs_but(&before, &e.blob_garbage(false));
     assert_eq!(after, expected_after, "blobs after upstream's sweep");
     assert_eq!(
         uploads(&s3, &storage),
@@ -1219,9 +795,7 @@ fn on_s3_upstream_agrees_with_the_scenarios_and_its_sweep_keeps_every_tag() {
     );
 
     reg.restart();
-    for (tag, must) in &e.tags {
-        skopeo::pull_complete(&reg, tag, must);
-    }
+    assert_every_tag_pulls(&reg, &e);
     for man in e.live.iter().chain(&e.untagged) {
         assert_served(&reg, man, "after upstream's sweep");
     }
@@ -1272,23 +846,12 @@ fn an_s3_sweep_into_a_trash_prefix_is_undone_by_restore_byte_for_byte() {
         return;
     }
     let s3 = S3Server::start();
-    let mut reg = Registry::start_s3(s3.storage(ROOTDIR));
-    let (_dir, mut layout) = layout();
-    let base = layout.layer("base");
-    let mut e = Expect::default();
-    retagged_history(&reg, &mut layout, &base, &mut e);
-    multi_arch_pushed_twice(&reg, &mut layout, &base, &mut e);
-    reg.stop();
+    let (mut reg, _layout, _layout_dir, _base, e) = pushed_registry(&s3, history_and_multi_arch);
     let storage = reg.s3().unwrap().clone();
     let v2 = storage.v2_prefix();
     let before = contents(&s3, &v2);
     let before_blobs = blobs(&s3, &storage);
-    let expected: BTreeSet<String> = e
-        .garbage
-        .iter()
-        .chain(&e.untagged_garbage)
-        .cloned()
-        .collect();
+    let expected = e.blob_garbage(true);
     let trash_url = format!("s3://{}/trash", storage.bucket);
     let url = storage.url();
 
@@ -1338,11 +901,7 @@ fn an_s3_sweep_into_a_trash_prefix_is_undone_by_restore_byte_for_byte() {
         .to_string();
     assert_eq!(report["trash"]["dir"], trash_url.as_str(), "trash.dir");
     let after: BTreeSet<String> = blobs(&s3, &storage).into_keys().collect();
-    let expected_after: BTreeSet<String> = before_blobs
-        .keys()
-        .filter(|d| !expected.contains(*d))
-        .cloned()
-        .collect();
+    let expected_after = blobs_but(&before_blobs, &expected);
     assert_eq!(after, expected_after, "blobs left in the registry");
     let now = contents(&s3, &v2);
     let gone: BTreeSet<&String> = before.keys().filter(|k| !now.contains_key(*k)).collect();
@@ -1380,9 +939,7 @@ fn an_s3_sweep_into_a_trash_prefix_is_undone_by_restore_byte_for_byte() {
         );
     }
     reg.restart();
-    for (tag, must) in &e.tags {
-        skopeo::pull_complete(&reg, tag, must);
-    }
+    assert_every_tag_pulls(&reg, &e);
     reg.stop();
 
     let run = regsweep_on_bucket(&reg, &["trash", "list", "--json", &trash_url]);
@@ -1439,9 +996,7 @@ fn an_s3_sweep_into_a_trash_prefix_is_undone_by_restore_byte_for_byte() {
     for man in &e.untagged {
         assert_served(&reg, man, "restored");
     }
-    for (tag, must) in &e.tags {
-        skopeo::pull_complete(&reg, tag, must);
-    }
+    assert_every_tag_pulls(&reg, &e);
     reg.stop();
 
     // A run killed between a journal and a copy: the key is journaled, not

@@ -1013,3 +1013,90 @@ pub fn assert_unchanged(
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A registry with a bit of everything
+// ---------------------------------------------------------------------------
+
+/// What [`push_mixed`] wrote, by what a sweep must make of it.
+pub struct MixedPushes {
+    /// Live whatever the mode.
+    pub always_live: Vec<(&'static str, Manifest)>,
+    /// Untagged: live without -m, garbage with -m.
+    pub untagged: Vec<(&'static str, Manifest)>,
+    /// API-deleted (revision link gone): garbage in both modes.
+    pub deleted: Vec<(&'static str, Manifest)>,
+    pub base: Desc,
+    pub orphan_linked: Desc,
+    pub orphan: Desc,
+}
+
+/// Whether [`push_mixed`] deletes one of its manifests through the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiDeleted {
+    Yes,
+    No,
+}
+
+/// Three repositories with tags moved over time, untagged pushes, a
+/// multi-arch index, a signature referrer, an API-deleted manifest (unless
+/// `api_deleted` says otherwise), orphan blobs (linked and not), schema1
+/// manifests in a nested repository and an upload in progress.
+pub fn push_mixed(b: &mut LayoutBuilder, api_deleted: ApiDeleted) -> MixedPushes {
+    let base = b.layer("base");
+    let m1 = b.simple_image("app-1", &[&base]);
+    b.push("app", "latest", &m1);
+    let m2 = b.simple_image("app-2", &[&base]);
+    b.push("app", "latest", &m2);
+    let m3 = b.simple_image("app-3", &[&base]);
+    b.push_untagged("app", &m3);
+    let c1 = b.simple_oci_image("c1");
+    let c2 = b.simple_oci_image("c2");
+    b.push_untagged("app", &c1);
+    b.push_untagged("app", &c2);
+    let idx = oci_index(&[&c1, &c2], None);
+    b.push("app", "multi", &idx);
+    let sig = b.signature_for(&m2, "s");
+    b.push_untagged("app", &sig);
+    let mut always_live = vec![
+        ("app", m2),
+        ("app", c1),
+        ("app", c2),
+        ("app", idx),
+        ("app", sig),
+    ];
+    let mut deleted = Vec::new();
+    if api_deleted == ApiDeleted::Yes {
+        let d = b.simple_image("app-d", &[]);
+        b.push("app", "beta", &d);
+        let b2 = b.simple_image("app-b2", &[]);
+        b.push("app", "beta", &b2);
+        b.api_delete("app", &d.digest);
+        always_live.push(("app", b2));
+        deleted.push(("app", d));
+    }
+    let orphan_linked = b.orphan_linked_blob("app", "ol");
+    b.upload("app");
+
+    let l1 = b.simple_image("lib", &[&base]);
+    b.push("lib", "1.0", &l1);
+    let orphan = b.orphan_blob("o");
+
+    let s1 = b.layer("s1");
+    let s1_shared = b.layer("s1-shared");
+    let signed = schema1("team/x/y", "signed", &[&s1, &s1_shared, &s1], true);
+    b.push("team/x/y", "signed", &signed);
+    let u1 = b.layer("u1");
+    let unsigned = schema1("team/x/y", "old", &[&u1, &s1_shared], false);
+    b.push_untagged("team/x/y", &unsigned);
+    always_live.extend([("lib", l1), ("team/x/y", signed)]);
+
+    MixedPushes {
+        always_live,
+        untagged: vec![("app", m1), ("app", m3), ("team/x/y", unsigned)],
+        deleted,
+        base,
+        orphan_linked,
+        orphan,
+    }
+}

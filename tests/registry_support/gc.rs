@@ -2,8 +2,11 @@
 //! garbage-collect` and the regsweep binary.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::thread::{JoinHandle, sleep};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -29,6 +32,50 @@ impl Run {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+impl Run {
+    /// Runs `cmd` with stdin closed and its output read; past `limit` it is
+    /// killed and the test fails with what it printed to stderr.
+    pub fn bounded(cmd: &mut Command, limit: Duration) -> Run {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let stdout = read_all(child.stdout.take().unwrap());
+        let stderr = read_all(child.stderr.take().unwrap());
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{cmd:?} still running after {limit:?}; stderr:\n{}",
+                    stderr.join().unwrap()
+                );
+            }
+            sleep(Duration::from_millis(10));
+        };
+        Run {
+            code: status.code(),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
+    }
+}
+
+/// All `pipe` gives until it closes, read on a thread of its own.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
 }
 
 impl std::fmt::Display for Run {

@@ -17,6 +17,7 @@ pub mod pulls;
 pub mod registry;
 pub mod s3;
 pub mod scenario;
+pub mod scenarios;
 pub mod skopeo;
 pub mod tree;
 

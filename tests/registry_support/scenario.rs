@@ -4,14 +4,14 @@
 //! against the expectation, against upstream's garbage collector and against
 //! the real registry restarted on the swept storage.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::Value;
 
 use super::gc::{
-    RECLAIM_KEYS, assert_nothing_reclaimable, candidate_digests, candidate_pairs, count,
-    regsweep_json, upstream_gc,
+    RECLAIM_KEYS, UpstreamPlan, assert_nothing_reclaimable, candidate_digests, candidate_pairs,
+    count, regsweep_json, upstream_gc,
 };
 use super::oci::{Layer, Layout};
 use super::registry::Registry;
@@ -70,8 +70,75 @@ pub struct Expect {
     pub repush: Vec<(String, String, Vec<String>)>,
 }
 
+impl Expect {
+    /// Nothing expected yet; the image pushed after each sweep goes to `repo`.
+    pub fn pushing_after(repo: &str) -> Expect {
+        Expect {
+            push_after_repo: repo.into(),
+            ..Expect::default()
+        }
+    }
+
+    /// The blobs a sweep (with `-m` when `delete_untagged`) must delete.
+    pub fn blob_garbage(&self, delete_untagged: bool) -> BTreeSet<String> {
+        let mut blobs = set(&self.garbage);
+        if delete_untagged {
+            blobs.extend(self.untagged_garbage.iter().cloned());
+        }
+        blobs
+    }
+
+    /// The revisions a sweep (with `-m` when `delete_untagged`) must delete,
+    /// as (repository, digest).
+    pub fn manifest_garbage(&self, delete_untagged: bool) -> BTreeSet<(String, String)> {
+        if delete_untagged {
+            self.untagged.iter().map(Manifest::pair).collect()
+        } else {
+            BTreeSet::new()
+        }
+    }
+}
+
+/// Upstream's `garbage-collect` (with `-m` when `delete_untagged`) deletes
+/// what `e` says a sweep must, plus with `-m` what upstream 2.8 wrongly
+/// deletes.
+pub fn assert_upstream_follows_the_model(
+    upstream: &UpstreamPlan,
+    e: &Expect,
+    delete_untagged: bool,
+    mode: &str,
+) {
+    let mut blobs = e.blob_garbage(delete_untagged);
+    let mut manifests = e.manifest_garbage(delete_untagged);
+    if delete_untagged {
+        blobs.extend(e.upstream_m_extra_blobs.iter().cloned());
+        manifests.extend(e.upstream_m_extra_manifests.iter().cloned());
+    }
+    assert_eq!(
+        upstream.blobs, blobs,
+        "[{mode}] upstream garbage-collect blobs differ from the test's model"
+    );
+    assert_eq!(
+        upstream.manifests, manifests,
+        "[{mode}] upstream garbage-collect manifests differ from the test's model"
+    );
+}
+
+/// Every blob of `expected` is among the `stored` ones (digest → size):
+/// else the test's model is wrong, not the sweep.
+pub fn assert_stored(expected: &BTreeSet<String>, stored: &BTreeMap<String, u64>, mode: &str) {
+    let not_there: Vec<&String> = expected
+        .iter()
+        .filter(|d| !stored.contains_key(*d))
+        .collect();
+    assert!(
+        not_there.is_empty(),
+        "[{mode}] test bug: expected garbage {not_there:?} is not in storage"
+    );
+}
+
 /// Every candidate, order aside.
-fn candidate_set(report: &Value) -> BTreeSet<String> {
+pub fn candidate_set(report: &Value) -> BTreeSet<String> {
     let all = report["candidates"].as_array().expect("candidates[]");
     all.iter().map(Value::to_string).collect()
 }
@@ -130,37 +197,13 @@ pub fn sweep_and_check(
 
     let before = tree::blobs(&root);
     let uploads = tree::uploads(&root);
-    let mut expected = set(&e.garbage);
-    let mut expected_manifests = BTreeSet::new();
-    if m {
-        expected.extend(e.untagged_garbage.iter().cloned());
-        expected_manifests.extend(e.untagged.iter().map(Manifest::pair));
-    }
-    let not_there: Vec<&String> = expected
-        .iter()
-        .filter(|d| !before.contains_key(*d))
-        .collect();
-    assert!(
-        not_there.is_empty(),
-        "[{mode}] test bug: expected garbage {not_there:?} is not in the tree"
-    );
+    let expected = e.blob_garbage(m);
+    let expected_manifests = e.manifest_garbage(m);
+    assert_stored(&expected, &before, mode);
 
     // 1. Upstream, as a check of the test's model and as the baseline.
     let (upstream, _) = upstream_gc(&reg.config(), true, m);
-    let mut upstream_expected = expected.clone();
-    let mut upstream_expected_manifests = expected_manifests.clone();
-    if m {
-        upstream_expected.extend(e.upstream_m_extra_blobs.iter().cloned());
-        upstream_expected_manifests.extend(e.upstream_m_extra_manifests.iter().cloned());
-    }
-    assert_eq!(
-        upstream.blobs, upstream_expected,
-        "[{mode}] upstream garbage-collect --dry-run blobs differ from the test's model"
-    );
-    assert_eq!(
-        upstream.manifests, upstream_expected_manifests,
-        "[{mode}] upstream garbage-collect --dry-run manifests differ from the test's model"
-    );
+    assert_upstream_follows_the_model(&upstream, e, m, mode);
 
     // 2. regsweep dry run.
     let snapshot = tree::snapshot(&root);
@@ -320,9 +363,7 @@ pub fn sweep_and_check(
 
     // 4. The registry on the swept tree.
     reg.restart();
-    for (tag, must) in &e.tags {
-        skopeo::pull_complete(reg, tag, must);
-    }
+    assert_every_tag_pulls(reg, e);
     let (kept, gone): (Vec<&Manifest>, Vec<&Manifest>) = if m {
         (e.live.iter().collect(), e.untagged.iter().collect())
     } else {
@@ -375,6 +416,14 @@ pub fn sweep_and_check(
     reg.restart();
     skopeo::pull_complete(reg, &new_ref, &image.all());
     if let Some((tag, must)) = e.tags.first() {
+        skopeo::pull_complete(reg, tag, must);
+    }
+}
+
+/// Every tag of `e` pulls from `reg` with all it must bring, each file
+/// matching its digest.
+pub fn assert_every_tag_pulls(reg: &Registry, e: &Expect) {
+    for (tag, must) in &e.tags {
         skopeo::pull_complete(reg, tag, must);
     }
 }
