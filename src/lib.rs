@@ -1,20 +1,21 @@
 //! regsweep: an offline garbage collector for the storage of a CNCF
 //! distribution registry (`registry:2`, v2.x and v3.x) on the filesystem
-//! driver.
+//! and s3 drivers.
 //!
 //! The pipeline ([`gc`]) is index → mark → plan → sweep → report:
-//! - the storage backend ([`storage`], the filesystem in [`storage::fs`])
-//!   reads the tree in parallel ([`storage::fs::index`]) into the [`index`]
-//!   model: repositories, tags, revisions, layer links, blobs and uploads;
+//! - the storage backend ([`storage`]: a tree in [`storage::fs`], a bucket
+//!   in [`storage::s3`]) reads the storage in parallel (a walk, or
+//!   listings) into the [`index`] model: repositories, tags, revisions,
+//!   layer links, blobs and uploads;
 //! - [`gc::mark`] follows references from the roots (tags, and every
 //!   revision unless untagged manifests are deleted) through every manifest
 //!   kind;
 //! - [`gc::plan`] lists what nothing live reaches, each with its reason;
 //! - [`gc::recent`] holds back what was modified within `--min-age` (a recent
 //!   manifest revision becomes a root, and marking runs again);
-//! - [`storage::fs::sweep`] deletes it in an order that keeps the registry
-//!   consistent if interrupted, or moves it into a [`storage::fs::trash`]
-//!   batch that `restore` undoes;
+//! - [`storage::fs::sweep`] (or [`storage::s3::sweep`]) deletes it in an
+//!   order that keeps the registry consistent if interrupted, or moves it
+//!   into a trash batch that `restore` undoes;
 //! - [`report`] renders the result for people and as JSON, and
 //!   [`report::metrics`] for a metrics file.
 //!
