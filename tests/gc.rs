@@ -1420,10 +1420,7 @@ fn environment_rootdirectory_overrides_the_config() {
 #[test]
 fn config_with_another_storage_driver_is_refused_with_exit_2() {
     let cfg_dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        cfg_dir.path(),
-        "  gcs:\n    bucket: registry\n",
-    );
+    let cfg = write_config(cfg_dir.path(), "  gcs:\n    bucket: registry\n");
     for json in [false, true] {
         let mut args = vec!["gc".to_owned()];
         if json {

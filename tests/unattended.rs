@@ -663,7 +663,11 @@ fn every_refusal_prints_one_json_object_with_exit_code_error_and_kind() {
     assert_eq!(report["regsweep_report"], 2);
 
     let config = dir.path().join("config.yml");
-    fs::write(&config, "version: 0.1\nstorage:\n  azure:\n    container: b\n").unwrap();
+    fs::write(
+        &config,
+        "version: 0.1\nstorage:\n  azure:\n    container: b\n",
+    )
+    .unwrap();
     let out = regsweep(&["gc", "--json", "-y", &path(&config)]);
     assert_refusal(&out, "unsupported_driver", "an azure configuration");
 
