@@ -1069,3 +1069,56 @@ fn an_s3_sweep_into_a_trash_prefix_is_undone_by_restore_byte_for_byte() {
     let run = regsweep_on_bucket(&reg, &["restore", &trash_url]);
     assert_eq!(run.code, Some(2), "restore of an empty trash:\n{run}");
 }
+
+/// Pull logs on a bucket, read as on disk: a HEAD by tag in the registry's
+/// app log is the last pull of that repository, and a repository no line
+/// names was never pulled.
+#[test]
+fn on_s3_du_reads_the_last_pull_from_the_registrys_log() {
+    if !require_s3() {
+        return;
+    }
+    let s3 = S3Server::start();
+    let (reg, _layout, dir, _base, e) = pushed_registry(&s3, history_and_multi_arch);
+    let (pulled, _) = e.tags.first().expect("a tag");
+    let (repository, tag) = pulled.rsplit_once(':').expect("repo:tag");
+    let log = dir.path().join("registry.log");
+    let now = regsweep::clock::rfc3339(std::time::SystemTime::now());
+    let line = format!(
+        "{{\"time\":\"{now}\",\"level\":\"info\",\"msg\":\"response completed\",\"http.request.method\":\"HEAD\",\"http.request.uri\":\"/v2/{repository}/manifests/{tag}\",\"http.request.useragent\":\"containerd/1.7\",\"http.response.status\":200}}\n"
+    );
+    std::fs::write(&log, line).unwrap();
+    let url = reg.s3().unwrap().url();
+    let log = log.to_str().unwrap();
+    let run = regsweep_on_bucket(
+        &reg,
+        &[
+            "du",
+            "--json",
+            "--pull-log",
+            log,
+            "--pulled-within",
+            "1d",
+            "--pull-log-assume-complete",
+            &url,
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{run}");
+    let report: Value = serde_json::from_str(&run.stdout).expect("du JSON");
+    let repositories = report["repositories"].as_array().unwrap();
+    let by_name = |name: &str| {
+        repositories
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+    };
+    let last = &by_name(repository)["pulls"]["last_pull"];
+    assert_eq!(last["method"], "HEAD", "{report}");
+    assert_eq!(last["reference"], tag, "{report}");
+    assert_eq!(last["user_agent"], "containerd/1.7", "{report}");
+    let never = repositories
+        .iter()
+        .find(|r| r["name"] != repository)
+        .expect("another repository");
+    assert!(never["pulls"]["last_pull"].is_null(), "{report}");
+}
