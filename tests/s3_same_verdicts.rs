@@ -892,10 +892,10 @@ fn every_case_gets_the_same_verdicts_on_s3_as_on_a_filesystem() {
 ///   collects the rest of the repository; S3 adds `unexpected_entry` on
 ///   `current` and keeps the repository whole.
 /// - link-with-keys-below: both warn `invalid_link` and keep the manifest
-///   by the digest in its path; with `-m` both plan it as untagged and keep
-///   it in the sweep (the unknown entry below `link`). The filesystem keeps
-///   what that one manifest references; S3 stops before any layer link or
-///   blob, so it keeps more.
+///   by the digest in its path; with `-m` both plan it as untagged, keep it
+///   in the sweep (the unknown entry below `link`) with what it references,
+///   and leave the same files; only the failure's message differs ("Is a
+///   directory" on disk, "holds keys the registry does not write there").
 ///
 /// In every one of them S3 keeps at least what the filesystem keeps:
 /// [`s3_never_deletes_what_a_filesystem_keeps`] holds that.

@@ -27,6 +27,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::digest::{Digest, DigestMap};
 use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
 use crate::interrupt::Interrupt;
@@ -179,5 +180,129 @@ pub fn candidate_dir(
             .map(|p| layout.root().join(p))
             .unwrap_or_default(),
         CandidateKind::Repository => layout.repository_dir(repo),
+    }
+}
+
+/// What the failures of a sweep so far keep for the rest of it.
+#[derive(Default)]
+pub struct Held {
+    /// Layer links (repository, digest), with the path that keeps them.
+    links: std::collections::HashMap<(u32, Digest), PathBuf>,
+    /// Repositories all of whose links stay.
+    repositories: std::collections::HashMap<u32, PathBuf>,
+    /// Blobs that stay.
+    blobs: DigestMap<PathBuf>,
+    /// Every blob stays: a manifest that stays could not be read.
+    all_blobs: Option<PathBuf>,
+}
+
+impl Held {
+    /// What the candidates at positions `failed` keep: a revision or a tag
+    /// that stays keeps the blobs and links of every manifest it reaches (and
+    /// its schema1 signatures); a layer link that stays keeps its blob.
+    pub(crate) fn after_failures(
+        layout: &Layout,
+        index: &Index,
+        plan: &Plan,
+        failed: &[usize],
+    ) -> Held {
+        if failed.is_empty() {
+            return Held::default();
+        }
+        let blob_shards = layout.open_blob_shards();
+        Held::after_failures_with(layout, index, plan, failed, |manifest| {
+            crate::gc::mark::load(blob_shards.as_ref(), index, manifest)
+        })
+    }
+
+    /// [`Held::after_failures`], reading manifests with `load`.
+    pub(crate) fn after_failures_with(
+        layout: &Layout,
+        index: &Index,
+        plan: &Plan,
+        failed: &[usize],
+        mut load: impl FnMut(&Digest) -> crate::gc::mark::Loaded,
+    ) -> Held {
+        let mut held = Held::default();
+        for &i in failed {
+            let candidate = &plan.candidates[i];
+            let path = candidate_dir(layout, index, plan, candidate);
+            let Some(r) = candidate.repository() else {
+                continue;
+            };
+            let repo = &index.repositories[r as usize];
+            let roots: Vec<Digest> = match candidate.kind {
+                CandidateKind::Manifest => vec![candidate.digest],
+                CandidateKind::Tag => {
+                    let tag = candidate.tag().and_then(|t| repo.tags.get(t as usize));
+                    match tag {
+                        Some(tag) if tag.current.is_some() => tag.current.into_iter().collect(),
+                        Some(tag) => tag.history.clone(),
+                        None => Vec::new(),
+                    }
+                }
+                CandidateKind::LayerLink => {
+                    held.blobs.entry(candidate.digest).or_insert(path);
+                    continue;
+                }
+                _ => continue,
+            };
+            let mut seen = crate::digest::DigestSet::default();
+            let mut stack = roots;
+            while let Some(manifest) = stack.pop() {
+                if !seen.insert(manifest) {
+                    continue;
+                }
+                let mut keep = vec![manifest];
+                match load(&manifest) {
+                    Ok(refs) => {
+                        keep.extend(
+                            refs.stored
+                                .iter()
+                                .map(|id| index.blobs[*id as usize].digest),
+                        );
+                        keep.extend(refs.absent.iter().map(|(d, _)| *d));
+                        stack.extend(refs.children.iter().copied());
+                    }
+                    Err(_) => {
+                        held.repositories.entry(r).or_insert_with(|| path.clone());
+                        held.all_blobs.get_or_insert_with(|| path.clone());
+                    }
+                }
+                if let Ok(at) = repo.revisions.binary_search_by_key(&manifest, |v| v.digest) {
+                    keep.extend(repo.revisions[at].signatures.iter().copied());
+                }
+                // The registry serves what a revision link names, as marking
+                // follows it.
+                stack.extend(crate::gc::mark::link_targets(repo, &manifest));
+                for digest in keep {
+                    held.links
+                        .entry((r, digest))
+                        .or_insert_with(|| path.clone());
+                    held.blobs.entry(digest).or_insert_with(|| path.clone());
+                }
+            }
+        }
+        held
+    }
+
+    /// Why `candidate` stays, when a failure keeps it.
+    pub(crate) fn keeps(&self, candidate: &Candidate) -> Option<String> {
+        let by = match candidate.kind {
+            CandidateKind::LayerLink => candidate.repository().and_then(|r| {
+                self.repositories
+                    .get(&r)
+                    .or_else(|| self.links.get(&(r, candidate.digest)))
+            }),
+            CandidateKind::Blob => self
+                .all_blobs
+                .as_ref()
+                .or_else(|| self.blobs.get(&candidate.digest)),
+            _ => None,
+        }?;
+        Some(format!(
+            "kept: {} could not be removed and still references it",
+            by.display()
+        ))
     }
 }

@@ -39,7 +39,6 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use crate::digest::{Digest, DigestMap};
 use crate::gc::plan::{self, Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
 use crate::interrupt::Phase;
@@ -49,7 +48,7 @@ use crate::storage::fs::hygiene::is_temporary_name;
 use crate::storage::fs::recheck::Recheck;
 use crate::storage::fs::trash::{self, Batch};
 use crate::storage::layout::{self, Layout, names};
-use crate::storage::{Failure, SweepOptions, SweepOutcome, candidate_dir};
+use crate::storage::{Failure, Held, SweepOptions, SweepOutcome, candidate_dir};
 
 /// Where swept things go.
 #[derive(Debug, Clone, Copy)]
@@ -253,112 +252,6 @@ pub fn sweep(
         empty_directories,
         temporary_files: temporary.into_inner(),
         changed,
-    }
-}
-
-/// What the failures of a sweep so far keep for the rest of it.
-#[derive(Default)]
-struct Held {
-    /// Layer links (repository, digest), with the path that keeps them.
-    links: std::collections::HashMap<(u32, Digest), PathBuf>,
-    /// Repositories all of whose links stay.
-    repositories: std::collections::HashMap<u32, PathBuf>,
-    /// Blobs that stay.
-    blobs: DigestMap<PathBuf>,
-    /// Every blob stays: a manifest that stays could not be read.
-    all_blobs: Option<PathBuf>,
-}
-
-impl Held {
-    /// What the candidates at positions `failed` keep: a revision or a tag
-    /// that stays keeps the blobs and links of every manifest it reaches (and
-    /// its schema1 signatures); a layer link that stays keeps its blob.
-    fn after_failures(layout: &Layout, index: &Index, plan: &Plan, failed: &[usize]) -> Held {
-        let mut held = Held::default();
-        if failed.is_empty() {
-            return held;
-        }
-        let blob_shards = layout.open_blob_shards();
-        for &i in failed {
-            let candidate = &plan.candidates[i];
-            let path = candidate_dir(layout, index, plan, candidate);
-            let Some(r) = candidate.repository() else {
-                continue;
-            };
-            let repo = &index.repositories[r as usize];
-            let roots: Vec<Digest> = match candidate.kind {
-                CandidateKind::Manifest => vec![candidate.digest],
-                CandidateKind::Tag => {
-                    let tag = candidate.tag().and_then(|t| repo.tags.get(t as usize));
-                    match tag {
-                        Some(tag) if tag.current.is_some() => tag.current.into_iter().collect(),
-                        Some(tag) => tag.history.clone(),
-                        None => Vec::new(),
-                    }
-                }
-                CandidateKind::LayerLink => {
-                    held.blobs.entry(candidate.digest).or_insert(path);
-                    continue;
-                }
-                _ => continue,
-            };
-            let mut seen = crate::digest::DigestSet::default();
-            let mut stack = roots;
-            while let Some(manifest) = stack.pop() {
-                if !seen.insert(manifest) {
-                    continue;
-                }
-                let mut keep = vec![manifest];
-                match crate::gc::mark::load(blob_shards.as_ref(), index, &manifest) {
-                    Ok(refs) => {
-                        keep.extend(
-                            refs.stored
-                                .iter()
-                                .map(|id| index.blobs[*id as usize].digest),
-                        );
-                        keep.extend(refs.absent.iter().map(|(d, _)| *d));
-                        stack.extend(refs.children.iter().copied());
-                    }
-                    Err(_) => {
-                        held.repositories.entry(r).or_insert_with(|| path.clone());
-                        held.all_blobs.get_or_insert_with(|| path.clone());
-                    }
-                }
-                if let Ok(at) = repo.revisions.binary_search_by_key(&manifest, |v| v.digest) {
-                    keep.extend(repo.revisions[at].signatures.iter().copied());
-                }
-                // The registry serves what a revision link names, as marking
-                // follows it.
-                stack.extend(crate::gc::mark::link_targets(repo, &manifest));
-                for digest in keep {
-                    held.links
-                        .entry((r, digest))
-                        .or_insert_with(|| path.clone());
-                    held.blobs.entry(digest).or_insert_with(|| path.clone());
-                }
-            }
-        }
-        held
-    }
-
-    /// Why `candidate` stays, when a failure keeps it.
-    fn keeps(&self, candidate: &Candidate) -> Option<String> {
-        let by = match candidate.kind {
-            CandidateKind::LayerLink => candidate.repository().and_then(|r| {
-                self.repositories
-                    .get(&r)
-                    .or_else(|| self.links.get(&(r, candidate.digest)))
-            }),
-            CandidateKind::Blob => self
-                .all_blobs
-                .as_ref()
-                .or_else(|| self.blobs.get(&candidate.digest)),
-            _ => None,
-        }?;
-        Some(format!(
-            "kept: {} could not be removed and still references it",
-            by.display()
-        ))
     }
 }
 
@@ -631,6 +524,7 @@ fn remove_tree(root: &Path) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Digest;
     use crate::gc::plan::Reason;
     use crate::index::{Blob, Repository, Revision};
 

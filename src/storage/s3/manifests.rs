@@ -40,7 +40,8 @@ pub fn load_all(
     })
 }
 
-async fn load(storage: &S3Storage, index: &Index, digest: &Digest) -> Result<Loaded> {
+/// Reads the manifest stored as blob `digest`.
+pub(crate) async fn load(storage: &S3Storage, index: &Index, digest: &Digest) -> Result<Loaded> {
     if let Err(why) = mark::readable_size(index, digest) {
         return Ok(Err(why));
     }

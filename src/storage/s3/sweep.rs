@@ -12,10 +12,10 @@
 //! copied into the batch before their DeleteObjects request; a key whose
 //! copy failed is not deleted and fails its candidate.
 //!
-//! A failure keeps what depends on it: a manifest, tag or history entry
-//! that could not be deleted stops the sweep before any layer link or blob
-//! goes (what it references must stay, and reading it again would cost a
-//! request per manifest); a layer link that stays keeps its blob.
+//! A failure keeps what depends on it, as on a filesystem ([`Held`]): a
+//! revision or tag that stays keeps the layer links and blobs of every
+//! manifest it reaches (read again, a GET each, before the links go); a
+//! layer link that stays keeps its blob.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -29,13 +29,14 @@ use super::S3Storage;
 use super::config::describe_error;
 use super::index::Listing;
 use super::trash::S3Batch;
-use crate::digest::DigestSet;
+use crate::digest::{Digest, DigestMap, DigestSet};
+use crate::gc::mark::{Loaded, Refs};
 use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
 use crate::index::Index;
 use crate::interrupt::Phase;
 use crate::progress::Progress;
 use crate::storage::layout::{link_file, names};
-use crate::storage::{Failure, SweepOptions, SweepOutcome, candidate_dir};
+use crate::storage::{Failure, Held, SweepOptions, SweepOutcome, candidate_dir};
 
 /// Keys per DeleteObjects request (the API's limit).
 const BATCH: usize = 1000;
@@ -72,16 +73,17 @@ pub fn sweep(
         let started = AtomicU64::new(0);
         let mut gone = vec![false; plan.candidates.len()];
         let mut failures = Vec::new();
-        let mut stopped_by_failure = false;
-        let mut held_blobs = DigestSet::default();
+        // Candidates (by position) that stayed, and what they keep.
+        let mut failed: Vec<usize> = Vec::new();
+        let mut held = Held::default();
         for (kind, range) in plan.kind_ranges() {
             let count = range.len();
             // A stop request is looked at before each DeleteObjects request.
             if crashed.load(Ordering::Relaxed) || options.interrupt.requested() {
                 break;
             }
-            if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && stopped_by_failure {
-                break;
+            if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && !failed.is_empty() {
+                held = held_after(storage, index, plan, &failed).await;
             }
             if let Some(since) = index_began {
                 if kind.rechecked() && (!looked_again || kind == CandidateKind::Blob) {
@@ -110,11 +112,9 @@ pub fn sweep(
                     }
                 }
                 let dir = candidate_dir(layout, index, plan, candidate);
-                if kind == CandidateKind::Blob && held_blobs.contains(&candidate.digest) {
-                    failures.push(Failure {
-                        path: dir,
-                        message: "kept: a layer link to it could not be deleted".into(),
-                    });
+                if let Some(message) = held.keeps(candidate) {
+                    failures.push(Failure { path: dir, message });
+                    failed.push(i);
                     task.inc(1);
                     continue;
                 }
@@ -133,7 +133,7 @@ pub fn sweep(
                     Ok(keys) => keys,
                     Err(message) => {
                         failures.push(Failure { path: dir, message });
-                        keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
+                        failed.push(i);
                         task.inc(1);
                         continue;
                     }
@@ -173,7 +173,7 @@ pub fn sweep(
                     path: candidate_dir(layout, index, plan, candidate),
                     message: message.clone(),
                 });
-                keep_dependents(candidate, &mut stopped_by_failure, &mut held_blobs);
+                failed.push(*i);
             }
             if kind == CandidateKind::Upload {
                 let purged: Vec<PathBuf> = work
@@ -192,12 +192,6 @@ pub fn sweep(
             failures.push(Failure {
                 path: PathBuf::from(storage.target().to_string()),
                 message: "the sweep stopped: a journal of the trash could not be written, and nothing is moved without one; run regsweep again".into(),
-            });
-        }
-        if stopped_by_failure {
-            failures.push(Failure {
-                path: PathBuf::from(storage.target().to_string()),
-                message: "no layer link or blob was deleted: a manifest, tag or history entry above could not be, and what it references stays; run regsweep again".into(),
             });
         }
         let mut deleted = Reclaim::default();
@@ -228,16 +222,35 @@ pub fn sweep(
     })
 }
 
-/// What a candidate that stays keeps: a manifest, tag or history entry
-/// stops the sweep before any layer link or blob goes; a layer link keeps
-/// its blob.
-fn keep_dependents(candidate: &Candidate, stop: &mut bool, held_blobs: &mut DigestSet) {
-    match candidate.kind {
-        CandidateKind::TagIndexEntry | CandidateKind::Manifest | CandidateKind::Tag => *stop = true,
-        CandidateKind::LayerLink => {
-            held_blobs.insert(candidate.digest);
+/// What the candidates at positions `failed` keep, as on a filesystem
+/// ([`Held::after_failures_with`]): the manifests they reach are read
+/// again, round by round, as the traversal asks for them.
+async fn held_after(storage: &S3Storage, index: &Index, plan: &Plan, failed: &[usize]) -> Held {
+    let layout = storage.layout();
+    let mut read: DigestMap<Loaded> = DigestMap::default();
+    loop {
+        let mut wanted = DigestSet::default();
+        let held = Held::after_failures_with(layout, index, plan, failed, |manifest| {
+            read.get(manifest).cloned().unwrap_or_else(|| {
+                // Not read yet: no references for now, read next round.
+                wanted.insert(*manifest);
+                Ok(Refs::default())
+            })
+        });
+        if wanted.is_empty() {
+            return held;
         }
-        _ => {}
+        let batch: Vec<(Digest, Loaded)> = stream::iter(wanted)
+            .map(|digest| async move {
+                let loaded = super::manifests::load(storage, index, &digest)
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                (digest, loaded)
+            })
+            .buffer_unordered(storage.concurrency())
+            .collect()
+            .await;
+        read.extend(batch);
     }
 }
 
