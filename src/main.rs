@@ -634,18 +634,8 @@ fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
         let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
         if interactive && !args.yes && !plan.batches.is_empty() {
             plan.measure();
-            let mut stderr = io::stderr().lock();
-            let _ = plan.write_plan(&mut stderr);
-            match ask(&mut stderr, "Delete these batches for good? [y/N] ") {
-                Answer::Yes => {}
-                Answer::No => {
-                    let _ = writeln!(stderr, "Nothing deleted.");
-                    return ExitStatus::Success;
-                }
-                Answer::Interrupted => {
-                    let _ = writeln!(stderr, "Interrupted: nothing deleted.");
-                    return ExitStatus::Warnings;
-                }
+            if let Some(status) = ask_to_delete_batches(|out| plan.write_plan(out)) {
+                return status;
             }
         }
         plan.run()
@@ -662,6 +652,26 @@ fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
     report_problems(&outcome.problems)
 }
 
+/// Shows the batches `trash empty` would delete (through `show`) and asks;
+/// the exit status when the answer is not yes.
+fn ask_to_delete_batches(
+    show: impl FnOnce(&mut io::StderrLock<'static>) -> io::Result<()>,
+) -> Option<ExitStatus> {
+    let mut stderr = io::stderr().lock();
+    let _ = show(&mut stderr);
+    match ask(&mut stderr, "Delete these batches for good? [y/N] ") {
+        Answer::Yes => None,
+        Answer::No => {
+            let _ = writeln!(stderr, "Nothing deleted.");
+            Some(ExitStatus::Success)
+        }
+        Answer::Interrupted => {
+            let _ = writeln!(stderr, "Interrupted: nothing deleted.");
+            Some(ExitStatus::Warnings)
+        }
+    }
+}
+
 /// `trash empty s3://BUCKET/PREFIX`: as [`trash_empty`], the question
 /// showing the batches a dry run finds.
 fn bucket_trash_empty(args: TrashEmptyArgs) -> ExitStatus {
@@ -674,18 +684,9 @@ fn bucket_trash_empty(args: TrashEmptyArgs) -> ExitStatus {
             Err(e) => return report_result_json("trash empty", json_target, Err(e)),
         };
         if !preview.deleted.is_empty() {
-            let mut stderr = io::stderr().lock();
-            let _ = preview.write_summary(&mut stderr, &args.dir);
-            match ask(&mut stderr, "Delete these batches for good? [y/N] ") {
-                Answer::Yes => {}
-                Answer::No => {
-                    let _ = writeln!(stderr, "Nothing deleted.");
-                    return ExitStatus::Success;
-                }
-                Answer::Interrupted => {
-                    let _ = writeln!(stderr, "Interrupted: nothing deleted.");
-                    return ExitStatus::Warnings;
-                }
+            let shown = ask_to_delete_batches(|out| preview.write_summary(out, &args.dir));
+            if let Some(status) = shown {
+                return status;
             }
         }
     }
