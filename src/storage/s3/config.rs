@@ -53,6 +53,10 @@ pub struct S3Target {
     pub allow_http: bool,
     /// Certificates are not verified (`skipverify: true`).
     pub skip_verify: bool,
+    /// Read from the registry's configuration: its `regionendpoint` (or
+    /// none) is the endpoint, whatever `AWS_ENDPOINT_URL` says, as the
+    /// registry's driver ignores that variable.
+    pub from_registry_config: bool,
 }
 
 impl fmt::Display for S3Target {
@@ -140,6 +144,7 @@ impl S3Target {
             session_token: non_empty("sessiontoken").map(Secret::new),
             allow_http,
             skip_verify,
+            from_registry_config: true,
         })
     }
 
@@ -232,6 +237,7 @@ mod tests {
         assert!(t.allow_http);
         assert_eq!(t.region.as_deref(), Some("eu-1"));
         assert_eq!(t.to_string(), "s3://registry/prod");
+        assert!(!t.from_registry_config);
         assert!(S3Target::from_url("s3://", env(&[])).is_err());
         assert!(S3Target::from_url("s3://a b/", env(&[])).is_err());
     }
@@ -249,6 +255,7 @@ mod tests {
         ]);
         let t = S3Target::from_registry(params).unwrap();
         assert_eq!(t.root, "reg");
+        assert!(t.from_registry_config);
         assert_eq!(t.endpoint.as_deref(), Some("http://minio:9000"));
         assert!(t.allow_http);
         assert_eq!(t.secret_key.as_ref().map(Secret::reveal), Some("SECRET"));

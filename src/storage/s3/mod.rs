@@ -99,7 +99,22 @@ impl S3Storage {
         // reqwest's TLS needs a process-wide crypto provider; another one
         // installed first is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&target.bucket);
+        let mut builder = AmazonS3Builder::new().with_bucket_name(&target.bucket);
+        // Credentials, region and the rest from the AWS environment, as
+        // AmazonS3Builder::from_env reads it; not the endpoint for a bucket
+        // named by the registry's config.yml.
+        let vars = std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        });
+        for (name, value) in vars {
+            let endpoint = name.starts_with("AWS_ENDPOINT");
+            if !name.starts_with("AWS_") || endpoint && target.from_registry_config {
+                continue;
+            }
+            if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(key, value);
+            }
+        }
         if let Some(region) = &target.region {
             builder = builder.with_region(region);
         }
