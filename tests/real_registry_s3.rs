@@ -1122,3 +1122,61 @@ fn on_s3_du_reads_the_last_pull_from_the_registrys_log() {
         .expect("another repository");
     assert!(never["pulls"]["last_pull"].is_null(), "{report}");
 }
+
+/// `verify --digests` on a bucket: nothing to report on what the registry
+/// wrote; a blob overwritten with other bytes is a digest mismatch naming
+/// the tags it breaks, and a layer link with other content an invalid link.
+#[test]
+fn on_s3_verify_hashes_every_blob_and_checks_links_by_their_etags() {
+    if !require_s3() {
+        return;
+    }
+    let s3 = S3Server::start();
+    let (reg, _layout, _dir, _base, e) = pushed_registry(&s3, history_and_multi_arch);
+    let storage = reg.s3().unwrap().clone();
+    let url = storage.url();
+    let clean = regsweep_on_bucket(&reg, &["verify", "--digests", "--json", &url]);
+    assert_eq!(clean.code, Some(0), "{clean}");
+
+    let v2 = storage.v2_prefix();
+    let (tag, must) = e.tags.first().expect("a tag");
+    let layer = must.last().expect("a blob of the tag");
+    let hex = layer.trim_start_matches("sha256:");
+    let data = format!("{v2}blobs/sha256/{}/{hex}/data", &hex[..2]);
+    let mut bytes = s3.get(&data).expect("the blob's data");
+    bytes.push(b'!');
+    s3.put(&data, &bytes);
+    let link = s3
+        .keys(&format!("{v2}repositories/"))
+        .into_iter()
+        .find(|k| k.contains("/_layers/sha256/") && k.ends_with("/link"))
+        .expect("a layer link");
+    s3.put(&link, format!("sha256:{}", "0".repeat(64)).as_bytes());
+
+    let run = regsweep_on_bucket(&reg, &["verify", "--digests", "--json", &url]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let report: Value = serde_json::from_str(&run.stdout).expect("verify JSON");
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["kind"] == "digest_mismatch" && p["digest"] == layer.as_str()),
+        "{report}"
+    );
+    assert!(
+        problems.iter().any(|p| p["kind"] == "invalid_link"
+            && p["path"]
+                .as_str()
+                .is_some_and(|path| link.ends_with(path) || path.ends_with(&link[v2.len()..]))),
+        "{report}"
+    );
+    let (repository, name) = tag.rsplit_once(':').unwrap();
+    assert!(
+        report["broken_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["repository"] == repository && t["tag"] == name),
+        "{report}"
+    );
+}
