@@ -93,10 +93,7 @@ impl Digest {
     /// The hex form without an allocation.
     pub fn hex_buf(&self) -> HexBuf {
         let mut buf = [0u8; 64];
-        for (pair, byte) in buf.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
-            pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
-        }
+        write_hex(&self.0, &mut buf);
         HexBuf(buf)
     }
 
@@ -124,6 +121,22 @@ impl HexBuf {
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `bytes` as lowercase hex into `out` (twice as long).
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+    }
+}
+
+/// `bytes` as lowercase hex (an md5 as S3 shows it in an ETag, say).
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    write_hex(bytes, &mut out);
+    // Only ASCII hex digits were written.
+    String::from_utf8(out).unwrap_or_default()
+}
 
 /// Value of each byte as a lowercase hex digit; 0xff for anything else
 /// (uppercase included: the registry writes lowercase only).

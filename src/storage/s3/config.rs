@@ -69,6 +69,14 @@ impl fmt::Display for S3Target {
     }
 }
 
+/// `s3://BUCKET[/PATH]` read into the bucket and the path (without its
+/// leading and trailing `/`); `None` when it is not an `s3://` address.
+pub(crate) fn split_s3_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+    Some((bucket, path.trim_matches('/')))
+}
+
 /// Whether TARGET names a bucket rather than a path.
 pub fn is_s3_url(target: &str) -> bool {
     target.starts_with("s3://")
@@ -82,10 +90,7 @@ impl S3Target {
             path: PathBuf::from(url),
             reason: reason.to_owned(),
         };
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| invalid("not an s3:// address"))?;
-        let (bucket, root) = rest.split_once('/').unwrap_or((rest, ""));
+        let (bucket, root) = split_s3_url(url).ok_or_else(|| invalid("not an s3:// address"))?;
         if bucket.is_empty() {
             return Err(invalid("no bucket: expected s3://BUCKET[/ROOTDIRECTORY]"));
         }

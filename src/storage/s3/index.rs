@@ -19,7 +19,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use object_store::{ObjectMeta, ObjectStore};
 
 use super::keys::{self, Key};
-use super::{S3Storage, bare_etag, link_etag};
+use super::{Fetched, S3Storage, bare_etag, link_etag};
 use crate::clock;
 use crate::digest::{Digest, DigestSet};
 use crate::error::{Error, Result};
@@ -525,12 +525,12 @@ enum Read {
 
 async fn read_link(storage: &S3Storage, path: &Path) -> Result<LinkContent> {
     match storage.get(path, MAX_LINK_BYTES as u64).await {
-        Ok(Some(bytes)) => Ok(parse_link(&bytes)),
-        Ok(None) => Ok(LinkContent::Missing),
-        // Over the limit: not a link. Anything else: the index is incomplete.
-        Err(object_store::Error::Generic { source, .. }) => {
-            Ok(LinkContent::Invalid(source.to_string()))
-        }
+        Ok(Fetched::Bytes(bytes)) => Ok(parse_link(&bytes)),
+        Ok(Fetched::Missing) => Ok(LinkContent::Missing),
+        Ok(Fetched::TooLarge(size)) => Ok(LinkContent::Invalid(format!(
+            "{size} bytes, longer than {MAX_LINK_BYTES}"
+        ))),
+        // The index would be incomplete.
         Err(e) => Err(storage.error(path, e)),
     }
 }
@@ -546,11 +546,19 @@ async fn assemble(
     let mut names: Vec<String> = found.repositories.keys().cloned().collect();
     names.sort_unstable();
     let mut reads = Vec::new();
+    // Current links the ETag shows; the others are read.
+    let mut current: HashMap<(usize, String), LinkContent> = HashMap::new();
     for (r, name) in names.iter().enumerate() {
         let repo = &found.repositories[name];
         for (tag, t) in &repo.tags {
-            if t.current.is_some() && t.current_from_etag().is_none() {
-                reads.push((r, ReadKind::TagCurrent(tag.clone())));
+            match t.current_from_etag() {
+                Some(digest) => {
+                    current.insert((r, tag.clone()), LinkContent::Digest(digest));
+                }
+                None if t.current.is_some() => {
+                    reads.push((r, ReadKind::TagCurrent(tag.clone())));
+                }
+                None => {}
             }
         }
         for (digest, key) in &repo.revisions {
@@ -599,10 +607,10 @@ async fn assemble(
                 ReadKind::StartedAt(uuid) => {
                     let path = layout.uploads_dir(name).join(&uuid).join("startedat");
                     let started = match storage.get(&path, MAX_STARTED_AT_BYTES).await {
-                        Ok(Some(bytes)) => std::str::from_utf8(&bytes)
+                        Ok(Fetched::Bytes(bytes)) => std::str::from_utf8(&bytes)
                             .ok()
                             .and_then(clock::parse_rfc3339),
-                        Ok(None) | Err(object_store::Error::Generic { .. }) => None,
+                        Ok(Fetched::Missing | Fetched::TooLarge(_)) => None,
                         Err(e) => return Err(storage.error(&path, e)),
                     };
                     Read::StartedAt(r, uuid, started)
@@ -612,7 +620,6 @@ async fn assemble(
         .buffer_unordered(storage.concurrency())
         .try_collect()
         .await?;
-    let mut current: HashMap<(usize, String), LinkContent> = HashMap::new();
     let mut revision_content: HashMap<(usize, Digest), LinkContent> = HashMap::new();
     let mut foreign: HashMap<(usize, String, String), LinkContent> = HashMap::new();
     let mut started: HashMap<(usize, String), SystemTime> = HashMap::new();
@@ -725,11 +732,7 @@ async fn assemble(
         }
         repo.revision_link_targets.sort_unstable();
         for (tag_name, t) in f.tags {
-            let content = match (t.current_from_etag(), &t.current) {
-                (Some(digest), _) => Some(LinkContent::Digest(digest)),
-                (None, Some(_)) => current.remove(&(r, tag_name.clone())),
-                (None, None) => None,
-            };
+            let content = current.remove(&(r, tag_name.clone()));
             let current_digest = match content {
                 Some(LinkContent::Digest(d)) => Some(d),
                 other => {

@@ -7,7 +7,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStoreExt;
 use sha2::{Digest as _, Sha256};
 
-use super::S3Storage;
+use super::{Fetched, S3Storage};
 use crate::digest::{Digest, DigestMap};
 use crate::error::{Error, Result};
 use crate::gc::mark::{self, Loaded};
@@ -47,11 +47,13 @@ pub(crate) async fn load(storage: &S3Storage, index: &Index, digest: &Digest) ->
     }
     let path = storage.layout().blob_data(digest);
     match storage.get(&path, MAX_MANIFEST_BYTES).await {
-        Ok(Some(bytes)) => Ok(mark::refs_of(index, digest, &bytes)),
-        Ok(None) => Ok(Err("manifest blob is gone from the bucket".into())),
-        Err(object_store::Error::Generic { source, .. }) => {
-            Ok(Err(format!("cannot read manifest blob: {source}")))
-        }
+        Ok(Fetched::Bytes(bytes)) => Ok(mark::refs_of(index, digest, &bytes)),
+        Ok(Fetched::Missing) => Ok(Err("manifest blob is gone from the bucket".into())),
+        Ok(Fetched::TooLarge(size)) => Ok(Err(format!(
+            "manifest blob is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte limit"
+        ))),
+        // A request that failed says nothing of the manifest: the marking
+        // would be incomplete.
         Err(e) => Err(storage.error(&path, e)),
     }
 }

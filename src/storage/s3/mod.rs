@@ -4,8 +4,8 @@
 //! bucket.
 //!
 //! A key names what it is (see [`keys`]), so a listing is the index: one LIST
-//! page returns 1,000 keys, and only tags' `current/link`, manifests, and
-//! links whose ETag does not show the expected content need a GET.
+//! page returns 1,000 keys, and only manifests, and links whose ETag does not
+//! show the content their path (or their tag's history) implies, need a GET.
 //! Deletions go 1,000 keys per DeleteObjects request.
 //!
 //! Requests run on a tokio runtime owned by [`S3Storage`], nowhere else:
@@ -53,18 +53,10 @@ pub struct RequestCounts {
     pub get: AtomicU64,
     /// HEADs (the lock's time).
     pub head: AtomicU64,
-    /// PUTs (the lock).
+    /// PUTs and CopyObjects (the lock, the trash).
     pub put: AtomicU64,
     /// DeleteObjects requests (up to 1,000 keys each) and single DELETEs.
     pub delete: AtomicU64,
-}
-
-impl RequestCounts {
-    /// (list, get, head, put, delete) as read now.
-    pub fn snapshot(&self) -> [u64; 5] {
-        [&self.list, &self.get, &self.head, &self.put, &self.delete]
-            .map(|c| c.load(Ordering::Relaxed))
-    }
 }
 
 /// A bucket holding a registry's storage, with the runtime its requests
@@ -115,9 +107,18 @@ impl S3Storage {
                 builder = builder.with_config(key, value);
             }
         }
-        if let Some(region) = &target.region {
-            builder = builder.with_region(region);
-        }
+        // One region for the store and for the request signed here: the
+        // target's, else the environment's, else AWS's default.
+        let region = target
+            .region
+            .clone()
+            .or_else(|| {
+                ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                    .into_iter()
+                    .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+            })
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        builder = builder.with_region(&region);
         if let Some(endpoint) = &target.endpoint {
             // A custom endpoint (MinIO, Ceph, a proxy) is addressed with the
             // bucket in the path, as distribution's driver does.
@@ -161,16 +162,10 @@ impl S3Storage {
             .map_err(|e| target.error(&target.to_string(), e))?;
         let base_url = match &target.endpoint {
             Some(endpoint) => format!("{}/{}", endpoint.trim_end_matches('/'), target.bucket),
-            None if !target.bucket.contains('.') => format!(
-                "https://{}.s3.{}.amazonaws.com",
-                target.bucket,
-                target.region.as_deref().unwrap_or("us-east-1")
-            ),
-            None => format!(
-                "https://s3.{}.amazonaws.com/{}",
-                target.region.as_deref().unwrap_or("us-east-1"),
-                target.bucket
-            ),
+            None if !target.bucket.contains('.') => {
+                format!("https://{}.s3.{region}.amazonaws.com", target.bucket)
+            }
+            None => format!("https://s3.{region}.amazonaws.com/{}", target.bucket),
         };
         let store = builder
             .with_client_options(options)
@@ -185,7 +180,7 @@ impl S3Storage {
             .map_err(|e| Error::io(PathBuf::from(target.to_string()), e))?;
         let layout = Layout::new(target.root_path());
         Ok(S3Storage {
-            region: target.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            region,
             base_url,
             http,
             target,
@@ -210,13 +205,14 @@ impl S3Storage {
 
     /// The requests sent so far, for the report.
     pub fn request_report(&self) -> crate::report::S3Requests {
-        let [list, get, head, put, delete] = self.requests.snapshot();
+        let read = |count: &AtomicU64| count.load(Ordering::Relaxed);
+        let r = &self.requests;
         crate::report::S3Requests {
-            list,
-            get,
-            head,
-            put,
-            delete,
+            list: read(&r.list),
+            get: read(&r.get),
+            head: read(&r.head),
+            put: read(&r.put),
+            delete: read(&r.delete),
         }
     }
 
@@ -280,28 +276,63 @@ impl S3Storage {
         Ok((dirs, listed.objects))
     }
 
-    /// The content of `path`, at most `limit` bytes (more is an error).
-    pub(crate) async fn get(
-        &self,
-        path: &Path,
-        limit: u64,
-    ) -> object_store::Result<Option<Vec<u8>>> {
+    /// The content of `path`, read only when it is at most `limit` bytes.
+    /// An error is a request that failed (after the client's retries): the
+    /// caller cannot know what the object holds.
+    pub(crate) async fn get(&self, path: &Path, limit: u64) -> object_store::Result<Fetched> {
         self.requests.get.fetch_add(1, Ordering::Relaxed);
         match self.store.get(&key(path)).await {
-            Ok(result) => {
-                if result.meta.size > limit {
-                    return Err(object_store::Error::Generic {
-                        store: "S3",
-                        source: format!("{} bytes, over the {limit}-byte limit", result.meta.size)
-                            .into(),
-                    });
-                }
-                Ok(Some(result.bytes().await?.to_vec()))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Ok(result) if result.meta.size > limit => Ok(Fetched::TooLarge(result.meta.size)),
+            Ok(result) => Ok(Fetched::Bytes(result.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(Fetched::Missing),
             Err(e) => Err(e),
         }
     }
+}
+
+/// Keys per DeleteObjects request (the API's limit).
+pub(crate) const DELETE_BATCH: usize = 1000;
+
+impl S3Storage {
+    /// Deletes `keys` (at most [`DELETE_BATCH`]) with one DeleteObjects
+    /// request. Per key, in order, why it was not deleted; `None` when it
+    /// was, or was already gone. A request that failed as a whole fails
+    /// every key: nothing of it is known gone.
+    pub(crate) async fn delete_keys(&self, keys: &[&str]) -> Vec<Option<String>> {
+        self.requests.delete.fetch_add(1, Ordering::Relaxed);
+        let paths: Vec<object_store::Result<Key>> =
+            keys.iter().map(|k| Ok(Key::from(*k))).collect();
+        let answers: Vec<object_store::Result<Key>> = self
+            .store
+            .delete_stream(futures_util::stream::iter(paths).boxed())
+            .collect()
+            .await;
+        if answers.len() != keys.len() {
+            let why = answers
+                .into_iter()
+                .find_map(Result::err)
+                .map(|e| config::describe_error(&e))
+                .unwrap_or_else(|| "the DeleteObjects request failed".into());
+            return vec![Some(why); keys.len()];
+        }
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => Some(config::describe_error(&e)),
+            })
+            .collect()
+    }
+}
+
+/// What a bounded GET found.
+pub(crate) enum Fetched {
+    /// The object's bytes.
+    Bytes(Vec<u8>),
+    /// No such object.
+    Missing,
+    /// Larger than asked for (its size): not read.
+    TooLarge(u64),
 }
 
 /// The object key of a layout path (always `/`-separated, no leading `/`).
@@ -320,17 +351,7 @@ pub(crate) fn path_str(path: &Path) -> String {
 /// without reading it.
 pub(crate) fn link_etag(content: &str) -> String {
     use md5::Digest as _;
-    hex_lower(&md5::Md5::digest(content.as_bytes()))
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
-    }
-    out
+    crate::digest::lower_hex(&md5::Md5::digest(content.as_bytes()))
 }
 
 /// The ETag without its quotes.

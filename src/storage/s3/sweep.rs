@@ -19,16 +19,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use futures_util::{StreamExt, stream};
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 
-use super::S3Storage;
 use super::config::describe_error;
 use super::index::Listing;
 use super::trash::S3Batch;
+use super::{DELETE_BATCH, S3Storage};
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::gc::mark::{Loaded, Refs};
 use crate::gc::plan::{Candidate, CandidateKind, Plan, Reclaim};
@@ -37,9 +37,6 @@ use crate::interrupt::Phase;
 use crate::progress::Progress;
 use crate::storage::layout::{link_file, names};
 use crate::storage::{Failure, Held, SweepOptions, SweepOutcome, candidate_dir};
-
-/// Keys per DeleteObjects request (the API's limit).
-const BATCH: usize = 1000;
 
 /// Deletes the plan's candidates from the bucket.
 ///
@@ -69,21 +66,24 @@ pub fn sweep(
         let task = progress.bar(plan.candidates.len() as u64, doing, "objects");
         let mut journal_failed = false;
         let quit = || options.interrupt.stops(Phase::Sweep);
-        let crashed = AtomicBool::new(false);
-        let started = AtomicU64::new(0);
+        // A simulated crash (`stop_after`): deletions started so far.
+        let mut crashed = false;
+        let mut started = 0;
         let mut gone = vec![false; plan.candidates.len()];
         let mut failures = Vec::new();
-        // Candidates (by position) that stayed, and what they keep.
+        // Candidates (by position) that stayed, what they keep, and the
+        // manifests read to know it.
         let mut failed: Vec<usize> = Vec::new();
         let mut held = Held::default();
+        let mut reread: DigestMap<Loaded> = DigestMap::default();
         for (kind, range) in plan.kind_ranges() {
             let count = range.len();
             // A stop request is looked at before each DeleteObjects request.
-            if crashed.load(Ordering::Relaxed) || options.interrupt.requested() {
+            if crashed || options.interrupt.requested() {
                 break;
             }
             if matches!(kind, CandidateKind::LayerLink | CandidateKind::Blob) && !failed.is_empty() {
-                held = held_after(storage, index, plan, &failed).await;
+                held = held_after(storage, index, plan, &failed, &mut reread).await;
             }
             if let Some(since) = index_began {
                 if kind.rechecked() && (!looked_again || kind == CandidateKind::Blob) {
@@ -106,8 +106,9 @@ pub fn sweep(
             for i in range {
                 let candidate = &plan.candidates[i];
                 if let Some(limit) = options.stop_after {
-                    if started.fetch_add(1, Ordering::SeqCst) >= limit {
-                        crashed.store(true, Ordering::SeqCst);
+                    started += 1;
+                    if started > limit {
+                        crashed = true;
                         break;
                     }
                 }
@@ -198,7 +199,6 @@ pub fn sweep(
         for (candidate, _) in plan.candidates.iter().zip(&gone).filter(|(_, g)| **g) {
             deleted.add(candidate);
         }
-        let crashed = crashed.into_inner();
         let interrupted = crashed || changed.is_some() || quit() && gone.iter().any(|g| !g);
         // A crash (`stop_after`) leaves the batch without its end, as a kill would.
         if let (Some(batch), false) = (trash, crashed) {
@@ -224,10 +224,16 @@ pub fn sweep(
 
 /// What the candidates at positions `failed` keep, as on a filesystem
 /// ([`Held::after_failures_with`]): the manifests they reach are read
-/// again, round by round, as the traversal asks for them.
-async fn held_after(storage: &S3Storage, index: &Index, plan: &Plan, failed: &[usize]) -> Held {
+/// again, round by round, as the traversal asks for them (once per run:
+/// `read` keeps them).
+async fn held_after(
+    storage: &S3Storage,
+    index: &Index,
+    plan: &Plan,
+    failed: &[usize],
+    read: &mut DigestMap<Loaded>,
+) -> Held {
     let layout = storage.layout();
-    let mut read: DigestMap<Loaded> = DigestMap::default();
     loop {
         let mut wanted = DigestSet::default();
         let held = Held::after_failures_with(layout, index, plan, failed, |manifest| {
@@ -380,7 +386,7 @@ struct Deleted {
     unsent: HashSet<usize>,
 }
 
-/// Deletes the keys of `work`, in batches of [`BATCH`], several in flight.
+/// Deletes the keys of `work`, in batches of [`DELETE_BATCH`], several in flight.
 async fn delete_all(
     storage: &S3Storage,
     work: &[(usize, Vec<String>)],
@@ -393,11 +399,11 @@ async fn delete_all(
     let mut batches: Vec<Vec<(usize, &str)>> = Vec::new();
     let mut batch: Vec<(usize, &str)> = Vec::new();
     for (i, keys) in work {
-        if batch.len() + keys.len() > BATCH && !batch.is_empty() {
+        if batch.len() + keys.len() > DELETE_BATCH && !batch.is_empty() {
             batches.push(std::mem::take(&mut batch));
         }
         for key in keys {
-            if batch.len() == BATCH {
+            if batch.len() == DELETE_BATCH {
                 batches.push(std::mem::take(&mut batch));
             }
             batch.push((*i, key.as_str()));
@@ -447,35 +453,14 @@ async fn delete_batch(
             return deleted;
         }
     }
-    let paths: Vec<object_store::path::Path> = batch
-        .iter()
-        .map(|(_, k)| object_store::path::Path::from(*k))
-        .collect();
-    let n = paths.len();
-    storage.requests.delete.fetch_add(1, Ordering::Relaxed);
-    let keys = stream::iter(paths.into_iter().map(Ok)).boxed();
+    let keys: Vec<&str> = batch.iter().map(|(_, k)| *k).collect();
     let mut moved = 0;
-    let answers: Vec<object_store::Result<object_store::path::Path>> =
-        storage.store().delete_stream(keys).collect().await;
-    if answers.len() == n {
-        // One answer per key, in order.
-        for ((i, _), answer) in batch.iter().zip(answers) {
-            match answer {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => moved += 1,
-                Err(e) => {
-                    deleted.failed.insert(*i, describe_error(&e));
-                }
+    for ((i, _), failure) in batch.iter().zip(storage.delete_keys(&keys).await) {
+        match failure {
+            None => moved += 1,
+            Some(why) => {
+                deleted.failed.insert(*i, why);
             }
-        }
-    } else {
-        // The request failed as a whole: nothing of it is known gone.
-        let why = answers
-            .into_iter()
-            .find_map(Result::err)
-            .map(|e| describe_error(&e))
-            .unwrap_or_else(|| "the DeleteObjects request failed".into());
-        for (i, _) in &batch {
-            deleted.failed.insert(*i, why.clone());
         }
     }
     if let Some(trash) = trash {

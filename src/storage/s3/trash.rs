@@ -43,11 +43,11 @@ use std::time::SystemTime;
 
 use futures_util::{StreamExt, stream};
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::config::{S3Target, describe_error};
-use super::{DEFAULT_CONCURRENCY, S3Storage};
+use super::{DEFAULT_CONCURRENCY, DELETE_BATCH, Fetched, S3Storage};
 use crate::clock;
 use crate::duration::Age;
 use crate::error::{Error, Result};
@@ -64,8 +64,6 @@ const JOURNAL_PREFIX: &str = "journal-";
 const JOURNAL_SUFFIX: &str = ".jsonl";
 /// A journal object larger than this is none regsweep wrote.
 const MAX_JOURNAL: u64 = 1 << 30;
-/// Keys per DeleteObjects request.
-const DELETE_BATCH: usize = 1000;
 
 /// One line of a journal object after its header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +102,8 @@ fn parse_url(url: &str) -> Result<(String, String)> {
         path: PathBuf::from(url),
         reason: reason.to_owned(),
     };
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| refuse("not an s3:// address"))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let prefix = prefix.trim_matches('/');
+    let (bucket, prefix) =
+        super::config::split_s3_url(url).ok_or_else(|| refuse("not an s3:// address"))?;
     if bucket.is_empty() || prefix.is_empty() {
         return Err(refuse(
             "expected s3://BUCKET/PREFIX: a trash needs a prefix of its own in the bucket",
@@ -404,8 +399,15 @@ impl Opened {
             for (n, journal) in journals.iter().enumerate() {
                 let url = self.url(journal);
                 let text = match self.storage.get(Path::new(journal), MAX_JOURNAL).await {
-                    Ok(Some(bytes)) => bytes,
-                    Ok(None) => continue,
+                    Ok(Fetched::Bytes(bytes)) => bytes,
+                    Ok(Fetched::Missing) => continue,
+                    Ok(Fetched::TooLarge(size)) => {
+                        problems.push((
+                            url,
+                            format!("the journal is {size} bytes, over {MAX_JOURNAL}; its keys stay in the batch"),
+                        ));
+                        continue;
+                    }
                     Err(e) => {
                         problems.push((
                             url,
@@ -467,15 +469,11 @@ impl Opened {
     async fn delete(&self, keys: Vec<String>) -> Vec<(PathBuf, String)> {
         let mut failures = Vec::new();
         for chunk in keys.chunks(DELETE_BATCH) {
-            self.storage.requests.delete.fetch_add(1, Ordering::Relaxed);
-            let paths: Vec<object_store::Result<Key>> =
-                chunk.iter().map(|k| Ok(Key::from(k.clone()))).collect();
-            let paths = stream::iter(paths).boxed();
-            let answers: Vec<_> = self.storage.store().delete_stream(paths).collect().await;
-            for (key, answer) in chunk.iter().zip(answers) {
-                match answer {
-                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => failures.push((self.url(key), describe_error(&e))),
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let answers = self.storage.delete_keys(&chunk).await;
+            for (key, failure) in chunk.iter().zip(answers) {
+                if let Some(why) = failure {
+                    failures.push((self.url(key), why));
                 }
             }
         }
@@ -538,16 +536,14 @@ fn listing_prefix(root: &str, parts: &[&str]) -> String {
 /// a root in `bucket`.
 fn journal_root(header: &Header, bucket: &str) -> std::result::Result<String, String> {
     let recorded = header.storage_root.to_string_lossy();
-    let rest = recorded.strip_prefix("s3://").ok_or_else(|| {
+    let (b, root) = super::config::split_s3_url(&recorded).ok_or_else(|| {
         format!("the journal's storage_root `{recorded}` is not an s3:// address")
     })?;
-    let (b, root) = rest.split_once('/').unwrap_or((rest, ""));
     if b != bucket {
         return Err(format!(
             "the journal's storage_root `{recorded}` is not in the trash's bucket `{bucket}`"
         ));
     }
-    let root = root.trim_matches('/');
     if root.split('/').any(|c| c == "." || c == "..") {
         return Err(format!(
             "the journal's storage_root `{recorded}` has a `.` or `..` component"
