@@ -577,10 +577,7 @@ pub fn disk_usage(
             since: *since,
         });
         let task = progress.spinner("marking", "manifests read");
-        let loaded = match storage {
-            Storage::Filesystem(layout) => mark::load_all(layout, &index, &task),
-            Storage::S3(bucket) => s3::manifests::load_all(bucket, &index, &task, &interrupt)?,
-        };
+        let loaded = storage.load_manifests(&index, &task, &interrupt)?;
         let mut usage = compute_loaded(layout, &index, &loaded, warnings, options, window.as_ref());
         usage.storage_root = storage.name();
         task.finish();

@@ -243,10 +243,7 @@ fn run(config: &VerifyConfig) -> Result<Verification> {
     };
     task.finish();
     let task = progress.spinner("reading manifests", "manifests");
-    let loaded = match storage {
-        Storage::Filesystem(layout) => mark::load_all(layout, &index, &task),
-        Storage::S3(bucket) => s3::manifests::load_all(bucket, &index, &task, &interrupt)?,
-    };
+    let loaded = storage.load_manifests(&index, &task, &interrupt)?;
     task.finish();
 
     problems.extend(index.warnings.iter().cloned().map(Problem::from_warning));

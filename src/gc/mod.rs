@@ -423,12 +423,7 @@ impl Collector {
             let mut dropped = retention::policy::dropped_tags(&decisions, index.repositories.len());
             let task = progress.spinner("marking", "manifests read");
             interrupt.check(Phase::Plan)?;
-            let loaded = match storage {
-                Storage::Filesystem(layout) => {
-                    mark::load_all_until(layout, &index, &task, &interrupt)?
-                }
-                Storage::S3(bucket) => s3::manifests::load_all(bucket, &index, &task, &interrupt)?,
-            };
+            let loaded = storage.load_manifests(&index, &task, &interrupt)?;
             // Signatures of schema1 revisions, and of any revision whose
             // manifest is not known to be something else.
             // (A listing found every signature already.)

@@ -60,6 +60,23 @@ impl Storage {
         }
     }
 
+    /// Every manifest the repositories of `index` hold or reach, read from
+    /// this storage; `interrupt` ends it with [`crate::Error::Interrupted`],
+    /// and on a bucket a request that fails after its retries is an error.
+    pub fn load_manifests(
+        &self,
+        index: &Index,
+        progress: &crate::progress::Task,
+        interrupt: &Interrupt,
+    ) -> crate::Result<DigestMap<crate::gc::mark::Loaded>> {
+        match self {
+            Storage::Filesystem(layout) => {
+                crate::gc::mark::load_all_until(layout, index, progress, interrupt)
+            }
+            Storage::S3(bucket) => s3::manifests::load_all(bucket, index, progress, interrupt),
+        }
+    }
+
     /// The bucket, for a bucket.
     pub fn bucket(&self) -> Option<&s3::S3Storage> {
         match self {
