@@ -14,7 +14,7 @@ use regsweep::progress::Progress;
 use regsweep::report::BlobCache;
 use regsweep::retention::policy::PolicyFlags;
 use regsweep::retention::protect::ProtectList;
-use regsweep::retention::pulls::{ClientPattern, PullLogConfig};
+use regsweep::retention::pulls::{ClientPattern, ForcedFormat, PullLogConfig};
 use regsweep::storage::SweepOptions;
 use regsweep::storage::target::{self, Environment};
 use regsweep::verify::VerifyConfig;
@@ -105,7 +105,7 @@ pub struct DuArgs {
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<u16>,
 
-    /// The registry's logs, as for gc --pull-log: a file (plain or gzip), a directory (its files) or - for stdin; repeatable
+    /// The registry's logs, as for gc --pull-log: a file (plain or gzip), a directory (its files), a glob, or - for stdin; repeatable
     #[arg(
         long,
         value_name = "PATH",
@@ -145,6 +145,10 @@ pub struct PullLogReading {
     /// Pulls from ADDRESS, or from a network ADDRESS/PREFIX (a scanner, a mirror), do not count; repeatable
     #[arg(long, value_name = "ADDRESS[/PREFIX]", help_heading = "Pull logs", requires = "pull_log", value_parser = ClientPattern::parse)]
     pub pull_ignore_client: Vec<ClientPattern>,
+
+    /// Read every --pull-log input as this one format, rejecting lines of any other shape [default: auto, each line by its shape]
+    #[arg(long, value_name = "FORMAT", help_heading = "Pull logs", requires = "pull_log", value_parser = clap::builder::PossibleValuesParser::new(ForcedFormat::names()))]
+    pub pull_log_format: Option<String>,
 }
 
 impl PullLogReading {
@@ -156,6 +160,11 @@ impl PullLogReading {
             protect_within,
             ignore_user_agents: self.pull_ignore_user_agent.clone(),
             ignore_clients: self.pull_ignore_client.clone(),
+            // clap let through only the names from_name takes.
+            format: self
+                .pull_log_format
+                .as_deref()
+                .and_then(|name| ForcedFormat::from_name(name).ok().flatten()),
         }
     }
 }
@@ -376,7 +385,7 @@ pub struct GcArgs {
     )]
     pub keep_pulled_within: Option<Age>,
 
-    /// The registry's logs, for the pull rules: its app log (text or JSON formatter) or access log, or nginx/Apache combined lines; a file (plain or gzip), a directory (its files) or - for stdin; repeatable
+    /// The registry's logs, for the pull rules: its app log (text, terminal or JSON formatter), access log or notification events, nginx/Apache/Traefik combined lines, or Caddy/Traefik JSON access logs; a file (plain or gzip), a directory (its files), a glob, or - for stdin; repeatable
     #[arg(long, value_name = "PATH", help_heading = "Retention policy")]
     pub pull_log: Vec<PathBuf>,
 

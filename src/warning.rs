@@ -52,6 +52,10 @@ pub enum WarningKind {
     /// `response completed` line (its level is `warn` or higher) beside
     /// access lines: pulls come from the access lines alone.
     PullLogAppLinesMissing,
+    /// The pull logs hold the app log of registry 3.0.x, which logs no
+    /// HEAD of a manifest, and no access lines: pulls by HEAD alone go
+    /// unseen.
+    PullLogHeadsMissing,
 }
 
 /// One warning, naming the path at fault.

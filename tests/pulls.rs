@@ -600,3 +600,276 @@ fn the_human_report_gives_a_line_per_log_and_why_each_tag_stays() {
     // The line not read names `old`: kept, as pulled at the log's end.
     assert!(stdout.contains("a log line not fully read"), "{stdout}");
 }
+
+/// `t` as a combined-format access line writes it.
+fn clf_time(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .unwrap()
+        .strftime("%d/%b/%Y:%H:%M:%S +0000")
+        .to_string()
+}
+
+/// `rolled_tree` and `other`, pointing at `second` since 60 days ago:
+/// only a pull of `second` keeps it.
+fn rolled_tree_with_other() -> (LayoutBuilder, Manifest, Manifest) {
+    let (mut b, first, second) = rolled_tree();
+    b.push("app", "other", &second);
+    let root = b.root().to_path_buf();
+    set_mtime(
+        &tag_index_link(&root, "app", "other", &second.digest),
+        days_ago(60),
+    );
+    set_mtime(&tag_current_link(&root, "app", "other"), days_ago(60));
+    (b, first, second)
+}
+
+/// A proxy's log of `pulls` (lines written by `line`), its first and last
+/// line a request for `/v2/` 40 days ago and a minute ago.
+fn write_proxy_log(
+    dir: &Path,
+    name: &str,
+    line: impl Fn(SystemTime, &str, &str) -> String,
+    pulls: &[String],
+) -> PathBuf {
+    let path = dir.join(name);
+    let mut text = line(days_ago(40), "", "");
+    for pull in pulls {
+        text.push_str(pull);
+    }
+    text.push_str(&line(SystemTime::now() - Duration::from_secs(60), "", ""));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// nginx's combined format with `$upstream_http_docker_content_digest`
+/// after the agent; `uri` is `/v2/` when `digest` is empty.
+fn nginx_line(t: SystemTime, uri: &str, digest: &str) -> String {
+    let uri = if uri.is_empty() { "/v2/" } else { uri };
+    let digest = if digest.is_empty() { "-" } else { digest };
+    format!(
+        "10.0.0.5 - - [{}] \"GET {uri} HTTP/1.1\" 200 1638 \"-\" \"containerd/1.7.13\" {digest}\n",
+        clf_time(t)
+    )
+}
+
+/// Caddy's JSON access line, the registry's digest in `resp_headers`.
+fn caddy_line(t: SystemTime, uri: &str, digest: &str) -> String {
+    let uri = if uri.is_empty() { "/v2/" } else { uri };
+    let ts = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut headers = serde_json::json!({"Content-Type": ["application/json"]});
+    if !digest.is_empty() {
+        headers["Docker-Content-Digest"] = serde_json::json!([digest]);
+    }
+    format!(
+        "{}\n",
+        serde_json::json!({
+            "level": "info", "ts": ts, "logger": "http.log.access.log0", "msg": "handled request",
+            "request": {"remote_ip": "10.0.0.5", "method": "GET", "host": "r", "uri": uri,
+                        "headers": {"User-Agent": ["containerd/1.7.13"]}},
+            "duration": 0.003, "size": 1638, "status": 200, "resp_headers": headers,
+        })
+    )
+}
+
+#[test]
+fn a_pull_by_tag_whose_line_names_the_digest_served_keeps_only_that_manifest() {
+    for (name, line) in [
+        (
+            "access.log",
+            nginx_line as fn(SystemTime, &str, &str) -> String,
+        ),
+        ("caddy.log", caddy_line),
+    ] {
+        let (b, first, second) = rolled_tree_with_other();
+        let dir = tempfile::tempdir().unwrap();
+        let pulled = |digest: &str| {
+            write_proxy_log(
+                dir.path(),
+                name,
+                line,
+                &[line(days_ago(15), "/v2/app/manifests/moving", digest)],
+            )
+        };
+        // `moving` pulled 15 days ago: its history says `first` or
+        // `second` (set 10 days ago, after the pull); the line says
+        // `first`, so `other` (at `second`) goes and `old` (at `first`)
+        // stays.
+        let log = pulled(&first.digest);
+        let mut args = POLICY.to_vec();
+        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+        let report = gc_json(b.root(), &args);
+        assert_eq!(report["exit_code"], 0, "{name}: {report:#}");
+        assert_eq!(decided(&report, "deleted"), ["other"], "{name}: {report:#}");
+        assert!(
+            reason(&report, "old").contains("(GET by tag `moving`, containerd/1.7.13)"),
+            "{name}: {report:#}"
+        );
+        assert_eq!(
+            report["pull_logs"]["files"][0]["rejected"], 0,
+            "{name}: {report:#}"
+        );
+
+        // Without the digest, the history decides: both could have been
+        // served, both stay.
+        let log = pulled("");
+        let mut args = POLICY.to_vec();
+        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+        let report = gc_json(b.root(), &args);
+        assert_eq!(
+            decided(&report, "deleted"),
+            Vec::<String>::new(),
+            "{name}: {report:#}"
+        );
+
+        // A digest the tag never held (an old client given a list's
+        // child): the history still decides what the tag served.
+        let child = format!("sha256:{}", "c".repeat(64));
+        let log = pulled(&child);
+        let mut args = POLICY.to_vec();
+        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+        let report = gc_json(b.root(), &args);
+        assert_eq!(
+            decided(&report, "deleted"),
+            Vec::<String>::new(),
+            "{name}: {report:#}"
+        );
+        let _ = &second;
+    }
+}
+
+#[test]
+fn a_quoted_glob_is_expanded_and_one_matching_nothing_is_refused() {
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    fs::create_dir(&logs).unwrap();
+    // The pull in a rotated file, the coverage in the current one.
+    let current = write_log(&logs, &[]);
+    fs::write(
+        logs.join("app.log.1"),
+        app_line(days_ago(15), "HEAD", "/v2/app/manifests/moving", 200),
+    )
+    .unwrap();
+    fs::write(logs.join("unrelated.txt"), "not a log\n").unwrap();
+    let pattern = logs.join("app.log*");
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", pattern.to_str().unwrap()]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    let files: Vec<&str> = report["pull_logs"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            current.to_str().unwrap(),
+            logs.join("app.log.1").to_str().unwrap()
+        ]
+    );
+    assert!(
+        reason(&report, "old").contains("pulled 15d ago"),
+        "{report:#}"
+    );
+
+    let nothing = logs.join("registry-*.log");
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", nothing.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .arg("gc")
+        .args(&args)
+        .arg(b.root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: matches no file", nothing.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn terminal_format_lines_in_a_containers_log_are_dated_by_the_collector() {
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    // What `docker run -t` leaves in json-file: the coloured terminal
+    // format, timed only by docker.
+    let tty = |uri: &str| {
+        format!(
+            "\u{1b}[36mINFO\u{1b}[0m[0042] response completed                            \u{1b}[36mhttp.request.method\u{1b}[0m=HEAD \u{1b}[36mhttp.request.uri\u{1b}[0m=\"{uri}\" \u{1b}[36mhttp.request.useragent\u{1b}[0m=\"containerd/1.7.13\" \u{1b}[36mhttp.response.status\u{1b}[0m=200\r\n"
+        )
+    };
+    let mut text = String::new();
+    for (t, uri) in [
+        (days_ago(40), "/v2/"),
+        (days_ago(15), "/v2/app/manifests/moving"),
+        (SystemTime::now() - Duration::from_secs(60), "/v2/"),
+    ] {
+        text.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"log": tty(uri), "stream": "stderr", "time": regsweep::clock::rfc3339(t)})
+        ));
+    }
+    let log = dir.path().join("container-json.log");
+    fs::write(&log, text).unwrap();
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    let file = &report["pull_logs"]["files"][0];
+    assert_eq!(file["formats"]["distribution-tty"], 3, "{file:#}");
+    assert_eq!(file["rejected"], 0, "{file:#}");
+    assert!(
+        reason(&report, "old").contains("pulled 15d ago (HEAD by tag `moving`"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_forced_pull_log_format_rejects_other_lines_and_the_window_is_then_refused() {
+    let (b, _first, _second) = rolled_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), &[]);
+    let mut args = POLICY.to_vec();
+    args.extend([
+        "30d",
+        "--pull-log",
+        log.to_str().unwrap(),
+        "--pull-log-format",
+        "distribution-text",
+    ]);
+    assert_eq!(gc_json(b.root(), &args)["exit_code"], 0);
+    let mut args = POLICY.to_vec();
+    args.extend([
+        "30d",
+        "--pull-log",
+        log.to_str().unwrap(),
+        "--pull-log-format",
+        "combined",
+    ]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(report["exit_code"], 2, "{report:#}");
+    assert_eq!(report["kind"], "pull_logs_incomplete", "{report:#}");
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .args([
+            "gc",
+            "--pull-log",
+            "x",
+            "--pull-log-format",
+            "apache",
+            "--keep-pulled-within",
+            "1d",
+        ])
+        .arg(b.root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("caddy-json"), "{stderr}");
+}

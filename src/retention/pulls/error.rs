@@ -35,6 +35,14 @@ pub enum PullLogError {
         /// The directory.
         path: PathBuf,
     },
+    /// A glob given as a pull log that cannot be used.
+    #[error("{}: {reason}", pattern.display())]
+    Glob {
+        /// The pattern.
+        pattern: PathBuf,
+        /// Why: it matches nothing, or it is not a valid glob.
+        reason: String,
+    },
     /// A log compressed in a way not read.
     #[error("{}: {format}-compressed: decompress it first ({tool} FILE | regsweep gc --pull-log - ...)", path.display())]
     Compressed {
@@ -66,6 +74,7 @@ impl PullLogError {
             PullLogError::Read { path, .. }
             | PullLogError::ReadAt { path, .. }
             | PullLogError::Empty { path }
+            | PullLogError::Glob { pattern: path, .. }
             | PullLogError::Compressed { path, .. } => Some(path),
             PullLogError::Needed { .. } | PullLogError::Incomplete { .. } => None,
         }

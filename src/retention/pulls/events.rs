@@ -29,6 +29,9 @@ use super::parse;
 /// How reports name the format.
 pub const FORMAT: &str = "events";
 
+/// How `--pull-log-format` names it.
+pub const FORCED_NAME: &str = "notification";
+
 /// Bytes of the event being decoded kept for a report, should it break.
 const KEEP: usize = super::input::MAX_LINE;
 

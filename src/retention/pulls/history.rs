@@ -32,6 +32,11 @@ pub struct TagHistory {
 }
 
 impl TagHistory {
+    /// Whether the tag ever pointed at `digest`, as far as storage tells.
+    pub fn holds(&self, digest: &Digest) -> bool {
+        self.current == Some(*digest) || self.entries.iter().any(|(d, _)| d == digest)
+    }
+
     /// The digests a pull of the tag at `t` could have served.
     pub fn possible(&self, t: SystemTime) -> Vec<Digest> {
         if let (Some(current), Some(pushed)) = (self.current, self.pushed) {

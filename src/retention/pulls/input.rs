@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use super::PullLogError;
 
@@ -31,9 +31,11 @@ impl Source {
 }
 
 /// The files `inputs` name, in order: a file as it is, a directory's
-/// regular files (not its subdirectories) sorted by name, `-` as standard
-/// input (once). A path that cannot be read, or a directory without files,
-/// is an error: the operator meant to give logs there.
+/// regular files (not its subdirectories) sorted by name, a glob's matches
+/// sorted by name (a directory matched gives its files), `-` as standard
+/// input (once). A path that cannot be read, a directory without files, or
+/// a glob that matches nothing is an error: the operator meant to give logs
+/// there.
 pub fn expand(inputs: &[PathBuf]) -> Result<Vec<Source>, PullLogError> {
     let mut sources = Vec::new();
     for input in inputs {
@@ -47,28 +49,111 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<Source>, PullLogError> {
             path: input.clone(),
             source,
         };
-        let meta = std::fs::metadata(input).map_err(read_error)?;
+        let meta = match std::fs::metadata(input) {
+            Ok(meta) => meta,
+            // Quoted from the shell (a cron line, a unit file), or a
+            // pattern the shell found nothing for.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && is_glob(input) => {
+                for path in glob(input)? {
+                    if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                        sources.extend(directory(&path)?.into_iter().map(Source::File));
+                    } else {
+                        sources.push(Source::File(path));
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(read_error(e)),
+        };
         if !meta.is_dir() {
             sources.push(Source::File(input.clone()));
             continue;
         }
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(input).map_err(read_error)? {
-            let path = entry.map_err(read_error)?.path();
-            // A link to a file counts (/var/log/containers links to pod logs).
-            if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                files.push(path);
-            }
-        }
-        if files.is_empty() {
-            return Err(PullLogError::Empty {
-                path: input.clone(),
-            });
-        }
-        files.sort();
-        sources.extend(files.into_iter().map(Source::File));
+        sources.extend(directory(input)?.into_iter().map(Source::File));
     }
     Ok(sources)
+}
+
+/// The regular files of `dir` (links to files count: /var/log/containers
+/// links to pod logs), sorted; none is an error.
+fn directory(dir: &Path) -> Result<Vec<PathBuf>, PullLogError> {
+    let read_error = |source| PullLogError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error)? {
+        let path = entry.map_err(read_error)?.path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(PullLogError::Empty {
+            path: dir.to_owned(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Whether `path` holds glob syntax (`*`, `?`, `[...]`, `{a,b}`).
+fn is_glob(path: &Path) -> bool {
+    path.to_string_lossy().contains(['*', '?', '[', '{'])
+}
+
+/// The paths `pattern` matches, sorted: `*`, `?`, `[...]` and `{a,b}`
+/// within one component, `**` across any number. The walk starts at the
+/// longest leading part without glob syntax and goes no deeper than the
+/// pattern can match.
+fn glob(pattern: &Path) -> Result<Vec<PathBuf>, PullLogError> {
+    let text = pattern.to_string_lossy();
+    let invalid = |reason: String| PullLogError::Glob {
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    let matcher = globset::GlobBuilder::new(&text)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| invalid(e.kind().to_string()))?
+        .compile_matcher();
+    let components: Vec<Component> = pattern.components().collect();
+    let literal = components
+        .iter()
+        .take_while(|c| !is_glob(Path::new(c.as_os_str())))
+        .count();
+    let base: PathBuf = if literal == 0 {
+        PathBuf::from(".")
+    } else {
+        components[..literal].iter().collect()
+    };
+    let rest = &components[literal..];
+    let depth = if rest.iter().any(|c| c.as_os_str() == "**") {
+        usize::MAX
+    } else {
+        rest.len()
+    };
+    let mut matched = Vec::new();
+    for entry in walkdir::WalkDir::new(&base).min_depth(1).max_depth(depth) {
+        let entry = entry.map_err(|e| PullLogError::Read {
+            path: e.path().map_or_else(|| base.clone(), Path::to_owned),
+            source: e.into(),
+        })?;
+        let path = if literal == 0 {
+            entry.path().strip_prefix(".").unwrap_or(entry.path())
+        } else {
+            entry.path()
+        };
+        if matcher.is_match(path) {
+            matched.push(path.to_owned());
+        }
+    }
+    if matched.is_empty() {
+        return Err(invalid("matches no file".to_owned()));
+    }
+    matched.sort();
+    Ok(matched)
 }
 
 /// How a file is compressed.

@@ -71,6 +71,46 @@ pub struct PullLogConfig {
     pub ignore_user_agents: Vec<regex::Regex>,
     /// `--pull-ignore-client`: pulls from a matching address do not count.
     pub ignore_clients: Vec<ClientPattern>,
+    /// `--pull-log-format`: read every input as this one format; `None`
+    /// tells each line's format by its shape.
+    pub format: Option<ForcedFormat>,
+}
+
+/// A format `--pull-log-format` forces on every input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForcedFormat {
+    /// Log lines of one format; lines of any other shape are rejected.
+    Lines(parse::Format),
+    /// The registry's notification events (JSON documents).
+    Events,
+}
+
+impl ForcedFormat {
+    /// The names `--pull-log-format` takes, `auto` first.
+    pub fn names() -> Vec<&'static str> {
+        let mut names = vec!["auto"];
+        names.extend(parse::Format::ALL.iter().map(|f| f.name()));
+        names.push(events::FORCED_NAME);
+        names
+    }
+
+    /// The format `name` names; `auto` is `Ok(None)`.
+    pub fn from_name(name: &str) -> Result<Option<ForcedFormat>, String> {
+        if name == "auto" {
+            return Ok(None);
+        }
+        if name == events::FORCED_NAME || name == events::FORMAT {
+            return Ok(Some(ForcedFormat::Events));
+        }
+        parse::Format::from_name(name)
+            .map(|f| Some(ForcedFormat::Lines(f)))
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` is not a pull log format; one of: {}",
+                    ForcedFormat::names().join(", ")
+                )
+            })
+    }
 }
 
 /// An address or a network (`10.0.0.7`, `10.1.0.0/16`, `fd00::/8`) whose
@@ -278,8 +318,11 @@ pub struct PullLogFile {
     /// Completed requests read from the registry's app log (`response
     /// completed`), of any path.
     pub app_requests: u64,
-    /// Requests read from access lines (combined format).
+    /// Requests read from access lines (combined format, a proxy's JSON).
     pub access_requests: u64,
+    /// Registry versions the app log names (`version=`): 3.0.x logs no
+    /// HEAD of a manifest.
+    pub versions: Vec<String>,
     /// Per instance listed in `instances`, the first and last time of its
     /// lines here.
     #[serde(skip)]
@@ -308,6 +351,7 @@ impl PullLogFile {
             wrappers: crate::retention::logwrap::Counts::default(),
             app_requests: 0,
             access_requests: 0,
+            versions: Vec::new(),
             instance_spans: Vec::new(),
         }
     }
@@ -598,6 +642,9 @@ struct Observation<'a> {
     user_agent: Option<&'a str>,
     /// The client's address as logged.
     client: Option<&'a str>,
+    /// The digest the response named (an event's `target.digest`, a
+    /// proxy's `Docker-Content-Digest`), when logged.
+    served: Option<&'a str>,
 }
 
 /// The pull a completed request records, if it is one: a GET or HEAD of a
@@ -628,6 +675,8 @@ struct Reader<'a> {
     histories: Histories<'a>,
     ignore_user_agents: &'a [regex::Regex],
     ignore_clients: &'a [ClientPattern],
+    /// `--pull-log-format`.
+    format: Option<ForcedFormat>,
     /// Pulls left out by `ignore_user_agents` and `ignore_clients`, so far.
     ignored: u64,
 }
@@ -666,7 +715,18 @@ impl Reader<'_> {
             via: Via::Tag(tag),
             user_agent,
         };
-        if let Some(history) = self.histories.get(o.repository, o.reference) {
+        let history = self.histories.get(o.repository, o.reference);
+        if let Some(served) = o.served {
+            self.table.update(o.repository, served, pull.clone(), false);
+        }
+        // The digest served decides, when the tag's history holds it. One
+        // it never held (an old client given the list's amd64 child, or a
+        // schema1 rewrite) leaves the history to say what the tag served.
+        let exact = o
+            .served
+            .and_then(Digest::parse)
+            .is_some_and(|d| history.is_some_and(|h| h.holds(&d)));
+        if let (Some(history), false) = (history, exact) {
             for digest in history.possible(o.attribute_at) {
                 self.table
                     .update(o.repository, &digest.to_string(), pull.clone(), false);
@@ -693,7 +753,12 @@ impl Reader<'_> {
                 source,
             })
         })?;
-        if events::looks_like_events(head) {
+        let events = match self.format {
+            Some(ForcedFormat::Events) => true,
+            Some(ForcedFormat::Lines(_)) => false,
+            None => events::looks_like_events(head),
+        };
+        if events {
             self.read_events(&mut *reader, &mut file, &mut uncertain, interrupt, task)?;
         } else {
             self.read_lines(&mut *reader, &mut file, &mut uncertain, interrupt, task)?;
@@ -738,18 +803,21 @@ impl Reader<'_> {
             }
             if cut {
                 let text = String::from_utf8_lossy(&buf);
-                self.read_payload(file, uncertain, &text, true);
+                file.reject("longer than 1 MiB", &text);
+                if let Some(pair) = parse::manifest_reference_anywhere(&text) {
+                    uncertain.insert(pair);
+                }
                 continue;
             }
             // A collector's record: the registry's line is its payload, and
             // a line the collector split is read once it is whole again.
             if let Some(peeled) = peeler.push(&buf) {
-                self.read_payload(file, uncertain, &peeled.payload, false);
+                self.read_payload(file, uncertain, &peeled.payload, peeled.collected);
             }
         }
         // Lines the collector left unfinished are still read.
         while let Some(peeled) = peeler.finish() {
-            self.read_payload(file, uncertain, &peeled.payload, false);
+            self.read_payload(file, uncertain, &peeled.payload, peeled.collected);
         }
         file.wrappers = *peeler.counts();
         task.inc(file.lines % 65_536);
@@ -877,37 +945,27 @@ impl Reader<'_> {
             method: pull.method,
             user_agent: pull.user_agent.as_deref(),
             client: pull.client.as_deref(),
+            // Pulled by tag, the event also names the manifest served.
+            served: pull.tag.as_ref().and(pull.digest.as_deref()),
         });
-        // Pulled by tag, the event also names the manifest served: a pull
-        // of it through that tag, whatever the tag's history says.
-        let left_out = self.leaves_out(pull.user_agent.as_deref(), pull.client.as_deref());
-        if let (Some(tag), Some(digest), false) = (&pull.tag, &pull.digest, left_out) {
-            let served = LastPull {
-                time,
-                method: pull.method,
-                via: Via::Tag(Arc::from(tag.as_str())),
-                user_agent: pull.user_agent.as_deref().map(|ua| self.table.agent(ua)),
-            };
-            self.table.update(&pull.repository, digest, served, false);
-        }
     }
 }
 
 impl Reader<'_> {
-    /// Reads one registry log line (`cut`: longer than the line limit)
-    /// into `file`'s account and the table.
+    /// Reads one registry log line, which a collector received at
+    /// `collected` if it says, into `file`'s account and the table.
     fn read_payload(
         &mut self,
         file: &mut PullLogFile,
         uncertain: &mut BTreeSet<(String, String)>,
         text: &str,
-        cut: bool,
+        collected: Option<SystemTime>,
     ) {
-        let parsed = if cut {
-            Parsed::Rejected("longer than 1 MiB")
-        } else {
-            parse::parse_line(text)
+        let only = match self.format {
+            Some(ForcedFormat::Lines(format)) => Some(format),
+            _ => None,
         };
+        let parsed = parse::parse_line_in(text, parse::LineContext { collected, only });
         match parsed {
             Parsed::Blank => {}
             Parsed::Rejected(reason) => {
@@ -922,18 +980,20 @@ impl Reader<'_> {
                 request,
                 instance,
                 host,
+                version,
             } => {
                 *file.formats.entry(format.name()).or_default() += 1;
                 file.saw(time);
                 file.saw_instance(instance.as_deref(), time);
                 if request.is_some() {
-                    if format == parse::Format::Combined {
-                        file.access_requests += 1;
-                    } else if matches!(format, parse::Format::AppText | parse::Format::AppJson) {
+                    if format.is_app_log() {
                         file.app_requests += 1;
+                    } else {
+                        file.access_requests += 1;
                     }
                 }
                 note(&mut file.hosts, host.as_deref());
+                note(&mut file.versions, version.as_deref());
                 let Some((repository, reference, method)) = request.as_ref().and_then(pull_of)
                 else {
                     return;
@@ -947,6 +1007,7 @@ impl Reader<'_> {
                     method,
                     user_agent: request.as_ref().and_then(|r| r.user_agent.as_deref()),
                     client: request.as_ref().and_then(|r| r.client.as_deref()),
+                    served: request.as_ref().and_then(|r| r.served.as_deref()),
                 });
             }
         }
@@ -966,6 +1027,7 @@ fn uncertain_pull<'a>(
         method: Method::Unknown,
         user_agent: None,
         client: None,
+        served: None,
     }
 }
 
@@ -990,6 +1052,7 @@ impl PullLogs {
             ignore_user_agents: &config.ignore_user_agents,
             ignore_clients: &config.ignore_clients,
             ignored: 0,
+            format: config.format,
         };
         let mut files = Vec::new();
         let mut timeless = Vec::new();
@@ -1188,6 +1251,7 @@ impl PullLogs {
             warnings.extend(replicas_missing(files, from, to));
         }
         warnings.extend(app_lines_missing(files));
+        warnings.extend(heads_missing(files));
         warnings
     }
 }
@@ -1332,6 +1396,40 @@ fn app_lines_missing(files: &[PullLogFile]) -> Option<Warning> {
             "the registry's app log ({}) holds no \"response completed\" line while access lines ({}) record requests: its log.level is warn or higher, so pulls come from the access lines alone; make sure every replica's access log is given (they carry no instance.id, so missing replicas cannot be told)",
             file_list(app),
             file_list(access)
+        ),
+    ))
+}
+
+/// Registry 3.0.x returns from a HEAD of a manifest before anything is
+/// written, so its app log has no "response completed" line for it (3.1.0
+/// logs it again); the access log still has the request. Without access
+/// lines, pulls by HEAD alone (kubelet's `Always`, a docker pull of an image
+/// already present) are missing.
+fn heads_missing(files: &[PullLogFile]) -> Option<Warning> {
+    let is_3_0 = |v: &String| {
+        let v = v.strip_prefix('v').unwrap_or(v);
+        v == "3.0" || v.starts_with("3.0.") || v.starts_with("3.0-")
+    };
+    let v3_0: Vec<&PullLogFile> = files
+        .iter()
+        .filter(|f| f.versions.iter().any(is_3_0))
+        .collect();
+    if v3_0.is_empty() || files.iter().any(|f| f.access_requests > 0) {
+        return None;
+    }
+    let versions: BTreeSet<&str> = v3_0
+        .iter()
+        .flat_map(|f| f.versions.iter().filter(|v| is_3_0(v)))
+        .map(String::as_str)
+        .collect();
+    Some(Warning::new(
+        WarningKind::PullLogHeadsMissing,
+        v3_0[0].path.clone(),
+        None,
+        format!(
+            "the app log ({}) is of registry {}, which logs no \"response completed\" line for a HEAD of a manifest (fixed in 3.1.0): pulls by HEAD alone (kubelet's imagePullPolicy Always, a docker pull of an image already present) are missing from it; give the registry's access log too (its stdout), which records them",
+            file_list(v3_0.iter().copied()),
+            versions.into_iter().collect::<Vec<_>>().join(", ")
         ),
     ))
 }

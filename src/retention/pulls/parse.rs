@@ -1,6 +1,7 @@
 //! One line of a registry log, recognised by its shape: the registry's app
-//! log in logrus' text or JSON formatter, or a combined-format access line
-//! (the registry's own access log, nginx, Apache).
+//! log in logrus' text, terminal or JSON formatter, a combined-format access
+//! line (the registry's own access log, nginx, Apache, Traefik's default),
+//! or a proxy's JSON access line (Caddy, Traefik).
 //!
 //! Every line that has a time of its own counts towards the time the log
 //! covers, whatever it says; a completed request is also returned, for the
@@ -20,20 +21,64 @@ pub enum Format {
     /// The registry's app log, logrus text formatter (the default):
     /// `time="..." level=info msg="response completed" http.request.uri=...`.
     AppText,
+    /// The same formatter when stderr was a terminal: `INFO[0042] response
+    /// completed   key=value ...`, in colour, timed only by seconds since
+    /// the start; read only with a collector's time for the line.
+    AppTty,
     /// The registry's app log with `log.formatter: json`.
     AppJson,
     /// A combined-format access line: the registry's access log (stdout),
-    /// nginx or Apache.
+    /// nginx, Apache, Traefik's default (CLF).
     Combined,
+    /// Caddy's JSON access log (`"msg":"handled request"`).
+    CaddyJson,
+    /// Traefik's JSON access log (`"RequestPath"`, `"DownstreamStatus"`).
+    TraefikJson,
 }
 
 impl Format {
-    /// How reports name the format.
+    /// Every format, in the order `--pull-log-format` lists them.
+    pub const ALL: [Format; 6] = [
+        Format::AppText,
+        Format::AppTty,
+        Format::AppJson,
+        Format::Combined,
+        Format::CaddyJson,
+        Format::TraefikJson,
+    ];
+
+    /// How reports (and `--pull-log-format`) name the format.
     pub fn name(self) -> &'static str {
         match self {
             Format::AppText => "distribution-text",
+            Format::AppTty => "distribution-tty",
             Format::AppJson => "distribution-json",
             Format::Combined => "combined",
+            Format::CaddyJson => "caddy-json",
+            Format::TraefikJson => "traefik-json",
+        }
+    }
+
+    /// The format [`Format::name`] names.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether lines of this format come from the registry's app log.
+    pub fn is_app_log(self) -> bool {
+        matches!(self, Format::AppText | Format::AppTty | Format::AppJson)
+    }
+
+    /// Why a line is rejected when `--pull-log-format` forces this format
+    /// and the line has another shape.
+    fn other_shape(self) -> &'static str {
+        match self {
+            Format::AppText => "not a distribution-text line (--pull-log-format)",
+            Format::AppTty => "not a distribution-tty line (--pull-log-format)",
+            Format::AppJson => "not a distribution-json line (--pull-log-format)",
+            Format::Combined => "not a combined-format line (--pull-log-format)",
+            Format::CaddyJson => "not a caddy-json line (--pull-log-format)",
+            Format::TraefikJson => "not a traefik-json line (--pull-log-format)",
         }
     }
 }
@@ -52,9 +97,36 @@ pub struct Request<'a> {
     /// The client's address as logged (`http.request.remoteaddr`, an access
     /// line's first field): `10.0.0.7:51234`, `[::1]:5000`, `10.0.0.7`.
     pub client: Option<Cow<'a, str>>,
+    /// The digest the response named (`Docker-Content-Digest`), when the
+    /// line logs it: a proxy's response header, nginx's
+    /// `$upstream_http_docker_content_digest`.
+    pub served: Option<Cow<'a, str>>,
+    /// Bytes of the response body, when logged.
+    pub size: Option<u64>,
+    /// The response's `Content-Type`, when logged.
+    pub content_type: Option<Cow<'a, str>>,
+}
+
+impl Request<'_> {
+    fn into_owned(self) -> Request<'static> {
+        let owned = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Request {
+            method: owned(self.method),
+            uri: owned(self.uri),
+            status: self.status,
+            user_agent: self.user_agent.map(owned),
+            client: self.client.map(owned),
+            served: self.served.map(owned),
+            size: self.size,
+            content_type: self.content_type.map(owned),
+        }
+    }
 }
 
 /// What a line says.
+// One lives per line read and none is kept: boxing the large variant would
+// cost an allocation per line.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed<'a> {
     /// Nothing but whitespace.
@@ -73,28 +145,101 @@ pub enum Parsed<'a> {
         instance: Option<Cow<'a, str>>,
         /// The host the request named (`http.request.host`).
         host: Option<Cow<'a, str>>,
+        /// The registry's version (`version=`), when the line names it.
+        version: Option<Cow<'a, str>>,
     },
     /// A line of no known format, or of a known one that cannot be read.
     Rejected(&'static str),
 }
 
-/// Reads one line (without its line end).
+impl Parsed<'_> {
+    fn into_owned(self) -> Parsed<'static> {
+        let owned = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        match self {
+            Parsed::Blank => Parsed::Blank,
+            Parsed::Rejected(reason) => Parsed::Rejected(reason),
+            Parsed::Line {
+                format,
+                time,
+                request,
+                instance,
+                host,
+                version,
+            } => Parsed::Line {
+                format,
+                time,
+                request: request.map(Request::into_owned),
+                instance: instance.map(owned),
+                host: host.map(owned),
+                version: version.map(owned),
+            },
+        }
+    }
+}
+
+/// What a line is read with, besides its text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineContext {
+    /// When a collector received the line (a wrapper's time): the time of
+    /// a line that has none of its own.
+    pub collected: Option<SystemTime>,
+    /// `--pull-log-format`: the only format recognised; a line of another
+    /// shape is rejected.
+    pub only: Option<Format>,
+}
+
+/// Reads one line (without its line end), alone.
 pub fn parse_line(line: &str) -> Parsed<'_> {
+    parse_line_in(line, LineContext::default())
+}
+
+/// Reads one line (without its line end) in `context`.
+pub fn parse_line_in(line: &str, context: LineContext) -> Parsed<'_> {
     let line = line.trim_end_matches(['\r', '\n']);
     let trimmed = line.trim_start();
     if trimmed.is_empty() {
         return Parsed::Blank;
     }
+    let parsed = recognise(trimmed, context.collected);
+    match (context.only, &parsed) {
+        (Some(only), Parsed::Line { format, .. }) if *format != only => {
+            Parsed::Rejected(only.other_shape())
+        }
+        (Some(only), Parsed::Rejected(_)) if !shaped_like(only, trimmed) => {
+            Parsed::Rejected(only.other_shape())
+        }
+        _ => parsed,
+    }
+}
+
+/// Whether `line` begins the way lines of `format` do: a forced format's
+/// own reason for rejecting a line is kept only for such lines.
+fn shaped_like(format: Format, line: &str) -> bool {
+    match format {
+        Format::AppText => line.starts_with("time="),
+        Format::AppTty => line.starts_with('\u{1b}') || TTY.is_match(line),
+        Format::AppJson | Format::CaddyJson | Format::TraefikJson => line.starts_with('{'),
+        Format::Combined => COMBINED_HEAD.is_match(line),
+    }
+}
+
+fn recognise(trimmed: &str, collected: Option<SystemTime>) -> Parsed<'_> {
     if trimmed.starts_with('{') {
         return parse_json(trimmed);
     }
     if trimmed.starts_with("time=") {
         return parse_text(trimmed);
     }
+    if trimmed.starts_with('\u{1b}') {
+        // The terminal format is coloured: read it without the escapes.
+        let plain = strip_ansi(trimmed);
+        if TTY.is_match(&plain) {
+            return parse_tty(&plain, collected).into_owned();
+        }
+        return Parsed::Rejected("not a registry app log or combined-format access line");
+    }
     if TTY.is_match(trimmed) {
-        return Parsed::Rejected(
-            "logrus terminal format (INFO[0042]): no absolute time; run the registry without a terminal, or give the log with its own timestamps",
-        );
+        return parse_tty(trimmed, collected);
     }
     if let Some(parsed) = parse_combined(trimmed) {
         return parsed;
@@ -102,34 +247,94 @@ pub fn parse_line(line: &str) -> Parsed<'_> {
     Parsed::Rejected("not a registry app log or combined-format access line")
 }
 
-/// `INFO[0042] ...`: logrus' format when stderr is a terminal.
+/// `INFO[0042] ...`: logrus' format when stderr is a terminal. The bracket
+/// holds seconds since the start, or a time with `FullTimestamp`.
 static TTY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:DEBU|INFO|WARN|ERRO|FATA|PANI|TRAC)\[[0-9]+\] ").expect("valid regex")
+    Regex::new(r"^(?:DEBU|INFO|WARN|ERRO|FATA|PANI|TRAC)\[([^\] ]+)\] ").expect("valid regex")
 });
+
+/// `text` without its ANSI SGR sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    static SGR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new("\u{1b}\\[[0-9;]*m").expect("valid regex"));
+    SGR.replace_all(text, "").into_owned()
+}
 
 /// `msg` of the line logged once per request answered 200 to 399.
 const RESPONSE_COMPLETED: &str = "response completed";
 
-/// The request a "response completed" line records, from its fields in
-/// either formatter; a line without one of them is rejected.
-fn completed<'a>(
+/// The fields of an app log line that matter here, in either formatter.
+#[derive(Default)]
+struct AppFields<'a> {
+    time: Option<Cow<'a, str>>,
+    msg: Option<Cow<'a, str>>,
     method: Option<Cow<'a, str>>,
     uri: Option<Cow<'a, str>>,
     status: Option<u16>,
     user_agent: Option<Cow<'a, str>>,
-) -> Result<Request<'a>, &'static str> {
-    let (Some(method), Some(uri), Some(status)) = (method, uri, status) else {
-        return Err(
-            "\"response completed\" without http.request.method, http.request.uri or http.response.status",
-        );
-    };
-    Ok(Request {
-        method,
-        uri,
-        status,
-        user_agent: user_agent.filter(|ua| !ua.is_empty()),
-        client: None,
-    })
+    client: Option<Cow<'a, str>>,
+    instance: Option<Cow<'a, str>>,
+    host: Option<Cow<'a, str>>,
+    version: Option<Cow<'a, str>>,
+    written: Option<u64>,
+    content_type: Option<Cow<'a, str>>,
+}
+
+impl<'a> AppFields<'a> {
+    /// Takes a text line's `key=value` pair.
+    fn take(&mut self, key: &str, value: Cow<'a, str>) {
+        match key {
+            "time" => self.time = Some(value),
+            "msg" => self.msg = Some(value),
+            "http.request.method" => self.method = Some(value),
+            "http.request.uri" => self.uri = Some(value),
+            "http.response.status" => self.status = value.parse().ok(),
+            "http.request.useragent" => self.user_agent = Some(value),
+            "http.request.remoteaddr" => self.client = Some(value),
+            "instance.id" => self.instance = Some(value),
+            "http.request.host" => self.host = Some(value),
+            "version" => self.version = Some(value),
+            "http.response.written" => self.written = value.parse().ok(),
+            "http.response.contenttype" => self.content_type = Some(value),
+            _ => {}
+        }
+    }
+
+    /// The line, at `time`: a "response completed" line without its
+    /// method, URI or status is rejected.
+    fn into_line(self, format: Format, time: SystemTime) -> Parsed<'a> {
+        let Some(msg) = self.msg else {
+            return Parsed::Rejected("app log line without msg=");
+        };
+        let request = if msg == RESPONSE_COMPLETED {
+            let (Some(method), Some(uri), Some(status)) = (self.method, self.uri, self.status)
+            else {
+                return Parsed::Rejected(
+                    "\"response completed\" without http.request.method, http.request.uri or http.response.status",
+                );
+            };
+            Some(Request {
+                method,
+                uri,
+                status,
+                user_agent: self.user_agent.filter(|ua| !ua.is_empty()),
+                client: self.client,
+                served: None,
+                size: self.written,
+                content_type: self.content_type,
+            })
+        } else {
+            None
+        };
+        Parsed::Line {
+            format,
+            time,
+            request,
+            instance: self.instance,
+            host: self.host,
+            version: self.version,
+        }
+    }
 }
 
 /// The app log in logrus' text formatter. Keys are sorted; values are bare
@@ -137,85 +342,98 @@ fn completed<'a>(
 /// stays as it is), v3's escapes like Go's `%q`: a quoted value ends at the
 /// first `"` followed by the end of the line or by ` key=`.
 fn parse_text(line: &str) -> Parsed<'_> {
-    let mut time = None;
-    let mut msg = None;
-    let mut method = None;
-    let mut uri = None;
-    let mut status = None;
-    let mut user_agent = None;
-    let mut client = None;
-    let mut instance = None;
-    let mut host = None;
+    let mut fields = AppFields::default();
     for (key, value) in logfmt_pairs(line) {
-        match key {
-            "time" => time = Some(value),
-            "msg" => msg = Some(value),
-            "http.request.method" => method = Some(value),
-            "http.request.uri" => uri = Some(value),
-            "http.response.status" => status = Some(value),
-            "http.request.useragent" => user_agent = Some(value),
-            "http.request.remoteaddr" => client = Some(value),
-            "instance.id" => instance = Some(value),
-            "http.request.host" => host = Some(value),
-            _ => {}
-        }
+        fields.take(key, value);
     }
-    let Some(time) = time.and_then(|t| crate::clock::parse_rfc3339(&t)) else {
+    let Some(time) = fields.time.as_deref().and_then(crate::clock::parse_rfc3339) else {
         return Parsed::Rejected("app log line without a readable time=");
     };
-    let Some(msg) = msg else {
-        return Parsed::Rejected("app log line without msg=");
+    fields.into_line(Format::AppText, time)
+}
+
+/// The terminal format, its escapes removed: `INFO[0042] message   key=value
+/// ...`, the message padded to 44 characters. Its time is the collector's,
+/// or the bracket's when it holds a full time.
+fn parse_tty(line: &str, collected: Option<SystemTime>) -> Parsed<'_> {
+    let Some(head) = TTY.captures(line) else {
+        return Parsed::Rejected("not a registry app log or combined-format access line");
     };
-    let request = if msg == RESPONSE_COMPLETED {
-        match completed(method, uri, status.and_then(|s| s.parse().ok()), user_agent) {
-            Ok(request) => Some(Request { client, ..request }),
-            Err(reason) => return Parsed::Rejected(reason),
+    let bracket = head.get(1).map_or("", |m| m.as_str());
+    let own = (!bracket.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| crate::clock::parse_rfc3339(bracket))
+        .flatten();
+    let Some(time) = own.or(collected) else {
+        return Parsed::Rejected(
+            "logrus terminal format (INFO[0042]): no absolute time; run the registry without a terminal, or give the log with its collector's timestamps (docker json-file, CRI, journald)",
+        );
+    };
+    let rest = &line[head.get(0).map_or(0, |m| m.end())..];
+    // The message runs to the first ` key=`.
+    let bytes = rest.as_bytes();
+    let fields_at = (0..bytes.len())
+        .find(|&i| bytes[i] == b' ' && starts_with_key(&bytes[i..]))
+        .unwrap_or(bytes.len());
+    let mut fields = AppFields {
+        msg: Some(Cow::Borrowed(rest[..fields_at].trim())),
+        ..AppFields::default()
+    };
+    for (key, value) in logfmt_pairs(&rest[fields_at..]) {
+        if key != "msg" && key != "time" {
+            fields.take(key, value);
         }
-    } else {
-        None
-    };
-    Parsed::Line {
-        format: Format::AppText,
-        time,
-        request,
-        instance,
-        host,
     }
+    fields.into_line(Format::AppTty, time)
 }
 
 /// The `key=value` pairs of a logrus text line, in order. Words that are not
 /// pairs are skipped.
-pub(crate) fn logfmt_pairs(line: &str) -> Vec<(&str, Cow<'_, str>)> {
-    let bytes = line.as_bytes();
-    let mut pairs = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        while i < bytes.len() && bytes[i] == b' ' {
-            i += 1;
-        }
-        let key_start = i;
-        while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b' ' {
-            i += 1;
-        }
-        if i >= bytes.len() || bytes[i] == b' ' {
-            continue;
-        }
-        let key = &line[key_start..i];
-        i += 1;
-        if i < bytes.len() && bytes[i] == b'"' {
-            let start = i + 1;
-            let end = closing_quote(line, start).unwrap_or(bytes.len());
-            pairs.push((key, unescape(&line[start..end])));
-            i = (end + 1).min(bytes.len());
-        } else {
-            let start = i;
-            while i < bytes.len() && bytes[i] != b' ' {
+pub(crate) fn logfmt_pairs(line: &str) -> LogfmtPairs<'_> {
+    LogfmtPairs { line, at: 0 }
+}
+
+/// An iterator over [`logfmt_pairs`].
+pub(crate) struct LogfmtPairs<'a> {
+    line: &'a str,
+    at: usize,
+}
+
+impl<'a> Iterator for LogfmtPairs<'a> {
+    type Item = (&'a str, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let line = self.line;
+        let bytes = line.as_bytes();
+        let mut i = self.at;
+        while i < bytes.len() {
+            while i < bytes.len() && bytes[i] == b' ' {
                 i += 1;
             }
-            pairs.push((key, Cow::Borrowed(&line[start..i])));
+            let key_start = i;
+            while i < bytes.len() && bytes[i] != b'=' && bytes[i] != b' ' {
+                i += 1;
+            }
+            if i >= bytes.len() || bytes[i] == b' ' {
+                continue;
+            }
+            let key = &line[key_start..i];
+            i += 1;
+            let value = if i < bytes.len() && bytes[i] == b'"' {
+                let start = i + 1;
+                let end = closing_quote(line, start).unwrap_or(bytes.len());
+                i = (end + 1).min(bytes.len());
+                unescape(&line[start..end])
+            } else {
+                let start = i;
+                i += line[i..].find(' ').unwrap_or(bytes.len() - i);
+                Cow::Borrowed(&line[start..i])
+            };
+            self.at = i;
+            return Some((key, value));
         }
+        self.at = bytes.len();
+        None
     }
-    pairs
 }
 
 /// The index of the `"` closing a value that starts at `start`: the first
@@ -272,16 +490,25 @@ fn unescape(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A JSON line: the app log with `log.formatter: json` (`msg`, `time`; 2.8's
-/// logstash formatter writes `message` and `@timestamp`).
+/// A JSON line: the registry's app log with `log.formatter: json` (`msg`,
+/// `time`; 2.8's logstash formatter writes `message` and `@timestamp`),
+/// Caddy's access log, or Traefik's.
 fn parse_json(line: &str) -> Parsed<'_> {
     let Ok(object) = serde_json::from_str::<Map<String, Value>>(line) else {
         return Parsed::Rejected("not a JSON object");
     };
+    if object.contains_key("RequestPath") || object.contains_key("DownstreamStatus") {
+        return parse_traefik(&object);
+    }
+    if object.contains_key("ts")
+        && (object.contains_key("logger") || object.get("request").is_some_and(Value::is_object))
+    {
+        return parse_caddy(&object);
+    }
     let text = |key: &str| object.get(key).and_then(Value::as_str);
     let msg = text("msg").or_else(|| text("message"));
     let time = text("time").or_else(|| text("@timestamp"));
-    let (Some(msg), Some(time)) = (msg, time) else {
+    let (Some(_), Some(time)) = (msg, time) else {
         return Parsed::Rejected(
             if object.contains_key("log") && object.contains_key("stream") {
                 "a Docker json-file record that could not be unwrapped"
@@ -296,33 +523,173 @@ fn parse_json(line: &str) -> Parsed<'_> {
         return Parsed::Rejected("app log line without a readable time");
     };
     let owned = |key: &str| text(key).map(|s| Cow::Owned(s.to_owned()));
-    let request = if msg == RESPONSE_COMPLETED {
-        let status = match object.get("http.response.status") {
-            Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        match completed(
-            owned("http.request.method"),
-            owned("http.request.uri"),
-            status,
-            owned("http.request.useragent"),
-        ) {
-            Ok(request) => Some(Request {
-                client: owned("http.request.remoteaddr"),
-                ..request
-            }),
-            Err(reason) => return Parsed::Rejected(reason),
-        }
-    } else {
-        None
-    };
-    Parsed::Line {
-        format: Format::AppJson,
-        time,
-        request,
+    let fields = AppFields {
+        time: None,
+        msg: msg.map(|m| Cow::Owned(m.to_owned())),
+        method: owned("http.request.method"),
+        uri: owned("http.request.uri"),
+        status: object.get("http.response.status").and_then(number),
+        user_agent: owned("http.request.useragent"),
+        client: owned("http.request.remoteaddr"),
         instance: owned("instance.id"),
         host: owned("http.request.host"),
+        version: owned("version"),
+        written: object.get("http.response.written").and_then(number),
+        content_type: owned("http.response.contenttype"),
+    };
+    fields.into_line(Format::AppJson, time)
+}
+
+/// A JSON number, or a string holding one.
+fn number<T: TryFrom<u64>>(value: &Value) -> Option<T> {
+    match value {
+        Value::Number(n) => n.as_u64().and_then(|n| T::try_from(n).ok()),
+        Value::String(s) => s.parse::<u64>().ok().and_then(|n| T::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+/// A `sha256:` digest as a `Docker-Content-Digest` header gives it.
+fn digest_value(text: &str) -> Option<Cow<'static, str>> {
+    let text = text.trim();
+    let hex = text.strip_prefix("sha256:")?;
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then(|| Cow::Owned(text.to_owned()))
+}
+
+/// A header of a JSON map of headers (`{"Name": ["value"]}` as Caddy logs
+/// them, or a bare string), its name matched in any case.
+fn header<'v>(headers: Option<&'v Value>, name: &str) -> Option<&'v str> {
+    let (_, value) = headers?
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))?;
+    match value {
+        Value::String(s) => Some(s),
+        Value::Array(values) => values.first()?.as_str(),
+        _ => None,
+    }
+}
+
+/// Caddy's JSON log: `ts` (epoch seconds, or a time string when
+/// `time_format` is set) on every line; an access line (`handled
+/// request`) adds `request` (`method`, `uri`, `remote_ip`/`client_ip`,
+/// `host`, `headers`), `status`, `size` and `resp_headers`, which hold the
+/// registry's `Docker-Content-Digest`.
+fn parse_caddy(object: &Map<String, Value>) -> Parsed<'static> {
+    let time = match object.get("ts") {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e11)
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)),
+        Some(Value::String(s)) => crate::clock::parse_rfc3339(s),
+        _ => None,
+    };
+    let Some(time) = time else {
+        return Parsed::Rejected("caddy line with an unreadable ts");
+    };
+    let request = object.get("request").and_then(Value::as_object);
+    let request = match request {
+        Some(request) if object.contains_key("status") => {
+            let text = |key: &str| request.get(key).and_then(Value::as_str);
+            let (Some(method), Some(uri), Some(status)) = (
+                text("method"),
+                text("uri"),
+                object.get("status").and_then(number::<u16>),
+            ) else {
+                return Parsed::Rejected(
+                    "caddy access line without request.method, request.uri or status",
+                );
+            };
+            let resp_headers = object.get("resp_headers");
+            Some(Request {
+                method: Cow::Owned(method.to_owned()),
+                uri: Cow::Owned(uri.to_owned()),
+                status,
+                user_agent: header(request.get("headers"), "User-Agent")
+                    .filter(|ua| !ua.is_empty())
+                    .map(|ua| Cow::Owned(ua.to_owned())),
+                client: text("client_ip")
+                    .or_else(|| text("remote_ip"))
+                    .map(|c| Cow::Owned(c.to_owned())),
+                served: header(resp_headers, "Docker-Content-Digest").and_then(digest_value),
+                size: object.get("size").and_then(number),
+                content_type: header(resp_headers, "Content-Type")
+                    .map(|c| Cow::Owned(c.to_owned())),
+            })
+        }
+        _ => None,
+    };
+    let host = request
+        .as_ref()
+        .and(object.get("request"))
+        .and_then(|r| r.get("host"))
+        .and_then(Value::as_str)
+        .map(|h| Cow::Owned(h.to_owned()));
+    Parsed::Line {
+        format: Format::CaddyJson,
+        time,
+        request,
+        instance: None,
+        host,
+        version: None,
+    }
+}
+
+/// Traefik's JSON access log: `StartUTC` (the request's start, to which
+/// `Duration` in nanoseconds is added), `RequestMethod`, `RequestPath`
+/// (query included), `DownstreamStatus`, `DownstreamContentSize`,
+/// `ClientHost`; headers only when kept, as `request_User-Agent` and
+/// `downstream_Docker-Content-Digest`.
+fn parse_traefik(object: &Map<String, Value>) -> Parsed<'static> {
+    let text = |key: &str| object.get(key).and_then(Value::as_str);
+    let start = text("StartUTC")
+        .or_else(|| text("StartLocal"))
+        .and_then(crate::clock::parse_rfc3339);
+    let Some(start) = start else {
+        return Parsed::Rejected("traefik line without a readable StartUTC");
+    };
+    let took = object
+        .get("Duration")
+        .and_then(number::<u64>)
+        .map_or(Duration::ZERO, Duration::from_nanos);
+    let time = start.checked_add(took).unwrap_or(start);
+    let owned = |key: &str| text(key).map(|s| Cow::Owned(s.to_owned()));
+    let (Some(method), Some(uri), Some(status)) = (
+        owned("RequestMethod"),
+        owned("RequestPath"),
+        object.get("DownstreamStatus").and_then(number::<u16>),
+    ) else {
+        return Parsed::Rejected(
+            "traefik line without RequestMethod, RequestPath or DownstreamStatus",
+        );
+    };
+    let served = [
+        "downstream_Docker-Content-Digest",
+        "origin_Docker-Content-Digest",
+    ]
+    .into_iter()
+    .find_map(|key| text(key).and_then(digest_value));
+    let request = Request {
+        method,
+        uri,
+        status,
+        user_agent: owned("request_User-Agent").filter(|ua| !ua.is_empty()),
+        client: owned("ClientHost").or_else(|| owned("ClientAddr")),
+        served,
+        size: object.get("DownstreamContentSize").and_then(number),
+        content_type: owned("downstream_Content-Type").or_else(|| owned("origin_Content-Type")),
+    };
+    Parsed::Line {
+        format: Format::TraefikJson,
+        time,
+        request: Some(request),
+        instance: None,
+        host: owned("RequestHost"),
+        version: None,
     }
 }
 
@@ -336,19 +703,27 @@ static COMBINED_HEAD: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// `"METHOD URI PROTO" status bytes "referer" "user agent"`; the referer
-/// and user agent are optional (common format), anything after them is
-/// ignored. Inside quotes, `\"` and `\\` are escapes (gorilla, Apache).
+/// and user agent are optional (common format). Inside quotes, `\"` and
+/// `\\` are escapes (gorilla, Apache).
 static COMBINED_REQUEST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"^"([A-Z]+) (\S+)(?: [^"]*)?" ([0-9]{3}) (?:[0-9]+|-)(?: "(?:[^"\\]|\\.)*" "((?:[^"\\]|\\.)*)")?"#,
+        r#"^"([A-Z]+) (\S+)(?: [^"]*)?" ([0-9]{3}) ([0-9]+|-)(?: "(?:[^"\\]|\\.)*" "((?:[^"\\]|\\.)*)")?"#,
     )
     .expect("valid regex")
+});
+
+/// A digest logged after the user agent: nginx's
+/// `$upstream_http_docker_content_digest`, or any `sha256:` word an
+/// operator's `log_format` adds there.
+static SERVED_DIGEST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?:^|[\s"=])(sha256:[0-9a-f]{64})(?:$|[\s"])"#).expect("valid regex")
 });
 
 /// A combined-format access line; `None` when the line does not start like
 /// one. A line with a time but a request that cannot be read (a TLS
 /// handshake sent to a plain port: `"\x16\x03..." 400`) still covers its
-/// time.
+/// time. What follows the user agent (Traefik's router and duration, a
+/// `log_format`'s extra fields) is read only for a digest served.
 fn parse_combined(line: &str) -> Option<Parsed<'_>> {
     let head = COMBINED_HEAD.captures(line)?;
     let Some(time) = clf_time(&head[2]) else {
@@ -356,15 +731,23 @@ fn parse_combined(line: &str) -> Option<Parsed<'_>> {
     };
     let rest = &line[head.get(0)?.end()..];
     let request = COMBINED_REQUEST.captures(rest).and_then(|c| {
+        let end = c.get(0)?.end();
+        let extra = c.get(5).map(|_| &rest[end..]);
         Some(Request {
             method: Cow::Borrowed(c.get(1)?.as_str()),
             uri: Cow::Borrowed(c.get(2)?.as_str()),
             status: c[3].parse().ok()?,
             user_agent: c
-                .get(4)
+                .get(5)
                 .map(|ua| unescape(ua.as_str()))
                 .filter(|ua| !ua.is_empty() && ua != "-"),
             client: head.get(1).map(|c| Cow::Borrowed(c.as_str())),
+            served: extra
+                .and_then(|extra| SERVED_DIGEST.captures(extra))
+                .and_then(|d| d.get(1))
+                .map(|d| Cow::Borrowed(d.as_str())),
+            size: c[4].parse().ok(),
+            content_type: None,
         })
     });
     Some(Parsed::Line {
@@ -373,6 +756,7 @@ fn parse_combined(line: &str) -> Option<Parsed<'_>> {
         request,
         instance: None,
         host: None,
+        version: None,
     })
 }
 

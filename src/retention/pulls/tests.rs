@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use super::parse::{Format, Parsed, manifest_reference, parse_line};
+use super::parse::{Format, LineContext, Parsed, manifest_reference, parse_line, parse_line_in};
 use super::*;
 
 fn at(text: &str) -> SystemTime {
@@ -148,12 +148,262 @@ fn nginx_and_common_format_lines_are_combined_lines() {
     ));
 }
 
+const DIGEST_A: &str = "sha256:6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f";
+
+/// The digest served, size and content type a line logs.
+fn served(line: &str) -> (Option<String>, Option<u64>, Option<String>) {
+    match parse_line(line) {
+        Parsed::Line {
+            request: Some(r), ..
+        } => (
+            r.served.map(|d| d.into_owned()),
+            r.size,
+            r.content_type.map(|c| c.into_owned()),
+        ),
+        other => panic!("no request in {line:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_digest_logged_after_the_user_agent_is_the_digest_served() {
+    let nginx = format!(
+        r#"10.0.0.5 - ci [01/May/2024:10:00:00 +0000] "GET /v2/team/app/manifests/1.4.2 HTTP/1.1" 200 1638 "-" "containerd/v1.7.13" {DIGEST_A}"#
+    );
+    assert_eq!(served(&nginx), (Some(DIGEST_A.into()), Some(1638), None));
+    let quoted = format!(
+        r#"10.0.0.5 - - [01/May/2024:10:00:00 +0000] "GET /v2/a/manifests/v1 HTTP/1.1" 200 1638 "-" "ua" digest="{DIGEST_A}" rt=0.003"#
+    );
+    assert_eq!(served(&quoted).0.as_deref(), Some(DIGEST_A));
+    // nginx's `-` for a header the response lacked, a digest cut short, one
+    // inside the user agent: none is a digest served.
+    for line in [
+        r#"10.0.0.5 - - [01/May/2024:10:00:00 +0000] "GET /v2/a/manifests/v1 HTTP/1.1" 200 1638 "-" "ua" -"#.to_owned(),
+        r#"10.0.0.5 - - [01/May/2024:10:00:00 +0000] "GET /v2/a/manifests/v1 HTTP/1.1" 200 1638 "-" "ua" "sha256:6b1f""#.to_owned(),
+        format!(r#"10.0.0.5 - - [01/May/2024:10:00:00 +0000] "GET /v2/a/manifests/v1 HTTP/1.1" 200 1638 "-" "bot {DIGEST_A}""#),
+    ] {
+        assert_eq!(served(&line).0, None, "{line}");
+    }
+}
+
+#[test]
+fn traefik_clf_lines_are_combined_lines() {
+    // Traefik's default access log: CLF and its own fields after the agent.
+    let line = r#"192.168.0.7 - - [01/May/2024:10:00:00 +0000] "HEAD /v2/team/app/manifests/1.0 HTTP/1.1" 200 0 "-" "containerd/1.7.13" 42 "registry@docker" "http://172.17.0.2:5000" 3ms"#;
+    assert_eq!(
+        request(line),
+        (
+            Format::Combined,
+            "HEAD".into(),
+            "/v2/team/app/manifests/1.0".into(),
+            200,
+            Some("containerd/1.7.13".into())
+        )
+    );
+    assert_eq!(served(line), (None, Some(0), None));
+}
+
+// Caddy's access log (`format json`) for a manifest GET through
+// `reverse_proxy`; the registry's headers are in resp_headers.
+const CADDY: &str = r#"{"level":"info","ts":1714557600.123456,"logger":"http.log.access.log0","msg":"handled request","request":{"remote_ip":"127.0.0.1","remote_port":"51234","proto":"HTTP/1.1","method":"GET","host":"127.0.0.1:8443","uri":"/v2/team/app/manifests/1.4.2","headers":{"User-Agent":["containerd/v1.7.13"],"Accept":["application/vnd.oci.image.index.v1+json"]}},"user_id":"","duration":0.0031,"size":1638,"status":200,"resp_headers":{"Docker-Content-Digest":["sha256:6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f"],"Content-Type":["application/vnd.oci.image.manifest.v1+json"],"Server":["Caddy"]}}"#;
+
+// Traefik's JSON access log with the agent and the digest kept
+// (`accessLog.fields.headers.names`).
+const TRAEFIK: &str = r#"{"ClientAddr":"10.0.0.5:40312","ClientHost":"10.0.0.5","ClientPort":"40312","ClientUsername":"-","DownstreamContentSize":1638,"DownstreamStatus":200,"Duration":3000000,"OriginContentSize":1638,"OriginDuration":2900000,"OriginStatus":200,"Overhead":100000,"RequestAddr":"registry.example:443","RequestContentSize":0,"RequestCount":42,"RequestHost":"registry.example","RequestMethod":"HEAD","RequestPath":"/v2/team/app/manifests/1.4.2?ns=docker.io","RequestPort":"443","RequestProtocol":"HTTP/2.0","RequestScheme":"https","RetryAttempts":0,"RouterName":"registry@docker","ServiceName":"registry@docker","StartLocal":"2024-05-01T12:00:00.000000000+02:00","StartUTC":"2024-05-01T10:00:00.000000000Z","downstream_Content-Type":"application/vnd.oci.image.manifest.v1+json","downstream_Docker-Content-Digest":"sha256:6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f6b1f","entryPointName":"websecure","level":"info","msg":"","request_User-Agent":"containerd/v1.7.13","time":"2024-05-01T12:00:00+02:00"}"#;
+
+#[test]
+fn caddy_and_traefik_json_access_lines_give_the_request_and_the_digest_served() {
+    assert_eq!(
+        request(CADDY),
+        (
+            Format::CaddyJson,
+            "GET".into(),
+            "/v2/team/app/manifests/1.4.2".into(),
+            200,
+            Some("containerd/v1.7.13".into())
+        )
+    );
+    assert_eq!(
+        served(CADDY),
+        (
+            Some(DIGEST_A.into()),
+            Some(1638),
+            Some("application/vnd.oci.image.manifest.v1+json".into())
+        )
+    );
+    let caddy_time = time_of(CADDY)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(caddy_time.as_secs(), 1_714_557_600);
+    assert!(caddy_time.subsec_micros().abs_diff(123_456) <= 1);
+
+    assert_eq!(
+        request(TRAEFIK),
+        (
+            Format::TraefikJson,
+            "HEAD".into(),
+            "/v2/team/app/manifests/1.4.2?ns=docker.io".into(),
+            200,
+            Some("containerd/v1.7.13".into())
+        )
+    );
+    assert_eq!(served(TRAEFIK).0.as_deref(), Some(DIGEST_A));
+    // Its start, plus how long the request took.
+    assert_eq!(time_of(TRAEFIK), at("2024-05-01T10:00:00.003Z"));
+
+    // Caddy's other lines only cover their time; Traefik's headers are
+    // dropped by default, and a line without them is still read.
+    let startup = r#"{"level":"info","ts":1714557000.5,"logger":"http","msg":"server running","name":"srv0","protocols":["h1","h2","h3"]}"#;
+    assert!(matches!(
+        parse_line(startup),
+        Parsed::Line {
+            format: Format::CaddyJson,
+            request: None,
+            ..
+        }
+    ));
+    let bare = r#"{"DownstreamStatus":200,"RequestMethod":"GET","RequestPath":"/v2/a/manifests/v1","StartUTC":"2024-05-01T10:00:00Z"}"#;
+    assert_eq!(request(bare).4, None);
+    assert_eq!(served(bare), (None, None, None));
+    for (line, reason) in [
+        (
+            r#"{"level":"info","ts":"soon","logger":"http.log.access","msg":"handled request","request":{}}"#,
+            "ts",
+        ),
+        (
+            r#"{"level":"info","ts":1714557600,"logger":"http.log.access","msg":"handled request","request":{"method":"GET"},"status":200}"#,
+            "request.uri",
+        ),
+        (
+            r#"{"DownstreamStatus":200,"RequestPath":"/v2/a/manifests/v1"}"#,
+            "StartUTC",
+        ),
+    ] {
+        match parse_line(line) {
+            Parsed::Rejected(why) => assert!(why.contains(reason), "{line}: {why}"),
+            other => panic!("{line} read as {other:?}"),
+        }
+    }
+}
+
+// The terminal format as a container's log keeps it: in colour.
+const TTY_LINE: &str = "\u{1b}[36mINFO\u{1b}[0m[0042] response completed                            \u{1b}[36mgo.version\u{1b}[0m=go1.20.8 \u{1b}[36mhttp.request.host\u{1b}[0m=\"localhost:5000\" \u{1b}[36mhttp.request.method\u{1b}[0m=HEAD \u{1b}[36mhttp.request.uri\u{1b}[0m=\"/v2/team/app/manifests/v1\" \u{1b}[36mhttp.request.useragent\u{1b}[0m=\"containerd/1.7.13\" \u{1b}[36mhttp.response.status\u{1b}[0m=200 \u{1b}[36mhttp.response.written\u{1b}[0m=1999";
+
+#[test]
+fn terminal_format_lines_take_the_collectors_time() {
+    let collected = at("2024-05-01T10:00:00.5Z");
+    let context = LineContext {
+        collected: Some(collected),
+        only: None,
+    };
+    for line in [
+        TTY_LINE.to_owned(),
+        TTY_LINE.replace("\u{1b}[36m", "").replace("\u{1b}[0m", ""),
+    ] {
+        match parse_line_in(&line, context) {
+            Parsed::Line {
+                format: Format::AppTty,
+                time,
+                request: Some(r),
+                ..
+            } => {
+                assert_eq!(time, collected);
+                assert_eq!(
+                    (&*r.method, &*r.uri, r.status, r.user_agent.as_deref()),
+                    (
+                        "HEAD",
+                        "/v2/team/app/manifests/v1",
+                        200,
+                        Some("containerd/1.7.13")
+                    )
+                );
+                assert_eq!(r.size, Some(1999));
+            }
+            other => panic!("{line:?} read as {other:?}"),
+        }
+        // Alone, it has no time.
+        match parse_line(&line) {
+            Parsed::Rejected(why) => assert!(why.contains("no absolute time"), "{why}"),
+            other => panic!("{line:?} read as {other:?}"),
+        }
+    }
+    // Other messages are lines too, with their message whole.
+    let started = "INFO[0000] listening on [::]:5000                         go.version=go1.20.8 instance.id=5b69 version=v2.8.2";
+    match parse_line_in(started, context) {
+        Parsed::Line {
+            format: Format::AppTty,
+            request: None,
+            instance,
+            version,
+            ..
+        } => {
+            assert_eq!(instance.as_deref(), Some("5b69"));
+            assert_eq!(version.as_deref(), Some("v2.8.2"));
+        }
+        other => panic!("read as {other:?}"),
+    }
+}
+
+#[test]
+fn a_forced_format_rejects_lines_of_every_other_shape() {
+    let only = |format| LineContext {
+        collected: None,
+        only: Some(format),
+    };
+    assert!(matches!(
+        parse_line_in(CRIO_ACCESS, only(Format::Combined)),
+        Parsed::Line {
+            format: Format::Combined,
+            ..
+        }
+    ));
+    for (line, format) in [
+        (CRIO_ACCESS, Format::AppText),
+        (CRIO_APP, Format::Combined),
+        (JSON_APP, Format::CaddyJson),
+        (CADDY, Format::AppJson),
+        (TRAEFIK, Format::CaddyJson),
+    ] {
+        match parse_line_in(line, only(format)) {
+            Parsed::Rejected(why) => {
+                assert!(
+                    why.contains(format.name()) || why.contains("combined-format"),
+                    "{why}"
+                );
+                assert!(why.contains("--pull-log-format"), "{why}");
+            }
+            other => panic!("{line} read as {other:?} when only {format:?} is"),
+        }
+    }
+    // A line of the forced shape that cannot be read keeps its own reason.
+    match parse_line_in(
+        "time=\"yesterday\" level=info msg=\"response completed\"",
+        only(Format::AppText),
+    ) {
+        Parsed::Rejected(why) => assert!(why.contains("readable time"), "{why}"),
+        other => panic!("read as {other:?}"),
+    }
+    assert_eq!(Format::from_name("caddy-json"), Some(Format::CaddyJson));
+    for format in Format::ALL {
+        assert_eq!(Format::from_name(format.name()), Some(format));
+    }
+    assert_eq!(
+        ForcedFormat::from_name("notification"),
+        Ok(Some(ForcedFormat::Events))
+    );
+    assert_eq!(ForcedFormat::from_name("auto"), Ok(None));
+    assert!(
+        ForcedFormat::from_name("apache")
+            .unwrap_err()
+            .contains("caddy-json")
+    );
+}
+
 #[test]
 fn lines_of_no_known_shape_are_rejected_with_a_reason() {
     for (line, reason) in [
         (
             "INFO[0042] response completed   http.request.uri=/v2/a/manifests/v1",
-            "terminal",
+            "no absolute time",
         ),
         ("panic: runtime error", "not a registry"),
         (
@@ -243,6 +493,7 @@ fn read(inputs: &[PathBuf]) -> PullLogs {
             protect_within: None,
             ignore_user_agents: Vec::new(),
             ignore_clients: Vec::new(),
+            format: None,
         },
         super::HistoryTimes::Filesystem(&layout),
         &index,
@@ -972,6 +1223,52 @@ fn replicas_logged_over_the_same_time_and_restarts_are_not_warned_about() {
         "{:?}",
         logs.warnings(None, now)
     );
+}
+
+#[test]
+fn an_app_log_of_registry_3_0_without_access_lines_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let v3_line = |version: &str| {
+        format!(
+            r#"time="2025-09-11T08:01:26Z" level=info msg="response completed" http.request.method=GET http.request.uri=/v2/a/manifests/v1 http.response.status=200 instance.id=5b69 version={version}"#
+        )
+    };
+    let app = write_log(dir.path(), "app.log", &[v3_line("3.0.0")]);
+    let logs = read(std::slice::from_ref(&app));
+    assert_eq!(logs.report.files[0].versions, ["3.0.0"]);
+    let warnings = logs.warnings(None, at("2025-09-12T00:00:00Z"));
+    assert_eq!(
+        kinds(&warnings),
+        [WarningKind::PullLogHeadsMissing],
+        "{warnings:?}"
+    );
+    assert!(warnings[0].path.ends_with("app.log"));
+    assert!(
+        warnings[0].message.contains("3.0.0"),
+        "{}",
+        warnings[0].message
+    );
+    assert!(
+        warnings[0].message.contains("access log"),
+        "{}",
+        warnings[0].message
+    );
+    // With the access log, or from 3.1.0 on, the HEADs are there.
+    let access = write_log(dir.path(), "access.log", &[CRIO_ACCESS.to_owned()]);
+    assert!(
+        read(&[app, access])
+            .warnings(None, at("2025-09-12T00:00:00Z"))
+            .is_empty()
+    );
+    for version in ["3.1.0", "v2.8.2", "3.10.1"] {
+        let fixed = write_log(dir.path(), "fixed.log", &[v3_line(version)]);
+        assert!(
+            read(&[fixed])
+                .warnings(None, at("2025-09-12T00:00:00Z"))
+                .is_empty(),
+            "{version}"
+        );
+    }
 }
 
 #[test]
