@@ -1160,7 +1160,9 @@ impl PullLogs {
             }
             reached = reached.max(*to);
         }
-        if reached + MAX_UNCOVERED < now {
+        // The hour allowed after the last line is for a quiet registry; logs
+        // without a single dated line show nothing, however short the window.
+        if covered.is_empty() || reached + MAX_UNCOVERED < now {
             missing.push(Span::new(reached, now));
         }
         let coverage = Coverage {

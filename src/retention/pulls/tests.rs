@@ -745,6 +745,25 @@ fn a_missing_rotation_or_stale_logs_leave_a_hole() {
 }
 
 #[test]
+fn logs_without_a_dated_line_refuse_even_a_window_shorter_than_the_hour_allowed() {
+    // Every line of another format (a wrong --pull-log-format): nothing is
+    // known, however short the window.
+    let mut logs = with_spans(&[]);
+    let result = logs.check_coverage(
+        "--keep-pulled-within",
+        Age::from_secs(600),
+        at("2024-06-01T00:00:00Z"),
+        false,
+    );
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("no line with a time"), "{error}");
+    assert_eq!(
+        logs.report.coverage.unwrap().missing,
+        [Span::new(at("2024-05-31T23:50:00Z"), at("2024-06-01T00:00:00Z"))]
+    );
+}
+
+#[test]
 fn the_newest_pull_of_a_tag_describes_how() {
     let pull = |secs: u64, via: Via, method: Method| LastPull {
         time: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
