@@ -13,6 +13,7 @@ pub mod gc;
 pub mod http;
 pub mod images;
 pub mod oci;
+pub mod proxy;
 pub mod pulls;
 pub mod registry;
 pub mod s3;

@@ -20,7 +20,8 @@ pub enum Format {
     V2s1,
 }
 
-fn skopeo(args: &[&str]) -> Result<String, String> {
+/// Runs skopeo with `args`: its stdout, or all it printed when it fails.
+pub fn skopeo(args: &[&str]) -> Result<String, String> {
     let out = Command::new(SKOPEO_BIN)
         .args(["--insecure-policy", "--command-timeout", "120s"])
         .args(args)
@@ -117,7 +118,7 @@ pub fn pull_complete(reg: &Registry, repo_ref: &str, must_contain: &[String]) {
 /// The digests in a `dir:` copy: blobs are files named by their hex,
 /// instance manifests `<hex>.manifest.json`, the top manifest
 /// `manifest.json`. Each must hash to its name.
-fn verified_blobs(dir: &Path) -> Result<BTreeSet<String>, String> {
+pub fn verified_blobs(dir: &Path) -> Result<BTreeSet<String>, String> {
     let mut digests = BTreeSet::new();
     for entry in fs::read_dir(dir).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
