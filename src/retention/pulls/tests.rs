@@ -759,7 +759,10 @@ fn logs_without_a_dated_line_refuse_even_a_window_shorter_than_the_hour_allowed(
     assert!(error.contains("no line with a time"), "{error}");
     assert_eq!(
         logs.report.coverage.unwrap().missing,
-        [Span::new(at("2024-05-31T23:50:00Z"), at("2024-06-01T00:00:00Z"))]
+        [Span::new(
+            at("2024-05-31T23:50:00Z"),
+            at("2024-06-01T00:00:00Z")
+        )]
     );
 }
 
