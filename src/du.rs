@@ -381,7 +381,7 @@ fn pull_usage(
                 last_pull: window
                     .logs
                     .last_pull_in(&repository.name)
-                    .map(|(reference, pull)| PullSeen::new(reference, pull)),
+                    .map(|(reference, pull)| PullSeen::new(&reference, pull)),
                 unpulled_manifests: *unpulled_manifests,
                 unpulled_bytes: unpulled.into_iter().map(bytes).sum(),
             }

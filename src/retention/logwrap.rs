@@ -305,6 +305,19 @@ impl Peeler {
         }
     }
 
+    /// The line itself (its line end cut) when it can only be a payload
+    /// with no wrapper, counted as [`Wrapper::Plain`]: the registry's app
+    /// log in the text formatter (`time="...`), which no collector's record
+    /// starts like. The caller reads it in place; otherwise `None`, and the
+    /// line goes to [`Peeler::push`].
+    pub fn plain<'l>(&mut self, line: &'l [u8]) -> Option<&'l [u8]> {
+        if !line.starts_with(b"time=\"") {
+            return None;
+        }
+        self.counts.count(Wrapper::Plain);
+        Some(strip_line_end(line))
+    }
+
     /// [`Peeler::push`] for a line already known to be text.
     pub fn push_str(&mut self, line: &str) -> Option<Peeled> {
         self.push(line.as_bytes())
@@ -876,6 +889,38 @@ mod tests {
         }
         // `\u0026` of the JSON formatter is not unescaped.
         assert!(peel_one(JSON_BLOB_PUT).payload.contains(r"\u0026digest="));
+    }
+
+    #[test]
+    fn the_fast_path_for_text_app_lines_gives_what_push_gives() {
+        let mut fast = Peeler::new();
+        let mut slow = Peeler::new();
+        let mut taken = 0;
+        for line in REAL_LINES {
+            let with_end = format!("{line}\r\n");
+            let pushed = slow.push(with_end.as_bytes()).expect("a whole line");
+            match fast.plain(with_end.as_bytes()) {
+                Some(plain) => {
+                    taken += 1;
+                    assert_eq!(plain, pushed.payload.as_bytes());
+                    assert_eq!(pushed.wrapper, Wrapper::Plain);
+                }
+                None => {
+                    assert!(!line.starts_with("time="), "{line}");
+                    fast.push(with_end.as_bytes());
+                }
+            }
+        }
+        assert!(taken > 0, "some real lines are text app lines");
+        assert_eq!(fast.counts(), slow.counts());
+        // A collector's record never starts like one.
+        let mut peeler = Peeler::new();
+        for record in [
+            r#"{"log":"time=\"x\"\n","stream":"stderr","time":"2024-05-01T10:00:00Z"}"#,
+            "2024-05-01T10:00:00.1Z stderr F time=\"x\"",
+        ] {
+            assert_eq!(peeler.plain(record.as_bytes()), None, "{record}");
+        }
     }
 
     #[test]

@@ -86,7 +86,11 @@ pub enum HistoryTimes<'a> {
 pub struct Histories<'a> {
     times: HistoryTimes<'a>,
     index: &'a Index,
-    read: HashMap<(u32, u32), TagHistory>,
+    /// Looked up once per pull by tag: foldhash, not SipHash.
+    read: HashMap<(u32, u32), TagHistory, foldhash::fast::RandomState>,
+    /// Each repository named so far, and where the index holds it: a
+    /// hash lookup per pull rather than a binary search over names.
+    positions: HashMap<Box<str>, Option<u32>, foldhash::fast::RandomState>,
 }
 
 impl<'a> Histories<'a> {
@@ -100,7 +104,8 @@ impl<'a> Histories<'a> {
         Histories {
             times,
             index,
-            read: HashMap::new(),
+            read: HashMap::default(),
+            positions: HashMap::default(),
         }
     }
 
@@ -108,10 +113,18 @@ impl<'a> Histories<'a> {
     /// such tag.
     pub fn get(&mut self, repository: &str, tag: &str) -> Option<&TagHistory> {
         let index = self.index;
-        let r = index
-            .repositories
-            .binary_search_by(|repo| repo.name.as_str().cmp(repository))
-            .ok()?;
+        let r = match self.positions.get(repository) {
+            Some(found) => (*found)? as usize,
+            None => {
+                let found = index
+                    .repositories
+                    .binary_search_by(|repo| repo.name.as_str().cmp(repository))
+                    .ok();
+                self.positions
+                    .insert(repository.into(), found.map(|r| r as u32));
+                found?
+            }
+        };
         let repo = &index.repositories[r];
         let t = repo
             .tags

@@ -33,6 +33,7 @@ mod history;
 pub mod input;
 pub mod parse;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::io;
@@ -45,7 +46,7 @@ use serde::{Serialize, Serializer};
 pub use error::PullLogError;
 pub use history::{Histories, HistoryTimes, ListedHistoryTimes, TagHistory};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestMap};
 use crate::duration::{Age, human};
 use crate::index::{Index, Tag};
 use crate::interrupt::{Interrupt, Phase};
@@ -536,13 +537,66 @@ struct Recorded {
     named: bool,
 }
 
+/// String-keyed maps read once per log line: foldhash, not SipHash (the
+/// keys are repository names and tags from storage and the logs, and a
+/// line's lookups are most of the reading time).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The last pull per reference of one repository.
+#[derive(Debug, Default)]
+struct RepositoryTable {
+    /// By tag (and by a digest of another algorithm than sha256).
+    references: FastMap<Box<str>, Recorded>,
+    /// By manifest digest.
+    digests: DigestMap<Recorded>,
+}
+
 /// The last pull per (repository, reference).
 #[derive(Debug, Default)]
 struct PullTable {
-    repositories: HashMap<Box<str>, HashMap<Box<str>, Recorded>>,
+    repositories: FastMap<Box<str>, RepositoryTable>,
     agents: HashSet<Arc<str>>,
     /// Pulls per (repository, user agent): bounded by the distinct pairs.
-    agent_pulls: HashMap<Box<str>, HashMap<Arc<str>, u64>>,
+    agent_pulls: FastMap<Box<str>, FastMap<Arc<str>, u64>>,
+}
+
+/// Keeps the later of `recorded` and `pull`.
+fn keep_last(recorded: &mut Recorded, pull: LastPull, named: bool) {
+    recorded.named |= named;
+    if pull.time > recorded.pull.time {
+        recorded.pull = pull;
+    }
+}
+
+impl RepositoryTable {
+    fn update(&mut self, reference: &str, pull: LastPull, named: bool) {
+        if let Some(digest) = Digest::parse(reference) {
+            return self.update_digest(digest, pull, named);
+        }
+        match self.references.get_mut(reference) {
+            Some(recorded) => keep_last(recorded, pull, named),
+            None => {
+                self.references
+                    .insert(reference.into(), Recorded { pull, named });
+            }
+        }
+    }
+
+    fn update_digest(&mut self, digest: Digest, pull: LastPull, named: bool) {
+        match self.digests.get_mut(&digest) {
+            Some(recorded) => keep_last(recorded, pull, named),
+            None => {
+                self.digests.insert(digest, Recorded { pull, named });
+            }
+        }
+    }
+
+    fn get(&self, reference: &str) -> Option<&Recorded> {
+        match Digest::parse(reference) {
+            Some(digest) => self.digests.get(&digest),
+            None => self.references.get(reference),
+        }
+    }
 }
 
 impl PullTable {
@@ -556,23 +610,18 @@ impl PullTable {
         ua
     }
 
-    fn update(&mut self, repository: &str, reference: &str, pull: LastPull, named: bool) {
+    /// The table of `repository`, made when first pulled.
+    fn repository(&mut self, repository: &str) -> Option<&mut RepositoryTable> {
         if !self.repositories.contains_key(repository) {
-            self.repositories.insert(repository.into(), HashMap::new());
+            self.repositories
+                .insert(repository.into(), RepositoryTable::default());
         }
-        let Some(references) = self.repositories.get_mut(repository) else {
-            return;
-        };
-        match references.get_mut(reference) {
-            Some(recorded) => {
-                recorded.named |= named;
-                if pull.time > recorded.pull.time {
-                    recorded.pull = pull;
-                }
-            }
-            None => {
-                references.insert(reference.into(), Recorded { pull, named });
-            }
+        self.repositories.get_mut(repository)
+    }
+
+    fn update(&mut self, repository: &str, reference: &str, pull: LastPull, named: bool) {
+        if let Some(table) = self.repository(repository) {
+            table.update(reference, pull, named);
         }
     }
 
@@ -583,9 +632,18 @@ impl PullTable {
             .map(|r| &r.pull)
     }
 
+    fn get_digest(&self, repository: &str, digest: &Digest) -> Option<&LastPull> {
+        self.repositories
+            .get(repository)?
+            .digests
+            .get(digest)
+            .map(|r| &r.pull)
+    }
+
     fn count_agent(&mut self, repository: &str, agent: &Arc<str>) {
         if !self.agent_pulls.contains_key(repository) {
-            self.agent_pulls.insert(repository.into(), HashMap::new());
+            self.agent_pulls
+                .insert(repository.into(), FastMap::default());
         }
         if let Some(agents) = self.agent_pulls.get_mut(repository) {
             *agents.entry(agent.clone()).or_default() += 1;
@@ -623,7 +681,7 @@ impl PullTable {
     fn named(&self) -> u64 {
         self.repositories
             .values()
-            .flat_map(HashMap::values)
+            .flat_map(|r| r.references.values().chain(r.digests.values()))
             .filter(|r| r.named)
             .count() as u64
     }
@@ -649,7 +707,7 @@ struct Observation<'a> {
 
 /// The pull a completed request records, if it is one: a GET or HEAD of a
 /// manifest answered 200 or 304.
-fn pull_of(request: &Request) -> Option<(String, String, Method)> {
+fn pull_of<'r>(request: &'r Request) -> Option<(Cow<'r, str>, Cow<'r, str>, Method)> {
     if !matches!(request.status, 200 | 304) {
         return None;
     }
@@ -716,8 +774,11 @@ impl Reader<'_> {
             user_agent,
         };
         let history = self.histories.get(o.repository, o.reference);
+        let Some(table) = self.table.repository(o.repository) else {
+            return;
+        };
         if let Some(served) = o.served {
-            self.table.update(o.repository, served, pull.clone(), false);
+            table.update(served, pull.clone(), false);
         }
         // The digest served decides, when the tag's history holds it. One
         // it never held (an old client given the list's amd64 child, or a
@@ -728,11 +789,10 @@ impl Reader<'_> {
             .is_some_and(|d| history.is_some_and(|h| h.holds(&d)));
         if let (Some(history), false) = (history, exact) {
             for digest in history.possible(o.attribute_at) {
-                self.table
-                    .update(o.repository, &digest.to_string(), pull.clone(), false);
+                table.update_digest(digest, pull.clone(), false);
             }
         }
-        self.table.update(o.repository, o.reference, pull, true);
+        table.update(o.reference, pull, true);
     }
 
     /// Reads one input; pulls named by lines not read, in a file with no
@@ -807,6 +867,11 @@ impl Reader<'_> {
                 if let Some(pair) = parse::manifest_reference_anywhere(&text) {
                     uncertain.insert(pair);
                 }
+                continue;
+            }
+            if let Some(line) = peeler.plain(&buf) {
+                let text = String::from_utf8_lossy(line);
+                self.read_payload(file, uncertain, &text, None);
                 continue;
             }
             // A collector's record: the registry's line is its payload, and
@@ -1094,7 +1159,7 @@ impl PullLogs {
             by_name: self.table.get(repository, &tag.name),
             of_image: tag
                 .current
-                .and_then(|d| self.table.get(repository, &d.to_string())),
+                .and_then(|d| self.table.get_digest(repository, &d)),
         }
     }
 
@@ -1105,11 +1170,10 @@ impl PullLogs {
             .table
             .repositories
             .iter()
-            .flat_map(|(repository, references)| {
-                references.iter().filter_map(move |(reference, recorded)| {
-                    let digest = Digest::parse(reference)?;
+            .flat_map(|(repository, table)| {
+                table.digests.iter().filter_map(move |(digest, recorded)| {
                     (recorded.named && recorded.pull.time >= since)
-                        .then_some((&**repository, digest))
+                        .then_some((&**repository, *digest))
                 })
             })
             .collect();
@@ -1231,14 +1295,21 @@ impl PullLogs {
 
     /// The latest pull a line named in `repository`, with the reference
     /// it named.
-    pub fn last_pull_in(&self, repository: &str) -> Option<(&str, &LastPull)> {
-        self.table
-            .repositories
-            .get(repository)?
+    pub fn last_pull_in(&self, repository: &str) -> Option<(Cow<'_, str>, &LastPull)> {
+        let table = self.table.repositories.get(repository)?;
+        let references = table
+            .references
             .iter()
+            .map(|(reference, recorded)| (Cow::Borrowed(&**reference), recorded));
+        let digests = table
+            .digests
+            .iter()
+            .map(|(digest, recorded)| (Cow::Owned(digest.to_string()), recorded));
+        references
+            .chain(digests)
             .filter(|(_, recorded)| recorded.named)
-            .map(|(reference, recorded)| (&**reference, &recorded.pull))
-            .max_by(|a, b| a.1.time.cmp(&b.1.time).then_with(|| b.0.cmp(a.0)))
+            .map(|(reference, recorded)| (reference, &recorded.pull))
+            .max_by(|a, b| a.1.time.cmp(&b.1.time).then_with(|| b.0.cmp(&a.0)))
     }
 
     /// What the logs themselves suggest is missing from them, over the

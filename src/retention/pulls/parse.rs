@@ -425,7 +425,10 @@ impl<'a> Iterator for LogfmtPairs<'a> {
                 unescape(&line[start..end])
             } else {
                 let start = i;
-                i += line[i..].find(' ').unwrap_or(bytes.len() - i);
+                // Bare values are short: a plain loop beats a search's setup.
+                while i < bytes.len() && bytes[i] != b' ' {
+                    i += 1;
+                }
                 Cow::Borrowed(&line[start..i])
             };
             self.at = i;
@@ -773,14 +776,32 @@ fn clf_time(text: &str) -> Option<SystemTime> {
 /// `/v2/<name>/manifests/<reference>`, the query left out, percent-escapes
 /// decoded, leading slashes collapsed (`//v2/` is seen in real logs), and
 /// the last `/manifests/` taken (a repository may be called `manifests`).
-pub fn manifest_reference(uri: &str) -> Option<(String, String)> {
-    let path = uri.split(['?', '#']).next()?;
-    let path = percent_decode(path);
+pub fn manifest_reference(uri: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    let end = uri
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(uri.len());
+    match percent_decode(&uri[..end]) {
+        Cow::Borrowed(path) => {
+            let (name, reference) = split_manifest_path(path)?;
+            Some((Cow::Borrowed(name), Cow::Borrowed(reference)))
+        }
+        Cow::Owned(path) => {
+            let (name, reference) = split_manifest_path(&path)?;
+            Some((
+                Cow::Owned(name.to_owned()),
+                Cow::Owned(reference.to_owned()),
+            ))
+        }
+    }
+}
+
+/// `/v2/<name>/manifests/<reference>` (decoded, no query) in its parts.
+fn split_manifest_path(path: &str) -> Option<(&str, &str)> {
     let path = path.trim_start_matches('/').strip_prefix("v2/")?;
     let at = path.rfind("/manifests/")?;
     let (name, reference) = (&path[..at], &path[at + "/manifests/".len()..]);
-    (is_repository_name(name) && is_reference(reference))
-        .then(|| (name.to_owned(), reference.to_owned()))
+    (is_repository_name(name) && is_reference(reference)).then_some((name, reference))
 }
 
 /// Lowercase path components of `[a-z0-9._-]`, none empty.
@@ -854,7 +875,8 @@ pub fn manifest_references_anywhere(text: &str) -> impl Iterator<Item = (String,
     static ANYWHERE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"/v2/([a-z0-9._/-]+/manifests/[A-Za-z0-9_.:=+-]+)").expect("valid regex")
     });
-    ANYWHERE
-        .captures_iter(text)
-        .filter_map(|found| manifest_reference(&format!("/v2/{}", &found[1])))
+    ANYWHERE.captures_iter(text).filter_map(|found| {
+        manifest_reference(&format!("/v2/{}", &found[1]))
+            .map(|(name, reference)| (name.into_owned(), reference.into_owned()))
+    })
 }

@@ -434,7 +434,12 @@ fn lines_of_no_known_shape_are_rejected_with_a_reason() {
 
 #[test]
 fn manifest_paths_name_a_repository_and_a_reference() {
-    let pair = |r: &str, t: &str| Some((r.to_owned(), t.to_owned()));
+    let pair = |r: &str, t: &str| {
+        Some((
+            std::borrow::Cow::Owned(r.to_owned()),
+            std::borrow::Cow::Owned(t.to_owned()),
+        ))
+    };
     assert_eq!(
         manifest_reference("/v2/library/nginx/manifests/latest"),
         pair("library/nginx", "latest")
