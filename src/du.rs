@@ -571,13 +571,14 @@ pub fn disk_usage(
             }
             None => None,
         };
+        let task = progress.spinner("marking", "manifests read");
+        let loaded = storage.load_manifests(&index, &task, &interrupt)?;
+        let logs = logs.map(|(logs, within, since)| (logs.settle(&index, &loaded), within, since));
         let window = logs.as_ref().map(|(logs, within, since)| PullWindow {
             logs,
             within: *within,
             since: *since,
         });
-        let task = progress.spinner("marking", "manifests read");
-        let loaded = storage.load_manifests(&index, &task, &interrupt)?;
         let mut usage = compute_loaded(layout, &index, &loaded, warnings, options, window.as_ref());
         usage.storage_root = storage.name();
         task.finish();

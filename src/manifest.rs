@@ -49,9 +49,10 @@ pub mod media_types {
 }
 
 /// What kind of manifest a blob holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ManifestKind {
     /// An image (Docker schema 2 or OCI) or an OCI artifact.
+    #[default]
     Image,
     /// A Docker manifest list or OCI index.
     Index,
@@ -180,6 +181,17 @@ enum MediaType {
     Empty,
     Known(ManifestKind),
     Unknown(String),
+}
+
+/// The kind of manifest a response's `Content-Type` says was served
+/// (parameters after `;` ignored); `None` for a type that is not a
+/// manifest's.
+pub fn kind_of_content_type(content_type: &str) -> Option<ManifestKind> {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    match media_type(essence) {
+        MediaType::Known(kind) => Some(kind),
+        MediaType::Empty | MediaType::Unknown(_) => None,
+    }
 }
 
 fn media_type(text: &str) -> MediaType {

@@ -873,3 +873,171 @@ fn a_forced_pull_log_format_rejects_other_lines_and_the_window_is_then_refused()
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("caddy-json"), "{stderr}");
 }
+
+/// `app`: `moving` set to `small` 20 days ago, then to `large` (one layer
+/// more, so a larger manifest) 10 days ago; `old` at `small` and `other` at
+/// `large`, both pushed 60 days ago.
+fn rolled_tree_of_two_sizes() -> (LayoutBuilder, Manifest, Manifest) {
+    let mut b = LayoutBuilder::new();
+    let small = b.simple_image("small", &[]);
+    let extra = b.layer("extra");
+    let large = b.simple_image("large", &[&extra]);
+    assert_ne!(small.bytes.len(), large.bytes.len());
+    b.push("app", "moving", &small);
+    b.push("app", "moving", &large);
+    b.push("app", "old", &small);
+    b.push("app", "other", &large);
+    let root = b.root().to_path_buf();
+    set_mtime(
+        &tag_index_link(&root, "app", "moving", &small.digest),
+        days_ago(20),
+    );
+    set_mtime(
+        &tag_index_link(&root, "app", "moving", &large.digest),
+        days_ago(10),
+    );
+    set_mtime(&tag_current_link(&root, "app", "moving"), days_ago(10));
+    for (tag, image) in [("old", &small), ("other", &large)] {
+        set_mtime(
+            &tag_index_link(&root, "app", tag, &image.digest),
+            days_ago(60),
+        );
+        set_mtime(&tag_current_link(&root, "app", tag), days_ago(60));
+    }
+    (b, small, large)
+}
+
+/// The app log's line for a GET by tag that served `bytes` of
+/// `content_type`.
+fn served_line(t: SystemTime, uri: &str, content_type: &str, bytes: usize) -> String {
+    format!(
+        "time=\"{}\" level=info msg=\"response completed\" go.version=go1.19.8 http.request.host=\"r:5000\" http.request.method=GET http.request.uri={uri} http.request.useragent=containerd/1.7.13 http.response.contenttype=\"{content_type}\" http.response.status=200 http.response.written={bytes}\n",
+        log_time(t)
+    )
+}
+
+#[test]
+fn the_app_logs_response_size_and_content_type_narrow_a_pull_by_tag() {
+    let (b, small, large) = rolled_tree_of_two_sizes();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |content_type: &str, bytes: usize| {
+        // `moving` pulled 15 days ago: its history allows `small` (set
+        // last before) and `large` (set after).
+        let log = write_log(
+            dir.path(),
+            &[served_line(
+                days_ago(15),
+                "/v2/app/manifests/moving",
+                content_type,
+                bytes,
+            )],
+        );
+        let mut args = POLICY.to_vec();
+        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+        gc_json(b.root(), &args)
+    };
+    // What `small` is: only it was pulled, and `other` (at `large`) goes.
+    let report = run(&small.media_type, small.bytes.len());
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert_eq!(decided(&report, "deleted"), ["other"], "{report:#}");
+    assert!(
+        reason(&report, "old").contains("(GET by tag `moving`, containerd/1.7.13)"),
+        "{report:#}"
+    );
+    assert_eq!(report["pull_logs"]["narrowed"], 1, "{report:#}");
+    // What `large` is: `old` goes.
+    let report = run(&large.media_type, large.bytes.len());
+    assert_eq!(decided(&report, "deleted"), ["old"], "{report:#}");
+    // A size neither has (a proxy's compression, a rewrite): both stay.
+    let report = run(&small.media_type, 12_345);
+    assert_eq!(
+        decided(&report, "deleted"),
+        Vec::<String>::new(),
+        "{report:#}"
+    );
+    assert_eq!(report["pull_logs"]["narrowed"], 0, "{report:#}");
+    // A manifest list's type for an image's size: nothing fits, both stay.
+    let report = run(
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        small.bytes.len(),
+    );
+    assert_eq!(
+        decided(&report, "deleted"),
+        Vec::<String>::new(),
+        "{report:#}"
+    );
+    // An access line has the size but no content type: not narrowed.
+    let log = write_log(
+        dir.path(),
+        &[format!(
+            "10.0.0.5 - - [{}] \"GET /v2/app/manifests/moving HTTP/1.1\" 200 {} \"\" \"containerd/1.7.13\"\n",
+            clf_time(days_ago(15)),
+            small.bytes.len()
+        )],
+    );
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(
+        decided(&report, "deleted"),
+        Vec::<String>::new(),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_narrowed_pull_keeps_a_manifest_list_an_old_client_got_an_image_of() {
+    // `moving` was a list (its amd64 image also tagged `amd64`), then an
+    // image; a client that takes no lists pulled `moving` while it was the
+    // list and got the amd64 image's bytes.
+    let mut b = LayoutBuilder::new();
+    let amd64 = b.simple_image("amd64", &[]);
+    let arm64 = b.simple_image("arm64", &[]);
+    let list = docker_list(&[&amd64, &arm64]);
+    let extra = b.layer("extra");
+    let later = b.simple_image("later", &[&extra]);
+    for child in [&amd64, &arm64] {
+        b.push_untagged("app", child);
+    }
+    b.push("app", "moving", &list);
+    b.push("app", "moving", &later);
+    b.push("app", "other", &later);
+    let root = b.root().to_path_buf();
+    set_mtime(
+        &tag_index_link(&root, "app", "moving", &list.digest),
+        days_ago(20),
+    );
+    set_mtime(
+        &tag_index_link(&root, "app", "moving", &later.digest),
+        days_ago(10),
+    );
+    set_mtime(&tag_current_link(&root, "app", "moving"), days_ago(10));
+    b.push("app", "listed", &list);
+    for (tag, image) in [("listed", &list), ("other", &later)] {
+        set_mtime(
+            &tag_index_link(&root, "app", tag, &image.digest),
+            days_ago(60),
+        );
+        set_mtime(&tag_current_link(&root, "app", tag), days_ago(60));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(
+        dir.path(),
+        &[served_line(
+            days_ago(15),
+            "/v2/app/manifests/moving",
+            &amd64.media_type,
+            amd64.bytes.len(),
+        )],
+    );
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    let report = gc_json(b.root(), &args);
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    // The list fits (rewritten); `later`, an image of another size, does not.
+    assert_eq!(decided(&report, "deleted"), ["other"], "{report:#}");
+    assert!(
+        reason(&report, "listed").contains("(GET by tag `moving`"),
+        "{report:#}"
+    );
+}

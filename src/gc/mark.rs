@@ -40,7 +40,7 @@ use rayon::prelude::*;
 use crate::digest::{Digest, DigestMap, DigestSet};
 use crate::index::{BlobId, Index, Repository, Tag};
 use crate::interrupt::{Interrupt, Phase};
-use crate::manifest::{self, MAX_MANIFEST_BYTES};
+use crate::manifest::{self, MAX_MANIFEST_BYTES, ManifestKind};
 use crate::progress::Task;
 use crate::storage::fs::dir::Dir;
 use crate::storage::layout::{Layout, relative};
@@ -60,6 +60,8 @@ pub struct Refs {
     pub subject: Option<Digest>,
     /// A Docker schema1 manifest: the only kind with `signatures/`.
     pub schema1: bool,
+    /// The kind, as the registry reads it.
+    pub kind: ManifestKind,
 }
 
 /// A manifest as loaded from its blob: its references, or why it could not be read.
@@ -206,6 +208,7 @@ pub fn refs_of(index: &Index, digest: &Digest, bytes: &[u8]) -> Loaded {
         children: manifest.children.into(),
         subject: manifest.subject,
         schema1: manifest.schema1,
+        kind: manifest.kind,
     })
 }
 

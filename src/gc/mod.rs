@@ -377,6 +377,13 @@ impl Collector {
             } else {
                 Vec::new()
             };
+            // Every manifest, read before the roots are chosen: a pull log's
+            // response sizes and content types are matched against them.
+            let task = progress.spinner("reading manifests", "manifests read");
+            interrupt.check(Phase::Plan)?;
+            let loaded = storage.load_manifests(&index, &task, &interrupt)?;
+            task.finish();
+            let pull_logs = pull_logs.map(|logs| logs.settle(&index, &loaded));
             let protection = self.config.protect.as_ref().map(|list| list.resolve(&index));
             let protect = self.config.protect.as_ref().zip(protection.as_ref());
             // Protected manifests are roots in every mode.
@@ -421,9 +428,8 @@ impl Collector {
                 ..logs.report
             });
             let mut dropped = retention::policy::dropped_tags(&decisions, index.repositories.len());
-            let task = progress.spinner("marking", "manifests read");
+            let task = progress.spinner("marking", "manifests");
             interrupt.check(Phase::Plan)?;
-            let loaded = storage.load_manifests(&index, &task, &interrupt)?;
             // Signatures of schema1 revisions, and of any revision whose
             // manifest is not known to be something else.
             // (A listing found every signature already.)

@@ -48,8 +48,10 @@ pub use history::{Histories, HistoryTimes, ListedHistoryTimes, TagHistory};
 
 use crate::digest::{Digest, DigestMap};
 use crate::duration::{Age, human};
+use crate::gc::mark::Loaded;
 use crate::index::{Index, Tag};
 use crate::interrupt::{Interrupt, Phase};
+use crate::manifest::{self, ManifestKind};
 use crate::progress::Task;
 use crate::warning::{Warning, WarningKind};
 use input::Source;
@@ -489,6 +491,10 @@ pub struct PullLogReport {
     /// Manifests kept as roots because they were pulled by digest within
     /// `--protect-pulled-within` (per repository holding them).
     pub protected_by_digest_pull: u64,
+    /// Pulls by tag (the latest per tag, response and manifests the tag's
+    /// history allows) that the registry's app log narrowed to fewer
+    /// manifests by the content type and size it served.
+    pub narrowed: u64,
     /// Per repository pulled, its most frequent user agents (scanners,
     /// mirrors and backups make everything look pulled), by repository.
     pub top_user_agents: Vec<RepositoryAgents>,
@@ -703,6 +709,10 @@ struct Observation<'a> {
     /// The digest the response named (an event's `target.digest`, a
     /// proxy's `Docker-Content-Digest`), when logged.
     served: Option<&'a str>,
+    /// The kind and size of what a 200 response served, from the
+    /// registry's app log (it writes the stored bytes; a proxy may have
+    /// compressed them).
+    response: Option<Served>,
 }
 
 /// The pull a completed request records, if it is one: a GET or HEAD of a
@@ -727,6 +737,50 @@ pub struct PullLogs {
     pub report: PullLogReport,
 }
 
+/// Pull logs read, before the manifests they may name are known: the pulls
+/// by tag whose response size and content type can narrow the manifests
+/// the tag could have served wait for [`PullLogsRead::settle`], which alone
+/// gives the [`PullLogs`] decisions are made from.
+pub struct PullLogsRead {
+    logs: PullLogs,
+    narrowable: FastMap<Narrowable, LastPull>,
+}
+
+/// A pull by tag that one of several manifests served, as the tag's
+/// history tells, whose line gives the kind and size of what was served.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Narrowable {
+    repository: Box<str>,
+    candidates: Box<[Digest]>,
+    served: Served,
+}
+
+/// What a response served, as the registry's app log gives it
+/// (`http.response.contenttype`, `http.response.written`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Served {
+    kind: ManifestKind,
+    bytes: u64,
+}
+
+impl Served {
+    /// Whether a stored manifest of `kind` and `bytes` can have given this
+    /// response: as it is stored, or rewritten for an old client (the 2.x
+    /// registry gives a client that does not accept manifest lists the
+    /// list's linux/amd64 image, and one that accepts only schema1 a
+    /// conversion of the image).
+    fn from(&self, kind: ManifestKind, bytes: u64) -> bool {
+        (kind == self.kind && bytes == self.bytes)
+            || matches!(
+                (kind, self.kind),
+                (
+                    ManifestKind::Index,
+                    ManifestKind::Image | ManifestKind::Schema1
+                ) | (ManifestKind::Image, ManifestKind::Schema1)
+            )
+    }
+}
+
 /// Reads logs into a table, attributing pulls by tag as it goes.
 struct Reader<'a> {
     table: PullTable,
@@ -737,6 +791,9 @@ struct Reader<'a> {
     format: Option<ForcedFormat>,
     /// Pulls left out by `ignore_user_agents` and `ignore_clients`, so far.
     ignored: u64,
+    /// Pulls by tag to narrow once the manifests are read; the latest per
+    /// (repository, candidates, response), so bounded by those.
+    narrowable: FastMap<Narrowable, LastPull>,
 }
 
 impl Reader<'_> {
@@ -788,8 +845,27 @@ impl Reader<'_> {
             .and_then(Digest::parse)
             .is_some_and(|d| history.is_some_and(|h| h.holds(&d)));
         if let (Some(history), false) = (history, exact) {
-            for digest in history.possible(o.attribute_at) {
-                table.update_digest(digest, pull.clone(), false);
+            let candidates = history.possible(o.attribute_at);
+            match o.response {
+                Some(served) if candidates.len() > 1 => {
+                    let key = Narrowable {
+                        repository: o.repository.into(),
+                        candidates: candidates.into(),
+                        served,
+                    };
+                    match self.narrowable.get_mut(&key) {
+                        Some(last) if last.time >= pull.time => {}
+                        Some(last) => *last = pull.clone(),
+                        None => {
+                            self.narrowable.insert(key, pull.clone());
+                        }
+                    }
+                }
+                _ => {
+                    for digest in candidates {
+                        table.update_digest(digest, pull.clone(), false);
+                    }
+                }
             }
         }
         table.update(o.reference, pull, true);
@@ -1012,6 +1088,7 @@ impl Reader<'_> {
             client: pull.client.as_deref(),
             // Pulled by tag, the event also names the manifest served.
             served: pull.tag.as_ref().and(pull.digest.as_deref()),
+            response: None,
         });
     }
 }
@@ -1073,6 +1150,14 @@ impl Reader<'_> {
                     user_agent: request.as_ref().and_then(|r| r.user_agent.as_deref()),
                     client: request.as_ref().and_then(|r| r.client.as_deref()),
                     served: request.as_ref().and_then(|r| r.served.as_deref()),
+                    response: request
+                        .as_ref()
+                        .filter(|r| format.is_app_log() && r.status == 200)
+                        .and_then(|r| {
+                            let kind = manifest::kind_of_content_type(r.content_type.as_deref()?)?;
+                            let bytes = r.size.filter(|n| *n > 0)?;
+                            Some(Served { kind, bytes })
+                        }),
                 });
             }
         }
@@ -1093,6 +1178,72 @@ fn uncertain_pull<'a>(
         user_agent: None,
         client: None,
         served: None,
+        response: None,
+    }
+}
+
+impl PullLogsRead {
+    /// What they held.
+    pub fn report(&self) -> &PullLogReport {
+        &self.logs.report
+    }
+
+    /// [`PullLogs::check_coverage`].
+    pub fn check_coverage(
+        &mut self,
+        rule: &str,
+        window: Age,
+        now: SystemTime,
+        assume_complete: bool,
+    ) -> Result<(), PullLogError> {
+        self.logs.check_coverage(rule, window, now, assume_complete)
+    }
+
+    /// [`PullLogs::warnings`].
+    pub fn warnings(&self, window_start: Option<SystemTime>, now: SystemTime) -> Vec<Warning> {
+        self.logs.warnings(window_start, now)
+    }
+
+    /// The pulls, once the manifests of `index` are read (`manifests`): a
+    /// pull by tag whose app-log line gives what was served (its content
+    /// type and size) counts for the manifests the tag could have served
+    /// that match it, stored as they are or rewritten for an old client
+    /// (see [`Served`]); for all of them when none matches, or when a
+    /// manifest could not be read.
+    pub fn settle(self, index: &Index, manifests: &DigestMap<Loaded>) -> PullLogs {
+        let PullLogsRead {
+            mut logs,
+            narrowable,
+        } = self;
+        let mut narrowed = 0;
+        for (key, pull) in narrowable {
+            let fits = |digest: &Digest| {
+                let kind = match manifests.get(digest) {
+                    Some(Ok(refs)) => refs.kind,
+                    _ => return true,
+                };
+                match index.blob(digest) {
+                    Some(blob) => key.served.from(kind, blob.bytes()),
+                    None => true,
+                }
+            };
+            let fitting: Vec<Digest> = key.candidates.iter().copied().filter(fits).collect();
+            let chosen: &[Digest] = if fitting.is_empty() {
+                &key.candidates
+            } else {
+                &fitting
+            };
+            if chosen.len() < key.candidates.len() {
+                narrowed += 1;
+            }
+            if let Some(table) = logs.table.repository(&key.repository) {
+                for digest in chosen {
+                    table.update_digest(*digest, pull.clone(), false);
+                }
+            }
+        }
+        logs.report.narrowed = narrowed;
+        logs
     }
 }
 
@@ -1109,7 +1260,7 @@ impl PullLogs {
         now: SystemTime,
         interrupt: &Interrupt,
         task: &Task,
-    ) -> crate::Result<PullLogs> {
+    ) -> crate::Result<PullLogsRead> {
         let sources = input::expand(&config.inputs).map_err(crate::Error::PullLog)?;
         let mut reader = Reader {
             table: PullTable::default(),
@@ -1118,6 +1269,7 @@ impl PullLogs {
             ignore_clients: &config.ignore_clients,
             ignored: 0,
             format: config.format,
+            narrowable: FastMap::default(),
         };
         let mut files = Vec::new();
         let mut timeless = Vec::new();
@@ -1145,11 +1297,15 @@ impl PullLogs {
             files,
             coverage: None,
             protected_by_digest_pull: 0,
+            narrowed: 0,
             top_user_agents: reader.table.top_user_agents(),
         };
-        Ok(PullLogs {
-            table: reader.table,
-            report,
+        Ok(PullLogsRead {
+            logs: PullLogs {
+                table: reader.table,
+                report,
+            },
+            narrowable: reader.narrowable,
         })
     }
 
@@ -1288,6 +1444,7 @@ impl PullLogs {
                 last: None,
                 coverage: None,
                 protected_by_digest_pull: 0,
+                narrowed: 0,
                 top_user_agents: Vec::new(),
             },
         }

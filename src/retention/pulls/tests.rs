@@ -507,6 +507,37 @@ fn read(inputs: &[PathBuf]) -> PullLogs {
         &Task::hidden(),
     )
     .unwrap()
+    .settle(&index, &crate::digest::DigestMap::default())
+}
+
+#[test]
+fn a_response_fits_the_manifests_that_served_it_as_stored_or_rewritten() {
+    use crate::manifest::ManifestKind::{Image, Index, Schema1};
+    let image = Served {
+        kind: Image,
+        bytes: 1000,
+    };
+    assert!(image.from(Image, 1000));
+    assert!(!image.from(Image, 999));
+    assert!(!image.from(Schema1, 1000));
+    // A list's linux/amd64 image, given to a client that takes no lists.
+    assert!(image.from(Index, 5));
+    let schema1 = Served {
+        kind: Schema1,
+        bytes: 3000,
+    };
+    // An image converted for a client that takes only schema1.
+    assert!(schema1.from(Image, 1000));
+    assert!(schema1.from(Index, 1000));
+    assert!(schema1.from(Schema1, 3000));
+    assert!(!schema1.from(Schema1, 2999));
+    let list = Served {
+        kind: Index,
+        bytes: 700,
+    };
+    assert!(list.from(Index, 700));
+    assert!(!list.from(Image, 700));
+    assert!(!list.from(Schema1, 700));
 }
 
 #[test]
@@ -652,6 +683,7 @@ fn with_spans(spans: &[(&str, &str)]) -> PullLogs {
             last: None,
             coverage: None,
             protected_by_digest_pull: 0,
+            narrowed: 0,
             top_user_agents: Vec::new(),
         },
     }
