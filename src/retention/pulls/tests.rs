@@ -487,6 +487,11 @@ fn app_line(time: &str, method: &str, uri: &str, status: u16, ua: &str) -> Strin
 }
 
 fn read(inputs: &[PathBuf]) -> PullLogs {
+    read_as(inputs, None)
+}
+
+/// [`read`], `--pull-log-format` forcing `format`.
+fn read_as(inputs: &[PathBuf], format: Option<ForcedFormat>) -> PullLogs {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("docker/registry/v2/repositories")).unwrap();
     let layout = crate::storage::layout::Layout::new(dir.path());
@@ -498,7 +503,7 @@ fn read(inputs: &[PathBuf]) -> PullLogs {
             protect_within: None,
             ignore_user_agents: Vec::new(),
             ignore_clients: Vec::new(),
-            format: None,
+            format,
         },
         super::HistoryTimes::Filesystem(&layout),
         &index,
@@ -1393,4 +1398,41 @@ fn client_patterns_match_addresses_as_logs_give_them() {
     for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "fd00::/129"] {
         assert!(ClientPattern::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn events_whose_first_line_does_not_look_like_events_are_read_when_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    // Events one per document, each broken after its first key: the first
+    // line alone says nothing of events.
+    let text: String = real_events_as("event-lines")
+        .lines()
+        .map(|event| event.replacen(",", ",\n", 1) + "\n")
+        .collect();
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, &text).unwrap();
+    let guessed = read(std::slice::from_ref(&path));
+    assert_eq!(guessed.report.pulls, 0);
+    assert_eq!(
+        guessed.report.files[0].rejected,
+        guessed.report.files[0].lines
+    );
+    let forced = read_as(std::slice::from_ref(&path), Some(ForcedFormat::Events));
+    let file = &forced.report.files[0];
+    assert_eq!(file.rejected, 0, "{:?}", file.rejected_samples);
+    assert!(file.pulls > 0);
+    assert_eq!(file.formats.get(events::FORMAT), Some(&file.lines));
+    // And a log of lines forced as events is one broken document.
+    let log = write_log(dir.path(), "app.log", &[CRIO_APP.to_owned()]);
+    let forced = read_as(std::slice::from_ref(&log), Some(ForcedFormat::Events));
+    assert_eq!(forced.report.files[0].rejected, 1);
+    assert_eq!(forced.report.pulls, 0);
+    // The line still names a manifest: it counts as pulled, never lost.
+    assert_eq!(forced.report.files[0].uncertain_pulls, 1);
+    assert_eq!(
+        forced
+            .last_pull("library/nginx", "latest")
+            .map(|p| p.method),
+        Some(Method::Unknown)
+    );
 }
