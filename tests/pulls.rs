@@ -69,22 +69,23 @@ fn rolled_tree() -> (LayoutBuilder, Manifest, Manifest) {
     b.push("app", "moving", &first);
     b.push("app", "moving", &second);
     b.push("app", "old", &first);
-    let root = b.root().to_path_buf();
-    set_mtime(
-        &tag_index_link(&root, "app", "moving", &first.digest),
-        days_ago(20),
-    );
-    set_mtime(
-        &tag_index_link(&root, "app", "moving", &second.digest),
-        days_ago(10),
-    );
-    set_mtime(&tag_current_link(&root, "app", "moving"), days_ago(10));
-    set_mtime(
-        &tag_index_link(&root, "app", "old", &first.digest),
-        days_ago(60),
-    );
-    set_mtime(&tag_current_link(&root, "app", "old"), days_ago(60));
+    date_tag(&b, "moving", &[(&first, 20), (&second, 10)]);
+    date_tag(&b, "old", &[(&first, 60)]);
     (b, first, second)
+}
+
+/// Dates the pushes of `app`'s `tag`: each manifest it was set to, `days`
+/// ago; its current link as the last of them.
+fn date_tag(b: &LayoutBuilder, tag: &str, pushes: &[(&Manifest, u64)]) {
+    for (manifest, days) in pushes {
+        set_mtime(
+            &tag_index_link(b.root(), "app", tag, &manifest.digest),
+            days_ago(*days),
+        );
+    }
+    if let Some((_, days)) = pushes.last() {
+        set_mtime(&tag_current_link(b.root(), "app", tag), days_ago(*days));
+    }
 }
 
 fn decided(report: &Value, which: &str) -> Vec<String> {
@@ -614,12 +615,7 @@ fn clf_time(t: SystemTime) -> String {
 fn rolled_tree_with_other() -> (LayoutBuilder, Manifest, Manifest) {
     let (mut b, first, second) = rolled_tree();
     b.push("app", "other", &second);
-    let root = b.root().to_path_buf();
-    set_mtime(
-        &tag_index_link(&root, "app", "other", &second.digest),
-        days_ago(60),
-    );
-    set_mtime(&tag_current_link(&root, "app", "other"), days_ago(60));
+    date_tag(&b, "other", &[(&second, 60)]);
     (b, first, second)
 }
 
@@ -683,7 +679,7 @@ fn a_pull_by_tag_whose_line_names_the_digest_served_keeps_only_that_manifest() {
         ),
         ("caddy.log", caddy_line),
     ] {
-        let (b, first, second) = rolled_tree_with_other();
+        let (b, first, _second) = rolled_tree_with_other();
         let dir = tempfile::tempdir().unwrap();
         let pulled = |digest: &str| {
             write_proxy_log(
@@ -736,7 +732,6 @@ fn a_pull_by_tag_whose_line_names_the_digest_served_keeps_only_that_manifest() {
             Vec::<String>::new(),
             "{name}: {report:#}"
         );
-        let _ = &second;
     }
 }
 
@@ -887,23 +882,9 @@ fn rolled_tree_of_two_sizes() -> (LayoutBuilder, Manifest, Manifest) {
     b.push("app", "moving", &large);
     b.push("app", "old", &small);
     b.push("app", "other", &large);
-    let root = b.root().to_path_buf();
-    set_mtime(
-        &tag_index_link(&root, "app", "moving", &small.digest),
-        days_ago(20),
-    );
-    set_mtime(
-        &tag_index_link(&root, "app", "moving", &large.digest),
-        days_ago(10),
-    );
-    set_mtime(&tag_current_link(&root, "app", "moving"), days_ago(10));
-    for (tag, image) in [("old", &small), ("other", &large)] {
-        set_mtime(
-            &tag_index_link(&root, "app", tag, &image.digest),
-            days_ago(60),
-        );
-        set_mtime(&tag_current_link(&root, "app", tag), days_ago(60));
-    }
+    date_tag(&b, "moving", &[(&small, 20), (&large, 10)]);
+    date_tag(&b, "old", &[(&small, 60)]);
+    date_tag(&b, "other", &[(&large, 60)]);
     (b, small, large)
 }
 
@@ -987,9 +968,9 @@ fn the_app_logs_response_size_and_content_type_narrow_a_pull_by_tag() {
 
 #[test]
 fn a_narrowed_pull_keeps_a_manifest_list_an_old_client_got_an_image_of() {
-    // `moving` was a list (its amd64 image also tagged `amd64`), then an
-    // image; a client that takes no lists pulled `moving` while it was the
-    // list and got the amd64 image's bytes.
+    // `moving` was a list (also tagged `listed`), then an image; a client
+    // that takes no lists pulled `moving` while it was the list and got the
+    // amd64 image's bytes.
     let mut b = LayoutBuilder::new();
     let amd64 = b.simple_image("amd64", &[]);
     let arm64 = b.simple_image("arm64", &[]);
@@ -1002,24 +983,10 @@ fn a_narrowed_pull_keeps_a_manifest_list_an_old_client_got_an_image_of() {
     b.push("app", "moving", &list);
     b.push("app", "moving", &later);
     b.push("app", "other", &later);
-    let root = b.root().to_path_buf();
-    set_mtime(
-        &tag_index_link(&root, "app", "moving", &list.digest),
-        days_ago(20),
-    );
-    set_mtime(
-        &tag_index_link(&root, "app", "moving", &later.digest),
-        days_ago(10),
-    );
-    set_mtime(&tag_current_link(&root, "app", "moving"), days_ago(10));
     b.push("app", "listed", &list);
-    for (tag, image) in [("listed", &list), ("other", &later)] {
-        set_mtime(
-            &tag_index_link(&root, "app", tag, &image.digest),
-            days_ago(60),
-        );
-        set_mtime(&tag_current_link(&root, "app", tag), days_ago(60));
-    }
+    date_tag(&b, "moving", &[(&list, 20), (&later, 10)]);
+    date_tag(&b, "listed", &[(&list, 60)]);
+    date_tag(&b, "other", &[(&later, 60)]);
     let dir = tempfile::tempdir().unwrap();
     let log = write_log(
         dir.path(),

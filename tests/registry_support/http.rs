@@ -28,6 +28,32 @@ pub fn agent(timeout: Duration) -> Agent {
         .into()
 }
 
+/// Polls `url` while `child` runs until it answers 200 (or, with
+/// `any_answer`, anything at all), for at most `timeout`; otherwise why not.
+pub fn wait_until_up(
+    child: &mut std::process::Child,
+    url: &str,
+    any_answer: bool,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let agent = agent(Duration::from_secs(2));
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!("exited with {status}"));
+        }
+        if let Ok(reply) = agent.get(url).call() {
+            if any_answer || reply.status() == 200 {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("no answer from {url} within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 fn api() -> Agent {
     agent(Duration::from_secs(30))
 }

@@ -331,26 +331,10 @@ impl Proxy {
     /// Polls `GET /v2/` through the proxy until the registry's 200 comes
     /// back; on failure returns the proxy's log.
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
         let url = format!("http://127.0.0.1:{}/v2/", self.port);
-        let agent = super::http::agent(Duration::from_secs(2));
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                return Err(format!("exited with {status}:\n{}", self.log()));
-            }
-            if let Ok(resp) = agent.get(&url).call() {
-                if resp.status() == 200 {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "no 200 from {url} within {STARTUP_TIMEOUT:?}:\n{}",
-                    self.log()
-                ));
-            }
-            sleep(Duration::from_millis(25));
-        }
+        let child = self.child.as_mut().expect("started");
+        super::http::wait_until_up(child, &url, false, STARTUP_TIMEOUT)
+            .map_err(|why| format!("{why}:\n{}", self.log()))
     }
 
     fn kill(&mut self) {

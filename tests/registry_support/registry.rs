@@ -4,8 +4,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -270,26 +269,10 @@ impl Registry {
 
     /// Polls `GET /v2/` until it answers 200; on failure returns the log.
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
         let url = format!("http://127.0.0.1:{}/v2/", self.port);
-        let agent = super::http::agent(Duration::from_secs(2));
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                return Err(format!("registry exited with {status}:\n{}", self.log()));
-            }
-            if let Ok(resp) = agent.get(&url).call() {
-                if resp.status() == 200 {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "no answer from {url} within {STARTUP_TIMEOUT:?}:\n{}",
-                    self.log()
-                ));
-            }
-            sleep(Duration::from_millis(25));
-        }
+        let child = self.child.as_mut().expect("started");
+        super::http::wait_until_up(child, &url, false, STARTUP_TIMEOUT)
+            .map_err(|why| format!("registry: {why}:\n{}", self.log()))
     }
 }
 

@@ -12,8 +12,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -249,24 +248,10 @@ impl S3Server {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let agent = agent(Duration::from_secs(2));
         let url = format!("{}/moto-api/", self.endpoint());
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                return Err(format!("moto_server exited with {status}:\n{}", self.log()));
-            }
-            if agent.get(&url).call().is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "no answer from {url} within {STARTUP_TIMEOUT:?}:\n{}",
-                    self.log()
-                ));
-            }
-            sleep(Duration::from_millis(50));
-        }
+        let child = self.child.as_mut().expect("started");
+        super::http::wait_until_up(child, &url, true, STARTUP_TIMEOUT)
+            .map_err(|why| format!("moto_server: {why}:\n{}", self.log()))
     }
 
     /// moto's log so far.

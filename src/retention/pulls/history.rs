@@ -37,6 +37,16 @@ impl TagHistory {
         self.current == Some(*digest) || self.entries.iter().any(|(d, _)| d == digest)
     }
 
+    /// How many of the tag's history entries are dated at or before `t`:
+    /// [`TagHistory::possible`] gives the same digests for every `t` with
+    /// the same count (before the last push).
+    pub fn pushes_before(&self, t: SystemTime) -> u32 {
+        self.entries
+            .iter()
+            .filter(|(_, m)| m.is_some_and(|m| m <= t))
+            .count() as u32
+    }
+
     /// The digests a pull of the tag at `t` could have served.
     pub fn possible(&self, t: SystemTime) -> Vec<Digest> {
         if let (Some(current), Some(pushed)) = (self.current, self.pushed) {
@@ -109,9 +119,9 @@ impl<'a> Histories<'a> {
         }
     }
 
-    /// The history of `tag` in `repository`; `None` when storage has no
-    /// such tag.
-    pub fn get(&mut self, repository: &str, tag: &str) -> Option<&TagHistory> {
+    /// The history of `tag` in `repository`, with the positions of both in
+    /// the index; `None` when storage has no such tag.
+    pub fn get(&mut self, repository: &str, tag: &str) -> Option<((u32, u32), &TagHistory)> {
         let index = self.index;
         let r = match self.positions.get(repository) {
             Some(found) => (*found)? as usize,
@@ -132,7 +142,7 @@ impl<'a> Histories<'a> {
             .ok()?;
         let times = self.times;
         let key = (r as u32, t as u32);
-        Some(self.read.entry(key).or_insert_with(|| {
+        let history = self.read.entry(key).or_insert_with(|| {
             let tag = &repo.tags[t];
             let entries = tag
                 .history
@@ -158,7 +168,8 @@ impl<'a> Histories<'a> {
                 pushed: tag.pushed,
                 entries,
             }
-        }))
+        });
+        Some((key, history))
     }
 }
 

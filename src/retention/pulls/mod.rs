@@ -743,16 +743,32 @@ pub struct PullLogs {
 /// gives the [`PullLogs`] decisions are made from.
 pub struct PullLogsRead {
     logs: PullLogs,
-    narrowable: FastMap<Narrowable, LastPull>,
+    narrowable: FastMap<NarrowKey, Narrowable>,
 }
 
-/// A pull by tag that one of several manifests served, as the tag's
-/// history tells, whose line gives the kind and size of what was served.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Pulls by tag that one of several manifests served, as the tag's history
+/// tells, whose lines give the kind of what was served and which of those
+/// manifests have its size. Distinct keys are bounded by the tags, their
+/// history entries and the few such masks, not by the lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct NarrowKey {
+    /// The tag, as [`Histories`] knows it: (repository, tag) positions in
+    /// the index.
+    tag: (u32, u32),
+    /// The candidates: [`TagHistory::possible`] at any time after the same
+    /// number of the tag's pushes.
+    pushes_before: u32,
+    /// The kind served.
+    kind: ManifestKind,
+    /// Bit `i`: candidate `i` has the size served (or its size is unknown).
+    same_size: u64,
+}
+
+/// The manifests of a [`NarrowKey`] and its latest pull.
+#[derive(Debug, Clone)]
 struct Narrowable {
-    repository: Box<str>,
     candidates: Box<[Digest]>,
-    served: Served,
+    pull: LastPull,
 }
 
 /// What a response served, as the registry's app log gives it
@@ -765,20 +781,27 @@ struct Served {
 
 impl Served {
     /// Whether a stored manifest of `kind` and `bytes` can have given this
-    /// response: as it is stored, or rewritten for an old client (the 2.x
-    /// registry gives a client that does not accept manifest lists the
-    /// list's linux/amd64 image, and one that accepts only schema1 a
-    /// conversion of the image).
+    /// response (see [`fits`]).
+    #[cfg(test)]
     fn from(&self, kind: ManifestKind, bytes: u64) -> bool {
-        (kind == self.kind && bytes == self.bytes)
-            || matches!(
-                (kind, self.kind),
-                (
-                    ManifestKind::Index,
-                    ManifestKind::Image | ManifestKind::Schema1
-                ) | (ManifestKind::Image, ManifestKind::Schema1)
-            )
+        fits(self.kind, kind, bytes == self.bytes)
     }
+}
+
+/// Whether a stored manifest of `kind` can have given a response of
+/// `served` kind, `same_size` telling whether it has the size served: as it
+/// is stored, or rewritten for an old client (the 2.x registry gives a
+/// client that does not accept manifest lists the list's linux/amd64 image,
+/// and one that accepts only schema1 a conversion of the image).
+fn fits(served: ManifestKind, kind: ManifestKind, same_size: bool) -> bool {
+    (kind == served && same_size)
+        || matches!(
+            (kind, served),
+            (
+                ManifestKind::Index,
+                ManifestKind::Image | ManifestKind::Schema1
+            ) | (ManifestKind::Image, ManifestKind::Schema1)
+        )
 }
 
 /// Reads logs into a table, attributing pulls by tag as it goes.
@@ -791,9 +814,11 @@ struct Reader<'a> {
     format: Option<ForcedFormat>,
     /// Pulls left out by `ignore_user_agents` and `ignore_clients`, so far.
     ignored: u64,
-    /// Pulls by tag to narrow once the manifests are read; the latest per
-    /// (repository, candidates, response), so bounded by those.
-    narrowable: FastMap<Narrowable, LastPull>,
+    /// Pulls by tag to narrow once the manifests are read, the latest per
+    /// key.
+    narrowable: FastMap<NarrowKey, Narrowable>,
+    /// Where the manifests' sizes are.
+    index: &'a Index,
 }
 
 impl Reader<'_> {
@@ -843,21 +868,31 @@ impl Reader<'_> {
         let exact = o
             .served
             .and_then(Digest::parse)
-            .is_some_and(|d| history.is_some_and(|h| h.holds(&d)));
-        if let (Some(history), false) = (history, exact) {
+            .is_some_and(|d| history.is_some_and(|(_, h)| h.holds(&d)));
+        if let (Some((position, history)), false) = (history, exact) {
             let candidates = history.possible(o.attribute_at);
             match o.response {
-                Some(served) if candidates.len() > 1 => {
-                    let key = Narrowable {
-                        repository: o.repository.into(),
-                        candidates: candidates.into(),
-                        served,
+                Some(served) if candidates.len() > 1 && candidates.len() <= 64 => {
+                    let mut same_size = 0u64;
+                    for (i, digest) in candidates.iter().enumerate() {
+                        let size = self.index.blob(digest).map(|b| b.bytes());
+                        if size.is_none_or(|size| size == served.bytes) {
+                            same_size |= 1 << i;
+                        }
+                    }
+                    let key = NarrowKey {
+                        tag: position,
+                        pushes_before: history.pushes_before(o.attribute_at),
+                        kind: served.kind,
+                        same_size,
                     };
                     match self.narrowable.get_mut(&key) {
-                        Some(last) if last.time >= pull.time => {}
-                        Some(last) => *last = pull.clone(),
+                        Some(last) if last.pull.time >= pull.time => {}
+                        Some(last) => last.pull = pull.clone(),
                         None => {
-                            self.narrowable.insert(key, pull.clone());
+                            let pull = pull.clone();
+                            let candidates = candidates.into();
+                            self.narrowable.insert(key, Narrowable { candidates, pull });
                         }
                     }
                 }
@@ -1216,27 +1251,29 @@ impl PullLogsRead {
             narrowable,
         } = self;
         let mut narrowed = 0;
-        for (key, pull) in narrowable {
-            let fits = |digest: &Digest| {
-                let kind = match manifests.get(digest) {
-                    Some(Ok(refs)) => refs.kind,
-                    _ => return true,
-                };
-                match index.blob(digest) {
-                    Some(blob) => key.served.from(kind, blob.bytes()),
-                    None => true,
-                }
-            };
-            let fitting: Vec<Digest> = key.candidates.iter().copied().filter(fits).collect();
+        for (key, Narrowable { candidates, pull }) in narrowable {
+            let fitting: Vec<Digest> = candidates
+                .iter()
+                .enumerate()
+                .filter(|(i, digest)| match manifests.get(*digest) {
+                    Some(Ok(refs)) => fits(key.kind, refs.kind, key.same_size & (1 << i) != 0),
+                    // Not read: it may have served anything.
+                    _ => true,
+                })
+                .map(|(_, digest)| *digest)
+                .collect();
             let chosen: &[Digest] = if fitting.is_empty() {
-                &key.candidates
+                &candidates
             } else {
                 &fitting
             };
-            if chosen.len() < key.candidates.len() {
+            if chosen.len() < candidates.len() {
                 narrowed += 1;
             }
-            if let Some(table) = logs.table.repository(&key.repository) {
+            let Some(repository) = index.repositories.get(key.tag.0 as usize) else {
+                continue;
+            };
+            if let Some(table) = logs.table.repository(&repository.name) {
                 for digest in chosen {
                     table.update_digest(*digest, pull.clone(), false);
                 }
@@ -1270,6 +1307,7 @@ impl PullLogs {
             ignored: 0,
             format: config.format,
             narrowable: FastMap::default(),
+            index,
         };
         let mut files = Vec::new();
         let mut timeless = Vec::new();

@@ -1436,3 +1436,101 @@ fn events_whose_first_line_does_not_look_like_events_are_read_when_forced() {
         Some(Method::Unknown)
     );
 }
+
+#[test]
+fn pulls_waiting_to_be_narrowed_grow_with_the_tags_not_with_the_lines() {
+    use crate::index::{Blob, Repository, Tag};
+    let d = |n: u8| Digest::of_bytes(&[n]);
+    let (first, second) = (d(1), d(2));
+    let mut blobs = vec![Blob::new(first, Some(500)), Blob::new(second, Some(700))];
+    blobs.sort_by_key(|b| b.digest);
+    let index = Index {
+        blobs,
+        repositories: vec![Repository {
+            name: "app".into(),
+            tags: vec![Tag {
+                name: "moving".into(),
+                current: Some(second),
+                history: {
+                    let mut h = vec![first, second];
+                    h.sort();
+                    h
+                },
+                pushed: Some(at("2024-05-20T00:00:00Z")),
+            }],
+            ..Repository::default()
+        }],
+        ..Index::default()
+    };
+    // `first` set on the 1st, `second` on the 20th: a pull between may
+    // have served either.
+    let times: ListedHistoryTimes = [(
+        (0, 0),
+        index.repositories[0].tags[0]
+            .history
+            .iter()
+            .map(|h| {
+                at(if *h == first {
+                    "2024-05-01T00:00:00Z"
+                } else {
+                    "2024-05-20T00:00:00Z"
+                })
+            })
+            .collect(),
+    )]
+    .into_iter()
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    // A thousand pulls of `moving`, each with another size written: what
+    // a log of odd sizes (or a generated one) holds.
+    let lines: Vec<String> = (0..1000)
+        .map(|n| {
+            format!(
+                r#"time="2024-05-10T00:{:02}:{:02}Z" level=info msg="response completed" http.request.method=GET http.request.uri=/v2/app/manifests/moving http.response.contenttype=application/vnd.oci.image.manifest.v1+json http.response.status=200 http.response.written={}"#,
+                n / 60,
+                n % 60,
+                1000 + n
+            )
+        })
+        .chain([
+            r#"time="2024-05-10T01:00:00Z" level=info msg="response completed" http.request.method=GET http.request.uri=/v2/app/manifests/moving http.response.contenttype=application/vnd.oci.image.manifest.v1+json http.response.status=200 http.response.written=500"#.to_owned()
+        ])
+        .collect();
+    let log = write_log(dir.path(), "app.log", &lines);
+    let read = || {
+        PullLogs::read(
+            &PullLogConfig {
+                inputs: vec![log.clone()],
+                ..PullLogConfig::default()
+            },
+            super::HistoryTimes::Listed(&times),
+            &index,
+            at("2024-06-01T00:00:00Z"),
+            &Interrupt::default(),
+            &Task::hidden(),
+        )
+        .unwrap()
+    };
+    // One key for every size that fits neither, one for `first`'s size.
+    assert_eq!(read().narrowable.len(), 2);
+    // Manifests not read: every candidate counts, as without narrowing.
+    let logs = read().settle(&index, &crate::digest::DigestMap::default());
+    let last = |logs: &PullLogs, d: &Digest| logs.table.get_digest("app", d).map(|p| p.time);
+    assert_eq!(last(&logs, &first), Some(at("2024-05-10T01:00:00Z")));
+    assert_eq!(last(&logs, &second), Some(at("2024-05-10T01:00:00Z")));
+    assert_eq!(logs.report.narrowed, 0);
+    // Both images read: the pull of `first`'s size was `first`'s alone;
+    // the others fit neither, so both count for them.
+    let image = || {
+        Ok(crate::gc::mark::Refs {
+            kind: ManifestKind::Image,
+            ..Default::default()
+        })
+    };
+    let manifests: crate::digest::DigestMap<Loaded> =
+        [(first, image()), (second, image())].into_iter().collect();
+    let logs = read().settle(&index, &manifests);
+    assert_eq!(last(&logs, &first), Some(at("2024-05-10T01:00:00Z")));
+    assert_eq!(last(&logs, &second), Some(at("2024-05-10T00:16:39Z")));
+    assert_eq!(logs.report.narrowed, 1);
+}
