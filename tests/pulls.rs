@@ -1008,3 +1008,51 @@ fn a_narrowed_pull_keeps_a_manifest_list_an_old_client_got_an_image_of() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_push_in_the_second_or_the_run_of_a_pull_by_tag_leaves_both_manifests_pulled() {
+    // `moving` pointed at `first` for 20 days; `second` was pushed half a
+    // second into the second an access line dates a pull of `moving` to.
+    // The access line's time is to the second, so the pull may have come
+    // before the push and served `first`: `old` (at `first`) stays.
+    let (b, first, second) = rolled_tree();
+    let whole = |t: SystemTime| {
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    };
+    let second_of_pull = whole(days_ago(15));
+    let push = second_of_pull + Duration::from_millis(500);
+    set_mtime(
+        &tag_index_link(b.root(), "app", "moving", &second.digest),
+        push,
+    );
+    set_mtime(&tag_current_link(b.root(), "app", "moving"), push);
+    let dir = tempfile::tempdir().unwrap();
+    let access = format!(
+        "10.0.0.5 - - [{}] \"GET /v2/app/manifests/moving HTTP/1.1\" 200 1638 \"\" \"containerd/1.7.13\"\n",
+        clf_time(second_of_pull)
+    );
+    // The app log's line of a request that took 300 ms and ended 100 ms
+    // after the push: it resolved the tag before.
+    let app = format!(
+        "time=\"{}\" level=info msg=\"response completed\" http.request.method=GET http.request.uri=/v2/app/manifests/moving http.request.useragent=containerd/1.7.13 http.response.duration=300ms http.response.status=200\n",
+        regsweep::clock::rfc3339(push + Duration::from_millis(100))
+    );
+    for line in [access, app] {
+        let log = write_log(dir.path(), std::slice::from_ref(&line));
+        let mut args = POLICY.to_vec();
+        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+        let report = gc_json(b.root(), &args);
+        assert_eq!(report["exit_code"], 0, "{line}: {report:#}");
+        assert_eq!(
+            decided(&report, "deleted"),
+            Vec::<String>::new(),
+            "{line}: {report:#}"
+        );
+        assert!(
+            reason(&report, "old").contains("(GET by tag `moving`"),
+            "{line}: {report:#}"
+        );
+    }
+    let _ = first;
+}

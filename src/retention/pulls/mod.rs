@@ -1117,7 +1117,7 @@ impl Reader<'_> {
             repository: &pull.repository,
             reference,
             time,
-            attribute_at: time,
+            attribute_at: resolved_by(time, None),
             method: pull.method,
             user_agent: pull.user_agent.as_deref(),
             client: pull.client.as_deref(),
@@ -1180,7 +1180,7 @@ impl Reader<'_> {
                     repository: &repository,
                     reference: &reference,
                     time,
-                    attribute_at: time,
+                    attribute_at: resolved_by(time, request.as_ref().and_then(|r| r.duration)),
                     method,
                     user_agent: request.as_ref().and_then(|r| r.user_agent.as_deref()),
                     client: request.as_ref().and_then(|r| r.client.as_deref()),
@@ -1197,6 +1197,21 @@ impl Reader<'_> {
             }
         }
     }
+}
+
+/// A request's line is written when it ends, or with its start to the
+/// second; the tag it named was resolved when it began, and a push in that
+/// second (or while it ran) must not look older than it. So the tag's
+/// history is read this long before the line's time: the request's
+/// duration when the line gives it, else a minute, and a second more for
+/// one-second times and clocks.
+const UNLOGGED_DURATION: Duration = Duration::from_secs(60);
+
+/// The earliest time a request logged at `time`, that took `duration`,
+/// may have resolved its tag (see [`UNLOGGED_DURATION`]).
+fn resolved_by(time: SystemTime, duration: Option<Duration>) -> SystemTime {
+    let before = duration.unwrap_or(UNLOGGED_DURATION) + Duration::from_secs(1);
+    time.checked_sub(before).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn uncertain_pull<'a>(

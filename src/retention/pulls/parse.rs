@@ -105,6 +105,9 @@ pub struct Request<'a> {
     pub size: Option<u64>,
     /// The response's `Content-Type`, when logged.
     pub content_type: Option<Cow<'a, str>>,
+    /// How long the request took, when logged: the tag it named was
+    /// resolved that long before the line's time.
+    pub duration: Option<Duration>,
 }
 
 impl Request<'_> {
@@ -119,6 +122,7 @@ impl Request<'_> {
             served: self.served.map(owned),
             size: self.size,
             content_type: self.content_type.map(owned),
+            duration: self.duration,
         }
     }
 }
@@ -278,6 +282,7 @@ struct AppFields<'a> {
     version: Option<Cow<'a, str>>,
     written: Option<u64>,
     content_type: Option<Cow<'a, str>>,
+    duration: Option<Duration>,
 }
 
 impl<'a> AppFields<'a> {
@@ -296,6 +301,7 @@ impl<'a> AppFields<'a> {
             "version" => self.version = Some(value),
             "http.response.written" => self.written = value.parse().ok(),
             "http.response.contenttype" => self.content_type = Some(value),
+            "http.response.duration" => self.duration = go_duration(&value),
             _ => {}
         }
     }
@@ -322,6 +328,7 @@ impl<'a> AppFields<'a> {
                 served: None,
                 size: self.written,
                 content_type: self.content_type,
+                duration: self.duration,
             })
         } else {
             None
@@ -539,8 +546,44 @@ fn parse_json(line: &str) -> Parsed<'_> {
         version: owned("version"),
         written: object.get("http.response.written").and_then(number),
         content_type: owned("http.response.contenttype"),
+        duration: text("http.response.duration").and_then(go_duration),
     };
     fields.into_line(Format::AppJson, time)
+}
+
+/// A Go duration as `time.Duration.String` writes it: `2.773353ms`,
+/// `1.6697112s`, `850µs`, `1m2.5s`, `0s`.
+pub(crate) fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// A JSON number, or a string holding one.
@@ -622,6 +665,10 @@ fn parse_caddy(object: &Map<String, Value>) -> Parsed<'static> {
                 size: object.get("size").and_then(number),
                 content_type: header(resp_headers, "Content-Type")
                     .map(|c| Cow::Owned(c.to_owned())),
+                duration: object
+                    .get("duration")
+                    .and_then(Value::as_f64)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok()),
             })
         }
         _ => None,
@@ -685,6 +732,7 @@ fn parse_traefik(object: &Map<String, Value>) -> Parsed<'static> {
         served,
         size: object.get("DownstreamContentSize").and_then(number),
         content_type: owned("downstream_Content-Type").or_else(|| owned("origin_Content-Type")),
+        duration: Some(took),
     };
     Parsed::Line {
         format: Format::TraefikJson,
@@ -751,6 +799,7 @@ fn parse_combined(line: &str) -> Option<Parsed<'_>> {
                 .map(|d| Cow::Borrowed(d.as_str())),
             size: c[4].parse().ok(),
             content_type: None,
+            duration: None,
         })
     });
     Some(Parsed::Line {

@@ -1534,3 +1534,28 @@ fn pulls_waiting_to_be_narrowed_grow_with_the_tags_not_with_the_lines() {
     assert_eq!(last(&logs, &second), Some(at("2024-05-10T00:16:39Z")));
     assert_eq!(logs.report.narrowed, 1);
 }
+
+#[test]
+fn go_durations_are_read_as_the_registry_writes_them() {
+    use super::parse::go_duration;
+    for (text, micros) in [
+        ("2.773353ms", 2_773),
+        ("1.6697112s", 1_669_711),
+        ("850µs", 850),
+        ("850us", 850),
+        ("1m2.5s", 62_500_000),
+        ("1h0m0s", 3_600_000_000),
+        ("0s", 0),
+        ("0", 0),
+        ("120ns", 0),
+    ] {
+        assert_eq!(
+            go_duration(text).map(|d| d.as_micros()),
+            Some(micros),
+            "{text}"
+        );
+    }
+    for text in ["", "ms", "2.5", "5 s", "1d", "-1s"] {
+        assert_eq!(go_duration(text), None, "{text}");
+    }
+}
