@@ -1056,3 +1056,31 @@ fn a_push_in_the_second_or_the_run_of_a_pull_by_tag_leaves_both_manifests_pulled
     }
     let _ = first;
 }
+
+#[test]
+fn the_human_report_says_how_many_pulls_the_app_log_narrowed() {
+    let (b, small, _large) = rolled_tree_of_two_sizes();
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(
+        dir.path(),
+        &[served_line(
+            days_ago(15),
+            "/v2/app/manifests/moving",
+            &small.media_type,
+            small.bytes.len(),
+        )],
+    );
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_regsweep"))
+        .arg("gc")
+        .args(&args)
+        .arg(b.root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("; 1 pull by tag narrowed by what the app log says was served."),
+        "{stdout}"
+    );
+}

@@ -1744,6 +1744,13 @@ impl PullLogReport {
             counted(self.references, "reference", "references"),
             span(self.first, self.last)
         )?;
+        if self.narrowed > 0 {
+            write!(
+                out,
+                "; {} narrowed by what the app log says was served",
+                counted(self.narrowed, "pull by tag", "pulls by tag")
+            )?;
+        }
         if self.rejected > 0 {
             write!(
                 out,
