@@ -194,7 +194,7 @@ pub struct Usage {
     /// Version of this shape, [`DU_VERSION`].
     pub regsweep_du: u32,
     /// The storage root.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub storage_root: PathBuf,
     /// Reclaimable bytes count untagged manifests as garbage (`-m`).
     pub delete_untagged: bool,
@@ -712,7 +712,7 @@ impl Usage {
                 pulls.pulled_within,
                 pulls.since,
                 human_bytes(pulls.unpulled_bytes),
-                crate::report::counted(pulls.unpulled_manifests, "manifest", "manifests"),
+                crate::text::counted(pulls.unpulled_manifests, "manifest", "manifests"),
             )?;
         }
         Ok(())

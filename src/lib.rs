@@ -57,6 +57,7 @@ pub mod progress;
 pub mod report;
 pub mod retention;
 pub mod storage;
+pub mod text;
 pub mod verify;
 pub mod warning;
 

@@ -106,7 +106,7 @@ pub struct Problem {
     /// What is wrong.
     pub kind: ProblemKind,
     /// The file or directory at fault, or the one that should be there.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub path: PathBuf,
     /// The repository, when the problem belongs to one.
     pub repository: Option<String>,
@@ -195,7 +195,7 @@ pub struct Verification {
     /// [`VERIFY_REPORT_VERSION`].
     pub regsweep_verify: u32,
     /// The storage root (the directory holding `docker/registry/v2`).
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub storage_root: PathBuf,
     /// What was looked at.
     pub checked: Checked,

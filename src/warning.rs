@@ -64,7 +64,7 @@ pub struct Warning {
     /// What kind of damage.
     pub kind: WarningKind,
     /// The file or directory at fault.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub path: PathBuf,
     /// The repository it belongs to, when it belongs to one.
     pub repository: Option<String>,

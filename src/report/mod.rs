@@ -11,7 +11,6 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use indicatif::HumanCount;
 use serde::{Serialize, Serializer};
 
 use std::time::SystemTime;
@@ -25,26 +24,9 @@ use crate::retention::policy::PolicyReport;
 use crate::storage::{Failure, SweepOutcome};
 use crate::warning::Warning;
 
-/// Serializes a path as a string, replacing what is not UTF-8 with U+FFFD:
-/// a stray file name that is not UTF-8 must not stop the report from being
-/// written (the human output shows the same lossy form).
-pub(crate) fn lossy_path<P: AsRef<std::path::Path>, S: Serializer>(
-    path: &P,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&path.as_ref().to_string_lossy())
-}
-
-/// [`lossy_path`] for an optional path.
-pub(crate) fn lossy_optional_path<P: AsRef<std::path::Path>, S: Serializer>(
-    path: &Option<P>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match path {
-        Some(path) => lossy_path(path, s),
-        None => s.serialize_none(),
-    }
-}
+pub use crate::storage::s3::S3Requests;
+pub use crate::text::{count, counted, human_bytes};
+pub(crate) use crate::text::{lossy_optional_path, lossy_path};
 
 /// Version of the JSON report's shape. 2: `candidates` and `kept` are
 /// listed only when asked (`-v`); `version`, `started`, `finished`,
@@ -372,22 +354,6 @@ pub struct Report<'a> {
     /// The registry's blob descriptor cache (not in JSON).
     #[serde(skip)]
     pub blob_cache: BlobCache,
-}
-
-/// Requests a run sent to object storage: what it cost at the provider.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct S3Requests {
-    /// LIST pages (ListObjectsV2, ListMultipartUploads).
-    pub list: u64,
-    /// GETs of objects.
-    pub get: u64,
-    /// HEADs.
-    pub head: u64,
-    /// PUTs (the lock object).
-    pub put: u64,
-    /// DeleteObjects requests (up to 1,000 keys each), single DELETEs and
-    /// aborted multipart uploads.
-    pub delete: u64,
 }
 
 impl<'a> Report<'a> {
@@ -1099,16 +1065,6 @@ pub fn shorten_middle(text: &str, max: usize) -> String {
     format!("{start}…{end}")
 }
 
-/// A count with thousands separators: `1,234,567`.
-pub fn count(n: u64) -> String {
-    HumanCount(n).to_string()
-}
-
-/// `1 blob`, `2 blobs`, `1,234 blobs`.
-pub fn counted(n: u64, singular: &str, plural: &str) -> String {
-    format!("{} {}", count(n), if n == 1 { singular } else { plural })
-}
-
 /// `1 manifest, 2 tag history entries, 3 layer links and 4 blobs`, then
 /// temporary files, uploads and repositories when there are any.
 fn totals(r: &Reclaim) -> String {
@@ -1137,21 +1093,6 @@ fn totals(r: &Reclaim) -> String {
     }
     let last = parts.pop().unwrap_or_default();
     format!("{} and {last}", parts.join(", "))
-}
-
-/// Bytes in IEC units: `512 B`, `1.5 KiB`, `3.0 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ impl Counts {
         ]
         .iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(name, n)| format!("{name} {}", crate::report::count(*n)))
+        .map(|(name, n)| format!("{name} {}", crate::text::count(*n)))
         .collect();
         if parts.is_empty() {
             return String::new();
@@ -181,7 +181,7 @@ impl Counts {
             ("unfinished", self.dangling),
         ] {
             if n > 0 {
-                parts.push(format!("{} {what}", crate::report::count(n)));
+                parts.push(format!("{} {what}", crate::text::count(n)));
             }
         }
         parts.join(", ")

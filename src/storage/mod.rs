@@ -96,7 +96,7 @@ impl From<Layout> for Storage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
     /// The path that could not be removed.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub path: PathBuf,
     /// Why.
     pub message: String,

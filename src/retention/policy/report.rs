@@ -78,7 +78,7 @@ pub struct RepositoryRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
     /// The policy file, or `None` for flags.
-    #[serde(serialize_with = "crate::report::lossy_optional_path")]
+    #[serde(serialize_with = "crate::text::lossy_optional_path")]
     pub source: Option<PathBuf>,
     /// The rules, in order.
     pub rules: Vec<RuleRecord>,
@@ -91,7 +91,7 @@ pub struct PolicyReport {
     /// `--keep-pulled-within`.
     pub keep_pulled_within: Option<String>,
     /// The `--protect` file.
-    #[serde(serialize_with = "crate::report::lossy_optional_path")]
+    #[serde(serialize_with = "crate::text::lossy_optional_path")]
     pub protect: Option<PathBuf>,
     /// Tags kept in the repositories the policy covers.
     pub tags_kept: u64,

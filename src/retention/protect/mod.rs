@@ -456,7 +456,7 @@ pub struct Protection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProtectReport {
     /// The file.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub file: PathBuf,
     /// Distinct references in it.
     pub references: u64,
@@ -504,10 +504,10 @@ impl ProtectReport {
             out,
             "Protected images ({}): {}, {} in storage, {} not found, {} of other registries",
             self.file.display(),
-            crate::report::counted(self.references, "reference", "references"),
-            crate::report::count(self.found),
-            crate::report::count(self.not_found),
-            crate::report::count(self.other_registries.len() as u64)
+            crate::text::counted(self.references, "reference", "references"),
+            crate::text::count(self.found),
+            crate::text::count(self.not_found),
+            crate::text::count(self.other_registries.len() as u64)
         )?;
         if registries.is_empty() {
             writeln!(out, ".")?;

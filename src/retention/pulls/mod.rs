@@ -282,7 +282,7 @@ pub struct RejectedLine {
 #[derive(Debug, Clone, Serialize)]
 pub struct PullLogFile {
     /// The file, or `-` for standard input.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub path: PathBuf,
     /// `gzip`, or `null`.
     pub compression: Option<&'static str>,
@@ -1073,7 +1073,7 @@ impl Reader<'_> {
             &format!(
                 "{}; {} after it: {}",
                 broken.error,
-                crate::report::counted(more, "more line", "more lines"),
+                crate::text::counted(more, "more line", "more lines"),
                 broken.partial
             ),
         );
@@ -1726,7 +1726,7 @@ impl PullLogReport {
     ///   app.log: 1,000 lines (distribution-text 990), 40 pulls, ...
     /// ```
     pub fn write_human(&self, out: &mut impl io::Write, all: bool) -> io::Result<()> {
-        use crate::report::{count, counted};
+        use crate::text::{count, counted};
         let span = |first: Option<SystemTime>, last: Option<SystemTime>| match first.zip(last) {
             Some((f, l)) => format!(
                 "{} to {}",

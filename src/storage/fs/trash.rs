@@ -45,11 +45,11 @@ use walkdir::WalkDir;
 use crate::clock;
 use crate::duration::Age;
 use crate::error::{Error, Result};
-use crate::report::{count, counted, human_bytes};
 use crate::storage::fs::dir::{self, Dir};
 use crate::storage::fs::lock::{self, Lock};
 use crate::storage::layout::{Layout, V2_SUFFIX, names};
 use crate::storage::target;
+use crate::text::{count, counted, human_bytes};
 
 /// The journal of a batch.
 pub const JOURNAL: &str = "journal.jsonl";
@@ -1182,7 +1182,7 @@ pub struct BatchListing {
     /// When its run started (RFC 3339, UTC).
     pub started: String,
     /// The storage root it came from.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub storage_root: PathBuf,
     /// Moves its journal records.
     pub moves: u64,
@@ -1192,7 +1192,7 @@ pub struct BatchListing {
     /// Bytes of those files.
     pub bytes: Option<u64>,
     /// The batch directory.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub path: PathBuf,
 }
 
@@ -1228,7 +1228,7 @@ impl BatchListing {
 #[derive(Debug, Default, Serialize)]
 pub struct Listing {
     /// The trash directory.
-    #[serde(serialize_with = "crate::report::lossy_path")]
+    #[serde(serialize_with = "crate::text::lossy_path")]
     pub dir: PathBuf,
     /// Every batch that can be read, newest first.
     pub batches: Vec<BatchListing>,

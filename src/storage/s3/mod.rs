@@ -39,6 +39,22 @@ use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, Retry
 use crate::error::{Error, Result};
 use crate::storage::layout::Layout;
 
+/// Requests a run sent to object storage: what it cost at the provider.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct S3Requests {
+    /// LIST pages (ListObjectsV2, ListMultipartUploads).
+    pub list: u64,
+    /// GETs of objects.
+    pub get: u64,
+    /// HEADs.
+    pub head: u64,
+    /// PUTs (the lock object).
+    pub put: u64,
+    /// DeleteObjects requests (up to 1,000 keys each), single DELETEs and
+    /// aborted multipart uploads.
+    pub delete: u64,
+}
+
 pub use config::S3Target;
 
 /// Requests in flight at once, by default.
@@ -204,10 +220,10 @@ impl S3Storage {
     }
 
     /// The requests sent so far, for the report.
-    pub fn request_report(&self) -> crate::report::S3Requests {
+    pub fn request_report(&self) -> S3Requests {
         let read = |count: &AtomicU64| count.load(Ordering::Relaxed);
         let r = &self.requests;
-        crate::report::S3Requests {
+        S3Requests {
             list: read(&r.list),
             get: read(&r.get),
             head: read(&r.head),
