@@ -1210,7 +1210,9 @@ const UNLOGGED_DURATION: Duration = Duration::from_secs(60);
 /// The earliest time a request logged at `time`, that took `duration`,
 /// may have resolved its tag (see [`UNLOGGED_DURATION`]).
 fn resolved_by(time: SystemTime, duration: Option<Duration>) -> SystemTime {
-    let before = duration.unwrap_or(UNLOGGED_DURATION) + Duration::from_secs(1);
+    let before = duration
+        .unwrap_or(UNLOGGED_DURATION)
+        .saturating_add(Duration::from_secs(1));
     time.checked_sub(before).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 

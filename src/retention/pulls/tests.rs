@@ -1559,3 +1559,72 @@ fn go_durations_are_read_as_the_registry_writes_them() {
         assert_eq!(go_duration(text), None, "{text}");
     }
 }
+
+mod never_panics {
+    use super::super::parse::{Format, LineContext, go_duration, parse_line_in};
+    use proptest::prelude::*;
+
+    fn contexts() -> impl Strategy<Value = LineContext> {
+        (
+            proptest::option::of(0u64..4_000_000_000),
+            proptest::option::of(0usize..Format::ALL.len()),
+        )
+            .prop_map(|(secs, only)| LineContext {
+                collected: secs
+                    .map(|s| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)),
+                only: only.map(|i| Format::ALL[i]),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_lines(line in ".*", context in contexts()) {
+            let _ = parse_line_in(&line, context);
+            let _ = go_duration(&line);
+        }
+
+        #[test]
+        fn lines_shaped_like_every_format(
+            head in r#"(time="[0-9TZ:.-]{0,30}" |(\x1b\[[0-9;]{0,3}m)?(INFO|WARN)(\x1b\[0m)?\[[0-9A-Z:.-]{0,25}\] |[0-9.:]{1,15} - \S{0,3} \[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} [+-][0-9]{4}\] )"#,
+            body in r#"(msg="response completed" |response completed {0,40}|"(GET|HEAD) /v2/[a-z/]{0,10}/manifests/[a-z0-9:]{0,70} HTTP/1.1" [0-9]{3} [0-9-]{1,5} ")?.{0,60}"#,
+            pairs in proptest::collection::vec(
+                r#"(http\.response\.(duration|written|contenttype|status)|http\.request\.(uri|method)|version|instance\.id)=("[^"]{0,20}"?|[0-9a-zµ./:]{0,12})"#, 0..8),
+            context in contexts(),
+        ) {
+            let line = format!("{head}{body} {}", pairs.join(" "));
+            let _ = parse_line_in(&line, context);
+        }
+
+        #[test]
+        fn json_shaped_like_proxy_logs(
+            ts in r#"(-?[0-9]{1,22}(\.[0-9]{1,9})?(e[0-9]{1,3})?|"[^"]{0,30}"|null|\[\]|\{\})"#,
+            status in r#"(-?[0-9]{1,25}|"[0-9]{0,5}"|null|1\.5)"#,
+            size in r#"(-?[0-9]{1,25}|"[0-9]{0,25}"|null|2e30)"#,
+            duration in r#"(-?[0-9]{1,25}(\.[0-9]{1,5})?|"[0-9a-z.]{0,8}"|null|1e300)"#,
+            header in r#"(\[\]|\["[^"]{0,80}"\]|"[^"]{0,80}"|null|\[1\])"#,
+        ) {
+            let caddy = format!(
+                r#"{{"ts":{ts},"logger":"http.log.access","msg":"handled request","request":{{"method":"GET","uri":"/v2/a/manifests/v1","headers":{{"User-Agent":{header}}}}},"status":{status},"size":{size},"duration":{duration},"resp_headers":{{"Docker-Content-Digest":{header},"Content-Type":{header}}}}}"#
+            );
+            let traefik = format!(
+                r#"{{"StartUTC":{ts},"Duration":{duration},"RequestMethod":"GET","RequestPath":"/v2/a/manifests/v1","DownstreamStatus":{status},"DownstreamContentSize":{size},"downstream_Docker-Content-Digest":{header}}}"#
+            );
+            let app = format!(
+                r#"{{"time":{ts},"msg":"response completed","http.request.method":"GET","http.request.uri":"/v2/a/manifests/v1","http.response.status":{status},"http.response.written":{size},"http.response.duration":{duration},"http.response.contenttype":{header}}}"#
+            );
+            for line in [caddy, traefik, app] {
+                let _ = parse_line_in(&line, LineContext::default());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_caddy_line_with_an_absurd_duration_is_still_a_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"level":"info","ts":1714557600.5,"logger":"http.log.access","msg":"handled request","request":{"method":"GET","uri":"/v2/a/manifests/v1","headers":{}},"status":200,"size":10,"duration":1.8446744e19}"#;
+    let log = write_log(dir.path(), "caddy.log", &[line.to_owned()]);
+    let logs = read(&[log]);
+    assert_eq!(logs.report.pulls, 1);
+    assert!(logs.last_pull("a", "v1").is_some());
+}
