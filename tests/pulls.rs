@@ -114,6 +114,19 @@ const POLICY: [&str; 5] = [
     "--keep-pulled-within",
 ];
 
+/// The dry run of [`POLICY`] over 30 days with `log`, as JSON.
+fn keep_pulled_30d(b: &LayoutBuilder, log: &Path) -> Value {
+    keep_pulled_30d_with(b, log, &[])
+}
+
+/// [`keep_pulled_30d`] with `extra` arguments.
+fn keep_pulled_30d_with(b: &LayoutBuilder, log: &Path, extra: &[&str]) -> Value {
+    let mut args = POLICY.to_vec();
+    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
+    args.extend(extra);
+    gc_json(b.root(), &args)
+}
+
 #[test]
 fn a_pull_by_tag_before_its_last_push_keeps_the_manifest_it_served_then() {
     let (b, _first, _second) = rolled_tree();
@@ -128,9 +141,7 @@ fn a_pull_by_tag_before_its_last_push_keeps_the_manifest_it_served_then() {
             200,
         )],
     );
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-    let report = gc_json(b.root(), &args);
+    let report = keep_pulled_30d(&b, &log);
     assert_eq!(report["exit_code"], 0, "{report:#}");
     assert_eq!(
         decided(&report, "deleted"),
@@ -198,9 +209,7 @@ fn logs_as_collectors_store_them_are_read_like_the_registrys_own_lines() {
             )],
         );
         let wrapped = wrap(&log, collector);
-        let mut args = POLICY.to_vec();
-        args.extend(["30d", "--pull-log", wrapped.to_str().unwrap()]);
-        let report = gc_json(b.root(), &args);
+        let report = keep_pulled_30d(&b, &wrapped);
         assert_eq!(report["exit_code"], 0, "{collector}: {report:#}");
         assert_eq!(
             decided(&report, "deleted"),
@@ -322,17 +331,14 @@ fn pulls_by_an_ignored_user_agent_do_not_keep_a_tag() {
             app_line(days_ago(4), "HEAD", "/v2/app/manifests/moving", 200),
         ],
     );
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-    let counted = gc_json(b.root(), &args);
+    let counted = keep_pulled_30d(&b, &log);
     assert_eq!(
         decided(&counted, "deleted"),
         Vec::<String>::new(),
         "{counted:#}"
     );
 
-    args.extend(["--pull-ignore-user-agent", "^Trivy/"]);
-    let ignored = gc_json(b.root(), &args);
+    let ignored = keep_pulled_30d_with(&b, &log, &["--pull-ignore-user-agent", "^Trivy/"]);
     assert_eq!(decided(&ignored, "deleted"), ["old"], "{ignored:#}");
     assert_eq!(
         ignored["pull_logs"]["files"][0]["ignored_pulls"], 1,
@@ -353,14 +359,11 @@ fn pulls_by_an_ignored_user_agent_do_not_keep_a_tag() {
             app_line(days_ago(4), "HEAD", "/v2/app/manifests/moving", 200),
         ],
     );
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", by_address.to_str().unwrap()]);
     assert_eq!(
-        decided(&gc_json(b.root(), &args), "deleted"),
+        decided(&keep_pulled_30d(&b, &by_address), "deleted"),
         Vec::<String>::new()
     );
-    args.extend(["--pull-ignore-client", "10.9.0.0/16"]);
-    let ignored = gc_json(b.root(), &args);
+    let ignored = keep_pulled_30d_with(&b, &by_address, &["--pull-ignore-client", "10.9.0.0/16"]);
     assert_eq!(decided(&ignored, "deleted"), ["old"], "{ignored:#}");
 
     // A pattern that is not a regular expression is refused up front.
@@ -440,9 +443,7 @@ fn a_pull_by_tag_after_its_last_push_keeps_only_the_current_manifest() {
             200,
         )],
     );
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-    let report = gc_json(b.root(), &args);
+    let report = keep_pulled_30d(&b, &log);
     assert_eq!(decided(&report, "deleted"), ["old"], "{report:#}");
     assert!(
         reason(&report, "old").contains("not pulled or pushed within 30d (no pull in the logs)"),
@@ -484,9 +485,7 @@ fn a_pull_log_that_cannot_be_read_is_named_and_refused() {
     let (b, _, _) = rolled_tree();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("rotated.log.1");
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", missing.to_str().unwrap()]);
-    let report = gc_json(b.root(), &args);
+    let report = keep_pulled_30d(&b, &missing);
     assert_eq!(report["exit_code"], 2);
     assert_eq!(report["kind"], "pull_log");
     assert!(
@@ -694,9 +693,7 @@ fn a_pull_by_tag_whose_line_names_the_digest_served_keeps_only_that_manifest() {
         // `first`, so `other` (at `second`) goes and `old` (at `first`)
         // stays.
         let log = pulled(&first.digest);
-        let mut args = POLICY.to_vec();
-        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-        let report = gc_json(b.root(), &args);
+        let report = keep_pulled_30d(&b, &log);
         assert_eq!(report["exit_code"], 0, "{name}: {report:#}");
         assert_eq!(decided(&report, "deleted"), ["other"], "{name}: {report:#}");
         assert!(
@@ -711,9 +708,7 @@ fn a_pull_by_tag_whose_line_names_the_digest_served_keeps_only_that_manifest() {
         // Without the digest, the history decides: both could have been
         // served, both stay.
         let log = pulled("");
-        let mut args = POLICY.to_vec();
-        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-        let report = gc_json(b.root(), &args);
+        let report = keep_pulled_30d(&b, &log);
         assert_eq!(
             decided(&report, "deleted"),
             Vec::<String>::new(),
@@ -724,9 +719,7 @@ fn a_pull_by_tag_whose_line_names_the_digest_served_keeps_only_that_manifest() {
         // child): the history still decides what the tag served.
         let child = format!("sha256:{}", "c".repeat(64));
         let log = pulled(&child);
-        let mut args = POLICY.to_vec();
-        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-        let report = gc_json(b.root(), &args);
+        let report = keep_pulled_30d(&b, &log);
         assert_eq!(
             decided(&report, "deleted"),
             Vec::<String>::new(),
@@ -750,9 +743,7 @@ fn a_quoted_glob_is_expanded_and_one_matching_nothing_is_refused() {
     .unwrap();
     fs::write(logs.join("unrelated.txt"), "not a log\n").unwrap();
     let pattern = logs.join("app.log*");
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", pattern.to_str().unwrap()]);
-    let report = gc_json(b.root(), &args);
+    let report = keep_pulled_30d(&b, &pattern);
     assert_eq!(report["exit_code"], 0, "{report:#}");
     let files: Vec<&str> = report["pull_logs"]["files"]
         .as_array()
@@ -813,9 +804,7 @@ fn terminal_format_lines_in_a_containers_log_are_dated_by_the_collector() {
     }
     let log = dir.path().join("container-json.log");
     fs::write(&log, text).unwrap();
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-    let report = gc_json(b.root(), &args);
+    let report = keep_pulled_30d(&b, &log);
     assert_eq!(report["exit_code"], 0, "{report:#}");
     let file = &report["pull_logs"]["files"][0];
     assert_eq!(file["formats"]["distribution-tty"], 3, "{file:#}");
@@ -913,9 +902,7 @@ fn the_app_logs_response_size_and_content_type_narrow_a_pull_by_tag() {
                 bytes,
             )],
         );
-        let mut args = POLICY.to_vec();
-        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-        gc_json(b.root(), &args)
+        keep_pulled_30d(&b, &log)
     };
     // What `small` is: only it was pulled, and `other` (at `large`) goes.
     let report = run(&small.media_type, small.bytes.len());
@@ -956,9 +943,7 @@ fn the_app_logs_response_size_and_content_type_narrow_a_pull_by_tag() {
             small.bytes.len()
         )],
     );
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-    let report = gc_json(b.root(), &args);
+    let report = keep_pulled_30d(&b, &log);
     assert_eq!(
         decided(&report, "deleted"),
         Vec::<String>::new(),
@@ -997,9 +982,7 @@ fn a_narrowed_pull_keeps_a_manifest_list_an_old_client_got_an_image_of() {
             amd64.bytes.len(),
         )],
     );
-    let mut args = POLICY.to_vec();
-    args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-    let report = gc_json(b.root(), &args);
+    let report = keep_pulled_30d(&b, &log);
     assert_eq!(report["exit_code"], 0, "{report:#}");
     // The list fits (rewritten); `later`, an image of another size, does not.
     assert_eq!(decided(&report, "deleted"), ["other"], "{report:#}");
@@ -1040,9 +1023,7 @@ fn a_push_in_the_second_or_the_run_of_a_pull_by_tag_leaves_both_manifests_pulled
     );
     for line in [access, app] {
         let log = write_log(dir.path(), std::slice::from_ref(&line));
-        let mut args = POLICY.to_vec();
-        args.extend(["30d", "--pull-log", log.to_str().unwrap()]);
-        let report = gc_json(b.root(), &args);
+        let report = keep_pulled_30d(&b, &log);
         assert_eq!(report["exit_code"], 0, "{line}: {report:#}");
         assert_eq!(
             decided(&report, "deleted"),

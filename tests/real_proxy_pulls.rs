@@ -22,7 +22,7 @@ use std::fs;
 use std::thread::sleep;
 use std::time::{Duration, SystemTime};
 
-use registry_support::http::{ACCEPT_MANIFESTS, agent};
+use registry_support::http::pull_manifest;
 use registry_support::oci::Layout;
 use registry_support::proxy::{AccessLog, CADDY_BIN, Kind, NGINX_BIN, Proxy, require_proxy};
 use registry_support::pulls::{backdate, gc_args, policy_tags};
@@ -47,21 +47,7 @@ const IMAGE_A: &str = "image-a";
 /// with the digest served.
 fn call(proxy: &Proxy, method: &str, reference: &str, user_agent: &str) -> String {
     let url = proxy.url(&format!("/v2/{APP}/manifests/{reference}"));
-    let request = match method {
-        "HEAD" => agent(Duration::from_secs(30)).head(&url),
-        _ => agent(Duration::from_secs(30)).get(&url),
-    };
-    let reply = request
-        .header("Accept", ACCEPT_MANIFESTS)
-        .header("User-Agent", user_agent)
-        .call()
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    assert_eq!(reply.status(), 200, "{method} {url}");
-    reply
-        .headers()
-        .get("Docker-Content-Digest")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    pull_manifest(&url, method, user_agent)
         .unwrap_or_else(|| panic!("{method} {url}: no Docker-Content-Digest"))
 }
 

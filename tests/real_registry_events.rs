@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
-use registry_support::http::{ACCEPT_MANIFESTS, agent};
+use registry_support::http::pull_manifest;
 use registry_support::oci::Layout;
 use registry_support::pulls::{backdate, gc_args, policy_tags};
 use registry_support::skopeo::{self, Format, push};
@@ -112,16 +112,7 @@ fn wait_for_pull(file: &Path, user_agent: &str) {
 /// A request as a client makes it; answers 200.
 fn call(reg: &Registry, method: &str, reference: &str, user_agent: &str) {
     let url = reg.url(&format!("/v2/{APP}/manifests/{reference}"));
-    let request = match method {
-        "HEAD" => agent(Duration::from_secs(30)).head(&url),
-        _ => agent(Duration::from_secs(30)).get(&url),
-    };
-    let reply = request
-        .header("Accept", ACCEPT_MANIFESTS)
-        .header("User-Agent", user_agent)
-        .call()
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    assert_eq!(reply.status(), 200, "{method} {url}");
+    pull_manifest(&url, method, user_agent);
 }
 
 #[test]

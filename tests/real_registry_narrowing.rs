@@ -30,10 +30,9 @@ use std::time::{Duration, SystemTime};
 
 use registry_support::http::agent;
 use registry_support::oci::{Layout, OCI_INDEX};
-use registry_support::pulls::{backdate, gc_args, policy_tags};
-use registry_support::skopeo::{self, Format, push};
+use registry_support::pulls::{assert_read_whole, backdate, gc_args, policy_tags};
+use registry_support::skopeo::{self, Format, push, push_unchecked};
 use registry_support::{Registry, gc, require_tools, tree};
-use serde_json::Value;
 
 const APP: &str = "team/app";
 const MOVING: &str = "moving"; // image A when pulled, then B
@@ -68,30 +67,6 @@ impl Story {
         fs::metadata(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .len()
-    }
-}
-
-/// `skopeo copy` of `layout:source` to `repo:tag` without the check by tag
-/// [`push`] makes afterwards: that HEAD is a pull of the new image, which
-/// would keep the tag this test expects to go.
-fn push_unchecked(
-    reg: &Registry,
-    layout: &Layout,
-    source: &str,
-    (repo, tag): (&str, &str),
-    format: Format,
-) {
-    let source = layout.reference(source);
-    let dest = reg.docker_ref(&format!("{repo}:{tag}"));
-    let mut args = vec!["copy", "-q", "--all", "--dest-tls-verify=false"];
-    match format {
-        Format::Oci => args.extend(["--format", "oci", "--preserve-digests"]),
-        Format::V2s2 => args.extend(["--format", "v2s2"]),
-        Format::V2s1 => args.extend(["--format", "v2s1"]),
-    }
-    args.extend([source.as_str(), dest.as_str()]);
-    if let Err(e) = skopeo::skopeo(&args) {
-        panic!("push failed: {e}\nregistry log:\n{}", reg.log());
     }
 }
 
@@ -287,19 +262,7 @@ fn verdicts(story: &Story, log: &Path, format: &str) -> ([Verdicts; 2], u64) {
     let report = gc::regsweep_json(&gc_args(root, &window, path, true));
     assert_eq!(report["exit_code"], 0, "{path}: {report:#}");
 
-    // The log was read whole, in its own format.
-    let file = &report["pull_logs"]["files"][0];
-    assert_eq!(file["path"], path);
-    assert_eq!(
-        file["rejected"], 0,
-        "every line of the log is read: {file:#}"
-    );
-    assert_eq!(file["formats"][format], file["lines"], "{file:#}");
-    assert_eq!(
-        report["pull_logs"]["coverage"]["missing"],
-        Value::Array(vec![]),
-        "{report:#}"
-    );
+    assert_read_whole(&report, path, format);
 
     let verdicts = [APP, LISTS].map(|repo| {
         let deleted = policy_tags(&report, repo, "deleted").into_keys().collect();

@@ -28,6 +28,27 @@ pub fn agent(timeout: Duration) -> Agent {
         .into()
 }
 
+/// A `GET` or `HEAD` of the manifest at `url` as a client pulling it makes
+/// it (every manifest type accepted, `user_agent`); it must answer 200.
+/// Returns the digest served (`Docker-Content-Digest`), when given.
+pub fn pull_manifest(url: &str, method: &str, user_agent: &str) -> Option<String> {
+    let request = match method {
+        "HEAD" => agent(Duration::from_secs(30)).head(url),
+        _ => agent(Duration::from_secs(30)).get(url),
+    };
+    let reply = request
+        .header("Accept", ACCEPT_MANIFESTS)
+        .header("User-Agent", user_agent)
+        .call()
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    assert_eq!(reply.status(), 200, "{method} {url}");
+    reply
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// Polls `url` while `child` runs until it answers 200 (or, with
 /// `any_answer`, anything at all), for at most `timeout`; otherwise why not.
 pub fn wait_until_up(

@@ -61,6 +61,23 @@ pub fn policy_tags(report: &Value, repo: &str, which: &str) -> BTreeMap<String, 
         .collect()
 }
 
+/// Checks that the dry run `report` read its one pull log, `path`, whole and
+/// in `format`, and that the log covers the pull window.
+pub fn assert_read_whole(report: &Value, path: &str, format: &str) {
+    let file = &report["pull_logs"]["files"][0];
+    assert_eq!(file["path"], path);
+    assert_eq!(
+        file["rejected"], 0,
+        "every line of the log is read: {file:#}"
+    );
+    assert_eq!(file["formats"][format], file["lines"], "{file:#}");
+    assert_eq!(
+        report["pull_logs"]["coverage"]["missing"],
+        Value::Array(vec![]),
+        "{report:#}"
+    );
+}
+
 /// `gc` deleting every tag but those pulled (or pushed) within `window`, as
 /// `log` shows.
 pub fn gc_args<'a>(root: &'a str, window: &'a str, log: &'a str, dry_run: bool) -> Vec<&'a str> {

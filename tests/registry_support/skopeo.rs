@@ -43,7 +43,8 @@ pub fn skopeo(args: &[&str]) -> Result<String, String> {
 }
 
 /// `skopeo copy --all` of `layout:tag` to `repo:dest_tag` in `format`.
-/// Returns the digest of the manifest as pushed (after any conversion).
+/// Returns the digest of the manifest as pushed (after any conversion),
+/// checked by a HEAD of the tag (which the registry logs as a pull).
 pub fn push(
     reg: &Registry,
     layout: &Layout,
@@ -54,10 +55,46 @@ pub fn push(
 ) -> String {
     let digest_file = layout.dir.join(format!(".digest-{}", super::random_hex(8)));
     let digest_file_arg = digest_file.to_str().unwrap().to_string();
+    copy_to(
+        reg,
+        layout,
+        (tag, repo, dest_tag),
+        format,
+        &["--digestfile", &digest_file_arg],
+    );
+    let digest = fs::read_to_string(&digest_file).expect("skopeo --digestfile");
+    let _ = fs::remove_file(&digest_file);
+    assert_eq!(
+        reg.tag_digest(repo, dest_tag),
+        digest,
+        "{repo}:{dest_tag} after the push points at what skopeo pushed"
+    );
+    digest
+}
+
+/// [`push`] without the check by tag afterwards: that HEAD is a pull of
+/// the new image, which a test of pull logs may not want.
+pub fn push_unchecked(
+    reg: &Registry,
+    layout: &Layout,
+    tag: &str,
+    (repo, dest_tag): (&str, &str),
+    format: Format,
+) {
+    copy_to(reg, layout, (tag, repo, dest_tag), format, &[]);
+}
+
+fn copy_to(
+    reg: &Registry,
+    layout: &Layout,
+    (tag, repo, dest_tag): (&str, &str, &str),
+    format: Format,
+    extra: &[&str],
+) {
     let source = layout.reference(tag);
     let dest = reg.docker_ref(&format!("{repo}:{dest_tag}"));
     let mut args = vec!["copy", "-q", "--all", "--dest-tls-verify=false"];
-    args.extend(["--digestfile", &digest_file_arg]);
+    args.extend(extra);
     match format {
         Format::Oci => args.extend(["--format", "oci", "--preserve-digests"]),
         Format::V2s2 => args.extend(["--format", "v2s2"]),
@@ -67,14 +104,6 @@ pub fn push(
     if let Err(e) = skopeo(&args) {
         panic!("push failed: {e}\nregistry log:\n{}", reg.log());
     }
-    let digest = fs::read_to_string(&digest_file).expect("skopeo --digestfile");
-    let _ = fs::remove_file(&digest_file);
-    assert_eq!(
-        reg.tag_digest(repo, dest_tag),
-        digest,
-        "{repo}:{dest_tag} after the push points at what skopeo pushed"
-    );
-    digest
 }
 
 /// Pulls `repo_ref` (`repo:tag` or `repo@digest`) with `skopeo copy --all`
