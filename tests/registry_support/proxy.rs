@@ -19,7 +19,7 @@ use tempfile::TempDir;
 
 use super::oci::Layout;
 use super::registry::Registry;
-use super::skopeo::{skopeo, verified_blobs};
+use super::skopeo::{Format, copy_with_digest, pull_reference};
 use super::{is_executable, on_path};
 
 /// nginx, from `nginx-light` (or any nginx package).
@@ -355,27 +355,9 @@ impl Proxy {
         repo: &str,
         dest_tag: &str,
     ) -> String {
-        let digest_file = layout.dir.join(format!(".digest-{}", super::random_hex(8)));
-        let source = layout.reference(tag);
         let dest = self.docker_ref(&format!("{repo}:{dest_tag}"));
-        let args = [
-            "copy",
-            "-q",
-            "--all",
-            "--dest-tls-verify=false",
-            "--digestfile",
-            digest_file.to_str().unwrap(),
-            "--format",
-            "oci",
-            "--preserve-digests",
-            &source,
-            &dest,
-        ];
-        if let Err(e) = skopeo(&args) {
-            panic!("push through {:?} failed: {e}\n{}", self.kind, self.log());
-        }
-        let digest = fs::read_to_string(&digest_file).expect("skopeo --digestfile");
-        let _ = fs::remove_file(&digest_file);
+        let digest = copy_with_digest(layout, tag, &dest, Format::Oci)
+            .unwrap_or_else(|e| panic!("push through {:?} failed: {e}\n{}", self.kind, self.log()));
         assert_eq!(
             reg.tag_digest(repo, dest_tag),
             digest,
@@ -389,19 +371,7 @@ impl Proxy {
     /// copy, every file checked against its digest. Returns the digests
     /// pulled.
     pub fn pull(&self, repo_ref: &str) -> BTreeSet<String> {
-        let out = tempfile::tempdir().unwrap();
-        let dest = format!("dir:{}", out.path().join("pulled").display());
-        let source = self.docker_ref(repo_ref);
-        skopeo(&[
-            "copy",
-            "-q",
-            "--all",
-            "--src-tls-verify=false",
-            &source,
-            &dest,
-        ])
-        .and_then(|_| verified_blobs(&out.path().join("pulled")))
-        .unwrap_or_else(|e| {
+        pull_reference(&self.docker_ref(repo_ref)).unwrap_or_else(|e| {
             panic!(
                 "pull of {repo_ref} through {:?} failed: {e}\n{}",
                 self.kind,

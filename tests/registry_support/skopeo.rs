@@ -53,17 +53,9 @@ pub fn push(
     dest_tag: &str,
     format: Format,
 ) -> String {
-    let digest_file = layout.dir.join(format!(".digest-{}", super::random_hex(8)));
-    let digest_file_arg = digest_file.to_str().unwrap().to_string();
-    copy_to(
-        reg,
-        layout,
-        (tag, repo, dest_tag),
-        format,
-        &["--digestfile", &digest_file_arg],
-    );
-    let digest = fs::read_to_string(&digest_file).expect("skopeo --digestfile");
-    let _ = fs::remove_file(&digest_file);
+    let dest = reg.docker_ref(&format!("{repo}:{dest_tag}"));
+    let digest = copy_with_digest(layout, tag, &dest, format)
+        .unwrap_or_else(|e| panic!("push failed: {e}\nregistry log:\n{}", reg.log()));
     assert_eq!(
         reg.tag_digest(repo, dest_tag),
         digest,
@@ -81,18 +73,41 @@ pub fn push_unchecked(
     (repo, dest_tag): (&str, &str),
     format: Format,
 ) {
-    copy_to(reg, layout, (tag, repo, dest_tag), format, &[]);
+    let dest = reg.docker_ref(&format!("{repo}:{dest_tag}"));
+    copy(layout, tag, &dest, format, &[])
+        .unwrap_or_else(|e| panic!("push failed: {e}\nregistry log:\n{}", reg.log()));
 }
 
-fn copy_to(
-    reg: &Registry,
+/// `skopeo copy --all` of `layout:tag` to the `docker://` reference `dest`
+/// in `format`; returns the digest of the manifest as pushed.
+pub fn copy_with_digest(
     layout: &Layout,
-    (tag, repo, dest_tag): (&str, &str, &str),
+    tag: &str,
+    dest: &str,
+    format: Format,
+) -> Result<String, String> {
+    let digest_file = layout.dir.join(format!(".digest-{}", super::random_hex(8)));
+    let digest_file_arg = digest_file.to_str().unwrap().to_string();
+    copy(
+        layout,
+        tag,
+        dest,
+        format,
+        &["--digestfile", &digest_file_arg],
+    )?;
+    let digest = fs::read_to_string(&digest_file).expect("skopeo --digestfile");
+    let _ = fs::remove_file(&digest_file);
+    Ok(digest)
+}
+
+fn copy(
+    layout: &Layout,
+    tag: &str,
+    dest: &str,
     format: Format,
     extra: &[&str],
-) {
+) -> Result<(), String> {
     let source = layout.reference(tag);
-    let dest = reg.docker_ref(&format!("{repo}:{dest_tag}"));
     let mut args = vec!["copy", "-q", "--all", "--dest-tls-verify=false"];
     args.extend(extra);
     match format {
@@ -100,10 +115,8 @@ fn copy_to(
         Format::V2s2 => args.extend(["--format", "v2s2"]),
         Format::V2s1 => args.extend(["--format", "v2s1"]),
     }
-    args.extend([source.as_str(), dest.as_str()]);
-    if let Err(e) = skopeo(&args) {
-        panic!("push failed: {e}\nregistry log:\n{}", reg.log());
-    }
+    args.extend([source.as_str(), dest]);
+    skopeo(&args).map(|_| ())
 }
 
 /// Pulls `repo_ref` (`repo:tag` or `repo@digest`) with `skopeo copy --all`
@@ -112,15 +125,19 @@ fn copy_to(
 /// file there against its digest. Returns the digests of everything pulled:
 /// manifests, configs and layers.
 pub fn try_pull(reg: &Registry, repo_ref: &str) -> Result<BTreeSet<String>, String> {
+    pull_reference(&reg.docker_ref(repo_ref))
+}
+
+/// [`try_pull`] of a whole `docker://` reference.
+pub fn pull_reference(source: &str) -> Result<BTreeSet<String>, String> {
     let out = tempfile::tempdir().unwrap();
     let dest = format!("dir:{}", out.path().join("pulled").display());
-    let source = reg.docker_ref(repo_ref);
     skopeo(&[
         "copy",
         "-q",
         "--all",
         "--src-tls-verify=false",
-        &source,
+        source,
         &dest,
     ])?;
     verified_blobs(&out.path().join("pulled"))
