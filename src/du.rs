@@ -563,10 +563,11 @@ pub fn disk_usage(
                     PullLogs::read(config, history_times, &index, now, &interrupt, &task)?;
                 task.finish();
                 let rule = format!("--pulled-within {within}");
-                logs.check_coverage(&rule, within, now, config.assume_complete)
+                logs.report
+                    .check_coverage(&rule, within, now, config.assume_complete)
                     .map_err(Error::PullLog)?;
                 let since = clock::cutoff(now, within.duration());
-                warnings.extend(logs.warnings(Some(since), now));
+                warnings.extend(logs.report.warnings(Some(since), now));
                 Some((logs, within, since))
             }
             None => None,

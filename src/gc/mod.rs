@@ -355,13 +355,14 @@ impl Collector {
                         pulls::PullLogs::read(config, history_times, &index, now, &interrupt, &task)?;
                     task.finish();
                     if let Some((window, rule)) = &coverage_window {
-                        logs.check_coverage(rule, *window, now, config.assume_complete)
+                        logs.report
+                            .check_coverage(rule, *window, now, config.assume_complete)
                             .map_err(Error::PullLog)?;
                     }
                     let window_start = coverage_window
                         .as_ref()
                         .map(|(window, _)| clock::cutoff(now, window.duration()));
-                    pull_log_warnings = logs.warnings(window_start, now);
+                    pull_log_warnings = logs.report.warnings(window_start, now);
                     Some(logs)
                 }
                 None => None,

@@ -466,7 +466,7 @@ pub struct Coverage {
 }
 
 /// The `pull_logs` part of a `gc` report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct PullLogReport {
     /// Per file, in the order read.
     pub files: Vec<PullLogFile>,
@@ -742,8 +742,10 @@ pub struct PullLogs {
 /// the tag could have served wait for [`PullLogsRead::settle`], which alone
 /// gives the [`PullLogs`] decisions are made from.
 pub struct PullLogsRead {
-    logs: PullLogs,
+    table: PullTable,
     narrowable: FastMap<NarrowKey, Narrowable>,
+    /// What they held.
+    pub report: PullLogReport,
 }
 
 /// Pulls by tag that one of several manifests served, as the tag's history
@@ -1235,27 +1237,6 @@ fn uncertain_pull<'a>(
 }
 
 impl PullLogsRead {
-    /// What they held.
-    pub fn report(&self) -> &PullLogReport {
-        &self.logs.report
-    }
-
-    /// [`PullLogs::check_coverage`].
-    pub fn check_coverage(
-        &mut self,
-        rule: &str,
-        window: Age,
-        now: SystemTime,
-        assume_complete: bool,
-    ) -> Result<(), PullLogError> {
-        self.logs.check_coverage(rule, window, now, assume_complete)
-    }
-
-    /// [`PullLogs::warnings`].
-    pub fn warnings(&self, window_start: Option<SystemTime>, now: SystemTime) -> Vec<Warning> {
-        self.logs.warnings(window_start, now)
-    }
-
     /// The pulls, once the manifests of `index` are read (`manifests`): a
     /// pull by tag whose app-log line gives what was served (its content
     /// type and size) counts for the manifests the tag could have served
@@ -1264,9 +1245,11 @@ impl PullLogsRead {
     /// manifest could not be read.
     pub fn settle(self, index: &Index, manifests: &DigestMap<Loaded>) -> PullLogs {
         let PullLogsRead {
-            mut logs,
+            table,
             narrowable,
+            report,
         } = self;
+        let mut logs = PullLogs { table, report };
         let mut narrowed = 0;
         for (key, Narrowable { candidates, pull }) in narrowable {
             let fitting: Vec<Digest> = candidates
@@ -1356,11 +1339,9 @@ impl PullLogs {
             top_user_agents: reader.table.top_user_agents(),
         };
         Ok(PullLogsRead {
-            logs: PullLogs {
-                table: reader.table,
-                report,
-            },
+            table: reader.table,
             narrowable: reader.narrowable,
+            report,
         })
     }
 
@@ -1397,85 +1378,6 @@ impl PullLogs {
     pub fn last_pull(&self, repository: &str, reference: &str) -> Option<&LastPull> {
         self.table.get(repository, reference)
     }
-
-    /// Checks that the files together cover `window` back from `now`, for
-    /// `rule`, and records it in the report. Unless `assume_complete`, a
-    /// part no file covers is refused: over it, "no pull seen" would become
-    /// "not pulled".
-    pub fn check_coverage(
-        &mut self,
-        rule: &str,
-        window: Age,
-        now: SystemTime,
-        assume_complete: bool,
-    ) -> Result<(), PullLogError> {
-        let start = crate::clock::cutoff(now, window.duration());
-        let mut spans: Vec<(SystemTime, SystemTime)> = self
-            .report
-            .files
-            .iter()
-            .filter_map(|f| f.first.zip(f.last))
-            .collect();
-        spans.sort();
-        let mut covered: Vec<(SystemTime, SystemTime)> = Vec::new();
-        for (from, to) in spans {
-            match covered.last_mut() {
-                Some(last) if from <= last.1 + MAX_UNCOVERED => last.1 = last.1.max(to),
-                _ => covered.push((from, to)),
-            }
-        }
-        let mut missing = Vec::new();
-        let mut reached = start;
-        for (from, to) in &covered {
-            if *to < start {
-                continue;
-            }
-            if *from > reached {
-                missing.push(Span::new(reached, (*from).min(now)));
-            }
-            reached = reached.max(*to);
-        }
-        // The hour allowed after the last line is for a quiet registry; logs
-        // without a single dated line show nothing, however short the window.
-        if covered.is_empty() || reached + MAX_UNCOVERED < now {
-            missing.push(Span::new(reached, now));
-        }
-        let coverage = Coverage {
-            rule: rule.to_owned(),
-            window: window.to_string(),
-            window_seconds: window.as_secs(),
-            needed: Span::new(start, now),
-            covered: covered.iter().map(|(f, t)| Span::new(*f, *t)).collect(),
-            missing,
-            assumed_complete: assume_complete,
-        };
-        let refusal = (!coverage.missing.is_empty() && !assume_complete).then(|| {
-            let covered = if coverage.covered.is_empty() {
-                "the pull logs hold no line with a time".to_owned()
-            } else {
-                format!(
-                    "the pull logs cover {}",
-                    coverage
-                        .covered
-                        .iter()
-                        .map(Span::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            let missing: Vec<String> = coverage.missing.iter().map(Span::to_string).collect();
-            format!(
-                "{covered}, but {rule} looks back to {}: missing {}; over that time a pull would go unseen, so the pull rules are refused (give the logs of that time, a shorter window, or --pull-log-assume-complete to take what the logs show as everything)",
-                crate::clock::rfc3339(start),
-                missing.join(", ")
-            )
-        });
-        self.report.coverage = Some(coverage);
-        match refusal {
-            Some(message) => Err(PullLogError::Incomplete { message }),
-            None => Ok(()),
-        }
-    }
 }
 
 impl PullLogs {
@@ -1488,20 +1390,7 @@ impl PullLogs {
         }
         PullLogs {
             table,
-            report: PullLogReport {
-                files: Vec::new(),
-                lines: 0,
-                rejected: 0,
-                pulls: 0,
-                uncertain_pulls: 0,
-                references: 0,
-                first: None,
-                last: None,
-                coverage: None,
-                protected_by_digest_pull: 0,
-                narrowed: 0,
-                top_user_agents: Vec::new(),
-            },
+            report: PullLogReport::default(),
         }
     }
 
@@ -1522,22 +1411,6 @@ impl PullLogs {
             .filter(|(_, recorded)| recorded.named)
             .map(|(reference, recorded)| (reference, &recorded.pull))
             .max_by(|a, b| a.1.time.cmp(&b.1.time).then_with(|| b.0.cmp(&a.0)))
-    }
-
-    /// What the logs themselves suggest is missing from them, over the
-    /// window starting at `window_start` (or over all they hold) up to
-    /// `now`: the logs of some replicas, or the app log's request lines.
-    pub fn warnings(&self, window_start: Option<SystemTime>, now: SystemTime) -> Vec<Warning> {
-        let files = &self.report.files;
-        let mut warnings = Vec::new();
-        let from = window_start.or(self.report.first);
-        let to = self.report.last.map(|last| last.min(now));
-        if let Some((from, to)) = from.zip(to) {
-            warnings.extend(replicas_missing(files, from, to));
-        }
-        warnings.extend(app_lines_missing(files));
-        warnings.extend(heads_missing(files));
-        warnings
     }
 }
 
@@ -1720,6 +1593,100 @@ fn heads_missing(files: &[PullLogFile]) -> Option<Warning> {
 }
 
 impl PullLogReport {
+    /// Checks that the files together cover `window` back from `now`, for
+    /// `rule`, and records it in the report. Unless `assume_complete`, a
+    /// part no file covers is refused: over it, "no pull seen" would become
+    /// "not pulled".
+    pub fn check_coverage(
+        &mut self,
+        rule: &str,
+        window: Age,
+        now: SystemTime,
+        assume_complete: bool,
+    ) -> Result<(), PullLogError> {
+        let start = crate::clock::cutoff(now, window.duration());
+        let mut spans: Vec<(SystemTime, SystemTime)> = self
+            .files
+            .iter()
+            .filter_map(|f| f.first.zip(f.last))
+            .collect();
+        spans.sort();
+        let mut covered: Vec<(SystemTime, SystemTime)> = Vec::new();
+        for (from, to) in spans {
+            match covered.last_mut() {
+                Some(last) if from <= last.1 + MAX_UNCOVERED => last.1 = last.1.max(to),
+                _ => covered.push((from, to)),
+            }
+        }
+        let mut missing = Vec::new();
+        let mut reached = start;
+        for (from, to) in &covered {
+            if *to < start {
+                continue;
+            }
+            if *from > reached {
+                missing.push(Span::new(reached, (*from).min(now)));
+            }
+            reached = reached.max(*to);
+        }
+        // The hour allowed after the last line is for a quiet registry; logs
+        // without a single dated line show nothing, however short the window.
+        if covered.is_empty() || reached + MAX_UNCOVERED < now {
+            missing.push(Span::new(reached, now));
+        }
+        let coverage = Coverage {
+            rule: rule.to_owned(),
+            window: window.to_string(),
+            window_seconds: window.as_secs(),
+            needed: Span::new(start, now),
+            covered: covered.iter().map(|(f, t)| Span::new(*f, *t)).collect(),
+            missing,
+            assumed_complete: assume_complete,
+        };
+        let refusal = (!coverage.missing.is_empty() && !assume_complete).then(|| {
+            let covered = if coverage.covered.is_empty() {
+                "the pull logs hold no line with a time".to_owned()
+            } else {
+                format!(
+                    "the pull logs cover {}",
+                    coverage
+                        .covered
+                        .iter()
+                        .map(Span::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let missing: Vec<String> = coverage.missing.iter().map(Span::to_string).collect();
+            format!(
+                "{covered}, but {rule} looks back to {}: missing {}; over that time a pull would go unseen, so the pull rules are refused (give the logs of that time, a shorter window, or --pull-log-assume-complete to take what the logs show as everything)",
+                crate::clock::rfc3339(start),
+                missing.join(", ")
+            )
+        });
+        self.coverage = Some(coverage);
+        match refusal {
+            Some(message) => Err(PullLogError::Incomplete { message }),
+            None => Ok(()),
+        }
+    }
+
+    /// What the logs themselves suggest is missing from them, over the
+    /// window starting at `window_start` (or over all they hold) up to
+    /// `now`: the logs of some replicas, or the app log's request lines.
+    pub fn warnings(&self, window_start: Option<SystemTime>, now: SystemTime) -> Vec<Warning> {
+        let files = &self.files;
+        let mut warnings = Vec::new();
+        let from = window_start.or(self.first);
+        let to = self.last.map(|last| last.min(now));
+        if let Some((from, to)) = from.zip(to) {
+            warnings.extend(replicas_missing(files, from, to));
+        }
+        warnings.extend(app_lines_missing(files));
+        warnings.extend(heads_missing(files));
+        warnings
+    }
+
     /// One line for people, then one per file (with `all`, also the lines
     /// not read):
     ///

@@ -679,17 +679,7 @@ fn with_spans(spans: &[(&str, &str)]) -> PullLogs {
         table: PullTable::default(),
         report: PullLogReport {
             files,
-            lines: 0,
-            rejected: 0,
-            pulls: 0,
-            uncertain_pulls: 0,
-            references: 0,
-            first: None,
-            last: None,
-            coverage: None,
-            protected_by_digest_pull: 0,
-            narrowed: 0,
-            top_user_agents: Vec::new(),
+            ..PullLogReport::default()
         },
     }
 }
@@ -699,6 +689,7 @@ const DAY: u64 = 86_400;
 fn check(spans: &[(&str, &str)], days: u64, assume: bool) -> (Result<(), String>, Coverage) {
     let mut logs = with_spans(spans);
     let result = logs
+        .report
         .check_coverage(
             "--keep-pulled-within",
             Age::from_secs(days * DAY),
@@ -791,7 +782,7 @@ fn logs_without_a_dated_line_refuse_even_a_window_shorter_than_the_hour_allowed(
     // Every line of another format (a wrong --pull-log-format): nothing is
     // known, however short the window.
     let mut logs = with_spans(&[]);
-    let result = logs.check_coverage(
+    let result = logs.report.check_coverage(
         "--keep-pulled-within",
         Age::from_secs(600),
         at("2024-06-01T00:00:00Z"),
@@ -1243,7 +1234,9 @@ fn a_replica_whose_logs_stop_short_is_warned_about_naming_the_files() {
     let a = replica_log(dir.path(), "replica-a.log", &["aaaa"], 1, 30);
     let b = replica_log(dir.path(), "replica-b.log", &["bbbb"], 25, 30);
     let logs = read(&[a, b]);
-    let warnings = logs.warnings(Some(at("2024-05-01T00:00:00Z")), at("2024-05-31T00:00:00Z"));
+    let warnings = logs
+        .report
+        .warnings(Some(at("2024-05-01T00:00:00Z")), at("2024-05-31T00:00:00Z"));
     assert_eq!(
         kinds(&warnings),
         [WarningKind::PullLogReplicasMissing],
@@ -1269,9 +1262,9 @@ fn replicas_logged_over_the_same_time_and_restarts_are_not_warned_about() {
     // holding both).
     let a = replica_log(dir.path(), "a.log", &["aaaa"], 1, 30);
     let b = replica_log(dir.path(), "b.log", &["bbbb"], 1, 30);
-    assert!(read(&[a, b]).warnings(None, now).is_empty());
+    assert!(read(&[a, b]).report.warnings(None, now).is_empty());
     let both = replica_log(dir.path(), "both.log", &["aaaa", "bbbb"], 1, 30);
-    assert!(read(&[both]).warnings(None, now).is_empty());
+    assert!(read(&[both]).report.warnings(None, now).is_empty());
     // One registry restarted twice: a new instance.id each time, the
     // second restart a rolling update overlapping by a few minutes.
     let first = replica_log(dir.path(), "1.log", &["one"], 1, 10);
@@ -1283,9 +1276,9 @@ fn replicas_logged_over_the_same_time_and_restarts_are_not_warned_about() {
     let third = replica_log(dir.path(), "3.log", &["three"], 21, 30);
     let logs = read(&[first, second, overlap, third]);
     assert!(
-        logs.warnings(None, now).is_empty(),
+        logs.report.warnings(None, now).is_empty(),
         "{:?}",
-        logs.warnings(None, now)
+        logs.report.warnings(None, now)
     );
 }
 
@@ -1300,7 +1293,7 @@ fn an_app_log_of_registry_3_0_without_access_lines_is_warned_about() {
     let app = write_log(dir.path(), "app.log", &[v3_line("3.0.0")]);
     let logs = read(std::slice::from_ref(&app));
     assert_eq!(logs.report.files[0].versions, ["3.0.0"]);
-    let warnings = logs.warnings(None, at("2025-09-12T00:00:00Z"));
+    let warnings = logs.report.warnings(None, at("2025-09-12T00:00:00Z"));
     assert_eq!(
         kinds(&warnings),
         [WarningKind::PullLogHeadsMissing],
@@ -1321,6 +1314,7 @@ fn an_app_log_of_registry_3_0_without_access_lines_is_warned_about() {
     let access = write_log(dir.path(), "access.log", &[CRIO_ACCESS.to_owned()]);
     assert!(
         read(&[app, access])
+            .report
             .warnings(None, at("2025-09-12T00:00:00Z"))
             .is_empty()
     );
@@ -1328,6 +1322,7 @@ fn an_app_log_of_registry_3_0_without_access_lines_is_warned_about() {
         let fixed = write_log(dir.path(), "fixed.log", &[v3_line(version)]);
         assert!(
             read(&[fixed])
+                .report
                 .warnings(None, at("2025-09-12T00:00:00Z"))
                 .is_empty(),
             "{version}"
@@ -1345,7 +1340,7 @@ fn an_app_log_without_response_completed_beside_access_lines_is_warned_about() {
         &[r#"time="2025-09-11T08:01:27Z" level=warning msg="error authorizing context: basic authentication challenge""#.to_owned()],
     );
     let logs = read(&[access.clone(), quiet]);
-    let warnings = logs.warnings(None, at("2025-09-12T00:00:00Z"));
+    let warnings = logs.report.warnings(None, at("2025-09-12T00:00:00Z"));
     assert_eq!(
         kinds(&warnings),
         [WarningKind::PullLogAppLinesMissing],
@@ -1360,12 +1355,14 @@ fn an_app_log_without_response_completed_beside_access_lines_is_warned_about() {
     // The access log alone (nginx), or an app log at info: nothing to say.
     assert!(
         read(std::slice::from_ref(&access))
+            .report
             .warnings(None, at("2025-09-12T00:00:00Z"))
             .is_empty()
     );
     let info = write_log(dir.path(), "info.log", &[CRIO_APP.to_owned()]);
     assert!(
         read(&[access, info])
+            .report
             .warnings(None, at("2025-09-12T00:00:00Z"))
             .is_empty()
     );
