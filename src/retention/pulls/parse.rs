@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use crate::digest::Digest;
+
 /// The payload formats read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Format {
@@ -597,13 +599,7 @@ fn number<T: TryFrom<u64>>(value: &Value) -> Option<T> {
 
 /// A `sha256:` digest as a `Docker-Content-Digest` header gives it.
 fn digest_value(text: &str) -> Option<Cow<'static, str>> {
-    let text = text.trim();
-    let hex = text.strip_prefix("sha256:")?;
-    (hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-    .then(|| Cow::Owned(text.to_owned()))
+    Digest::parse(text.trim()).map(|digest| Cow::Owned(digest.to_string()))
 }
 
 /// A header of a JSON map of headers (`{"Name": ["value"]}` as Caddy logs
