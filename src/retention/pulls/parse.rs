@@ -242,7 +242,7 @@ fn recognise(trimmed: &str, collected: Option<SystemTime>) -> Parsed<'_> {
         if TTY.is_match(&plain) {
             return parse_tty(&plain, collected).into_owned();
         }
-        return Parsed::Rejected("not a registry app log or combined-format access line");
+        return Parsed::Rejected(UNKNOWN_SHAPE);
     }
     if TTY.is_match(trimmed) {
         return parse_tty(trimmed, collected);
@@ -250,8 +250,11 @@ fn recognise(trimmed: &str, collected: Option<SystemTime>) -> Parsed<'_> {
     if let Some(parsed) = parse_combined(trimmed) {
         return parsed;
     }
-    Parsed::Rejected("not a registry app log or combined-format access line")
+    Parsed::Rejected(UNKNOWN_SHAPE)
 }
+
+/// Why a line of no known shape is rejected.
+const UNKNOWN_SHAPE: &str = "not a registry app log or combined-format access line";
 
 /// `INFO[0042] ...`: logrus' format when stderr is a terminal. The bracket
 /// holds seconds since the start, or a time with `FullTimestamp`.
@@ -366,7 +369,7 @@ fn parse_text(line: &str) -> Parsed<'_> {
 /// or the bracket's when it holds a full time.
 fn parse_tty(line: &str, collected: Option<SystemTime>) -> Parsed<'_> {
     let Some(head) = TTY.captures(line) else {
-        return Parsed::Rejected("not a registry app log or combined-format access line");
+        return Parsed::Rejected(UNKNOWN_SHAPE);
     };
     let bracket = head.get(1).map_or("", |m| m.as_str());
     let own = (!bracket.bytes().all(|b| b.is_ascii_digit()))
