@@ -640,16 +640,7 @@ fn trash_empty(args: TrashEmptyArgs) -> ExitStatus {
         }
         plan.run()
     };
-    let status = problems_status(&outcome.problems);
-    if args.json {
-        print_json_with_code(&outcome, status);
-    } else {
-        let mut stdout = buffered_stdout();
-        let _ = outcome
-            .write_summary(&mut stdout, &args.dir)
-            .and_then(|()| stdout.flush());
-    }
-    report_problems(&outcome.problems)
+    empty_outcome(&outcome, &args)
 }
 
 /// Shows the batches `trash empty` would delete (through `show`) and asks;
@@ -694,9 +685,15 @@ fn bucket_trash_empty(args: TrashEmptyArgs) -> ExitStatus {
         Ok(outcome) => outcome,
         Err(e) => return report_result_json("trash empty", json_target, Err(e)),
     };
+    empty_outcome(&outcome, &args)
+}
+
+/// What `trash empty` did, on a directory or a bucket: the JSON report or
+/// the summary, the problems on stderr, and the exit status.
+fn empty_outcome(outcome: &trash::EmptyOutcome, args: &TrashEmptyArgs) -> ExitStatus {
     let status = problems_status(&outcome.problems);
     if args.json {
-        print_json_with_code(&outcome, status);
+        print_json_with_code(outcome, status);
     } else {
         let mut stdout = buffered_stdout();
         let _ = outcome
