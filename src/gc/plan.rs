@@ -541,6 +541,20 @@ pub struct RepositoryReclaim {
     pub bytes: u64,
 }
 
+/// Repositories that still hold something a sweep did not delete: see
+/// [`Plan::unfinished_repositories`].
+#[derive(Debug, Clone, Default)]
+pub struct UnfinishedRepositories(Vec<bool>);
+
+impl UnfinishedRepositories {
+    /// Whether `candidate` belongs to such a repository and so stays.
+    pub fn hold(&self, candidate: &Candidate) -> bool {
+        candidate
+            .repository()
+            .is_some_and(|r| self.0.get(r as usize) == Some(&true))
+    }
+}
+
 /// The plan.
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -918,22 +932,28 @@ impl Plan {
         ranges
     }
 
-    /// Per repository (of `repositories`), whether a candidate of it before
-    /// position `before` is not `gone`: such a repository is not removed,
-    /// since it goes only once everything else of it went.
-    pub fn incomplete_repositories(
+    /// For the candidates of `kind`, which start at position `before`: the
+    /// repositories (of `repositories`) with a candidate before it that is
+    /// not `gone`. A repository goes only once everything else of it went,
+    /// so for [`CandidateKind::Repository`] those stay; other kinds are
+    /// never held back this way.
+    pub fn unfinished_repositories(
         &self,
+        kind: CandidateKind,
         before: usize,
         gone: &[bool],
         repositories: usize,
-    ) -> Vec<bool> {
-        let mut incomplete = vec![false; repositories];
+    ) -> UnfinishedRepositories {
+        if kind != CandidateKind::Repository {
+            return UnfinishedRepositories::default();
+        }
+        let mut unfinished = vec![false; repositories];
         for (c, g) in self.candidates[..before].iter().zip(gone) {
             if let (Some(r), false) = (c.repository(), *g) {
-                incomplete[r as usize] = true;
+                unfinished[r as usize] = true;
             }
         }
-        incomplete
+        UnfinishedRepositories(unfinished)
     }
 
     /// The counts after the candidates for which `deleted` is true are gone.

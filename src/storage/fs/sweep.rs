@@ -132,11 +132,8 @@ pub fn sweep(
             held = Held::after_failures(layout, index, plan, &failed);
         }
         // A repository goes only if everything else of it went.
-        let incomplete: Vec<bool> = if kind == CandidateKind::Repository {
-            plan.incomplete_repositories(range.start, &gone, index.repositories.len())
-        } else {
-            Vec::new()
-        };
+        let unfinished =
+            plan.unfinished_repositories(kind, range.start, &gone, index.repositories.len());
         let one = |i: usize, candidate: &Candidate, parent: Option<&Dir>, gone: &mut bool| {
             if crashed.load(Ordering::Relaxed) || quit() {
                 return;
@@ -147,10 +144,7 @@ pub fn sweep(
                     return;
                 }
             }
-            if candidate
-                .repository()
-                .is_some_and(|r| incomplete.get(r as usize) == Some(&true))
-            {
+            if unfinished.hold(candidate) {
                 task.inc(1);
                 return;
             }

@@ -95,12 +95,8 @@ pub fn sweep(
                 }
             }
             // A repository goes only if everything else of it went.
-            let incomplete = match kind {
-                CandidateKind::Repository => {
-                    plan.incomplete_repositories(range.start, &gone, index.repositories.len())
-                }
-                _ => Vec::new(),
-            };
+            let unfinished =
+                plan.unfinished_repositories(kind, range.start, &gone, index.repositories.len());
             // (candidate position, keys) for this kind.
             let mut work: Vec<(usize, Vec<String>)> = Vec::with_capacity(count);
             for i in range {
@@ -119,10 +115,7 @@ pub fn sweep(
                     task.inc(1);
                     continue;
                 }
-                if candidate
-                    .repository()
-                    .is_some_and(|r| incomplete.get(r as usize) == Some(&true))
-                {
+                if unfinished.hold(candidate) {
                     task.inc(1);
                     continue;
                 }
